@@ -1,0 +1,50 @@
+// Durable file operations. WriteFileAtomic is how every piece of device state reaches disk:
+// write a temporary file, fsync it, rename it over the old one, fsync the directory. A crash or
+// power cut at any point leaves either the old or the new content, never a mix (DESIGN.md §8).
+// Thread-safe: no shared state.
+#ifndef X1368_CORE_FILE_UTIL_H_
+#define X1368_CORE_FILE_UTIL_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/strings/string_view.h"
+#include "absl/status/statusor.h"
+
+namespace x1368::core {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+// Reads at most `max_bytes`; a larger file is an error, so a corrupt or hostile file cannot make
+// the reader allocate without bound.
+absl::StatusOr<std::string> ReadFileLimited(const std::string& path, uint64_t max_bytes);
+
+absl::Status WriteFileAtomic(const std::string& path, absl::string_view data, int mode = 0644);
+
+// mkdir -p, with `mode` for directories it creates.
+absl::Status MakeDirs(const std::string& path, int mode = 0755);
+
+// Size of a file, or NotFound.
+absl::StatusOr<uint64_t> FileSize(const std::string& path);
+
+// Reads `length` bytes at `offset` (fewer at the end of the file).
+absl::StatusOr<std::string> ReadFileRange(const std::string& path, uint64_t offset,
+                                          uint64_t length);
+
+// Writes `data` at `offset` of an existing or new file (no fsync; see SyncFile).
+absl::Status WriteFileRange(const std::string& path, uint64_t offset, absl::string_view data);
+
+absl::Status SyncFile(const std::string& path);
+
+bool PathExists(const std::string& path);
+
+// Directory part of a path ("." when it has none).
+std::string DirName(const std::string& path);
+
+// `path` unchanged when absolute, else relative to `base_dir`.
+std::string ResolvePath(const std::string& base_dir, const std::string& path);
+
+}  // namespace x1368::core
+
+#endif  // X1368_CORE_FILE_UTIL_H_

@@ -1,0 +1,75 @@
+// A small HTTP server and client (cpp-httplib behind this header) for the metrics endpoint,
+// root's admin API and trackerctl. Handlers run on the server's worker threads: a handler that
+// needs node state posts to the node's EventLoop and waits for the answer.
+// HttpServer and HttpClient are thread-safe.
+#ifndef X1368_CORE_HTTP_H_
+#define X1368_CORE_HTTP_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+
+namespace x1368::core {
+
+struct HttpRequest {
+  std::string method;
+  std::string path;
+  std::map<std::string, std::string> params;  // query parameters
+  std::string authorization;                  // the Authorization header
+  std::string body;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "text/plain";
+  std::string body;
+};
+
+using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+
+class HttpServer {
+ public:
+  HttpServer();
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Register before Start().
+  void Get(const std::string& path, HttpHandler handler);
+  void Post(const std::string& path, HttpHandler handler);
+  void set_max_body_bytes(size_t bytes);
+
+  // Binds `listen` ("host:port"; port 0 picks a free one) and serves in the background.
+  // Returns the bound port.
+  absl::StatusOr<int> Start(const std::string& listen);
+  void Stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::thread thread_;
+};
+
+// Splits "host:port"; the port must be 0-65535.
+absl::Status ParseHostPort(const std::string& listen, std::string* host, int* port);
+
+class HttpClient {
+ public:
+  // `base_url`: "http://host:port". `bearer_token` is sent as Authorization when non-empty.
+  HttpClient(std::string base_url, std::string bearer_token);
+  absl::StatusOr<HttpResponse> Get(const std::string& path);
+  absl::StatusOr<HttpResponse> Post(const std::string& path, const std::string& body,
+                                    const std::string& content_type);
+
+ private:
+  std::string base_url_;
+  std::string token_;
+};
+
+}  // namespace x1368::core
+
+#endif  // X1368_CORE_HTTP_H_

@@ -1,0 +1,34 @@
+// Author-signed manifests (X.1368 §3.2.4, §11.4 b; DESIGN.md §5 "author keys are separate from
+// tracker keys"). A device installs only what an author named by root for that component signed:
+// a compromised tracker alone cannot make a device install anything.
+// Thread-safe: pure functions over a thread-safe TrustStore.
+#ifndef X1368_CORE_MANIFEST_H_
+#define X1368_CORE_MANIFEST_H_
+
+#include "absl/strings/string_view.h"
+#include "absl/status/statusor.h"
+#include "x1368/core/crypto.h"
+#include "x1368/core/trust.h"
+#include "x1368/v1/manifest.pb.h"
+
+namespace x1368::core {
+
+inline constexpr absl::string_view kChunkServiceUri = "x1368:chunks";
+
+// Checks the fields a device relies on: component and author ids, version label, a positive
+// sequence number, at least one hardware class, a 32-byte digest, a size. MANIFEST_MALFORMED.
+absl::Status ValidateManifest(const v1::Manifest& manifest);
+
+// Signs `manifest` with the author's key; `author_cert` is embedded for devices to check.
+absl::StatusOr<v1::SignedManifest> SignManifest(const PrivateKey& author_key,
+                                                const v1::DelegationCert& author_cert,
+                                                const v1::Manifest& manifest);
+
+// Verifies the author certificate (root-issued, role AUTHOR, scope covering the component) and
+// the signature, and returns the manifest. Rejections: MANIFEST_MALFORMED, AUTHOR_NOT_TRUSTED,
+// MANIFEST_BAD_SIGNATURE.
+absl::StatusOr<v1::Manifest> VerifyManifest(TrustStore& trust, const v1::SignedManifest& signed_manifest);
+
+}  // namespace x1368::core
+
+#endif  // X1368_CORE_MANIFEST_H_

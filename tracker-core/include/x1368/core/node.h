@@ -1,0 +1,102 @@
+// What every status-tracker module shares: its configuration keys, its identity (key,
+// certificate, root anchor), the sealer/opener pair with their sequence state, presence, and
+// metrics. Root, intermediate and client each build one NodeContext and add their own logic.
+// Not thread-safe except where noted: the context belongs to the node's event loop.
+#ifndef X1368_CORE_NODE_H_
+#define X1368_CORE_NODE_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "absl/status/statusor.h"
+#include "x1368/core/clock.h"
+#include "x1368/core/config.h"
+#include "x1368/core/envelope.h"
+#include "x1368/core/kv_store.h"
+#include "x1368/core/metrics.h"
+#include "x1368/core/sequence.h"
+#include "x1368/core/transport.h"
+#include "x1368/core/trust.h"
+
+namespace x1368::core {
+
+struct NodeConfig {
+  std::string node_id;
+  std::string topic_prefix{"x1368"};
+  std::string key_file;
+  std::string cert_file;  // absent for the root
+  std::string root_id{"root"};
+  std::string root_public_key_file;
+  std::string data_dir;
+  EnvelopeLimits limits;
+  int64_t message_ttl_ms = 10 * 60 * 1000;  // validity of ordinary messages
+  std::string log_level{"warn"};
+  std::string metrics_listen;  // "host:port"; empty: no endpoint
+};
+
+// Reads the common keys: node_id, topic_prefix, key, cert, data_dir, root.id,
+// root.public_key, limits.max_message_bytes, limits.clock_skew_s, limits.message_ttl_s,
+// log.level, metrics.listen. Errors are recorded in `file`.
+NodeConfig ReadNodeConfig(ConfigFile& file, bool needs_cert);
+
+// Reads [<section>]: broker, tls.ca, tls.cert, tls.key, keepalive_s, session_expiry_s,
+// max_buffered.
+TransportOptions ReadLinkConfig(ConfigFile& file, absl::string_view section,
+                                absl::string_view client_id);
+
+class NodeContext {
+ public:
+  // Loads the key, certificate and root anchor named by `config`; `store` keeps the sequence
+  // state and must outlive the context.
+  static absl::StatusOr<std::unique_ptr<NodeContext>> Create(const NodeConfig& config,
+                                                             KvStore* store, const Clock* clock);
+
+  const NodeConfig& config() const { return config_; }
+  const std::string& id() const { return config_.node_id; }
+  const std::string& prefix() const { return config_.topic_prefix; }
+  const Clock& clock() const { return *clock_; }
+  TrustStore& trust() { return *trust_; }
+  EnvelopeSealer& sealer() { return *sealer_; }
+  EnvelopeOpener& opener() { return *opener_; }
+  ReplayGuard& replay() { return *replay_; }
+  Metrics& metrics() { return metrics_; }
+  KvStore& store() { return *store_; }
+  const Identity& self() const { return *self_; }
+
+  // Seals `body` for `recipient` with the default TTL.
+  absl::StatusOr<std::string> Seal(absl::string_view recipient, v1::Body body);
+
+  // Counts a rejected message by reason and logs it; DUPLICATE is counted as a duplicate only.
+  void CountRejection(const absl::Status& status, absl::string_view where);
+
+  // Presence for the upstream link (thread-safe: called from the transport's connect thread).
+  // Each call starts a new epoch; returns the Will ("offline") for the coming connection and
+  // remembers the "online" message to publish once connected.
+  std::optional<MqttMessage> NextPresenceWill(const std::string& parent_id);
+  std::optional<MqttMessage> OnlinePresence();
+
+ private:
+  NodeContext() = default;
+
+  NodeConfig config_;
+  const Clock* clock_ = nullptr;
+  KvStore* store_ = nullptr;
+  std::shared_ptr<const Identity> self_;
+  std::unique_ptr<TrustStore> trust_;
+  std::unique_ptr<SeqCounter> seq_;
+  std::unique_ptr<SeqCounter> presence_epoch_;
+  std::unique_ptr<ReplayGuard> replay_;
+  std::unique_ptr<EnvelopeSealer> sealer_;
+  std::unique_ptr<EnvelopeOpener> opener_;
+  Metrics metrics_;
+  Metric* duplicates_ = nullptr;
+
+  absl::Mutex presence_mu_;
+  std::optional<MqttMessage> online_ ABSL_GUARDED_BY(presence_mu_);
+};
+
+}  // namespace x1368::core
+
+#endif  // X1368_CORE_NODE_H_

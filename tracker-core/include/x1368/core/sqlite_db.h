@@ -1,0 +1,72 @@
+// A thin RAII layer over SQLite for the trackers' stores (DESIGN.md §9): the database opens in
+// WAL mode with full synchronous commits, statements are prepared once and reused, and every
+// error comes back as an absl::Status naming the statement.
+// Not thread-safe: one SqliteDb belongs to one event loop (SQLite itself runs serialized).
+#ifndef X1368_CORE_SQLITE_DB_H_
+#define X1368_CORE_SQLITE_DB_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/strings/string_view.h"
+#include "absl/status/statusor.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace x1368::core {
+
+class SqliteStatement {
+ public:
+  SqliteStatement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  ~SqliteStatement();
+  SqliteStatement(const SqliteStatement&) = delete;
+  SqliteStatement& operator=(const SqliteStatement&) = delete;
+
+  // Parameters are 1-based, as in SQLite.
+  SqliteStatement& Bind(int index, int64_t value);
+  SqliteStatement& Bind(int index, absl::string_view text);
+  SqliteStatement& BindBlob(int index, absl::string_view blob);
+  // Steps once: true with a row, false when done.
+  absl::StatusOr<bool> Step();
+  // Steps to completion, ignoring rows; then resets for reuse.
+  absl::Status Run();
+  void Reset();
+
+  int64_t ColumnInt(int index) const;
+  std::string ColumnText(int index) const;
+  bool ColumnIsNull(int index) const;
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+};
+
+class SqliteDb {
+ public:
+  static absl::StatusOr<std::unique_ptr<SqliteDb>> Open(const std::string& path);
+  ~SqliteDb();
+  SqliteDb(const SqliteDb&) = delete;
+  SqliteDb& operator=(const SqliteDb&) = delete;
+
+  absl::Status Exec(absl::string_view sql);
+  absl::StatusOr<std::unique_ptr<SqliteStatement>> Prepare(absl::string_view sql);
+
+  // BEGIN IMMEDIATE / COMMIT / ROLLBACK.
+  absl::Status Begin();
+  absl::Status Commit();
+  void Rollback();
+
+  const std::string& path() const { return path_; }
+
+ private:
+  SqliteDb(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  sqlite3* db_;
+  std::string path_;
+};
+
+}  // namespace x1368::core
+
+#endif  // X1368_CORE_SQLITE_DB_H_

@@ -1,0 +1,270 @@
+// The only file that includes Paho. See transport.h for the contract.
+#include <mqtt/async_client.h>
+
+#include <atomic>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "spdlog/spdlog.h"
+#include "x1368/core/transport.h"
+
+namespace x1368::core {
+
+bool TopicMatchesFilter(absl::string_view filter, absl::string_view topic) {
+  std::vector<absl::string_view> f = absl::StrSplit(filter, '/');
+  std::vector<absl::string_view> t = absl::StrSplit(topic, '/');
+  for (size_t i = 0; i < f.size(); ++i) {
+    if (f[i] == "#") return true;
+    if (i >= t.size()) return false;
+    if (f[i] != "+" && f[i] != t[i]) return false;
+  }
+  return f.size() == t.size();
+}
+
+namespace {
+
+class MqttTransport final : public Transport {
+ public:
+  explicit MqttTransport(TransportOptions options) : opts_(std::move(options)) {}
+
+  ~MqttTransport() override { Stop(); }
+
+  void SetMessageHandler(MessageHandler handler) override {
+    absl::MutexLock lock(&mu_);
+    on_message_ = std::move(handler);
+  }
+  void SetConnectHandler(ConnectHandler handler) override {
+    absl::MutexLock lock(&mu_);
+    on_connect_ = std::move(handler);
+  }
+  void SetWillProvider(WillProvider provider) override {
+    absl::MutexLock lock(&mu_);
+    will_provider_ = std::move(provider);
+  }
+
+  void AddSubscription(const std::string& filter) override {
+    bool now = false;
+    {
+      absl::MutexLock lock(&mu_);
+      filters_.push_back(filter);
+      now = connected_;
+    }
+    if (now) {
+      try {
+        client_->subscribe(filter, 1)->wait_for(std::chrono::seconds(5));
+      } catch (const mqtt::exception& e) {
+        spdlog::warn("event=mqtt.subscribe_failed filter={} error=\"{}\"", filter, e.what());
+      }
+    }
+  }
+
+  absl::Status Start() override {
+    try {
+      auto create = mqtt::create_options_builder()
+                        .mqtt_version(MQTTVERSION_5)
+                        .send_while_disconnected(true, /*anyTime=*/true)
+                        .max_buffered_messages(opts_.max_buffered)
+                        .delete_oldest_messages(true)
+                        .finalize();
+      client_ = std::make_unique<mqtt::async_client>(opts_.broker_uri, opts_.client_id, create);
+    } catch (const mqtt::exception& e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("MQTT client for ", opts_.broker_uri, ": ", e.what()));
+    }
+    client_->set_message_callback([this](mqtt::const_message_ptr msg) {
+      stats_received_.fetch_add(1);
+      MessageHandler handler;
+      {
+        absl::MutexLock lock(&mu_);
+        handler = on_message_;
+      }
+      if (handler) handler(MqttMessage{msg->get_topic(), msg->get_payload_str(), msg->is_retained()});
+    });
+    auto lost = [this](const std::string& cause) {
+      absl::MutexLock lock(&mu_);
+      if (connected_) stats_losses_.fetch_add(1);
+      connected_ = false;
+      want_connect_ = true;
+      spdlog::info("event=mqtt.connection_lost broker={} cause=\"{}\"", opts_.broker_uri, cause);
+    };
+    client_->set_connection_lost_handler(lost);
+    client_->set_disconnected_handler(
+        [lost](const mqtt::properties&, mqtt::ReasonCode rc) { lost(absl::StrCat("server disconnect ", static_cast<int>(rc))); });
+    {
+      absl::MutexLock lock(&mu_);
+      want_connect_ = true;
+    }
+    worker_ = std::thread([this] { ConnectLoop(); });
+    return absl::OkStatus();
+  }
+
+  absl::Status Publish(const MqttMessage& m) override {
+    if (client_ == nullptr) return absl::FailedPreconditionError("transport not started");
+    try {
+      auto msg = mqtt::make_message(m.topic, m.payload, 1, m.retained);
+      client_->publish(msg);
+      stats_published_.fetch_add(1);
+      return absl::OkStatus();
+    } catch (const mqtt::exception& e) {
+      stats_publish_errors_.fetch_add(1);
+      return absl::UnavailableError(absl::StrCat("publish to ", m.topic, ": ", e.what()));
+    }
+  }
+
+  void Stop() override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stop_) return;
+      stop_ = true;
+    }
+    if (worker_.joinable()) worker_.join();
+    if (client_ != nullptr) {
+      try {
+        if (client_->is_connected()) client_->disconnect()->wait_for(std::chrono::seconds(2));
+      } catch (const mqtt::exception&) {
+      }
+      absl::MutexLock lock(&mu_);
+      connected_ = false;
+    }
+  }
+
+  bool connected() const override {
+    absl::MutexLock lock(&mu_);
+    return connected_;
+  }
+
+  TransportStats stats() const override {
+    TransportStats s;
+    s.connects = stats_connects_.load();
+    s.connection_losses = stats_losses_.load();
+    s.published = stats_published_.load();
+    s.publish_errors = stats_publish_errors_.load();
+    s.received = stats_received_.load();
+    return s;
+  }
+
+  const TransportOptions& options() const override { return opts_; }
+
+ private:
+  mqtt::connect_options BuildConnectOptions(const std::optional<MqttMessage>& will) {
+    mqtt::connect_options_builder b;
+    b.mqtt_version(MQTTVERSION_5)
+        .clean_start(opts_.session_expiry_s == 0)
+        .keep_alive_interval(std::chrono::seconds(opts_.keepalive_s))
+        .connect_timeout(std::chrono::milliseconds(absl::ToInt64Milliseconds(opts_.connect_timeout)));
+    if (opts_.session_expiry_s > 0) {
+      b.properties({mqtt::property(mqtt::property::SESSION_EXPIRY_INTERVAL, opts_.session_expiry_s)});
+    }
+    if (will) {
+      b.will(mqtt::message(will->topic, will->payload, 1, will->retained));
+    }
+    if (opts_.tls.enabled()) {
+      auto ssl = mqtt::ssl_options_builder()
+                     .trust_store(opts_.tls.ca_file)
+                     .key_store(opts_.tls.cert_file)
+                     .private_key(opts_.tls.key_file)
+                     .enable_server_cert_auth(true)
+                     .verify(true)
+                     .finalize();
+      b.ssl(ssl);
+    }
+    return b.finalize();
+  }
+
+  bool TryConnect() {
+    WillProvider provider;
+    {
+      absl::MutexLock lock(&mu_);
+      provider = will_provider_;
+    }
+    std::optional<MqttMessage> will;
+    if (provider) will = provider();
+    try {
+      auto tok = client_->connect(BuildConnectOptions(will));
+      int64_t timeout_ms = absl::ToInt64Milliseconds(opts_.connect_timeout) + 1000;
+      if (!tok->wait_for(std::chrono::milliseconds(timeout_ms)) || !client_->is_connected()) {
+        try {
+          client_->disconnect()->wait_for(std::chrono::seconds(1));
+        } catch (const mqtt::exception&) {
+        }
+        return false;
+      }
+      std::vector<std::string> filters;
+      {
+        absl::MutexLock lock(&mu_);
+        filters = filters_;
+      }
+      for (const std::string& f : filters) {
+        if (!client_->subscribe(f, 1)->wait_for(std::chrono::seconds(10))) return false;
+      }
+      return true;
+    } catch (const mqtt::exception& e) {
+      spdlog::debug("event=mqtt.connect_failed broker={} error=\"{}\"", opts_.broker_uri, e.what());
+      return false;
+    }
+  }
+
+  void ConnectLoop() {
+    std::mt19937_64 rng(std::random_device{}());
+    absl::Duration backoff = opts_.min_backoff;
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        auto wake = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || want_connect_; };
+        mu_.Await(absl::Condition(&wake));
+        if (stop_) return;
+      }
+      if (TryConnect()) {
+        ConnectHandler handler;
+        {
+          absl::MutexLock lock(&mu_);
+          connected_ = true;
+          want_connect_ = false;
+          handler = on_connect_;
+        }
+        stats_connects_.fetch_add(1);
+        backoff = opts_.min_backoff;
+        spdlog::info("event=mqtt.connected broker={} client_id={}", opts_.broker_uri, opts_.client_id);
+        if (handler) handler();
+        continue;
+      }
+      // Full jitter keeps a fleet that lost its broker from reconnecting in lockstep.
+      double jitter = std::uniform_real_distribution<double>(0.5, 1.0)(rng);
+      absl::Duration wait = backoff * jitter;
+      backoff = std::min(backoff * 2, opts_.max_backoff);
+      absl::MutexLock lock(&mu_);
+      auto stopping = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_; };
+      mu_.AwaitWithTimeout(absl::Condition(&stopping), wait);
+      if (stop_) return;
+    }
+  }
+
+  const TransportOptions opts_;
+  std::unique_ptr<mqtt::async_client> client_;
+  std::thread worker_;
+
+  mutable absl::Mutex mu_;
+  MessageHandler on_message_ ABSL_GUARDED_BY(mu_);
+  ConnectHandler on_connect_ ABSL_GUARDED_BY(mu_);
+  WillProvider will_provider_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> filters_ ABSL_GUARDED_BY(mu_);
+  bool connected_ ABSL_GUARDED_BY(mu_) = false;
+  bool want_connect_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::atomic<uint64_t> stats_connects_{0}, stats_losses_{0}, stats_published_{0},
+      stats_publish_errors_{0}, stats_received_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<Transport> MakeMqttTransport(TransportOptions options) {
+  return std::make_unique<MqttTransport>(std::move(options));
+}
+
+}  // namespace x1368::core
