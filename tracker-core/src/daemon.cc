@@ -3,6 +3,12 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <cstdio>
+#include <iostream>
+
+#include "CLI/CLI.hpp"
+#include "x1368/core/log.h"
+
 namespace x1368::core {
 namespace {
 sigset_t TerminationSet() {
@@ -32,6 +38,87 @@ std::thread WatchTerminationSignals(std::function<void(int)> on_signal) {
       return;
     }
   });
+}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> StartMetricsServer(
+    const std::string& listen, Metrics* metrics, std::function<std::string()> extra) {
+  auto server = std::make_unique<HttpServer>();
+  server->Get("/metrics", [metrics, extra](const HttpRequest&) {
+    HttpResponse r;
+    r.content_type = "text/plain; version=0.0.4";
+    r.body = metrics->RenderPrometheus();
+    if (extra) r.body += extra();
+    return r;
+  });
+  server->Get("/healthz", [](const HttpRequest&) { return HttpResponse{200, "text/plain", "ok\n"}; });
+  auto port = server->Start(listen);
+  if (!port.ok()) return port.status();
+  return server;
+}
+
+int RunDaemon(int argc, char** argv, const std::string& name, const std::string& description,
+              const std::function<DaemonSetup(ConfigFile&)>& read) {
+  BlockTerminationSignals();
+  CLI::App app(description, name);
+  std::string config_path;
+  bool check_only = false;
+  app.add_option("-c,--config", config_path, "TOML configuration file")->required();
+  app.add_flag("--check-config", check_only, "validate the configuration file and exit");
+  app.set_version_flag("--version", "x1368 tracker 0.1.0");
+  CLI11_PARSE(app, argc, argv);
+
+  auto file = ConfigFile::Load(config_path);
+  if (!file.ok()) {
+    std::cerr << name << ": " << file.status().message() << "\n";
+    return 2;
+  }
+  DaemonSetup setup = read(*file);
+  if (absl::Status s = file->Finish(); !s.ok()) {
+    std::cerr << name << ": invalid configuration:\n" << s.message() << "\n";
+    return 2;
+  }
+  if (check_only) {
+    std::cout << config_path << ": OK\n";
+    return 0;
+  }
+  if (absl::Status s = InitLogging(setup.node.node_id, setup.node.log_level); !s.ok()) {
+    std::cerr << name << ": " << s.message() << "\n";
+    return 2;
+  }
+  EventLoop loop;
+  auto daemon = setup.build(&loop);
+  if (!daemon.ok()) {
+    spdlog::critical("event=start_failed error=\"{}\"", daemon.status().message());
+    std::cerr << name << ": " << daemon.status().message() << "\n";
+    return 1;
+  }
+  if (absl::Status s = (*daemon)->Start(); !s.ok()) {
+    std::cerr << name << ": " << s.message() << "\n";
+    return 1;
+  }
+  std::unique_ptr<HttpServer> metrics_server;
+  if (!setup.node.metrics_listen.empty()) {
+    Daemon* d = daemon->get();
+    auto server = StartMetricsServer(setup.node.metrics_listen, d->metrics(),
+                                     [d] { return d->ExtraMetrics(); });
+    if (!server.ok()) {
+      std::cerr << name << ": metrics endpoint: " << server.status().message() << "\n";
+      (*daemon)->Stop();
+      return 1;
+    }
+    metrics_server = std::move(*server);
+  }
+  std::thread signals = WatchTerminationSignals([&loop](int sig) {
+    spdlog::info("event=shutdown signal={}", sig);
+    loop.Stop();
+  });
+  spdlog::info("event=started");
+  loop.Run();
+  if (metrics_server) metrics_server->Stop();
+  (*daemon)->Stop();
+  signals.join();
+  spdlog::info("event=stopped");
+  return 0;
 }
 
 }  // namespace x1368::core

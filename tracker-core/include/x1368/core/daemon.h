@@ -3,7 +3,16 @@
 #define X1368_CORE_DAEMON_H_
 
 #include <functional>
+#include <memory>
+#include <string>
 #include <thread>
+
+#include "absl/status/statusor.h"
+#include "x1368/core/config.h"
+#include "x1368/core/event_loop.h"
+#include "x1368/core/http.h"
+#include "x1368/core/metrics.h"
+#include "x1368/core/node.h"
 
 namespace x1368::core {
 
@@ -14,6 +23,34 @@ void BlockTerminationSignals();
 // Starts a thread that waits for SIGTERM or SIGINT and then calls `on_signal` once. The returned
 // thread is detached by the caller or joined after the signal.
 std::thread WatchTerminationSignals(std::function<void(int signal)> on_signal);
+
+// Serves GET /metrics (Prometheus text: `metrics` plus whatever `extra` renders) and
+// GET /healthz on `listen` ("host:port"). Returns the running server.
+absl::StatusOr<std::unique_ptr<HttpServer>> StartMetricsServer(
+    const std::string& listen, Metrics* metrics, std::function<std::string()> extra = {});
+
+// A running daemon (tracker-root, tracker-intermediate, tracker-client) as RunDaemon sees it.
+class Daemon {
+ public:
+  virtual ~Daemon() = default;
+  virtual absl::Status Start() = 0;
+  virtual void Stop() = 0;
+  virtual Metrics* metrics() = 0;
+  // Extra Prometheus lines (transport counters and the like).
+  virtual std::string ExtraMetrics() { return {}; }
+};
+
+struct DaemonSetup {
+  NodeConfig node;
+  // Called once the configuration file is valid; builds the daemon on `loop`.
+  std::function<absl::StatusOr<std::unique_ptr<Daemon>>(EventLoop* loop)> build;
+};
+
+// The whole main() of a daemon: flags (--config FILE, --check-config, --help), the config file
+// read by `read` and validated with line-precise errors (exit 2), logging, the metrics endpoint,
+// Start(), the event loop, and a clean Stop() on SIGTERM/SIGINT (exit 0).
+int RunDaemon(int argc, char** argv, const std::string& name, const std::string& description,
+              const std::function<DaemonSetup(ConfigFile&)>& read);
 
 }  // namespace x1368::core
 

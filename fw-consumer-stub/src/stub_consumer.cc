@@ -1,0 +1,283 @@
+#include "x1368/stub/stub_consumer.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "spdlog/spdlog.h"
+#include "x1368/core/crypto.h"
+#include "x1368/core/file_util.h"
+#include "x1368/core/log.h"
+#include "x1368/core/reason.h"
+
+namespace x1368::stub {
+
+using core::Reject;
+
+namespace {
+constexpr char kBootEnvKey[] = "bootenv";
+// Fsync the slot every this many bytes while downloading: what survives a power cut is resumed.
+constexpr uint64_t kSyncEvery = 256 * 1024;
+
+std::string FactoryImage(const StubOptions& o) {
+  std::string image = absl::StrCat("x1368 factory image: ", o.component, " ", o.initial_version, "\n");
+  image.resize(4096, '\0');
+  return image;
+}
+}  // namespace
+
+absl::StatusOr<StubFaults> ParseFaults(const std::vector<std::string>& names) {
+  StubFaults f;
+  for (const std::string& n : names) {
+    if (n == "decline") {
+      f.decline = true;
+    } else if (absl::StartsWith(n, "fail_download_at=")) {
+      if (!absl::SimpleAtoi(n.substr(17), &f.fail_download_at) || f.fail_download_at < 0) {
+        return absl::InvalidArgumentError(absl::StrCat("bad fault \"", n, "\""));
+      }
+    } else if (n == "corrupt_download") {
+      f.corrupt_download = true;
+    } else if (n == "fail_install") {
+      f.fail_install = true;
+    } else if (n == "trial_boot_fails") {
+      f.trial_boot_fails = true;
+    } else if (n == "health_check_fails") {
+      f.health_check_fails = true;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown fault \"", n,
+          "\" (decline, fail_download_at=N, corrupt_download, fail_install, trial_boot_fails, "
+          "health_check_fails)"));
+    }
+  }
+  return f;
+}
+
+absl::StatusOr<std::unique_ptr<StubConsumer>> StubConsumer::Open(StubOptions options) {
+  X1368_RETURN_IF_ERROR(core::MakeDirs(options.dir));
+  X1368_ASSIGN_OR_RETURN(auto store, core::FileKvStore::Open(options.dir + "/bootenv"));
+  std::unique_ptr<StubConsumer> c(new StubConsumer(std::move(options), std::move(store)));
+  absl::MutexLock lock(&c->mu_);
+  c->faults_ = c->opts_.faults;
+  X1368_ASSIGN_OR_RETURN(std::optional<std::string> raw, c->store_->Get(kBootEnvKey));
+  if (raw) {
+    if (!c->env_.ParseFromString(*raw) || c->env_.slots_size() != 2 || c->env_.active() > 1) {
+      return Reject(v1::STORAGE_ERROR, "boot environment is corrupt");
+    }
+  } else {
+    // First power-on: the factory image in slot A.
+    std::string image = FactoryImage(c->opts_);
+    X1368_RETURN_IF_ERROR(core::WriteFileAtomic(c->SlotPath(0), image));
+    v1::SlotInfo* a = c->env_.add_slots();
+    a->set_component(c->opts_.component);
+    a->set_version(c->opts_.initial_version);
+    a->set_sequence_number(c->opts_.initial_sequence);
+    a->set_sha256(core::Sha256(image));
+    a->set_size(image.size());
+    a->set_installed(true);
+    c->env_.add_slots();
+    c->env_.set_active(0);
+    X1368_RETURN_IF_ERROR(c->Persist());
+  }
+  // The bootloader's view of an unconfirmed trial: each power-on counts a boot; past the limit it
+  // goes back to the other slot, which still holds the previous, confirmed image.
+  if (c->env_.trial_pending()) {
+    c->env_.set_boot_attempts(c->env_.boot_attempts() + 1);
+    if (c->env_.boot_attempts() > c->opts_.max_trial_boots) {
+      c->env_.set_active(1 - c->env_.active());
+      c->env_.set_trial_pending(false);
+      c->env_.set_boot_attempts(0);
+      c->env_.set_last_trial_failed(true);
+      spdlog::warn("event=stub.bootloader_reverted reason=too_many_trial_boots");
+    }
+    X1368_RETURN_IF_ERROR(c->Persist());
+  }
+  return c;
+}
+
+std::string StubConsumer::SlotPath(uint32_t slot) const {
+  return absl::StrCat(opts_.dir, slot == 0 ? "/slot-a.img" : "/slot-b.img");
+}
+
+absl::Status StubConsumer::Persist() {
+  absl::Status s = store_->Put(kBootEnvKey, env_.SerializeAsString());
+  if (!s.ok()) return Reject(v1::STORAGE_ERROR, s.message());
+  return absl::OkStatus();
+}
+
+v1::BootEnv StubConsumer::boot_env() {
+  absl::MutexLock lock(&mu_);
+  return env_;
+}
+
+void StubConsumer::set_faults(const StubFaults& faults) {
+  absl::MutexLock lock(&mu_);
+  faults_ = faults;
+}
+
+client::ConsumerStatus StubConsumer::Status() {
+  absl::MutexLock lock(&mu_);
+  const v1::SlotInfo& s = env_.slots(static_cast<int>(env_.active()));
+  client::ConsumerStatus out;
+  out.component = opts_.component;
+  out.version = s.version();
+  out.sequence_number = s.sequence_number();
+  out.hardware_class = opts_.hardware_class;
+  out.image_sha256 = s.sha256();
+  out.in_trial = env_.trial_pending();
+  return out;
+}
+
+absl::Status StubConsumer::Accept(const v1::Manifest& m) {
+  absl::MutexLock lock(&mu_);
+  if (faults_.decline) return Reject(v1::CONSUMER_DECLINED, "the consumer declines updates (fault)");
+  if (m.component() != opts_.component) return Reject(v1::COMPONENT_MISMATCH, m.component());
+  return absl::OkStatus();
+}
+
+absl::Status StubConsumer::Download(const v1::Manifest& m, client::ImageSource* source,
+                                    const Progress& progress) {
+  std::string path;
+  uint64_t offset = 0;
+  int64_t fail_at = -1;
+  {
+    absl::MutexLock lock(&mu_);
+    if (env_.trial_pending()) return Reject(v1::INSTALL_FAILED, "a trial is still pending");
+    path = SlotPath(inactive());
+    if (env_.download_sha256() != m.sha256() || !core::PathExists(path)) {
+      // A different image than the partial one: start over in the inactive slot.
+      X1368_RETURN_IF_ERROR(core::WriteFileAtomic(path, ""));
+      env_.mutable_slots(static_cast<int>(inactive()))->Clear();
+      env_.set_download_sha256(m.sha256());
+      X1368_RETURN_IF_ERROR(Persist());
+    }
+    auto size = core::FileSize(path);
+    offset = size.ok() ? *size : 0;
+    if (offset > m.size()) offset = 0;  // longer than the image: garbage, start over
+    if (!download_fault_fired_) fail_at = faults_.fail_download_at;
+  }
+  uint64_t since_sync = 0;
+  while (offset < m.size()) {
+    uint32_t want = static_cast<uint32_t>(std::min<uint64_t>(opts_.chunk_size, m.size() - offset));
+    if (fail_at >= 0 && offset + want > static_cast<uint64_t>(fail_at)) {
+      absl::MutexLock lock(&mu_);
+      download_fault_fired_ = true;
+      (void)core::SyncFile(path);
+      return Reject(v1::DOWNLOAD_FAILED, absl::StrCat("link broke at byte ", offset, " (fault)"));
+    }
+    X1368_ASSIGN_OR_RETURN(std::string data, source->Read(offset, want));
+    if (data.empty()) return Reject(v1::DOWNLOAD_FAILED, absl::StrCat("empty chunk at ", offset));
+    if (data.size() > m.size() - offset) return Reject(v1::SIZE_MISMATCH, "image longer than the manifest says");
+    X1368_RETURN_IF_ERROR(core::WriteFileRange(path, offset, data));
+    offset += data.size();
+    since_sync += data.size();
+    if (since_sync >= kSyncEvery) {
+      X1368_RETURN_IF_ERROR(core::SyncFile(path));
+      since_sync = 0;
+    }
+    if (progress) progress(offset);
+  }
+  X1368_RETURN_IF_ERROR(core::SyncFile(path));
+  absl::MutexLock lock(&mu_);
+  if (faults_.corrupt_download) {
+    X1368_ASSIGN_OR_RETURN(std::string first, core::ReadFileRange(path, 0, 1));
+    if (!first.empty()) X1368_RETURN_IF_ERROR(core::WriteFileRange(path, 0, std::string(1, first[0] ^ 0x5a)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StubConsumer::CheckImage(const v1::Manifest& m) {
+  const v1::SlotInfo& running = env_.slots(static_cast<int>(env_.active()));
+  if (m.component() != opts_.component) return Reject(v1::COMPONENT_MISMATCH, m.component());
+  bool hw_ok = false;
+  for (const std::string& hw : m.hardware_classes()) hw_ok |= hw == opts_.hardware_class;
+  if (!hw_ok) return Reject(v1::WRONG_HARDWARE, absl::StrCat("image is not for ", opts_.hardware_class));
+  if (m.sequence_number() <= running.sequence_number()) {
+    return Reject(v1::NOT_NEWER, absl::StrCat("sequence ", m.sequence_number(), " <= running ", running.sequence_number()));
+  }
+  std::string path = SlotPath(inactive());
+  auto size = core::FileSize(path);
+  if (!size.ok() || *size != m.size()) {
+    return Reject(v1::SIZE_MISMATCH, absl::StrCat("slot holds ", size.ok() ? *size : 0, " bytes, manifest says ", m.size()));
+  }
+  X1368_ASSIGN_OR_RETURN(std::string digest, core::Sha256File(path));
+  if (digest != m.sha256()) return Reject(v1::DIGEST_MISMATCH, "image digest differs from the manifest");
+  return absl::OkStatus();
+}
+
+absl::Status StubConsumer::Verify(const v1::Manifest& m) {
+  absl::MutexLock lock(&mu_);
+  return CheckImage(m);
+}
+
+absl::Status StubConsumer::Install(const v1::Manifest& m) {
+  absl::MutexLock lock(&mu_);
+  if (faults_.fail_install) return Reject(v1::INSTALL_FAILED, "slot write failed (fault)");
+  v1::SlotInfo& slot = *env_.mutable_slots(static_cast<int>(inactive()));
+  if (slot.installed() && slot.sha256() == m.sha256()) return absl::OkStatus();  // idempotent
+  X1368_RETURN_IF_ERROR(CheckImage(m));  // never mark a slot bootable without checking it
+  slot.set_component(m.component());
+  slot.set_version(m.version());
+  slot.set_sequence_number(m.sequence_number());
+  slot.set_sha256(m.sha256());
+  slot.set_size(m.size());
+  slot.set_installed(true);
+  env_.clear_download_sha256();
+  return Persist();
+}
+
+absl::Status StubConsumer::BootTrial(const v1::Manifest& m) {
+  absl::MutexLock lock(&mu_);
+  const v1::SlotInfo& active = env_.slots(static_cast<int>(env_.active()));
+  if (env_.trial_pending() && active.sha256() == m.sha256()) return absl::OkStatus();  // already up
+  const v1::SlotInfo& target = env_.slots(static_cast<int>(inactive()));
+  if (!target.installed() || target.sha256() != m.sha256()) {
+    return Reject(v1::INSTALL_FAILED, "the trial slot does not hold this image");
+  }
+  env_.set_active(inactive());
+  env_.set_trial_pending(true);
+  env_.set_boot_attempts(1);
+  env_.set_last_trial_failed(false);
+  X1368_RETURN_IF_ERROR(Persist());
+  if (faults_.trial_boot_fails) {
+    // The new image does not come up: the bootloader falls back to the previous slot.
+    env_.set_active(inactive());
+    env_.set_trial_pending(false);
+    env_.set_boot_attempts(0);
+    env_.set_last_trial_failed(true);
+    X1368_RETURN_IF_ERROR(Persist());
+    return Reject(v1::TRIAL_BOOT_FAILED, "trial image did not boot (fault)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StubConsumer::Confirm(const v1::Manifest& m) {
+  absl::MutexLock lock(&mu_);
+  const v1::SlotInfo& active = env_.slots(static_cast<int>(env_.active()));
+  if (active.sha256() != m.sha256()) return Reject(v1::TRIAL_BOOT_FAILED, "the trial image is not running");
+  if (!env_.trial_pending()) return absl::OkStatus();  // already confirmed
+  if (faults_.health_check_fails) return Reject(v1::TRIAL_BOOT_FAILED, "health check failed (fault)");
+  env_.set_trial_pending(false);
+  env_.set_boot_attempts(0);
+  return Persist();
+}
+
+absl::Status StubConsumer::Rollback() {
+  absl::MutexLock lock(&mu_);
+  if (!env_.trial_pending()) return absl::OkStatus();
+  env_.set_active(inactive());
+  env_.set_trial_pending(false);
+  env_.set_boot_attempts(0);
+  env_.set_last_trial_failed(true);
+  return Persist();
+}
+
+void StubConsumer::Discard() {
+  absl::MutexLock lock(&mu_);
+  if (env_.trial_pending()) return;
+  (void)core::WriteFileAtomic(SlotPath(inactive()), "");
+  env_.mutable_slots(static_cast<int>(inactive()))->Clear();
+  env_.clear_download_sha256();
+  (void)Persist();
+}
+
+}  // namespace x1368::stub

@@ -1,0 +1,69 @@
+// The firmware consumer (X.1368 §3.2.2, §11.1): the device-side component that downloads,
+// verifies and installs an image, boots it in trial and confirms or rolls back.
+//
+// The client drives it through these calls, one state at a time, after persisting the state it
+// is about to act in; each call must be idempotent, because after a crash or power cut the
+// client calls it again (see update_state.h, RecoveryFor). A consumer must never leave the
+// device without a bootable image. Calls come from the client's update worker thread, one at a
+// time; Status() may also come from the event loop thread, so it must be thread-safe.
+#ifndef X1368_CLIENT_FIRMWARE_CONSUMER_H_
+#define X1368_CLIENT_FIRMWARE_CONSUMER_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "x1368/v1/manifest.pb.h"
+
+namespace x1368::client {
+
+// What the consumer runs now (X.1368 §11.1 a.i-a.iii).
+struct ConsumerStatus {
+  std::string component;
+  std::string version;
+  uint64_t sequence_number = 0;
+  std::string hardware_class;
+  std::string image_sha256;  // digest of the running image
+  bool in_trial = false;     // running a trial image not yet confirmed
+};
+
+// Where the image comes from: the parent's chunk service, or later an http(s) URL.
+class ImageSource {
+ public:
+  virtual ~ImageSource() = default;
+  // Up to `length` bytes at `offset`; fewer only at the end of the image. Blocks until the data
+  // arrives or bounded retries are exhausted (IMAGE_UNAVAILABLE / DOWNLOAD_FAILED).
+  virtual absl::StatusOr<std::string> Read(uint64_t offset, uint32_t length) = 0;
+};
+
+class FirmwareConsumer {
+ public:
+  using Progress = std::function<void(uint64_t bytes_done)>;
+  virtual ~FirmwareConsumer() = default;
+
+  virtual ConsumerStatus Status() = 0;
+
+  // May decline an offered update (CONSUMER_DECLINED), e.g. low battery or policy.
+  virtual absl::Status Accept(const v1::Manifest& manifest) = 0;
+  // Fetches the image into the inactive slot, resuming after what is already there.
+  virtual absl::Status Download(const v1::Manifest& manifest, ImageSource* source,
+                                const Progress& progress) = 0;
+  // Checks the downloaded image: size, digest, sequence number, hardware class.
+  virtual absl::Status Verify(const v1::Manifest& manifest) = 0;
+  // Makes the inactive slot bootable as a trial (the active slot stays the fallback).
+  virtual absl::Status Install(const v1::Manifest& manifest) = 0;
+  // Reboots into the trial slot. An error means the trial image did not come up and the
+  // bootloader went back to the previous slot.
+  virtual absl::Status BootTrial(const v1::Manifest& manifest) = 0;
+  // Health-checks the running trial image and makes it permanent.
+  virtual absl::Status Confirm(const v1::Manifest& manifest) = 0;
+  // Returns to the previous slot (after a failed health check).
+  virtual absl::Status Rollback() = 0;
+  // Forgets a partial or rejected download.
+  virtual void Discard() = 0;
+};
+
+}  // namespace x1368::client
+
+#endif  // X1368_CLIENT_FIRMWARE_CONSUMER_H_

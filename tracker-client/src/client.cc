@@ -1,0 +1,546 @@
+#include "x1368/client/client.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "x1368/core/log.h"
+#include "x1368/core/manifest.h"
+#include "x1368/core/reason.h"
+#include "x1368/core/topics.h"
+
+namespace x1368::client {
+
+using core::Channel;
+using core::ReasonOf;
+
+namespace {
+constexpr char kRecordKey[] = "update_record";
+constexpr int kMaxFinishedCampaigns = 16;
+constexpr size_t kMaxPendingGo = 64;
+
+bool Contains(const google::protobuf::RepeatedPtrField<std::string>& list, const std::string& v) {
+  return std::find(list.begin(), list.end(), v) != list.end();
+}
+}  // namespace
+
+Client::Client(ClientOptions options, core::NodeContext* node, FirmwareConsumer* consumer,
+               core::Transport* upstream, core::EventLoop* loop, ClientHooks hooks)
+    : opts_(std::move(options)),
+      node_(node),
+      consumer_(consumer),
+      upstream_(upstream),
+      loop_(loop),
+      hooks_(std::move(hooks)),
+      fetcher_(
+          [this](const v1::FirmwareChunkRequest& req) -> absl::Status {
+            v1::Body body;
+            *body.mutable_chunk_request() = req;
+            X1368_ASSIGN_OR_RETURN(std::string sealed, node_->Seal(opts_.parent_id, body));
+            return upstream_->Publish(
+                {core::UpTopic(node_->prefix(), opts_.parent_id, node_->id(), Channel::kFw), sealed});
+          },
+          opts_.fetch) {}
+
+Client::~Client() { Stop(); }
+
+absl::Status Client::Start() {
+  X1368_ASSIGN_OR_RETURN(std::optional<std::string> raw, node_->store().Get(kRecordKey));
+  {
+    absl::MutexLock lock(&mu_);
+    if (raw && !record_.ParseFromString(*raw)) {
+      return core::Reject(v1::STORAGE_ERROR, "the persisted update record is corrupt");
+    }
+    if (record_.state() == v1::UPDATE_STATE_UNSPECIFIED) record_.set_state(v1::IDLE);
+    if (!record_.directive_envelope().empty()) {
+      // Re-verified after every restart: what is on disk is not trusted blindly.
+      auto m = ManifestOf(record_.directive_envelope());
+      if (m.ok()) manifest_ = *m;
+    }
+    if (!IsTerminal(record_.state())) {
+      spdlog::info("event=update.resume state={} campaign={}", StateName(record_.state()),
+                   record_.campaign_id());
+    }
+  }
+  upstream_->SetMessageHandler([this](core::MqttMessage m) {
+    loop_->Post([this, m = std::move(m)] { OnMessage(m); });
+  });
+  upstream_->SetWillProvider([this] { return node_->NextPresenceWill(opts_.parent_id); });
+  upstream_->SetConnectHandler([this] {
+    loop_->Post([this] {
+      if (auto online = node_->OnlinePresence()) (void)upstream_->Publish(*online);
+      Report();
+    });
+  });
+  upstream_->AddSubscription(core::ChildDownFilter(node_->prefix(), opts_.parent_id, node_->id()));
+  upstream_->AddSubscription(core::BroadcastDownFilter(node_->prefix(), opts_.parent_id));
+  worker_ = std::thread([this] { WorkerLoop(); });
+  Kick();
+  X1368_RETURN_IF_ERROR(upstream_->Start());
+  loop_->PostAfter(opts_.report_interval, [this] { PeriodicReport(); });
+  return absl::OkStatus();
+}
+
+void Client::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  fetcher_.Abort();
+  if (worker_.joinable()) worker_.join();
+  upstream_->Stop();
+  (void)node_->replay().Flush();
+}
+
+v1::UpdateRecord Client::record() const {
+  absl::MutexLock lock(&mu_);
+  return record_;
+}
+
+bool Client::crashed() const {
+  absl::MutexLock lock(&mu_);
+  return crashed_;
+}
+
+absl::StatusOr<v1::Manifest> Client::ManifestOf(const std::string& directive_envelope) {
+  v1::Envelope env;
+  v1::Body body;
+  if (!env.ParseFromString(directive_envelope) || !body.ParseFromString(env.body()) ||
+      !body.has_directive()) {
+    return core::Reject(v1::MALFORMED, "stored directive does not parse");
+  }
+  return core::VerifyManifest(node_->trust(), body.directive().manifest());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event loop side
+
+void Client::Reject(const absl::Status& status, absl::string_view where) {
+  node_->CountRejection(status, where);
+  // X.1368 §11.2 c: rejections are reported upward (coalesced into one report).
+  if (ReasonOf(status) != v1::DUPLICATE) ScheduleReport();
+}
+
+void Client::ScheduleFlush() {
+  if (flush_scheduled_) return;
+  flush_scheduled_ = true;
+  // Queued behind the messages already waiting, so one write covers all of them.
+  loop_->Post([this] {
+    flush_scheduled_ = false;
+    if (absl::Status s = node_->replay().Flush(); !s.ok()) {
+      node_->metrics().CountRejection(v1::STORAGE_ERROR);
+      spdlog::error("event=replay.flush_failed error=\"{}\"", s.message());
+    }
+  });
+}
+
+void Client::ScheduleReport() {
+  if (report_scheduled_) return;
+  report_scheduled_ = true;
+  loop_->PostAfter(absl::Milliseconds(200), [this] {
+    report_scheduled_ = false;
+    Report();
+  });
+}
+
+void Client::PeriodicReport() {
+  Report();
+  loop_->PostAfter(opts_.report_interval, [this] { PeriodicReport(); });
+}
+
+void Client::OnMessage(const core::MqttMessage& m) {
+  auto topic = core::ParseTopic(m.topic, node_->prefix());
+  if (!topic.ok()) return Reject(topic.status(), m.topic);
+  if (topic->direction != core::Direction::kDown || topic->parent != opts_.parent_id ||
+      (topic->child != node_->id() && !topic->broadcast())) {
+    return Reject(core::Reject(v1::BAD_TOPIC, "not a topic of my parent for me"), m.topic);
+  }
+  if (m.payload.empty()) return;  // a cleared retained message
+  auto opened = node_->opener().Open(m.payload, {core::Origin::kFromParent, opts_.parent_id});
+  if (!opened.ok()) return Reject(opened.status(), m.topic);
+  ScheduleFlush();
+  const v1::Body& body = opened->body;
+  switch (body.message_case()) {
+    case v1::Body::kDirective:
+      return HandleDirective(m.payload, *opened);
+    case v1::Body::kGo:
+      return HandleGo(body.go());
+    case v1::Body::kDesired:
+      for (const std::string& d : body.desired().directives()) {
+        auto inner = node_->opener().Open(d, {core::Origin::kEmbedded, {}});
+        if (!inner.ok()) {
+          Reject(inner.status(), "desired.directive");
+        } else if (!inner->body.has_directive()) {
+          Reject(core::Reject(v1::UNKNOWN_TYPE, "desired state holds a non-directive"), "desired");
+        } else {
+          HandleDirective(d, *inner);
+        }
+      }
+      for (const v1::Go& go : body.desired().grants()) HandleGo(go);
+      return;
+    case v1::Body::kChunkResponse:
+      return fetcher_.OnResponse(body.chunk_response());
+    default:
+      return Reject(core::Reject(v1::UNKNOWN_TYPE, "not a message for a client"), m.topic);
+  }
+}
+
+void Client::HandleDirective(const std::string& envelope, const core::OpenedMessage& opened) {
+  if (!opened.signer->is_root) {
+    return Reject(core::Reject(v1::OUT_OF_SCOPE, "directives must be root-signed"), "directive");
+  }
+  const v1::UpdateDirective& d = opened.body.directive();
+  ConsumerStatus status = consumer_->Status();
+  // Not for this device: silently not ours (X.1368 §9: only the devices that need it).
+  if (d.selector().component() != status.component) return;
+  if (!d.selector().devices().empty() && !Contains(d.selector().devices(), node_->id())) return;
+  {
+    absl::MutexLock lock(&mu_);
+    if (d.campaign_id() == record_.campaign_id() ||
+        Contains(record_.finished_campaigns(), d.campaign_id())) {
+      return;  // already handled: idempotent under redelivery and desired-state catch-up
+    }
+  }
+  auto manifest = core::VerifyManifest(node_->trust(), d.manifest());
+  if (!manifest.ok()) return Reject(manifest.status(), "directive.manifest");
+  if (manifest->component() != d.selector().component()) {
+    return Reject(core::Reject(v1::COMPONENT_MISMATCH, "manifest is for another component"), "directive");
+  }
+  if (!Contains(manifest->hardware_classes(), status.hardware_class) ||
+      (!d.selector().hardware_classes().empty() &&
+       !Contains(d.selector().hardware_classes(), status.hardware_class))) {
+    return Reject(core::Reject(v1::WRONG_HARDWARE, absl::StrCat("not for ", status.hardware_class)), "directive");
+  }
+  if (manifest->sha256() == status.image_sha256) {
+    // Already running exactly this image: nothing to do, nothing touched (X.1368 §9 e.i).
+    ScheduleReport();
+    return;
+  }
+  if (manifest->sequence_number() <= status.sequence_number) {
+    return Reject(core::Reject(v1::NOT_NEWER, absl::StrCat("sequence ", manifest->sequence_number(),
+                                                           " is not above the running ",
+                                                           status.sequence_number)),
+                  "directive");
+  }
+  if (d.deadline_ms() != 0 && d.deadline_ms() < node_->clock().NowMs()) {
+    return Reject(core::Reject(v1::DEADLINE_PASSED, "directive deadline has passed"), "directive");
+  }
+  Offer(envelope, opened, *manifest);
+}
+
+void Client::Offer(const std::string& envelope, const core::OpenedMessage& opened,
+                   const v1::Manifest& manifest) {
+  const v1::UpdateDirective& d = opened.body.directive();
+  v1::UpdateRecord rec;
+  uint64_t generation;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!IsTerminal(record_.state()) && !IsPreInstall(record_.state())) {
+      // Installing or in trial: finish that first, then look at this one.
+      queued_directive_ = envelope;
+      return;
+    }
+    rec = record_;
+    generation = generation_;
+  }
+  rec.set_campaign_id(d.campaign_id());
+  rec.set_directive_envelope(envelope);
+  rec.set_directive_digest(opened.body_digest);
+  rec.set_bytes_done(0);
+  rec.set_trial_started(false);
+  auto go = pending_go_.find(d.campaign_id());
+  bool go_ok = go != pending_go_.end() && go->second == opened.body_digest;
+  rec.set_go_received(go_ok);
+  if (go != pending_go_.end()) pending_go_.erase(go);
+  spdlog::info("event=update.offered campaign={} version={}", d.campaign_id(), manifest.version());
+  bool ok = Transition(rec, generation, Event::kOffer, v1::REASON_UNSPECIFIED, "", &manifest);
+  fetcher_.Abort();  // a download of a superseded image stops here; the worker starts over
+  if (ok) Kick();
+}
+
+void Client::HandleGo(const v1::Go& go) {
+  if (!go.devices().empty() && !Contains(go.devices(), node_->id())) return;
+  v1::UpdateRecord rec;
+  uint64_t generation;
+  {
+    absl::MutexLock lock(&mu_);
+    rec = record_;
+    generation = generation_;
+  }
+  if (go.campaign_id() != rec.campaign_id()) {
+    // The go may overtake its directive (different topics): keep it for a while.
+    if (pending_go_.size() >= kMaxPendingGo) pending_go_.erase(pending_go_.begin());
+    pending_go_[go.campaign_id()] = go.directive_digest();
+    return;
+  }
+  if (go.directive_digest() != rec.directive_digest()) {
+    return Reject(core::Reject(v1::GO_MISMATCH, "go names another directive for this campaign"), "go");
+  }
+  if (rec.state() != v1::OFFERED || rec.go_received()) return;  // idempotent
+  rec.set_go_received(true);
+  if (Persist(rec, generation)) Kick();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker side
+
+void Client::Kick() {
+  absl::MutexLock lock(&mu_);
+  kicked_ = true;
+}
+
+void Client::WorkerLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return kicked_ || stopping_; };
+      mu_.Await(absl::Condition(&ready));
+      if (stopping_) return;
+      kicked_ = false;
+    }
+    Drive();
+  }
+}
+
+bool Client::Persist(const v1::UpdateRecord& rec, uint64_t generation,
+                     const v1::Manifest* manifest) {
+  absl::MutexLock lock(&mu_);
+  if (generation != generation_) return false;  // replaced meanwhile; the caller starts over
+  absl::Status s = node_->store().Put(kRecordKey, rec.SerializeAsString());
+  if (!s.ok()) {
+    // Never retried silently: counted, logged and reported; the previous record stays on disk.
+    node_->metrics().CountRejection(v1::STORAGE_ERROR);
+    spdlog::error("event=update.persist_failed state={} error=\"{}\"", StateName(rec.state()), s.message());
+    return false;
+  }
+  record_ = rec;
+  if (manifest != nullptr) manifest_ = *manifest;
+  ++generation_;
+  return true;
+}
+
+bool Client::Transition(v1::UpdateRecord rec, uint64_t generation, Event event,
+                        v1::Reason reason, absl::string_view detail,
+                        const v1::Manifest* manifest) {
+  std::optional<State> to = Apply(rec.state(), event);
+  if (!to) {
+    spdlog::error("event=update.illegal_transition from={} event={}", StateName(rec.state()), EventName(event));
+    return false;
+  }
+  rec.set_state(*to);
+  rec.set_reason(reason);
+  rec.set_detail(std::string(detail));
+  rec.set_attempts(0);
+  rec.set_updated_at_ms(node_->clock().NowMs());
+  if (IsTerminal(*to)) {
+    rec.add_finished_campaigns(rec.campaign_id());
+    while (rec.finished_campaigns_size() > kMaxFinishedCampaigns) {
+      rec.mutable_finished_campaigns()->erase(rec.mutable_finished_campaigns()->begin());
+    }
+  }
+  if (!Persist(rec, generation, manifest)) {
+    Report();
+    return false;
+  }
+  spdlog::info("event=update.state state={} campaign={} reason={}", StateName(*to), rec.campaign_id(),
+               core::ReasonName(reason));
+  Report();
+  if (hooks_.crash_after_persist && hooks_.crash_after_persist(*to)) {
+    absl::MutexLock lock(&mu_);
+    crashed_ = true;
+    return false;
+  }
+  return true;
+}
+
+bool Client::Retry(v1::UpdateRecord rec, uint64_t generation, const absl::Status& status) {
+  rec.set_attempts(rec.attempts() + 1);
+  if (static_cast<int>(rec.attempts()) >= opts_.max_attempts) {
+    consumer_->Discard();
+    v1::Reason reason = ReasonOf(status);
+    return Transition(rec, generation, Event::kFail,
+                      reason == v1::REASON_UNSPECIFIED ? v1::DOWNLOAD_FAILED : reason,
+                      status.message());
+  }
+  rec.set_detail(std::string(status.message()));
+  if (!Persist(rec, generation)) return false;
+  absl::MutexLock lock(&mu_);
+  auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
+  mu_.AwaitWithTimeout(absl::Condition(&stop), opts_.retry_delay);
+  return !stopping_;
+}
+
+void Client::Drive() {
+  while (true) {
+    v1::UpdateRecord rec;
+    uint64_t gen;
+    std::optional<v1::Manifest> m;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_ || crashed_) return;
+      rec = record_;
+      gen = generation_;
+      m = manifest_;
+      if (IsTerminal(rec.state())) {
+        if (queued_directive_) {
+          std::string d = std::move(*queued_directive_);
+          queued_directive_.reset();
+          loop_->Post([this, d] {
+            auto inner = node_->opener().Open(d, {core::Origin::kEmbedded, {}});
+            if (inner.ok()) HandleDirective(d, *inner);
+          });
+        }
+        return;
+      }
+    }
+    if (!m) {
+      // The stored directive no longer verifies (e.g. the author certificate expired).
+      Transition(rec, gen, Event::kFail, v1::AUTHOR_NOT_TRUSTED, "stored directive no longer verifies");
+      return;
+    }
+    absl::Status s;
+    switch (rec.state()) {
+      case v1::OFFERED: {
+        if (!rec.go_received()) return;  // wait for the parent's go
+        v1::Envelope env;
+        v1::Body body;
+        if (env.ParseFromString(rec.directive_envelope()) && body.ParseFromString(env.body()) &&
+            body.directive().deadline_ms() != 0 &&
+            body.directive().deadline_ms() < node_->clock().NowMs()) {
+          if (!Transition(rec, gen, Event::kFail, v1::DEADLINE_PASSED, "deadline passed before go")) return;
+          continue;
+        }
+        s = consumer_->Accept(*m);
+        if (ReasonOf(s) == v1::CONSUMER_DECLINED) {
+          if (!Transition(rec, gen, Event::kDecline, v1::CONSUMER_DECLINED, s.message())) return;
+          continue;
+        }
+        if (!s.ok()) {
+          if (!Transition(rec, gen, Event::kFail, ReasonOf(s), s.message())) return;
+          continue;
+        }
+        if (!Transition(rec, gen, Event::kGo)) return;
+        continue;
+      }
+      case v1::DOWNLOADING: {
+        fetcher_.Begin(m->sha256(), m->size());
+        s = consumer_->Download(*m, &fetcher_, [this, size = m->size()](uint64_t done) {
+          bool report = false;
+          {
+            absl::MutexLock lock(&mu_);
+            record_.set_bytes_done(done);
+            // Progress goes up at each quarter, not with every chunk.
+            if (done * 4 / size > last_progress_report_ * 4 / size || done == size) {
+              last_progress_report_ = done;
+              report = true;
+            }
+          }
+          if (report) Report();
+        });
+        {
+          absl::MutexLock lock(&mu_);
+          last_progress_report_ = 0;
+          if (stopping_) return;
+        }
+        if (absl::IsCancelled(s)) continue;  // superseded by a newer directive: start over
+        if (s.ok()) {
+          rec.set_bytes_done(m->size());
+          if (!Transition(rec, gen, Event::kDownloaded)) return;
+        } else if (!Retry(rec, gen, s)) {
+          return;
+        }
+        continue;
+      }
+      case v1::DOWNLOADED:
+        s = consumer_->Verify(*m);
+        if (!s.ok()) {
+          consumer_->Discard();
+          if (!Transition(rec, gen, Event::kFail, ReasonOf(s), s.message())) return;
+          continue;
+        }
+        if (!Transition(rec, gen, Event::kVerified)) return;
+        continue;
+      case v1::VERIFIED:
+        if (!Transition(rec, gen, Event::kInstall)) return;
+        continue;
+      case v1::INSTALLING:
+        s = consumer_->Install(*m);
+        if (!s.ok()) {
+          if (!Retry(rec, gen, core::Reject(v1::INSTALL_FAILED, s.message()))) return;
+          continue;
+        }
+        rec.set_trial_started(false);
+        if (!Transition(rec, gen, Event::kInstalled)) return;
+        continue;
+      case v1::TRIAL_BOOT: {
+        if (!rec.trial_started()) {
+          rec.set_trial_started(true);
+          if (!Persist(rec, gen)) return;
+          {
+            absl::MutexLock lock(&mu_);
+            gen = generation_;
+          }
+          s = consumer_->BootTrial(*m);
+          if (!s.ok()) {
+            if (!Transition(rec, gen, Event::kRollBack, v1::TRIAL_BOOT_FAILED, s.message())) return;
+            continue;
+          }
+        }
+        ConsumerStatus status = consumer_->Status();
+        if (status.image_sha256 != m->sha256()) {
+          // Not running the new image: the bootloader went back to the previous slot.
+          if (!Transition(rec, gen, Event::kRollBack, v1::TRIAL_BOOT_FAILED, "the bootloader reverted the trial")) return;
+          continue;
+        }
+        if (status.in_trial) {
+          s = consumer_->Confirm(*m);
+          if (!s.ok()) {
+            (void)consumer_->Rollback();
+            if (!Transition(rec, gen, Event::kRollBack, v1::TRIAL_BOOT_FAILED, s.message())) return;
+            continue;
+          }
+        }
+        if (!Transition(rec, gen, Event::kConfirmed)) return;
+        continue;
+      }
+      default:
+        return;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+void Client::Report() {
+  ConsumerStatus status = consumer_->Status();
+  v1::StatusReport r;
+  r.set_device_id(node_->id());
+  r.set_component(status.component);
+  r.set_version(status.version);
+  r.set_sequence_number(status.sequence_number);
+  r.set_hardware_class(status.hardware_class);
+  {
+    absl::MutexLock lock(&mu_);
+    r.set_campaign_id(record_.campaign_id());
+    r.set_state(record_.state());
+    r.set_reason(record_.reason());
+    r.set_detail(record_.detail());
+    r.set_bytes_done(record_.bytes_done());
+    if (manifest_) {
+      r.set_bytes_total(manifest_->size());
+      r.set_target_version(manifest_->version());
+    }
+  }
+  for (const v1::ReasonCount& rc : node_->metrics().RejectionCounts()) *r.add_rejections() = rc;
+  v1::Body body;
+  *body.mutable_status() = std::move(r);
+  auto sealed = node_->Seal(opts_.parent_id, body);
+  if (!sealed.ok()) {
+    spdlog::error("event=report.seal_failed error=\"{}\"", sealed.status().message());
+    return;
+  }
+  (void)upstream_->Publish(
+      {core::UpTopic(node_->prefix(), opts_.parent_id, node_->id(), Channel::kStatus), *sealed});
+}
+
+}  // namespace x1368::client
