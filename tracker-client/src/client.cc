@@ -28,16 +28,14 @@ Client::Client(ClientOptions options, core::NodeContext* node, FirmwareConsumer*
     : opts_(std::move(options)),
       node_(node),
       consumer_(consumer),
-      upstream_(upstream),
       loop_(loop),
+      links_(node, loop, upstream, options.parent_id, /*downstream=*/nullptr),
       hooks_(std::move(hooks)),
       fetcher_(
           [this](const v1::FirmwareChunkRequest& req) -> absl::Status {
             v1::Body body;
             *body.mutable_chunk_request() = req;
-            X1368_ASSIGN_OR_RETURN(std::string sealed, node_->Seal(opts_.parent_id, body));
-            return upstream_->Publish(
-                {core::UpTopic(node_->prefix(), opts_.parent_id, node_->id(), Channel::kFw), sealed});
+            return links_.SendUp(Channel::kFw, std::move(body));
           },
           opts_.fetch) {}
 
@@ -61,21 +59,17 @@ absl::Status Client::Start() {
                    record_.campaign_id());
     }
   }
-  upstream_->SetMessageHandler([this](core::MqttMessage m) {
-    loop_->Post([this, m = std::move(m)] { OnMessage(m); });
-  });
-  upstream_->SetWillProvider([this] { return node_->NextPresenceWill(opts_.parent_id); });
-  upstream_->SetConnectHandler([this] {
-    loop_->Post([this] {
-      if (auto online = node_->OnlinePresence()) (void)upstream_->Publish(*online);
-      Report();
-    });
-  });
-  upstream_->AddSubscription(core::ChildDownFilter(node_->prefix(), opts_.parent_id, node_->id()));
-  upstream_->AddSubscription(core::BroadcastDownFilter(node_->prefix(), opts_.parent_id));
   worker_ = std::thread([this] { WorkerLoop(); });
   Kick();
-  X1368_RETURN_IF_ERROR(upstream_->Start());
+  core::NodeLinks::Handlers handlers;
+  handlers.from_parent = [this](const core::Topic& t, const std::string& payload,
+                                core::OpenedMessage opened) { OnMessage(t, payload, opened); };
+  handlers.upstream_connected = [this] { Report(); };
+  // X.1368 §11.2 c: rejections are reported upward (coalesced into one report).
+  handlers.rejected = [this](const absl::Status& s) {
+    if (ReasonOf(s) != v1::DUPLICATE) ScheduleReport();
+  };
+  X1368_RETURN_IF_ERROR(links_.Start(std::move(handlers)));
   loop_->PostAfter(opts_.report_interval, [this] { PeriodicReport(); });
   return absl::OkStatus();
 }
@@ -88,8 +82,7 @@ void Client::Stop() {
   }
   fetcher_.Abort();
   if (worker_.joinable()) worker_.join();
-  upstream_->Stop();
-  (void)node_->replay().Flush();
+  links_.Stop();
 }
 
 v1::UpdateRecord Client::record() const {
@@ -116,22 +109,7 @@ absl::StatusOr<v1::Manifest> Client::ManifestOf(const std::string& directive_env
 // Event loop side
 
 void Client::Reject(const absl::Status& status, absl::string_view where) {
-  node_->CountRejection(status, where);
-  // X.1368 §11.2 c: rejections are reported upward (coalesced into one report).
-  if (ReasonOf(status) != v1::DUPLICATE) ScheduleReport();
-}
-
-void Client::ScheduleFlush() {
-  if (flush_scheduled_) return;
-  flush_scheduled_ = true;
-  // Queued behind the messages already waiting, so one write covers all of them.
-  loop_->Post([this] {
-    flush_scheduled_ = false;
-    if (absl::Status s = node_->replay().Flush(); !s.ok()) {
-      node_->metrics().CountRejection(v1::STORAGE_ERROR);
-      spdlog::error("event=replay.flush_failed error=\"{}\"", s.message());
-    }
-  });
+  links_.Reject(status, where);
 }
 
 void Client::ScheduleReport() {
@@ -148,21 +126,12 @@ void Client::PeriodicReport() {
   loop_->PostAfter(opts_.report_interval, [this] { PeriodicReport(); });
 }
 
-void Client::OnMessage(const core::MqttMessage& m) {
-  auto topic = core::ParseTopic(m.topic, node_->prefix());
-  if (!topic.ok()) return Reject(topic.status(), m.topic);
-  if (topic->direction != core::Direction::kDown || topic->parent != opts_.parent_id ||
-      (topic->child != node_->id() && !topic->broadcast())) {
-    return Reject(core::Reject(v1::BAD_TOPIC, "not a topic of my parent for me"), m.topic);
-  }
-  if (m.payload.empty()) return;  // a cleared retained message
-  auto opened = node_->opener().Open(m.payload, {core::Origin::kFromParent, opts_.parent_id});
-  if (!opened.ok()) return Reject(opened.status(), m.topic);
-  ScheduleFlush();
-  const v1::Body& body = opened->body;
+void Client::OnMessage(const core::Topic& topic, const std::string& payload,
+                       const core::OpenedMessage& opened) {
+  const v1::Body& body = opened.body;
   switch (body.message_case()) {
     case v1::Body::kDirective:
-      return HandleDirective(m.payload, *opened);
+      return HandleDirective(payload, opened);
     case v1::Body::kGo:
       return HandleGo(body.go());
     case v1::Body::kDesired:
@@ -181,7 +150,7 @@ void Client::OnMessage(const core::MqttMessage& m) {
     case v1::Body::kChunkResponse:
       return fetcher_.OnResponse(body.chunk_response());
     default:
-      return Reject(core::Reject(v1::UNKNOWN_TYPE, "not a message for a client"), m.topic);
+      return Reject(core::Reject(v1::UNKNOWN_TYPE, "not a message for a client"), topic.ToString());
   }
 }
 
@@ -534,13 +503,9 @@ void Client::Report() {
   for (const v1::ReasonCount& rc : node_->metrics().RejectionCounts()) *r.add_rejections() = rc;
   v1::Body body;
   *body.mutable_status() = std::move(r);
-  auto sealed = node_->Seal(opts_.parent_id, body);
-  if (!sealed.ok()) {
-    spdlog::error("event=report.seal_failed error=\"{}\"", sealed.status().message());
-    return;
+  if (absl::Status s = links_.SendUp(Channel::kStatus, std::move(body)); !s.ok()) {
+    spdlog::warn("event=report.send_failed error=\"{}\"", s.message());
   }
-  (void)upstream_->Publish(
-      {core::UpTopic(node_->prefix(), opts_.parent_id, node_->id(), Channel::kStatus), *sealed});
 }
 
 }  // namespace x1368::client

@@ -23,6 +23,7 @@
 #include "x1368/client/firmware_consumer.h"
 #include "x1368/client/update_state.h"
 #include "x1368/core/event_loop.h"
+#include "x1368/core/links.h"
 #include "x1368/core/node.h"
 #include "x1368/core/transport.h"
 #include "x1368/v1/envelope.pb.h"
@@ -66,11 +67,11 @@ class Client {
 
  private:
   // Event loop side.
-  void OnMessage(const core::MqttMessage& message);
+  void OnMessage(const core::Topic& topic, const std::string& payload,
+                 const core::OpenedMessage& opened);
   void HandleDirective(const std::string& envelope, const core::OpenedMessage& opened);
   void HandleGo(const v1::Go& go);
   void Reject(const absl::Status& status, absl::string_view where);
-  void ScheduleFlush();
   void ScheduleReport();
   void PeriodicReport();
 
@@ -100,13 +101,12 @@ class Client {
   const ClientOptions opts_;
   core::NodeContext* node_;
   FirmwareConsumer* consumer_;
-  core::Transport* upstream_;
   core::EventLoop* loop_;
+  core::NodeLinks links_;
   const ClientHooks hooks_;
   ChunkFetcher fetcher_;
 
   // Event loop only.
-  bool flush_scheduled_ = false;
   bool report_scheduled_ = false;
   std::map<std::string, std::string> pending_go_;  // campaign -> directive digest
 

@@ -1,0 +1,62 @@
+// A real Mosquitto broker for a test: started on a free loopback port in a temporary directory,
+// optionally with TLS client certificates and the ACL of DESIGN.md §4, and stopped (SIGTERM,
+// then SIGKILL) when the object goes away. Nothing listens beyond 127.0.0.1.
+#ifndef X1368_TESTING_MOSQUITTO_H_
+#define X1368_TESTING_MOSQUITTO_H_
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "x1368/core/transport.h"
+
+namespace x1368::testing {
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int FreeTcpPort();
+
+struct MosquittoOptions {
+  // TLS 1.3 listener that requires a client certificate; the certificate's CN becomes the
+  // username, and the ACL confines each node to its own topics (pattern lines on %u).
+  bool tls = false;
+  std::string topic_prefix = "x1368";
+};
+
+class MosquittoBroker {
+ public:
+  // `dir` must exist; config, log, certificates go there.
+  static absl::StatusOr<std::unique_ptr<MosquittoBroker>> Start(const std::string& dir,
+                                                                MosquittoOptions options = {});
+  ~MosquittoBroker();
+
+  int port() const { return port_; }
+  std::string uri() const;
+  // Transport options for a node: the broker URI, and with TLS a client certificate for `id`
+  // (its CN), made on first use.
+  core::TransportOptions ClientOptions(const std::string& client_id);
+  // Files of a client certificate for `id` (TLS only).
+  core::TlsOptions ClientTls(const std::string& id);
+
+  // Stops the broker abruptly (SIGKILL), as a crash or a lost gateway would; Restart() brings it
+  // back on the same port with the same configuration.
+  void Kill();
+  absl::Status Restart();
+  std::string log_path() const { return dir_ + "/mosquitto.log"; }
+
+ private:
+  MosquittoBroker(std::string dir, MosquittoOptions options, int port)
+      : dir_(std::move(dir)), options_(std::move(options)), port_(port) {}
+  absl::Status Launch();
+  absl::Status WriteTlsMaterial();
+
+  std::string dir_;
+  MosquittoOptions options_;
+  int port_;
+  pid_t pid_ = -1;
+};
+
+}  // namespace x1368::testing
+
+#endif  // X1368_TESTING_MOSQUITTO_H_

@@ -1,0 +1,78 @@
+// A node's two links (DESIGN.md §3): at most one upstream link to its parent and at most one
+// downstream link where its children connect. Both may share one Transport (one broker); the
+// topic decides which side a message belongs to.
+//
+// NodeLinks owns the message path every module shares: it subscribes the right filters, signs a
+// fresh Last Will per connection and announces presence on the upstream link, parses each topic,
+// opens the envelope under the right origin (the parent for down topics, exactly the child the
+// topic names for up topics), counts every rejection by reason, and hands verified messages to
+// the module. Replay state is written back once per burst of messages.
+//
+// Handlers run on the event loop. Send*/Publish* are thread-safe (the client's worker calls
+// them); everything else belongs to the event loop thread.
+#ifndef X1368_CORE_LINKS_H_
+#define X1368_CORE_LINKS_H_
+
+#include <functional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "x1368/core/envelope.h"
+#include "x1368/core/event_loop.h"
+#include "x1368/core/node.h"
+#include "x1368/core/topics.h"
+#include "x1368/core/transport.h"
+
+namespace x1368::core {
+
+class NodeLinks {
+ public:
+  using MessageHandler = std::function<void(const Topic&, const std::string& payload, OpenedMessage)>;
+
+  struct Handlers {
+    MessageHandler from_parent;                 // verified message on my parent's down topics
+    MessageHandler from_child;                  // verified message on a child's up topic
+    std::function<void()> upstream_connected;   // after presence "online" went out
+    std::function<void(const absl::Status&)> rejected;  // after it was counted
+  };
+
+  // `upstream` and `downstream` may be null (root has no parent, a device no children) or the
+  // same Transport. Pointers are not owned.
+  NodeLinks(NodeContext* node, EventLoop* loop, Transport* upstream, std::string parent_id,
+            Transport* downstream);
+
+  absl::Status Start(Handlers handlers);
+  void Stop();
+
+  const std::string& parent_id() const { return parent_id_; }
+
+  // Seals `body` for the parent and publishes it on my up/<channel> topic.
+  absl::Status SendUp(Channel channel, v1::Body body);
+  // Seals `body` for `child` and publishes it on its down/<channel> topic. `ttl_ms` 0: the
+  // node's default message TTL (retained messages need longer).
+  absl::Status SendDown(const std::string& child, Channel channel, v1::Body body,
+                        bool retained = false, int64_t ttl_ms = 0);
+  // Seals `body` for "_all" and publishes it once on my _all/down/cmd topic.
+  absl::Status Broadcast(v1::Body body);
+  // Publishes bytes signed by someone else (a root directive) unchanged on _all/down/cmd.
+  absl::Status ForwardToChildren(const std::string& envelope);
+
+  // Counts and reports a rejection found by the module itself (e.g. a bad manifest).
+  void Reject(const absl::Status& status, absl::string_view where);
+
+ private:
+  void OnMessage(const MqttMessage& m);
+  void ScheduleFlush();
+
+  NodeContext* node_;
+  EventLoop* loop_;
+  Transport* upstream_;
+  const std::string parent_id_;
+  Transport* downstream_;
+  Handlers handlers_;
+  bool flush_scheduled_ = false;
+};
+
+}  // namespace x1368::core
+
+#endif  // X1368_CORE_LINKS_H_

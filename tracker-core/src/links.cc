@@ -1,0 +1,119 @@
+#include "x1368/core/links.h"
+
+#include "absl/strings/str_cat.h"
+#include "x1368/core/log.h"
+#include "x1368/core/reason.h"
+
+namespace x1368::core {
+
+NodeLinks::NodeLinks(NodeContext* node, EventLoop* loop, Transport* upstream,
+                     std::string parent_id, Transport* downstream)
+    : node_(node),
+      loop_(loop),
+      upstream_(upstream),
+      parent_id_(std::move(parent_id)),
+      downstream_(downstream) {}
+
+absl::Status NodeLinks::Start(Handlers handlers) {
+  handlers_ = std::move(handlers);
+  auto post = [this](MqttMessage m) { loop_->Post([this, m = std::move(m)] { OnMessage(m); }); };
+  if (upstream_ != nullptr) {
+    upstream_->SetMessageHandler(post);
+    upstream_->SetWillProvider([this] { return node_->NextPresenceWill(parent_id_); });
+    upstream_->SetConnectHandler([this] {
+      loop_->Post([this] {
+        if (auto online = node_->OnlinePresence()) (void)upstream_->Publish(*online);
+        if (handlers_.upstream_connected) handlers_.upstream_connected();
+      });
+    });
+    upstream_->AddSubscription(ChildDownFilter(node_->prefix(), parent_id_, node_->id()));
+    upstream_->AddSubscription(BroadcastDownFilter(node_->prefix(), parent_id_));
+  }
+  if (downstream_ != nullptr) {
+    if (downstream_ != upstream_) downstream_->SetMessageHandler(post);
+    downstream_->AddSubscription(ParentUpFilter(node_->prefix(), node_->id()));
+  }
+  if (upstream_ != nullptr) X1368_RETURN_IF_ERROR(upstream_->Start());
+  if (downstream_ != nullptr && downstream_ != upstream_) X1368_RETURN_IF_ERROR(downstream_->Start());
+  return absl::OkStatus();
+}
+
+void NodeLinks::Stop() {
+  if (upstream_ != nullptr) upstream_->Stop();
+  if (downstream_ != nullptr && downstream_ != upstream_) downstream_->Stop();
+  if (absl::Status s = node_->replay().Flush(); !s.ok()) {
+    spdlog::error("event=replay.flush_failed error=\"{}\"", s.message());
+  }
+}
+
+void NodeLinks::Reject(const absl::Status& status, absl::string_view where) {
+  node_->CountRejection(status, where);
+  if (handlers_.rejected) handlers_.rejected(status);
+}
+
+void NodeLinks::ScheduleFlush() {
+  if (flush_scheduled_) return;
+  flush_scheduled_ = true;
+  // Queued behind the messages already waiting, so one write covers the whole burst.
+  loop_->Post([this] {
+    flush_scheduled_ = false;
+    if (absl::Status s = node_->replay().Flush(); !s.ok()) {
+      node_->metrics().CountRejection(v1::STORAGE_ERROR);
+      spdlog::error("event=replay.flush_failed error=\"{}\"", s.message());
+    }
+  });
+}
+
+void NodeLinks::OnMessage(const MqttMessage& m) {
+  auto topic = ParseTopic(m.topic, node_->prefix());
+  if (!topic.ok()) return Reject(topic.status(), m.topic);
+  if (m.payload.empty()) return;  // a retained message being cleared
+  const std::string& self = node_->id();
+  if (topic->direction == Direction::kDown) {
+    if (upstream_ == nullptr || topic->parent != parent_id_ ||
+        (topic->child != self && !topic->broadcast())) {
+      return Reject(core::Reject(v1::BAD_TOPIC, "a down topic that is not my parent's for me"), m.topic);
+    }
+    auto opened = node_->opener().Open(m.payload, {Origin::kFromParent, parent_id_});
+    if (!opened.ok()) return Reject(opened.status(), m.topic);
+    ScheduleFlush();
+    if (handlers_.from_parent) handlers_.from_parent(*topic, m.payload, *std::move(opened));
+    return;
+  }
+  if (downstream_ == nullptr || topic->parent != self) {
+    return Reject(core::Reject(v1::BAD_TOPIC, "an up topic that is not mine"), m.topic);
+  }
+  auto opened = node_->opener().Open(m.payload, {Origin::kFromChild, topic->child});
+  if (!opened.ok()) return Reject(opened.status(), m.topic);
+  ScheduleFlush();
+  if (handlers_.from_child) handlers_.from_child(*topic, m.payload, *std::move(opened));
+}
+
+absl::Status NodeLinks::SendUp(Channel channel, v1::Body body) {
+  if (upstream_ == nullptr) return absl::FailedPreconditionError("no upstream link");
+  X1368_ASSIGN_OR_RETURN(std::string sealed, node_->Seal(parent_id_, std::move(body)));
+  return upstream_->Publish({UpTopic(node_->prefix(), parent_id_, node_->id(), channel), sealed});
+}
+
+absl::Status NodeLinks::SendDown(const std::string& child, Channel channel, v1::Body body,
+                                 bool retained, int64_t ttl_ms) {
+  if (downstream_ == nullptr) return absl::FailedPreconditionError("no downstream link");
+  if (ttl_ms <= 0) ttl_ms = node_->config().message_ttl_ms;
+  X1368_ASSIGN_OR_RETURN(std::string sealed, node_->sealer().Seal(child, std::move(body), ttl_ms));
+  return downstream_->Publish(
+      {DownTopic(node_->prefix(), node_->id(), child, channel), sealed, retained});
+}
+
+absl::Status NodeLinks::Broadcast(v1::Body body) {
+  if (downstream_ == nullptr) return absl::FailedPreconditionError("no downstream link");
+  X1368_ASSIGN_OR_RETURN(std::string sealed, node_->Seal(kAllChildren, std::move(body)));
+  return ForwardToChildren(sealed);
+}
+
+absl::Status NodeLinks::ForwardToChildren(const std::string& envelope) {
+  if (downstream_ == nullptr) return absl::FailedPreconditionError("no downstream link");
+  return downstream_->Publish(
+      {DownTopic(node_->prefix(), node_->id(), std::string(kAllChildren), Channel::kCmd), envelope});
+}
+
+}  // namespace x1368::core

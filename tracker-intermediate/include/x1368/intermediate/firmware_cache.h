@@ -1,0 +1,48 @@
+// A gateway's firmware cache (DESIGN.md §7.5): images named by their SHA-256, filled once from
+// upstream in chunks, verified against the author-signed manifest's digest before anything is
+// served from them, and kept for every child that asks afterwards. At most `max_images` complete
+// images are kept; the least recently used goes first.
+// Not thread-safe: owned by the intermediate's event loop.
+#ifndef X1368_INTERMEDIATE_FIRMWARE_CACHE_H_
+#define X1368_INTERMEDIATE_FIRMWARE_CACHE_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace x1368::intermediate {
+
+class FirmwareCache {
+ public:
+  FirmwareCache(std::string dir, size_t max_images) : dir_(std::move(dir)), max_images_(max_images) {}
+
+  absl::Status Open();  // creates the directory, forgets partial files of a previous run
+
+  bool Has(const std::string& sha256) const;
+  std::string PathOf(const std::string& sha256) const;  // of a complete image
+
+  // Filling: Begin() starts a partial file, Write() puts chunks anywhere in it, Complete()
+  // verifies size and digest and makes it servable (DIGEST_MISMATCH / SIZE_MISMATCH otherwise,
+  // and the partial file is dropped).
+  absl::Status Begin(const std::string& sha256, uint64_t size);
+  absl::Status Write(const std::string& sha256, uint64_t offset, const std::string& data);
+  absl::Status Complete(const std::string& sha256, uint64_t size);
+
+  void Touch(const std::string& sha256);  // marks as recently used
+
+ private:
+  std::string PartPath(const std::string& sha256) const;
+  void Evict();
+
+  const std::string dir_;
+  const size_t max_images_;
+  std::map<std::string, uint64_t> last_used_;  // complete images -> use counter
+  uint64_t clock_ = 0;
+};
+
+}  // namespace x1368::intermediate
+
+#endif  // X1368_INTERMEDIATE_FIRMWARE_CACHE_H_

@@ -1,0 +1,123 @@
+// The intermediate status tracker module on a gateway (X.1368 §8.2, hierarchical model;
+// DESIGN.md §7.4): cascadable, it sits between a parent (root or another intermediate) and its
+// children (clients or further intermediates).
+//
+//   down: forwards root-signed directives unchanged, signs its own go for its children, keeps a
+//         retained desired state for children that are away, serves firmware chunks from its
+//         cache (filled once from upstream, verified against the manifest digest).
+//   up:   verifies each child's signed report and relays the reports upward in batches, one
+//         latest report per device, so the root's traffic grows with gateways, not devices.
+//
+// Owned by one event loop: every method runs on it (Start/Stop from the owner's thread).
+#ifndef X1368_INTERMEDIATE_INTERMEDIATE_H_
+#define X1368_INTERMEDIATE_INTERMEDIATE_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "x1368/core/event_loop.h"
+#include "x1368/core/links.h"
+#include "x1368/core/node.h"
+#include "x1368/core/sqlite_db.h"
+#include "x1368/intermediate/firmware_cache.h"
+#include "x1368/v1/manifest.pb.h"
+
+namespace x1368::intermediate {
+
+struct IntermediateOptions {
+  std::string parent_id;
+  std::string cache_dir;
+  size_t cache_max_images = 8;
+  uint32_t fetch_chunk_size = 64 * 1024;
+  uint32_t fetch_window = 8;
+  absl::Duration fetch_timeout = absl::Seconds(5);
+  int fetch_max_tries = 6;
+  absl::Duration batch_delay = absl::Milliseconds(200);
+  size_t batch_max_reports = 200;
+  absl::Duration report_interval = absl::Seconds(60);
+};
+
+class Intermediate {
+ public:
+  // Pointers are not owned. `upstream` and `downstream` may be the same Transport.
+  Intermediate(IntermediateOptions options, core::NodeContext* node, core::SqliteDb* db,
+               core::Transport* upstream, core::Transport* downstream, core::EventLoop* loop);
+
+  absl::Status Start();
+  void Stop();
+
+  // For tests (call on the loop thread, or with the loop idle).
+  size_t active_directives() const { return directives_.size(); }
+  bool cached(const std::string& sha256) const { return cache_.Has(sha256); }
+  size_t known_children() const { return children_.size(); }
+
+ private:
+  struct Directive {
+    std::string campaign_id;
+    std::string envelope;  // root-signed bytes, forwarded unchanged
+    std::string digest;    // SHA-256 of its body: what a Go names
+    v1::Manifest manifest;
+    int64_t expires_at_ms = 0;
+  };
+  struct Fill {
+    uint64_t size = 0;
+    std::vector<bool> done;
+    size_t next = 0;                                       // next chunk index to request
+    std::map<uint64_t, std::pair<uint64_t, absl::Time>> in_flight;  // offset -> (id, sent)
+    std::map<uint64_t, int> tries;
+  };
+
+  void FromParent(const core::Topic& topic, const std::string& payload, core::OpenedMessage m);
+  void FromChild(const core::Topic& topic, const std::string& payload, core::OpenedMessage m);
+  void AcceptDirective(const std::string& envelope, const core::OpenedMessage& m, bool fresh);
+  absl::Status LoadState();
+  void SetChildOnline(const std::string& child, bool online);
+  void SendDesired(const std::string& child);
+  void PruneExpired();
+
+  void ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& request);
+  void StartFill(const v1::Manifest& manifest);
+  void PumpFill(const std::string& sha256);
+  void OnUpstreamChunk(const v1::FirmwareChunkResponse& response);
+  void FillTick();
+  void FinishFill(const std::string& sha256, v1::Reason failure);
+
+  void Relay(const std::string& device, const std::string& envelope);
+  void FlushBatch();
+  void ReportSelf();
+  void PeriodicSelfReport();
+  void ScheduleSelfReport();
+
+  const IntermediateOptions opts_;
+  core::NodeContext* node_;
+  core::SqliteDb* db_;
+  core::EventLoop* loop_;
+  core::NodeLinks links_;
+  FirmwareCache cache_;
+
+  std::map<std::string, Directive> directives_;  // by campaign id
+  std::map<std::string, bool> children_;         // child id -> online
+  std::map<std::string, Fill> fills_;            // by image SHA-256
+  std::map<std::string, std::vector<std::pair<std::string, v1::FirmwareChunkRequest>>> waiting_;
+  uint64_t next_request_id_ = 1;
+  bool fill_timer_ = false;
+
+  std::map<std::string, std::string> batch_;  // device -> its latest signed report
+  size_t batch_bytes_ = 0;
+  bool batch_timer_ = false;
+  bool self_report_scheduled_ = false;
+  bool stopped_ = false;
+
+  core::Metric* relayed_ = nullptr;
+  core::Metric* batches_ = nullptr;
+  core::Metric* chunks_served_ = nullptr;
+  core::Metric* upstream_chunks_ = nullptr;
+};
+
+}  // namespace x1368::intermediate
+
+#endif  // X1368_INTERMEDIATE_INTERMEDIATE_H_

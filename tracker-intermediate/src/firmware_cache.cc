@@ -1,0 +1,94 @@
+#include "x1368/intermediate/firmware_cache.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "x1368/core/crypto.h"
+#include "x1368/core/file_util.h"
+#include "x1368/core/reason.h"
+
+namespace x1368::intermediate {
+
+absl::Status FirmwareCache::Open() {
+  X1368_RETURN_IF_ERROR(core::MakeDirs(dir_, 0700));
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
+    std::string name = entry.path().filename().string();
+    if (absl::EndsWith(name, ".part")) {
+      std::filesystem::remove(entry.path(), ec);
+    } else if (name.size() == 64) {
+      last_used_[name] = ++clock_;
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string FirmwareCache::PathOf(const std::string& sha256) const {
+  return absl::StrCat(dir_, "/", core::HexEncode(sha256));
+}
+
+std::string FirmwareCache::PartPath(const std::string& sha256) const {
+  return PathOf(sha256) + ".part";
+}
+
+bool FirmwareCache::Has(const std::string& sha256) const {
+  return last_used_.count(core::HexEncode(sha256)) > 0;
+}
+
+void FirmwareCache::Touch(const std::string& sha256) {
+  auto it = last_used_.find(core::HexEncode(sha256));
+  if (it != last_used_.end()) it->second = ++clock_;
+}
+
+absl::Status FirmwareCache::Begin(const std::string& sha256, uint64_t size) {
+  if (sha256.size() != 32) return core::Reject(v1::MALFORMED, "image id is not a SHA-256");
+  std::string part = PartPath(sha256);
+  X1368_RETURN_IF_ERROR(core::WriteFileAtomic(part, ""));
+  if (size > 0 && ::truncate(part.c_str(), static_cast<off_t>(size)) != 0) {
+    return core::Reject(v1::STORAGE_ERROR, absl::StrCat("cannot size ", part));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FirmwareCache::Write(const std::string& sha256, uint64_t offset, const std::string& data) {
+  return core::WriteFileRange(PartPath(sha256), offset, data);
+}
+
+absl::Status FirmwareCache::Complete(const std::string& sha256, uint64_t size) {
+  std::string part = PartPath(sha256);
+  auto actual_size = core::FileSize(part);
+  if (!actual_size.ok() || *actual_size != size) {
+    std::filesystem::remove(part);
+    return core::Reject(v1::SIZE_MISMATCH, "cached image has the wrong size");
+  }
+  X1368_ASSIGN_OR_RETURN(std::string digest, core::Sha256File(part));
+  if (digest != sha256) {
+    // What upstream sent is not what the author signed: never serve it.
+    std::filesystem::remove(part);
+    return core::Reject(v1::DIGEST_MISMATCH, "image from upstream does not match its manifest digest");
+  }
+  X1368_RETURN_IF_ERROR(core::SyncFile(part));
+  if (::rename(part.c_str(), PathOf(sha256).c_str()) != 0) {
+    return core::Reject(v1::STORAGE_ERROR, "cannot move the verified image into the cache");
+  }
+  last_used_[core::HexEncode(sha256)] = ++clock_;
+  Evict();
+  return absl::OkStatus();
+}
+
+void FirmwareCache::Evict() {
+  while (last_used_.size() > max_images_) {
+    auto oldest = last_used_.begin();
+    for (auto it = last_used_.begin(); it != last_used_.end(); ++it) {
+      if (it->second < oldest->second) oldest = it;
+    }
+    std::error_code ec;
+    std::filesystem::remove(absl::StrCat(dir_, "/", oldest->first), ec);
+    last_used_.erase(oldest);
+  }
+}
+
+}  // namespace x1368::intermediate
