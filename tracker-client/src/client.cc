@@ -29,7 +29,7 @@ Client::Client(ClientOptions options, core::NodeContext* node, FirmwareConsumer*
       node_(node),
       consumer_(consumer),
       loop_(loop),
-      links_(node, loop, upstream, options.parent_id, /*downstream=*/nullptr),
+      links_(node, loop, upstream, opts_.parent_id, /*downstream=*/nullptr),
       hooks_(std::move(hooks)),
       fetcher_(
           [this](const v1::FirmwareChunkRequest& req) -> absl::Status {

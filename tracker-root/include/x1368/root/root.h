@@ -1,0 +1,80 @@
+// The root status tracker (server module, X.1368 §8.2) with the firmware server inside it
+// (X.1368 §3.2.3, §11.3; DESIGN.md §7):
+//   - accepts a release only with a valid author signature, a matching image digest and size,
+//     and stores the image;
+//   - starts a campaign by signing an UpdateDirective and publishing it once for its children
+//     (and into their retained desired state), with its own go;
+//   - serves image chunks to its children;
+//   - verifies every device's report end to end (also inside intermediates' batches) and keeps
+//     every device's state;
+//   - answers the authenticated admin API that trackerctl uses.
+//
+// Threads: the event loop owns all state. HTTP handlers run on the server's threads and post to
+// the loop, waiting for the answer. Start/Stop come from the owner's thread.
+#ifndef X1368_ROOT_ROOT_H_
+#define X1368_ROOT_ROOT_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "x1368/core/event_loop.h"
+#include "x1368/core/http.h"
+#include "x1368/core/links.h"
+#include "x1368/core/node.h"
+#include "x1368/core/sqlite_db.h"
+#include "x1368/root/registry.h"
+#include "x1368/v1/admin.pb.h"
+
+namespace x1368::root {
+
+struct RootOptions {
+  std::string images_dir;
+  std::string admin_listen;  // "host:port"; empty: no admin API
+  std::string admin_token;   // bearer token the admin API requires
+  int64_t default_deadline_ms = 7LL * 24 * 3600 * 1000;
+  uint64_t max_image_bytes = 256ULL << 20;
+  // A device is shown offline when its last report is older than this.
+  int64_t device_stale_after_ms = 180'000;
+};
+
+class Root {
+ public:
+  Root(RootOptions options, core::NodeContext* node, core::SqliteDb* db,
+       core::Transport* downstream, core::EventLoop* loop);
+  ~Root();
+
+  absl::Status Start();
+  void Stop();
+  int admin_port() const { return admin_port_; }
+
+  // The admin operations; run on the event loop.
+  absl::StatusOr<v1::ReleaseInfo> PublishRelease(const v1::ReleaseSubmission& submission);
+  absl::StatusOr<v1::CampaignInfo> StartCampaign(const v1::CampaignStartRequest& request);
+  v1::FleetStatus Fleet() const;
+
+ private:
+  void FromChild(const core::Topic& topic, const std::string& payload, core::OpenedMessage m);
+  void Record(const v1::StatusReport& report, const core::Identity& signer, const std::string& via);
+  void ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& request);
+  void SendDesired(const std::string& child);
+  void SetNodeOnline(const std::string& node, bool online);
+  void ScheduleCommit();
+  absl::Status StartAdminApi();
+
+  const RootOptions opts_;
+  core::NodeContext* node_;
+  core::SqliteDb* db_;
+  core::EventLoop* loop_;
+  core::NodeLinks links_;
+  std::unique_ptr<Registry> registry_;
+  std::unique_ptr<core::HttpServer> admin_;
+  int admin_port_ = 0;
+  bool commit_scheduled_ = false;
+  core::Metric* reports_ = nullptr;
+  core::Metric* chunks_served_ = nullptr;
+};
+
+}  // namespace x1368::root
+
+#endif  // X1368_ROOT_ROOT_H_

@@ -1,0 +1,383 @@
+#include "x1368/root/root.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <future>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "x1368/core/chunk_service.h"
+#include "x1368/core/crypto.h"
+#include "x1368/core/file_util.h"
+#include "x1368/core/log.h"
+#include "x1368/core/manifest.h"
+#include "x1368/core/reason.h"
+
+namespace x1368::root {
+
+using core::Channel;
+using core::HttpRequest;
+using core::HttpResponse;
+using core::Reject;
+
+namespace {
+
+std::string ToJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
+  return out;
+}
+
+HttpResponse ErrorResponse(const absl::Status& s) {
+  int status = 400;
+  switch (s.code()) {
+    case absl::StatusCode::kPermissionDenied: status = 403; break;
+    case absl::StatusCode::kNotFound: status = 404; break;
+    case absl::StatusCode::kAlreadyExists: status = 409; break;
+    case absl::StatusCode::kResourceExhausted: status = 413; break;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded: status = 503; break;
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kDataLoss: status = 500; break;
+    default: break;
+  }
+  v1::ErrorReply e;
+  e.set_error(std::string(s.message()));
+  e.set_reason(core::ReasonOf(s));
+  return HttpResponse{status, "application/json", ToJson(e)};
+}
+
+// Constant-time comparison: the admin token must not leak through timing.
+bool SameSecret(absl::string_view a, absl::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+// Runs `fn` on the event loop and waits for its result.
+template <typename T>
+absl::StatusOr<T> RunOnLoop(core::EventLoop* loop, std::function<absl::StatusOr<T>()> fn) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<T>>>();
+  auto future = promise->get_future();
+  loop->Post([promise, fn = std::move(fn)] { promise->set_value(fn()); });
+  if (future.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    return absl::UnavailableError("the root is shutting down or overloaded");
+  }
+  return future.get();
+}
+
+}  // namespace
+
+Root::Root(RootOptions options, core::NodeContext* node, core::SqliteDb* db,
+           core::Transport* downstream, core::EventLoop* loop)
+    : opts_(std::move(options)),
+      node_(node),
+      db_(db),
+      loop_(loop),
+      links_(node, loop, /*upstream=*/nullptr, /*parent_id=*/"", downstream) {
+  reports_ = node_->metrics().Counter("x1368_device_reports_total", "Device status reports recorded");
+  chunks_served_ = node_->metrics().Counter("x1368_chunks_served_total", "Firmware chunks served");
+}
+
+Root::~Root() { Stop(); }
+
+absl::Status Root::Start() {
+  X1368_RETURN_IF_ERROR(core::MakeDirs(opts_.images_dir, 0700));
+  X1368_ASSIGN_OR_RETURN(registry_, Registry::Open(db_));
+  core::NodeLinks::Handlers h;
+  h.from_child = [this](const core::Topic& t, const std::string& p, core::OpenedMessage m) {
+    FromChild(t, p, std::move(m));
+  };
+  X1368_RETURN_IF_ERROR(links_.Start(std::move(h)));
+  if (!opts_.admin_listen.empty()) X1368_RETURN_IF_ERROR(StartAdminApi());
+  return absl::OkStatus();
+}
+
+void Root::Stop() {
+  if (admin_) {
+    admin_->Stop();
+    admin_.reset();
+  }
+  if (registry_) {
+    links_.Stop();
+    if (absl::Status s = registry_->Commit(); !s.ok()) {
+      spdlog::error("event=registry.commit_failed error=\"{}\"", s.message());
+    }
+    registry_.reset();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Firmware server and campaigns
+
+absl::StatusOr<v1::ReleaseInfo> Root::PublishRelease(const v1::ReleaseSubmission& sub) {
+  // X.1368 §11.3 / §11.4: only what an author trusted for the component signed is accepted.
+  X1368_ASSIGN_OR_RETURN(v1::Manifest m, core::VerifyManifest(node_->trust(), sub.manifest()));
+  if (sub.image().size() != m.size()) {
+    return Reject(v1::SIZE_MISMATCH, absl::StrCat("image has ", sub.image().size(), " bytes, manifest says ", m.size()));
+  }
+  if (core::Sha256(sub.image()) != m.sha256()) {
+    return Reject(v1::DIGEST_MISMATCH, "image digest differs from the signed manifest");
+  }
+  v1::ReleaseInfo info;
+  info.set_component(m.component());
+  info.set_version(m.version());
+  info.set_sequence_number(m.sequence_number());
+  info.set_sha256_hex(core::HexEncode(m.sha256()));
+  info.set_size(m.size());
+  info.set_author_id(m.author_id());
+  for (const auto& hw : m.hardware_classes()) info.add_hardware_classes(hw);
+  if (auto existing = registry_->FindRelease(m.component(), m.version())) {
+    if (existing->manifest.sha256() == m.sha256()) return info;  // the same release again
+    return absl::AlreadyExistsError(absl::StrCat(m.component(), " ", m.version(), " exists with another image"));
+  }
+  for (const Release& r : registry_->Releases()) {
+    if (r.manifest.component() == m.component() && r.manifest.sequence_number() == m.sequence_number()) {
+      return absl::AlreadyExistsError(absl::StrCat("sequence number ", m.sequence_number(), " of ",
+                                                   m.component(), " is already release ", r.manifest.version()));
+    }
+  }
+  Release release{sub.manifest(), m, absl::StrCat(opts_.images_dir, "/", info.sha256_hex())};
+  X1368_RETURN_IF_ERROR(core::WriteFileAtomic(release.image_path, sub.image(), 0600));
+  X1368_RETURN_IF_ERROR(registry_->AddRelease(release));
+  spdlog::info("event=release.published component={} version={} sequence={} author={}", m.component(),
+               m.version(), m.sequence_number(), m.author_id());
+  return info;
+}
+
+absl::StatusOr<v1::CampaignInfo> Root::StartCampaign(const v1::CampaignStartRequest& req) {
+  std::optional<Release> release = registry_->FindRelease(req.component(), req.version());
+  if (!release) {
+    return absl::NotFoundError(absl::StrCat("no release ", req.version(), " of ", req.component()));
+  }
+  for (const std::string& d : req.devices()) {
+    X1368_RETURN_IF_ERROR(core::ValidateNodeId(d, "device id"));
+  }
+  int64_t now = node_->clock().NowMs();
+  int64_t ttl = req.deadline_s() > 0 ? req.deadline_s() * 1000 : opts_.default_deadline_ms;
+  v1::CampaignInfo info;
+  info.set_campaign_id(absl::StrCat(req.component(), "-", req.version(), "-", registry_->campaign_count() + 1));
+  info.set_component(req.component());
+  info.set_version(req.version());
+  info.set_started_at_ms(now);
+  info.set_state("active");
+
+  v1::Body body;
+  v1::UpdateDirective* d = body.mutable_directive();
+  d->set_campaign_id(info.campaign_id());
+  *d->mutable_manifest() = release->signed_manifest;
+  d->mutable_selector()->set_component(req.component());
+  for (const std::string& dev : req.devices()) d->mutable_selector()->add_devices(dev);
+  d->set_deadline_ms(now + ttl);
+  X1368_ASSIGN_OR_RETURN(std::string envelope, node_->sealer().Seal(core::kAllChildren, body, ttl));
+  v1::Envelope env;
+  env.ParseFromString(envelope);
+  Campaign campaign{info, envelope, core::Sha256(env.body()), now + ttl};
+  // Persisted before anything is sent: what was announced is never forgotten by a crash.
+  X1368_RETURN_IF_ERROR(registry_->AddCampaign(campaign));
+  X1368_RETURN_IF_ERROR(links_.ForwardToChildren(envelope));
+  v1::Body go;
+  go.mutable_go()->set_campaign_id(info.campaign_id());
+  go.mutable_go()->set_directive_digest(campaign.directive_digest);
+  X1368_RETURN_IF_ERROR(links_.Broadcast(std::move(go)));
+  for (const v1::NodeRecord& n : registry_->Nodes()) {
+    if (!n.online()) SendDesired(n.node_id());
+  }
+  spdlog::info("event=campaign.started campaign={} component={} version={}", info.campaign_id(),
+               req.component(), req.version());
+  return info;
+}
+
+void Root::SendDesired(const std::string& child) {
+  std::vector<Campaign> active = registry_->ActiveCampaigns(node_->clock().NowMs());
+  if (active.empty()) return;
+  v1::Body body;
+  int64_t expires = 0;
+  for (const Campaign& c : active) {
+    body.mutable_desired()->add_directives(c.directive_envelope);
+    v1::Go* go = body.mutable_desired()->add_grants();
+    go->set_campaign_id(c.info.campaign_id());
+    go->set_directive_digest(c.directive_digest);
+    expires = std::max(expires, c.expires_at_ms);
+  }
+  int64_t ttl = std::max<int64_t>(expires - node_->clock().NowMs(), 1000);
+  (void)links_.SendDown(child, Channel::kDesired, std::move(body), /*retained=*/true, ttl);
+}
+
+void Root::ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& req) {
+  v1::Body body;
+  std::optional<Release> r = registry_->FindReleaseByDigest(req.image_sha256());
+  *body.mutable_chunk_response() = r ? core::ServeChunk(r->image_path, r->manifest.size(), req)
+                                     : core::ChunkError(req, v1::IMAGE_UNAVAILABLE);
+  chunks_served_->Add();
+  (void)links_.SendDown(child, Channel::kFw, std::move(body));
+}
+
+// ---------------------------------------------------------------------------------------------
+// From the children
+
+void Root::SetNodeOnline(const std::string& id, bool online) {
+  v1::NodeRecord n = registry_->Node(id).value_or(v1::NodeRecord());
+  n.set_node_id(id);
+  n.set_online(online);
+  registry_->StageNode(n);
+  ScheduleCommit();
+}
+
+void Root::FromChild(const core::Topic& topic, const std::string& payload, core::OpenedMessage m) {
+  (void)payload;
+  const v1::Body& body = m.body;
+  switch (body.message_case()) {
+    case v1::Body::kPresence:
+      if (topic.channel != Channel::kPresence) break;
+      SetNodeOnline(topic.child, body.presence().online());
+      if (body.presence().online()) SendDesired(topic.child);
+      return;
+    case v1::Body::kStatus:
+      if (topic.channel != Channel::kStatus) break;
+      if (body.status().device_id() != m.body.sender()) {
+        return links_.Reject(Reject(v1::SENDER_MISMATCH, "report names another device"), topic.ToString());
+      }
+      return Record(body.status(), *m.signer, topic.child);
+    case v1::Body::kStatusBatch:
+      if (topic.channel != Channel::kStatus) break;
+      for (const std::string& inner : body.status_batch().reports()) {
+        // Each device's report is checked end to end: its own signature, its place in the
+        // relaying gateway's subtree, its own sequence numbers.
+        auto r = node_->opener().Open(inner, {core::Origin::kRelayed, {}, m.signer.get()});
+        if (!r.ok()) {
+          links_.Reject(r.status(), "batch.report");
+        } else if (!r->body.has_status() || r->body.status().device_id() != r->body.sender()) {
+          links_.Reject(Reject(v1::SENDER_MISMATCH, "batched report names another device"), "batch.report");
+        } else {
+          Record(r->body.status(), *r->signer, topic.child);
+        }
+      }
+      return;
+    case v1::Body::kChunkRequest:
+      if (topic.channel != Channel::kFw) break;
+      return ServeChunk(topic.child, body.chunk_request());
+    default:
+      break;
+  }
+  links_.Reject(Reject(v1::UNKNOWN_TYPE, "unexpected message from a child"), topic.ToString());
+}
+
+void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const std::string& via) {
+  int64_t now = node_->clock().NowMs();
+  if (signer.role == v1::ROLE_INTERMEDIATE) {
+    v1::NodeRecord n = registry_->Node(r.device_id()).value_or(v1::NodeRecord());
+    n.set_node_id(r.device_id());
+    if (via != r.device_id()) n.set_online(true);  // cascaded: alive if it reports
+    n.mutable_rejections()->CopyFrom(r.rejections());
+    registry_->StageNode(n);
+  } else {
+    v1::DeviceRecord d;
+    d.set_device_id(r.device_id());
+    d.set_via(via);
+    d.set_component(r.component());
+    d.set_version(r.version());
+    d.set_sequence_number(r.sequence_number());
+    d.set_hardware_class(r.hardware_class());
+    d.set_campaign_id(r.campaign_id());
+    d.set_state(r.state());
+    d.set_reason(r.reason());
+    d.set_detail(r.detail());
+    d.set_updated_at_ms(now);
+    d.mutable_rejections()->CopyFrom(r.rejections());
+    registry_->StageDevice(d);
+    reports_->Add();
+  }
+  ScheduleCommit();
+}
+
+void Root::ScheduleCommit() {
+  if (commit_scheduled_) return;
+  commit_scheduled_ = true;
+  // One transaction for the whole burst of reports queued before it.
+  loop_->Post([this] {
+    commit_scheduled_ = false;
+    if (!registry_) return;
+    if (absl::Status s = registry_->Commit(); !s.ok()) {
+      node_->metrics().CountRejection(v1::STORAGE_ERROR);
+      spdlog::error("event=registry.commit_failed error=\"{}\"", s.message());
+    }
+  });
+}
+
+v1::FleetStatus Root::Fleet() const {
+  v1::FleetStatus f;
+  int64_t now = node_->clock().NowMs();
+  for (v1::DeviceRecord& d : registry_->Devices()) {
+    d.set_online(now - d.updated_at_ms() < opts_.device_stale_after_ms);
+    *f.add_devices() = std::move(d);
+  }
+  for (const v1::NodeRecord& n : registry_->Nodes()) *f.add_nodes() = n;
+  for (const v1::CampaignInfo& c : registry_->Campaigns()) *f.add_campaigns() = c;
+  for (const Release& r : registry_->Releases()) {
+    v1::ReleaseInfo* info = f.add_releases();
+    info->set_component(r.manifest.component());
+    info->set_version(r.manifest.version());
+    info->set_sequence_number(r.manifest.sequence_number());
+    info->set_sha256_hex(core::HexEncode(r.manifest.sha256()));
+    info->set_size(r.manifest.size());
+    info->set_author_id(r.manifest.author_id());
+    for (const auto& hw : r.manifest.hardware_classes()) info->add_hardware_classes(hw);
+  }
+  for (const v1::ReasonCount& rc : node_->metrics().RejectionCounts()) *f.add_rejections() = rc;
+  return f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin API (DESIGN.md §10)
+
+absl::Status Root::StartAdminApi() {
+  admin_ = std::make_unique<core::HttpServer>();
+  admin_->set_max_body_bytes(opts_.max_image_bytes + (1 << 20));
+  auto authorized = [this](const HttpRequest& req) {
+    absl::string_view auth = req.authorization;
+    return absl::ConsumePrefix(&auth, "Bearer ") && !opts_.admin_token.empty() &&
+           SameSecret(auth, opts_.admin_token);
+  };
+  auto unauthorized = [] {
+    return ErrorResponse(absl::PermissionDeniedError("missing or wrong bearer token"));
+  };
+  admin_->Post("/v1/releases", [this, authorized, unauthorized](const HttpRequest& req) {
+    if (!authorized(req)) return unauthorized();
+    v1::ReleaseSubmission sub;
+    if (!sub.ParseFromString(req.body)) {
+      return ErrorResponse(Reject(v1::MALFORMED, "body is not a ReleaseSubmission"));
+    }
+    auto info = RunOnLoop<v1::ReleaseInfo>(loop_, [this, &sub] { return PublishRelease(sub); });
+    if (!info.ok()) return ErrorResponse(info.status());
+    return HttpResponse{201, "application/json", ToJson(*info)};
+  });
+  admin_->Post("/v1/campaigns", [this, authorized, unauthorized](const HttpRequest& req) {
+    if (!authorized(req)) return unauthorized();
+    v1::CampaignStartRequest start;
+    if (!google::protobuf::util::JsonStringToMessage(req.body, &start).ok()) {
+      return ErrorResponse(Reject(v1::MALFORMED, "body is not a CampaignStartRequest in JSON"));
+    }
+    auto info = RunOnLoop<v1::CampaignInfo>(loop_, [this, &start] { return StartCampaign(start); });
+    if (!info.ok()) return ErrorResponse(info.status());
+    return HttpResponse{201, "application/json", ToJson(*info)};
+  });
+  admin_->Get("/v1/fleet", [this, authorized, unauthorized](const HttpRequest& req) {
+    if (!authorized(req)) return unauthorized();
+    auto fleet = RunOnLoop<v1::FleetStatus>(loop_, [this]() -> absl::StatusOr<v1::FleetStatus> { return Fleet(); });
+    if (!fleet.ok()) return ErrorResponse(fleet.status());
+    return HttpResponse{200, "application/json", ToJson(*fleet)};
+  });
+  admin_->Get("/metrics", [this](const HttpRequest&) {
+    return HttpResponse{200, "text/plain; version=0.0.4", node_->metrics().RenderPrometheus()};
+  });
+  admin_->Get("/healthz", [](const HttpRequest&) { return HttpResponse{200, "text/plain", "ok\n"}; });
+  X1368_ASSIGN_OR_RETURN(admin_port_, admin_->Start(opts_.admin_listen));
+  spdlog::info("event=admin.listening port={}", admin_port_);
+  return absl::OkStatus();
+}
+
+}  // namespace x1368::root

@@ -1,0 +1,429 @@
+// trackerctl: keys, certificates, signed manifests, and root's admin API (DESIGN.md §10).
+//
+//   trackerctl keygen --out node.key [--pub node.pub]
+//   trackerctl cert issue --root-key root.key --node gw1 --role intermediate --key gw1.key
+//                         --scope 'dev-*' --out gw1.cert
+//   trackerctl author sign --key a.key --cert a.cert --image fw.bin --component fw
+//                          --version 2.0.0 --sequence 2 --hardware board-a --out fw.manifest
+//   trackerctl release publish --manifest fw.manifest --image fw.bin
+//   trackerctl campaign start --component fw --version 2.0.0
+//   trackerctl fleet status [--json]
+//   trackerctl fleet wait --component fw --version 2.0.0 --count 6
+#include <google/protobuf/util/json_util.h>
+
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "x1368/core/crypto.h"
+#include "x1368/core/file_util.h"
+#include "x1368/core/http.h"
+#include "x1368/core/manifest.h"
+#include "x1368/core/reason.h"
+#include "x1368/core/topics.h"
+#include "x1368/core/trust.h"
+#include "x1368/v1/admin.pb.h"
+
+namespace x1368::ctl {
+namespace {
+
+int Fail(const absl::Status& s) {
+  std::cerr << "trackerctl: " << s.message() << "\n";
+  return 1;
+}
+
+std::vector<std::string> SplitList(const std::string& csv) {
+  std::vector<std::string> out;
+  for (absl::string_view part : absl::StrSplit(csv, ',', absl::SkipEmpty())) {
+    out.emplace_back(absl::StripAsciiWhitespace(part));
+  }
+  return out;
+}
+
+absl::StatusOr<v1::Role> ParseRole(const std::string& role) {
+  if (role == "intermediate") return v1::ROLE_INTERMEDIATE;
+  if (role == "client") return v1::ROLE_CLIENT;
+  if (role == "author") return v1::ROLE_AUTHOR;
+  return absl::InvalidArgumentError(absl::StrCat("role \"", role, "\": expected intermediate, client or author"));
+}
+
+// --- keys and certificates ------------------------------------------------------------------
+
+int Keygen(const std::string& out, const std::string& pub) {
+  auto key = core::PrivateKey::Generate();
+  if (!key.ok()) return Fail(key.status());
+  if (absl::Status s = core::WriteFileAtomic(out, key->ToPem(), 0600); !s.ok()) return Fail(s);
+  std::string pub_path = pub.empty() ? absl::StrCat(out, ".pub") : pub;
+  if (absl::StrContains(out, ".key") && pub.empty()) {
+    pub_path = out.substr(0, out.rfind(".key")) + ".pub";
+  }
+  if (absl::Status s = core::WriteFileAtomic(pub_path, key->public_key().ToPem()); !s.ok()) return Fail(s);
+  std::cout << "wrote " << out << " and " << pub_path << "\n";
+  return 0;
+}
+
+struct CertArgs {
+  std::string root_key, root_id = "root", node, role, key, pubkey, scope, components, out;
+  int days = 365;
+};
+
+int CertIssue(const CertArgs& a) {
+  auto root = core::PrivateKey::LoadPemFile(a.root_key);
+  if (!root.ok()) return Fail(root.status());
+  auto role = ParseRole(a.role);
+  if (!role.ok()) return Fail(role.status());
+  absl::StatusOr<core::PublicKey> pub = absl::InvalidArgumentError("give --key or --pubkey");
+  if (!a.pubkey.empty()) {
+    pub = core::PublicKey::LoadPemFile(a.pubkey);
+  } else if (!a.key.empty()) {
+    auto k = core::PrivateKey::LoadPemFile(a.key);
+    if (!k.ok()) return Fail(k.status());
+    pub = k->public_key();
+  }
+  if (!pub.ok()) return Fail(pub.status());
+  v1::CertBody body;
+  body.set_node_id(a.node);
+  body.set_role(*role);
+  body.set_public_key(pub->raw());
+  for (const std::string& s : SplitList(a.scope)) body.mutable_scope()->add_nodes(s);
+  for (const std::string& c : SplitList(a.components)) body.mutable_scope()->add_components(c);
+  int64_t now = absl::ToUnixMillis(absl::Now());
+  body.set_not_before_ms(now - 3600 * 1000);  // tolerate clocks a little behind
+  body.set_not_after_ms(now + int64_t{a.days} * 86400 * 1000);
+  body.set_issuer(a.root_id);
+  body.set_serial(static_cast<uint64_t>(now));
+  auto cert = core::IssueCert(*root, body);
+  if (!cert.ok()) return Fail(cert.status());
+  if (absl::Status s = core::WriteFileAtomic(a.out, cert->SerializeAsString()); !s.ok()) return Fail(s);
+  std::cout << "issued " << a.role << " certificate for " << a.node << " -> " << a.out << "\n";
+  return 0;
+}
+
+int CertShow(const std::string& path) {
+  auto raw = core::ReadFileLimited(path, 64 << 10);
+  if (!raw.ok()) return Fail(raw.status());
+  v1::DelegationCert cert;
+  v1::CertBody body;
+  if (!cert.ParseFromString(*raw) || !body.ParseFromString(cert.body())) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(path, " is not a certificate")));
+  }
+  std::string json;
+  google::protobuf::util::JsonPrintOptions o;
+  o.add_whitespace = true;
+  (void)google::protobuf::util::MessageToJsonString(body, &json, o);
+  std::cout << json;
+  return 0;
+}
+
+// --- author ---------------------------------------------------------------------------------
+
+struct SignArgs {
+  std::string key, cert, image, component, version, hardware, uri{core::kChunkServiceUri}, out, description;
+  uint64_t sequence = 0;
+};
+
+int AuthorSign(const SignArgs& a) {
+  auto key = core::PrivateKey::LoadPemFile(a.key);
+  if (!key.ok()) return Fail(key.status());
+  auto raw_cert = core::ReadFileLimited(a.cert, 64 << 10);
+  if (!raw_cert.ok()) return Fail(raw_cert.status());
+  v1::DelegationCert cert;
+  v1::CertBody body;
+  if (!cert.ParseFromString(*raw_cert) || !body.ParseFromString(cert.body())) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(a.cert, " is not a certificate")));
+  }
+  if (body.public_key() != key->public_key().raw()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(a.cert, " does not certify ", a.key)));
+  }
+  auto digest = core::Sha256File(a.image);
+  auto size = core::FileSize(a.image);
+  if (!digest.ok()) return Fail(digest.status());
+  if (!size.ok()) return Fail(size.status());
+  v1::Manifest m;
+  m.set_component(a.component);
+  m.set_version(a.version);
+  m.set_sequence_number(a.sequence);
+  for (const std::string& hw : SplitList(a.hardware)) m.add_hardware_classes(hw);
+  m.set_size(*size);
+  m.set_sha256(*digest);
+  m.set_uri(a.uri);
+  m.set_author_id(body.node_id());
+  m.set_created_at_ms(absl::ToUnixMillis(absl::Now()));
+  m.set_description(a.description);
+  auto signed_manifest = core::SignManifest(*key, cert, m);
+  if (!signed_manifest.ok()) return Fail(signed_manifest.status());
+  if (absl::Status s = core::WriteFileAtomic(a.out, signed_manifest->SerializeAsString()); !s.ok()) return Fail(s);
+  std::cout << "signed " << a.component << " " << a.version << " (sequence " << a.sequence << ", "
+            << *size << " bytes, sha256 " << core::HexEncode(*digest).substr(0, 16) << "...) -> " << a.out << "\n";
+  return 0;
+}
+
+// --- admin API ------------------------------------------------------------------------------
+
+struct Admin {
+  std::string url = "http://127.0.0.1:8368";
+  std::string token;
+  std::string token_file;
+
+  absl::StatusOr<core::HttpClient> Client() const {
+    std::string t = token;
+    if (t.empty() && !token_file.empty()) {
+      X1368_ASSIGN_OR_RETURN(std::string raw, core::ReadFileLimited(token_file, 4096));
+      t = std::string(absl::StripAsciiWhitespace(raw));
+    }
+    if (t.empty()) {
+      if (const char* env = std::getenv("X1368_ADMIN_TOKEN")) t = env;
+    }
+    if (t.empty()) return absl::InvalidArgumentError("no admin token: --token, --token-file or X1368_ADMIN_TOKEN");
+    return core::HttpClient(url, t);
+  }
+};
+
+absl::Status ReplyError(const core::HttpResponse& r) {
+  v1::ErrorReply e;
+  if (google::protobuf::util::JsonStringToMessage(r.body, &e).ok() && !e.error().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("root refused (HTTP ", r.status, "): ", e.error()));
+  }
+  return absl::FailedPreconditionError(absl::StrCat("root answered HTTP ", r.status, ": ", r.body));
+}
+
+int ReleasePublish(const Admin& admin, const std::string& manifest_path, const std::string& image_path) {
+  auto client = admin.Client();
+  if (!client.ok()) return Fail(client.status());
+  auto manifest = core::ReadFileLimited(manifest_path, 1 << 20);
+  if (!manifest.ok()) return Fail(manifest.status());
+  auto image = core::ReadFile(image_path);
+  if (!image.ok()) return Fail(image.status());
+  v1::ReleaseSubmission sub;
+  if (!sub.mutable_manifest()->ParseFromString(*manifest)) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(manifest_path, " is not a signed manifest")));
+  }
+  sub.set_image(*std::move(image));
+  auto r = client->Post("/v1/releases", sub.SerializeAsString(), "application/x-protobuf");
+  if (!r.ok()) return Fail(r.status());
+  if (r->status != 201) return Fail(ReplyError(*r));
+  v1::ReleaseInfo info;
+  (void)google::protobuf::util::JsonStringToMessage(r->body, &info);
+  std::cout << "published " << info.component() << " " << info.version() << " (sequence "
+            << info.sequence_number() << ", " << info.size() << " bytes)\n";
+  return 0;
+}
+
+int CampaignStart(const Admin& admin, const std::string& component, const std::string& version,
+                  const std::string& devices, int64_t deadline_s) {
+  auto client = admin.Client();
+  if (!client.ok()) return Fail(client.status());
+  v1::CampaignStartRequest req;
+  req.set_component(component);
+  req.set_version(version);
+  for (const std::string& d : SplitList(devices)) req.add_devices(d);
+  req.set_deadline_s(deadline_s);
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(req, &json);
+  auto r = client->Post("/v1/campaigns", json, "application/json");
+  if (!r.ok()) return Fail(r.status());
+  if (r->status != 201) return Fail(ReplyError(*r));
+  v1::CampaignInfo info;
+  (void)google::protobuf::util::JsonStringToMessage(r->body, &info);
+  std::cout << "campaign " << info.campaign_id() << " started: " << component << " -> " << version << "\n";
+  return 0;
+}
+
+absl::StatusOr<v1::FleetStatus> GetFleet(core::HttpClient& client) {
+  X1368_ASSIGN_OR_RETURN(core::HttpResponse r, client.Get("/v1/fleet"));
+  if (r.status != 200) return ReplyError(r);
+  v1::FleetStatus fleet;
+  google::protobuf::util::JsonParseOptions o;
+  o.ignore_unknown_fields = true;
+  if (!google::protobuf::util::JsonStringToMessage(r.body, &fleet, o).ok()) {
+    return absl::DataLossError("root's fleet status does not parse");
+  }
+  return fleet;
+}
+
+std::string Rejections(const google::protobuf::RepeatedPtrField<v1::ReasonCount>& list) {
+  std::vector<std::string> parts;
+  for (const v1::ReasonCount& rc : list) parts.push_back(absl::StrCat(core::ReasonName(rc.reason()), "=", rc.count()));
+  return parts.empty() ? "-" : absl::StrJoin(parts, ",");
+}
+
+int FleetStatus(const Admin& admin, bool json) {
+  auto client = admin.Client();
+  if (!client.ok()) return Fail(client.status());
+  auto fleet = GetFleet(*client);
+  if (!fleet.ok()) return Fail(fleet.status());
+  if (json) {
+    std::string out;
+    google::protobuf::util::JsonPrintOptions o;
+    o.preserve_proto_field_names = true;
+    o.add_whitespace = true;
+    (void)google::protobuf::util::MessageToJsonString(*fleet, &out, o);
+    std::cout << out;
+    return 0;
+  }
+  std::printf("%-20s %-14s %-10s %-10s %-12s %-20s %-7s %s\n", "DEVICE", "VIA", "COMPONENT", "VERSION",
+              "STATE", "REASON", "ONLINE", "REJECTIONS");
+  for (const v1::DeviceRecord& d : fleet->devices()) {
+    std::printf("%-20s %-14s %-10s %-10s %-12s %-20s %-7s %s\n", d.device_id().c_str(), d.via().c_str(),
+                d.component().c_str(), d.version().c_str(), v1::UpdateState_Name(d.state()).c_str(),
+                d.reason() == v1::REASON_UNSPECIFIED ? "-" : core::ReasonName(d.reason()).c_str(),
+                d.online() ? "yes" : "no", Rejections(d.rejections()).c_str());
+  }
+  for (const v1::NodeRecord& n : fleet->nodes()) {
+    std::printf("node %-15s online=%-3s rejections=%s\n", n.node_id().c_str(), n.online() ? "yes" : "no",
+                Rejections(n.rejections()).c_str());
+  }
+  std::printf("root rejections=%s\n", Rejections(fleet->rejections()).c_str());
+  return 0;
+}
+
+int FleetWait(const Admin& admin, const std::string& component, const std::string& version, int count,
+              int timeout_s) {
+  auto client = admin.Client();
+  if (!client.ok()) return Fail(client.status());
+  absl::Time deadline = absl::Now() + absl::Seconds(timeout_s);
+  std::string last;
+  v1::FleetStatus fleet;
+  while (true) {
+    auto f = GetFleet(*client);
+    if (f.ok()) {
+      fleet = *std::move(f);
+      std::map<std::string, int> states;
+      int updated = 0, finished_badly = 0, total = 0;
+      for (const v1::DeviceRecord& d : fleet.devices()) {
+        if (d.component() != component) continue;
+        ++total;
+        if (d.version() == version && !(d.state() >= v1::OFFERED && d.state() <= v1::TRIAL_BOOT)) {
+          ++updated;
+        } else if (d.state() == v1::FAILED || d.state() == v1::ROLLED_BACK || d.state() == v1::DECLINED) {
+          ++finished_badly;
+        }
+        ++states[v1::UpdateState_Name(d.state())];
+      }
+      std::vector<std::string> parts;
+      for (const auto& [s, n] : states) parts.push_back(absl::StrCat(s, "=", n));
+      std::string line = absl::StrCat("progress: ", updated, "/", count, " on ", version, " (",
+                                      total, " reporting: ", absl::StrJoin(parts, " "), ")");
+      if (line != last) {
+        std::cout << line << std::endl;
+        last = line;
+      }
+      if (updated >= count) return 0;
+      if (updated + finished_badly >= count && finished_badly > 0) break;
+    }
+    if (absl::Now() > deadline) break;
+    absl::SleepFor(absl::Milliseconds(300));
+  }
+  for (const v1::DeviceRecord& d : fleet.devices()) {
+    if (d.component() == component && d.version() != version) {
+      std::cerr << "not updated: " << d.device_id() << " runs " << d.version() << ", state "
+                << v1::UpdateState_Name(d.state()) << ", reason " << core::ReasonName(d.reason())
+                << (d.detail().empty() ? "" : ": " + d.detail()) << "\n";
+    }
+  }
+  return 1;
+}
+
+}  // namespace
+}  // namespace x1368::ctl
+
+int main(int argc, char** argv) {
+  using namespace x1368::ctl;
+  CLI::App app{"trackerctl: keys, certificates and signed manifests for an x1368 tracker tree, "
+               "and the root's admin API (releases, campaigns, fleet status)."};
+  app.require_subcommand(1);
+  Admin admin;
+  auto add_admin = [&admin](CLI::App* cmd) {
+    cmd->add_option("--admin", admin.url, "root's admin API")->capture_default_str();
+    cmd->add_option("--token", admin.token, "admin bearer token");
+    cmd->add_option("--token-file", admin.token_file, "file holding the admin token");
+  };
+
+  std::string out, pub;
+  auto* keygen = app.add_subcommand("keygen", "make an Ed25519 key pair (PEM)");
+  keygen->add_option("--out", out, "private key file")->required();
+  keygen->add_option("--pub", pub, "public key file (default: <out without .key>.pub)");
+
+  auto* cert = app.add_subcommand("cert", "delegation certificates");
+  cert->require_subcommand(1);
+  CertArgs ca;
+  auto* issue = cert->add_subcommand("issue", "root signs a node's delegation certificate");
+  issue->add_option("--root-key", ca.root_key, "root's private key")->required();
+  issue->add_option("--root-id", ca.root_id, "root's node id")->capture_default_str();
+  issue->add_option("--node", ca.node, "node id the certificate is for")->required();
+  issue->add_option("--role", ca.role, "intermediate, client or author")->required();
+  issue->add_option("--key", ca.key, "the node's private key (its public half is certified)");
+  issue->add_option("--pubkey", ca.pubkey, "or the node's public key");
+  issue->add_option("--scope", ca.scope, "node ids or prefix* patterns it may act for, comma separated");
+  issue->add_option("--components", ca.components, "components it may act for (empty: any)");
+  issue->add_option("--days", ca.days, "validity in days")->capture_default_str();
+  issue->add_option("--out", ca.out, "certificate file")->required();
+  std::string show_path;
+  auto* show = cert->add_subcommand("show", "print a certificate");
+  show->add_option("file", show_path)->required();
+
+  auto* author = app.add_subcommand("author", "firmware author tools");
+  author->require_subcommand(1);
+  SignArgs sa;
+  auto* sign = author->add_subcommand("sign", "build and sign a manifest for an image");
+  sign->add_option("--key", sa.key, "author's private key")->required();
+  sign->add_option("--cert", sa.cert, "author's certificate")->required();
+  sign->add_option("--image", sa.image, "image file")->required();
+  sign->add_option("--component", sa.component)->required();
+  sign->add_option("--version", sa.version)->required();
+  sign->add_option("--sequence", sa.sequence, "monotonic sequence number (anti-rollback)")->required();
+  sign->add_option("--hardware", sa.hardware, "hardware classes, comma separated")->required();
+  sign->add_option("--uri", sa.uri, "where devices fetch it")->capture_default_str();
+  sign->add_option("--description", sa.description);
+  sign->add_option("--out", sa.out, "signed manifest file")->required();
+
+  auto* release = app.add_subcommand("release", "releases on root's firmware server");
+  release->require_subcommand(1);
+  std::string manifest_path, image_path;
+  auto* publish = release->add_subcommand("publish", "submit a signed manifest and its image to root");
+  publish->add_option("--manifest", manifest_path)->required();
+  publish->add_option("--image", image_path)->required();
+  add_admin(publish);
+
+  auto* campaign = app.add_subcommand("campaign", "update campaigns");
+  campaign->require_subcommand(1);
+  std::string component, version, devices;
+  int64_t deadline_s = 0;
+  auto* start = campaign->add_subcommand("start", "move all devices of a component to a release");
+  start->add_option("--component", component)->required();
+  start->add_option("--version", version)->required();
+  start->add_option("--devices", devices, "only these devices, comma separated");
+  start->add_option("--deadline-s", deadline_s, "campaign deadline in seconds (default: root's)");
+  add_admin(start);
+
+  auto* fleet = app.add_subcommand("fleet", "fleet state as root knows it");
+  fleet->require_subcommand(1);
+  bool json = false;
+  auto* status = fleet->add_subcommand("status", "every device's version and state");
+  status->add_flag("--json", json, "machine-readable output");
+  add_admin(status);
+  int count = 0, timeout_s = 120;
+  auto* wait = fleet->add_subcommand("wait", "wait until COUNT devices of COMPONENT run VERSION");
+  wait->add_option("--component", component)->required();
+  wait->add_option("--version", version)->required();
+  wait->add_option("--count", count)->required();
+  wait->add_option("--timeout-s", timeout_s)->capture_default_str();
+  add_admin(wait);
+
+  CLI11_PARSE(app, argc, argv);
+  if (*keygen) return Keygen(out, pub);
+  if (*issue) return CertIssue(ca);
+  if (*show) return CertShow(show_path);
+  if (*sign) return AuthorSign(sa);
+  if (*publish) return ReleasePublish(admin, manifest_path, image_path);
+  if (*start) return CampaignStart(admin, component, version, devices, deadline_s);
+  if (*status) return FleetStatus(admin, json);
+  if (*wait) return FleetWait(admin, component, version, count, timeout_s);
+  return 1;
+}
