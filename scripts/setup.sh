@@ -16,6 +16,7 @@ packages=(
   libspdlog-dev libfmt-dev
   libcpp-httplib-dev
   libbenchmark-dev
+  clang libclang-rt-14-dev
   procps
 )
 

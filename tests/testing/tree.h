@@ -1,0 +1,142 @@
+// An x1368 tree in the test process: root, intermediates and clients as real module objects,
+// each with its own event loop thread and store, connected through a real Mosquitto (or the
+// in-memory FakeBroker). Tests build the shape they need, publish releases, start campaigns and
+// wait for the fleet to converge, then look inside any node.
+#ifndef X1368_TESTING_TREE_H_
+#define X1368_TESTING_TREE_H_
+
+#include <future>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "testing/mosquitto.h"
+#include "testing/pki.h"
+#include "x1368/client/client.h"
+#include "x1368/core/event_loop.h"
+#include "x1368/core/fake_transport.h"
+#include "x1368/core/kv_store.h"
+#include "x1368/core/node.h"
+#include "x1368/core/sqlite_db.h"
+#include "x1368/intermediate/intermediate.h"
+#include "x1368/root/root.h"
+#include "x1368/stub/stub_consumer.h"
+
+namespace x1368::testing {
+
+// Runs `fn` on `loop` and returns its result.
+template <typename F>
+auto OnLoop(core::EventLoop& loop, F fn) -> decltype(fn()) {
+  using T = decltype(fn());
+  auto p = std::make_shared<std::promise<T>>();
+  auto f = p->get_future();
+  loop.Post([p, fn = std::move(fn)]() mutable { p->set_value(fn()); });
+  return f.get();
+}
+
+// What every node in the tree has.
+struct NodeRuntime {
+  std::string id;
+  std::string dir;
+  std::unique_ptr<core::SqliteDb> db;           // trackers
+  std::unique_ptr<core::KvStore> store;         // SqliteKvStore or FileKvStore
+  std::unique_ptr<core::NodeContext> node;
+  std::unique_ptr<core::Transport> transport;
+  std::unique_ptr<core::EventLoop> loop = std::make_unique<core::EventLoop>();
+  std::thread thread;
+  void StartLoop();
+  void StopLoop();
+  ~NodeRuntime() { StopLoop(); }
+};
+
+struct RootNode : NodeRuntime {
+  std::unique_ptr<root::Root> root;
+};
+struct IntermediateNode : NodeRuntime {
+  std::unique_ptr<intermediate::Intermediate> intermediate;
+};
+struct ClientNode : NodeRuntime {
+  std::string parent;
+  stub::StubOptions stub_options;
+  client::ClientOptions options;
+  client::ClientHooks hooks;
+  std::unique_ptr<stub::StubConsumer> consumer;
+  std::unique_ptr<client::Client> client;
+};
+
+struct ClientSpec {
+  std::string hardware_class = "board-a";
+  std::string initial_version = "1.0.0";
+  uint64_t initial_sequence = 1;
+  stub::StubFaults faults;
+  client::ClientHooks hooks;
+};
+
+class TestTree {
+ public:
+  // With a real broker (`broker` set) or the in-memory one (`broker` null).
+  explicit TestTree(MosquittoBroker* broker);
+  ~TestTree();
+
+  TestPki& pki() { return pki_; }
+  const std::string& dir() const { return dir_.path(); }
+  const TestNode& author() const { return author_; }
+
+  RootNode* AddRoot();
+  // `scope`: what the intermediate's certificate covers.
+  IntermediateNode* AddIntermediate(const std::string& id, const std::string& parent,
+                                    std::vector<std::string> scope);
+  ClientNode* AddClient(const std::string& id, const std::string& parent, ClientSpec spec = {});
+
+  // Stops a client (as a power cut would: nothing more runs) and brings it back over the same
+  // files: the stub's Open() is the reboot.
+  void CrashClient(ClientNode* c);
+  absl::Status RestartClient(ClientNode* c);
+
+  // Admin operations, run on the root's loop.
+  absl::StatusOr<v1::ReleaseInfo> Publish(const std::string& image, const std::string& version,
+                                          uint64_t sequence,
+                                          std::vector<std::string> hardware = {"board-a"},
+                                          const std::string& component = "fw");
+  absl::StatusOr<v1::CampaignInfo> StartCampaign(const std::string& version,
+                                                 const std::string& component = "fw");
+  v1::FleetStatus Fleet();
+  std::optional<v1::DeviceRecord> Device(const std::string& id);
+  // Count of `reason` among the rejections a device reported to root.
+  uint64_t DeviceRejections(const std::string& id, v1::Reason reason);
+
+  // Waits until root sees each of `devices` in a state that satisfies `pred`.
+  bool WaitForDevices(const std::vector<std::string>& devices,
+                      const std::function<bool(const v1::DeviceRecord&)>& pred,
+                      absl::Duration timeout = absl::Seconds(30));
+  bool WaitForVersion(const std::vector<std::string>& devices, const std::string& version,
+                      absl::Duration timeout = absl::Seconds(30));
+
+  // A raw transport with its own client id, for injecting what an attacker would send.
+  std::unique_ptr<core::Transport> RawTransport(const std::string& client_id);
+  // Fake broker only.
+  core::FakeBroker* fake_broker() { return &fake_; }
+
+  RootNode* root() { return root_.get(); }
+
+ private:
+  std::unique_ptr<core::Transport> MakeTransport(const std::string& id);
+  core::NodeConfig NodeConfigFor(const std::string& id, const std::string& key, const std::string& cert,
+                                 const std::string& data_dir);
+  absl::Status StartClient(ClientNode* c);
+
+  MosquittoBroker* broker_;
+  core::FakeBroker fake_;
+  TempDir dir_;
+  TestPki pki_;
+  TestNode author_;
+  std::unique_ptr<RootNode> root_;
+  std::vector<std::unique_ptr<IntermediateNode>> intermediates_;
+  std::vector<std::unique_ptr<ClientNode>> clients_;
+};
+
+}  // namespace x1368::testing
+
+#endif  // X1368_TESTING_TREE_H_
