@@ -152,7 +152,10 @@ absl::Status StubConsumer::Download(const v1::Manifest& m, client::ImageSource* 
     }
     auto size = core::FileSize(path);
     offset = size.ok() ? *size : 0;
-    if (offset > m.size()) offset = 0;  // longer than the image: garbage, start over
+    if (offset > m.size()) {  // longer than the image: garbage, start over
+      X1368_RETURN_IF_ERROR(core::WriteFileAtomic(path, ""));
+      offset = 0;
+    }
     if (!download_fault_fired_) fail_at = faults_.fail_download_at;
   }
   uint64_t since_sync = 0;

@@ -1,6 +1,4 @@
 // Ed25519 keys, domain-separated signatures, SHA-256 and hex (x1368/core/crypto.h).
-#include "x1368/core/crypto.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -8,6 +6,7 @@
 
 #include "testing/pki.h"
 #include "testing/status_matchers.h"
+#include "x1368/core/crypto.h"
 
 namespace x1368::core {
 namespace {
@@ -67,7 +66,8 @@ TEST(CryptoTest, PemFilesLoad) {
 
 TEST(CryptoTest, RejectsGarbagePem) {
   EXPECT_FALSE(PrivateKey::FromPem("not a key").ok());
-  EXPECT_FALSE(PublicKey::FromPem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").ok());
+  EXPECT_FALSE(
+      PublicKey::FromPem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").ok());
   // A public key is not a private key, and the other way round.
   PrivateKey key = NewKey();
   EXPECT_FALSE(PrivateKey::FromPem(key.public_key().ToPem()).ok());
@@ -181,8 +181,8 @@ TEST(CryptoTest, HexRoundTrip) {
 }
 
 TEST(CryptoTest, HexDecodeRejectsBadInput) {
-  EXPECT_FALSE(HexDecode("abc").ok());   // odd length
-  EXPECT_FALSE(HexDecode("zz").ok());    // not hex
+  EXPECT_FALSE(HexDecode("abc").ok());  // odd length
+  EXPECT_FALSE(HexDecode("zz").ok());   // not hex
   EXPECT_FALSE(HexDecode("0g").ok());
   EXPECT_FALSE(HexDecode(" 0").ok());
   EXPECT_FALSE(HexDecode("0x00").ok());

@@ -1,8 +1,6 @@
 // Every rule of EnvelopeOpener::Open (DESIGN.md §6), one test per rejection reason, with real
 // keys and certificates. Each test builds a message that is valid except for the one thing it
 // checks, so it fails if that check is removed.
-#include "x1368/core/envelope.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -13,6 +11,7 @@
 #include "testing/pki.h"
 #include "testing/status_matchers.h"
 #include "x1368/core/clock.h"
+#include "x1368/core/envelope.h"
 #include "x1368/core/kv_store.h"
 #include "x1368/core/sequence.h"
 #include "x1368/core/trust.h"
@@ -206,7 +205,10 @@ TEST_F(EnvelopeTest, MessageExactlyAtTheLimitIsAccepted) {
 // --- MALFORMED ----------------------------------------------------------------------------
 
 TEST_F(EnvelopeTest, GarbageIsMalformed) {
-  EXPECT_THAT(dev_opener_->Open(std::string("\x0a\x05" "ab", 4), FromParent("gw")),
+  EXPECT_THAT(dev_opener_->Open(std::string("\x0a\x05"
+                                            "ab",
+                                            4),
+                                FromParent("gw")),
               HasReason(v1::MALFORMED));
   EXPECT_THAT(dev_opener_->Open(std::string("\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 11),
                                 FromParent("gw")),
@@ -216,7 +218,10 @@ TEST_F(EnvelopeTest, GarbageIsMalformed) {
 TEST_F(EnvelopeTest, SignedBodyThatDoesNotParseIsMalformed) {
   // Length-delimited field 1 claiming 5 bytes with only 2 present: not a Body. Signed properly,
   // so the rejection comes from parsing the body, not from the signature check.
-  const std::string garbage("\x0a\x05" "ab", 4);
+  const std::string garbage(
+      "\x0a\x05"
+      "ab",
+      4);
   v1::Body probe;
   ASSERT_FALSE(probe.ParseFromString(garbage));
   EXPECT_THAT(dev_opener_->Open(SignRaw("gw", gw_.key, &gw_.cert, garbage), FromParent("gw")),
@@ -397,8 +402,9 @@ TEST_F(EnvelopeTest, ZeroSkewRejectsAnyFutureIssue) {
   limits.max_clock_skew_ms = 0;
   auto opener = MakeOpener(dev_self_, limits);
   FakeClock sender_clock(clock_.NowMs() + 1);
-  EXPECT_THAT(opener->Open(Seal(gw_, "dev-1", GoBody(), 1, kTtlMs, &sender_clock), FromParent("gw")),
-              HasReason(v1::ISSUED_IN_FUTURE));
+  EXPECT_THAT(
+      opener->Open(Seal(gw_, "dev-1", GoBody(), 1, kTtlMs, &sender_clock), FromParent("gw")),
+      HasReason(v1::ISSUED_IN_FUTURE));
   EXPECT_OK(opener->Open(Seal(gw_, "dev-1", GoBody(), 2), FromParent("gw")));
 }
 

@@ -1,7 +1,5 @@
 // The durable key-value stores (x1368/core/kv_store.h): FileKvStore for devices, SqliteKvStore
 // for trackers, MemKvStore and FaultyKvStore for tests.
-#include "x1368/core/kv_store.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -13,6 +11,7 @@
 #include "testing/pki.h"
 #include "testing/status_matchers.h"
 #include "x1368/core/file_util.h"
+#include "x1368/core/kv_store.h"
 #include "x1368/core/sqlite_db.h"
 
 namespace x1368::core {
@@ -174,9 +173,9 @@ TEST(SqliteKvStoreTest, MultiPairWriteIsAtomic) {
   ASSERT_OK(store);
   ASSERT_OK((*store)->Put("a", "old"));
   // Make the second row of the next write fail inside the transaction.
-  ASSERT_OK((*db)->Exec(
-      "CREATE TRIGGER refuse_bad BEFORE INSERT ON kv WHEN NEW.key = 'bad' "
-      "BEGIN SELECT RAISE(ABORT, 'refused'); END"));
+  ASSERT_OK(
+      (*db)->Exec("CREATE TRIGGER refuse_bad BEFORE INSERT ON kv WHEN NEW.key = 'bad' "
+                  "BEGIN SELECT RAISE(ABORT, 'refused'); END"));
   EXPECT_THAT((*store)->Write({{"a", "new"}, {"bad", "x"}, {"c", "3"}}),
               HasReason(v1::STORAGE_ERROR));
   EXPECT_THAT(MustGet(**store, "a"), Optional(std::string("old")));
@@ -197,7 +196,7 @@ TEST(FaultyKvStoreTest, PassesThroughUntilToldToFail) {
   ASSERT_OK(store.Put("w2", "2"));
   EXPECT_THAT(store.Put("w3", "3"), HasReason(v1::STORAGE_ERROR));
   EXPECT_THAT(store.Put("w4", "4"), HasReason(v1::STORAGE_ERROR));
-  EXPECT_EQ(MustGet(base, "w3"), std::nullopt);  // a failed write reaches nothing
+  EXPECT_EQ(MustGet(base, "w3"), std::nullopt);                   // a failed write reaches nothing
   EXPECT_THAT(MustGet(store, "w2"), Optional(std::string("2")));  // reads still work
 
   store.FailReads(true);

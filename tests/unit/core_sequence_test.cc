@@ -1,7 +1,5 @@
 // SeqCounter (own numbers, leased and persisted before use) and ReplayGuard (the 64-wide window
 // of numbers seen from each sender), x1368/core/sequence.h.
-#include "x1368/core/sequence.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -10,6 +8,7 @@
 
 #include "testing/status_matchers.h"
 #include "x1368/core/kv_store.h"
+#include "x1368/core/sequence.h"
 
 namespace x1368::core {
 namespace {
@@ -24,7 +23,9 @@ TEST(SeqCounterTest, StartsAtOneAndIsMonotonic) {
   for (int i = 0; i < 20; ++i) {
     auto n = (*counter)->Next();
     ASSERT_OK(n);
-    if (i == 0) EXPECT_EQ(*n, 1u);
+    if (i == 0) {
+      EXPECT_EQ(*n, 1u);
+    }
     EXPECT_EQ(*n, last + 1);
     last = *n;
   }

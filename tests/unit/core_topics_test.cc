@@ -1,6 +1,4 @@
 // The topic tree of DESIGN.md §4 (x1368/core/topics.h) and MQTT filter matching.
-#include "x1368/core/topics.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -9,6 +7,7 @@
 #include <vector>
 
 #include "testing/status_matchers.h"
+#include "x1368/core/topics.h"
 #include "x1368/core/transport.h"
 
 namespace x1368::core {
@@ -46,8 +45,10 @@ TEST(NodeIdTest, RejectsEmptyReservedAndForeignCharacters) {
   EXPECT_FALSE(IsValidNodeId(" a"));
   EXPECT_FALSE(IsValidNodeId("a\n"));
   EXPECT_FALSE(IsValidNodeId(std::string("a\0b", 3)));
-  EXPECT_FALSE(IsValidNodeId("d\xc3\xa9v"));      // "dév"
-  EXPECT_FALSE(IsValidNodeId("\xe2\x80\x8b" "a"));  // zero-width space
+  EXPECT_FALSE(IsValidNodeId("d\xc3\xa9v"));  // "dév"
+  EXPECT_FALSE(
+      IsValidNodeId("\xe2\x80\x8b"
+                    "a"));  // zero-width space
   EXPECT_FALSE(IsValidNodeId("$SYS"));
 
   EXPECT_THAT(std::string(ValidateNodeId("", "node_id").message()), ::testing::HasSubstr("empty"));
@@ -59,9 +60,9 @@ TEST(NodeIdTest, RejectsEmptyReservedAndForeignCharacters) {
 
 TEST(TopicTest, ParsesEveryValidChannelAndDirection) {
   const std::vector<std::tuple<std::string, Direction, Channel>> cases = {
-      {"down", Direction::kDown, Channel::kCmd},     {"down", Direction::kDown, Channel::kDesired},
-      {"down", Direction::kDown, Channel::kFw},      {"up", Direction::kUp, Channel::kStatus},
-      {"up", Direction::kUp, Channel::kPresence},    {"up", Direction::kUp, Channel::kFw},
+      {"down", Direction::kDown, Channel::kCmd},  {"down", Direction::kDown, Channel::kDesired},
+      {"down", Direction::kDown, Channel::kFw},   {"up", Direction::kUp, Channel::kStatus},
+      {"up", Direction::kUp, Channel::kPresence}, {"up", Direction::kUp, Channel::kFw},
   };
   for (const auto& [dir, direction, channel] : cases) {
     std::string text = "x1368/gw-1/dev-7/" + dir + "/" + std::string(ChannelName(channel));
@@ -104,9 +105,9 @@ TEST(TopicTest, RejectsWrongLevelCount) {
 }
 
 TEST(TopicTest, RejectsWildcards) {
-  for (const char* t : {"x1368/+/c/down/cmd", "x1368/p/+/down/cmd", "x1368/p/c/+/cmd",
-                        "x1368/p/c/down/+", "x1368/p/c/down/#", "x1368/#/c/up/status",
-                        "x1368/p/c#/up/status", "+/p/c/down/cmd"}) {
+  for (const char* t :
+       {"x1368/+/c/down/cmd", "x1368/p/+/down/cmd", "x1368/p/c/+/cmd", "x1368/p/c/down/+",
+        "x1368/p/c/down/#", "x1368/#/c/up/status", "x1368/p/c#/up/status", "+/p/c/down/cmd"}) {
     EXPECT_THAT(ParseTopic(t, "x1368"), HasReason(v1::BAD_TOPIC)) << t;
   }
 }
@@ -120,9 +121,8 @@ TEST(TopicTest, RejectsChannelOfTheOtherDirection) {
 }
 
 TEST(TopicTest, AllIsOnlyValidOnDownCmd) {
-  for (const char* t : {"x1368/p/_all/down/desired", "x1368/p/_all/down/fw",
-                        "x1368/p/_all/up/cmd", "x1368/p/_all/up/status",
-                        "x1368/p/_all/up/presence", "x1368/p/_all/up/fw",
+  for (const char* t : {"x1368/p/_all/down/desired", "x1368/p/_all/down/fw", "x1368/p/_all/up/cmd",
+                        "x1368/p/_all/up/status", "x1368/p/_all/up/presence", "x1368/p/_all/up/fw",
                         "x1368/p/_all/down/status"}) {
     EXPECT_THAT(ParseTopic(t, "x1368"), HasReason(v1::BAD_TOPIC)) << t;
   }

@@ -1,0 +1,259 @@
+// Bad input end to end (issue #2 "Bad input"): forged, out-of-scope, tampered, wrong hardware,
+// not newer, replayed, expired, truncated, oversized and malformed-topic messages reach real
+// nodes through a real Mosquitto. Each is rejected with its reason counted and reported up to
+// root, the device keeps running its firmware, and the tree still updates afterwards.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "testing/mosquitto.h"
+#include "testing/status_matchers.h"
+#include "testing/tree.h"
+#include "testing/wait.h"
+#include "x1368/core/envelope.h"
+#include "x1368/core/file_util.h"
+#include "x1368/core/kv_store.h"
+#include "x1368/core/sequence.h"
+
+namespace x1368::testing {
+namespace {
+
+// Seals `body` as `signer_id` with `key` (and `cert`), at the time `clock` says.
+std::string Seal(const core::PrivateKey& key, const std::string& signer_id,
+                 std::optional<v1::DelegationCert> cert, const std::string& recipient, v1::Body body,
+                 uint64_t seq, const core::Clock& clock = *core::RealClock::Get(),
+                 int64_t ttl_ms = 600'000) {
+  core::MemKvStore store;
+  auto counter = core::SeqCounter::Open(&store, "seq");
+  core::EnvelopeSealer sealer(signer_id, key, std::move(cert), counter->get(), &clock);
+  return *sealer.SealWithSeq(recipient, std::move(body), ttl_ms, seq);
+}
+
+class BadInputTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto b = MosquittoBroker::Start(broker_dir_.path());
+    ASSERT_OK(b);
+    broker_ = *std::move(b);
+    tree_ = std::make_unique<TestTree>(broker_.get());
+    tree_->AddRoot();
+    gw1_ = tree_->AddIntermediate("gw1", "root", {"dev-*"});
+    dev_ = tree_->AddClient("dev-1", "gw1");
+    ASSERT_TRUE(tree_->WaitForDevices({"dev-1"}, [](const auto& d) { return d.version() == "1.0.0"; }));
+    mallory_ = tree_->RawTransport("mallory");
+    ASSERT_OK(mallory_->Start());
+    ASSERT_TRUE(WaitFor([&] { return mallory_->connected(); }));
+  }
+  void TearDown() override {
+    mallory_->Stop();
+    tree_.reset();
+    broker_.reset();
+  }
+
+  // A root-signed-looking directive for `manifest` (signed by the real author).
+  v1::Body DirectiveBody(const v1::Manifest& manifest, const std::string& campaign = "c-attack") {
+    v1::Body body;
+    v1::UpdateDirective* d = body.mutable_directive();
+    d->set_campaign_id(campaign);
+    *d->mutable_manifest() = TestPki::Sign(tree_->author(), manifest);
+    d->mutable_selector()->set_component("fw");
+    return body;
+  }
+  v1::Manifest SomeManifest(uint64_t seq = 9) {
+    return TestPki::ManifestFor(TestPki::MakeImage(1000, 1), "fw", "9.0.0", seq, {"board-a"}, "author-1");
+  }
+  void Inject(const std::string& topic, const std::string& payload) {
+    ASSERT_OK(mallory_->Publish({topic, payload}));
+  }
+  // Waits until root has heard from dev-1 that it rejected something for `reason`.
+  bool Reported(v1::Reason reason, const std::string& device = "dev-1") {
+    return WaitFor([&] { return tree_->DeviceRejections(device, reason) > 0; }, absl::Seconds(15),
+                   absl::Milliseconds(50));
+  }
+  void ExpectStillOnFactoryFirmware(const std::string& device = "dev-1") {
+    auto d = tree_->Device(device);
+    ASSERT_TRUE(d.has_value());
+    EXPECT_EQ(d->version(), "1.0.0");
+  }
+  // The last word: after the attack, a genuine update still goes through.
+  void ExpectGenuineUpdateStillWorks(const std::string& version = "2.0.0", uint64_t seq = 2) {
+    ASSERT_OK(tree_->Publish(TestPki::MakeImage(48 * 1024, 11), version, seq));
+    ASSERT_OK(tree_->StartCampaign(version));
+    EXPECT_TRUE(tree_->WaitForVersion({"dev-1"}, version));
+  }
+
+  TempDir broker_dir_;
+  std::unique_ptr<MosquittoBroker> broker_;
+  std::unique_ptr<TestTree> tree_;
+  IntermediateNode* gw1_ = nullptr;
+  ClientNode* dev_ = nullptr;
+  std::unique_ptr<core::Transport> mallory_;
+};
+
+TEST_F(BadInputTest, ForgedDirectiveSignedWithTheWrongKey) {
+  auto wrong = core::PrivateKey::Generate();
+  ASSERT_OK(wrong);
+  // Claims to be the root, signed with another key: at the device...
+  Inject("x1368/gw1/_all/down/cmd", Seal(*wrong, "root", std::nullopt, "_all", DirectiveBody(SomeManifest()), 1000));
+  EXPECT_TRUE(Reported(v1::BAD_SIGNATURE));
+  // ...and at the gateway, which reports its own counters to root as well.
+  Inject("x1368/root/_all/down/cmd", Seal(*wrong, "root", std::nullopt, "_all", DirectiveBody(SomeManifest()), 1000));
+  EXPECT_TRUE(WaitFor([&] {
+    v1::FleetStatus f = tree_->Fleet();
+    for (const auto& n : f.nodes()) {
+      for (const auto& rc : n.rejections()) {
+        if (n.node_id() == "gw1" && rc.reason() == v1::BAD_SIGNATURE) return true;
+      }
+    }
+    return false;
+  }));
+  ExpectStillOnFactoryFirmware();
+  ExpectGenuineUpdateStillWorks();
+}
+
+TEST_F(BadInputTest, DirectiveFromANodeOutOfScope) {
+  // A real intermediate certificate, but for another subtree, talking on gw1's topic for dev-1.
+  TestNode evil = tree_->pki().Issue("gw-evil", v1::ROLE_INTERMEDIATE, {"other-*"});
+  v1::Body go;
+  go.mutable_go()->set_campaign_id("c-attack");
+  Inject("x1368/gw1/dev-1/down/cmd", Seal(evil.key, "gw-evil", evil.cert, "dev-1", go, 1));
+  EXPECT_TRUE(Reported(v1::OUT_OF_SCOPE));
+  // The genuine parent may send go, but never a directive of its own: only root decides.
+  // (Sealed with gw1's own sealer, so its sequence numbers stay its own.)
+  uint64_t before = tree_->DeviceRejections("dev-1", v1::OUT_OF_SCOPE);
+  auto own = gw1_->node->sealer().Seal("_all", DirectiveBody(SomeManifest()), 600'000);
+  ASSERT_OK(own);
+  Inject("x1368/gw1/_all/down/cmd", *own);
+  EXPECT_TRUE(WaitFor([&] { return tree_->DeviceRejections("dev-1", v1::OUT_OF_SCOPE) > before; },
+                      absl::Seconds(15)));
+  ExpectStillOnFactoryFirmware();
+  ExpectGenuineUpdateStillWorks();
+}
+
+TEST_F(BadInputTest, TamperedImageOnTheFirmwareServerIsNeverServedByTheGateway) {
+  std::string image = TestPki::MakeImage(80 * 1024, 21);
+  ASSERT_OK(tree_->Publish(image, "2.0.0", 2));
+  // The firmware server's copy is modified after the author signed it.
+  std::string path = tree_->root()->dir + "/images/" + core::HexEncode(core::Sha256(image));
+  std::string tampered = image;
+  tampered[100] ^= 0x01;
+  ASSERT_OK(core::WriteFileAtomic(path, tampered));
+  ASSERT_OK(tree_->StartCampaign("2.0.0"));
+  EXPECT_TRUE(tree_->WaitForDevices({"dev-1"}, [](const auto& d) { return d.state() == v1::FAILED; }))
+      << "the device should give up: the gateway refuses to serve an image that fails its digest";
+  EXPECT_GT(gw1_->node->metrics().Rejections(v1::DIGEST_MISMATCH), 0u);
+  ExpectStillOnFactoryFirmware();
+  ExpectGenuineUpdateStillWorks("3.0.0", 3);
+}
+
+TEST_F(BadInputTest, TamperedImageIsCaughtByTheDeviceItself) {
+  // Client-server: nothing between root and the device checks the image but the device.
+  tree_->AddClient("dev-2", "root");
+  ASSERT_TRUE(tree_->WaitForDevices({"dev-2"}, [](const auto& d) { return d.version() == "1.0.0"; }));
+  std::string image = TestPki::MakeImage(64 * 1024, 22);
+  ASSERT_OK(tree_->Publish(image, "2.0.0", 2));
+  std::string tampered = image;
+  tampered[5000] ^= 0x80;
+  ASSERT_OK(core::WriteFileAtomic(tree_->root()->dir + "/images/" + core::HexEncode(core::Sha256(image)), tampered));
+  ASSERT_OK(tree_->StartCampaign("2.0.0"));
+  EXPECT_TRUE(tree_->WaitForDevices({"dev-2"}, [](const auto& d) {
+    return d.state() == v1::FAILED && d.reason() == v1::DIGEST_MISMATCH;
+  }));
+  ExpectStillOnFactoryFirmware("dev-2");
+}
+
+TEST_F(BadInputTest, ManifestForAnotherHardwareClass) {
+  ASSERT_OK(tree_->Publish(TestPki::MakeImage(20 * 1024, 23), "2.0.0", 2, {"board-b"}));
+  ASSERT_OK(tree_->StartCampaign("2.0.0"));
+  EXPECT_TRUE(Reported(v1::WRONG_HARDWARE));
+  ExpectStillOnFactoryFirmware();
+  ExpectGenuineUpdateStillWorks("2.0.1", 3);
+}
+
+TEST_F(BadInputTest, OlderOrEqualVersionIsRefused) {
+  ClientSpec newer;
+  newer.initial_version = "5.0.0";
+  newer.initial_sequence = 5;
+  tree_->AddClient("dev-5", "gw1", newer);
+  ASSERT_TRUE(tree_->WaitForDevices({"dev-5"}, [](const auto& d) { return d.version() == "5.0.0"; }));
+  ASSERT_OK(tree_->Publish(TestPki::MakeImage(20 * 1024, 24), "3.0.0", 3));  // older
+  ASSERT_OK(tree_->StartCampaign("3.0.0"));
+  EXPECT_TRUE(Reported(v1::NOT_NEWER, "dev-5"));
+  uint64_t older = tree_->DeviceRejections("dev-5", v1::NOT_NEWER);
+  ASSERT_OK(tree_->Publish(TestPki::MakeImage(20 * 1024, 25), "5.0.0-other", 5));  // equal sequence
+  ASSERT_OK(tree_->StartCampaign("5.0.0-other"));
+  EXPECT_TRUE(WaitFor([&] { return tree_->DeviceRejections("dev-5", v1::NOT_NEWER) > older; }, absl::Seconds(15)));
+  EXPECT_EQ(tree_->Device("dev-5")->version(), "5.0.0");
+}
+
+TEST_F(BadInputTest, ReplayedMessagesAreDroppedOrRefused) {
+  // Record what gw1 broadcasts, then replay its go once dev-1 has seen far newer messages from it.
+  auto observer = tree_->RawTransport("observer");
+  absl::Mutex mu;
+  std::vector<core::MqttMessage> seen;
+  observer->SetMessageHandler([&](core::MqttMessage m) {
+    absl::MutexLock lock(&mu);
+    seen.push_back(std::move(m));
+  });
+  observer->AddSubscription("x1368/gw1/_all/down/cmd");
+  ASSERT_OK(observer->Start());
+  ASSERT_TRUE(WaitFor([&] { return observer->connected(); }));
+  // 1.5 MiB in 16 KiB chunks: ~100 chunk responses from gw1, well past the 64-message window.
+  ASSERT_OK(tree_->Publish(TestPki::MakeImage(1536 * 1024, 26), "2.0.0", 2));
+  ASSERT_OK(tree_->StartCampaign("2.0.0"));
+  ASSERT_TRUE(tree_->WaitForVersion({"dev-1"}, "2.0.0"));
+  std::vector<core::MqttMessage> captured;
+  {
+    absl::MutexLock lock(&mu);
+    captured = seen;
+  }
+  ASSERT_GE(captured.size(), 2u) << "expected the forwarded directive and gw1's go";
+  for (const auto& m : captured) Inject(m.topic, m.payload);
+  EXPECT_TRUE(Reported(v1::REPLAY));
+  // The re-played directive did not start anything again.
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(tree_->Device("dev-1")->state(), v1::CONFIRMED);
+  EXPECT_EQ(tree_->Device("dev-1")->version(), "2.0.0");
+  observer->Stop();
+}
+
+TEST_F(BadInputTest, ExpiredAndFutureMessagesAreRefused) {
+  auto root_key = core::PrivateKey::LoadPemFile(tree_->pki().root_key_path());
+  ASSERT_OK(root_key);
+  core::FakeClock past(core::RealClock::Get()->NowMs() - 2 * 3600 * 1000);
+  Inject("x1368/gw1/_all/down/cmd",
+         Seal(*root_key, "root", std::nullopt, "_all", DirectiveBody(SomeManifest(), "c-old"), 5'000'000, past,
+              /*ttl_ms=*/3600 * 1000));
+  EXPECT_TRUE(Reported(v1::EXPIRED));
+  core::FakeClock future(core::RealClock::Get()->NowMs() + 24 * 3600 * 1000);
+  Inject("x1368/gw1/_all/down/cmd",
+         Seal(*root_key, "root", std::nullopt, "_all", DirectiveBody(SomeManifest(), "c-future"), 5'000'001, future));
+  EXPECT_TRUE(Reported(v1::ISSUED_IN_FUTURE));
+  ExpectStillOnFactoryFirmware();
+  ExpectGenuineUpdateStillWorks();
+}
+
+TEST_F(BadInputTest, TruncatedOversizedAndGarbageBytes) {
+  auto root_key = core::PrivateKey::LoadPemFile(tree_->pki().root_key_path());
+  ASSERT_OK(root_key);
+  std::string good = Seal(*root_key, "root", std::nullopt, "_all", DirectiveBody(SomeManifest()), 6'000'000);
+  Inject("x1368/gw1/_all/down/cmd", good.substr(0, good.size() / 2));
+  EXPECT_TRUE(Reported(v1::MALFORMED));
+  Inject("x1368/gw1/dev-1/down/cmd", std::string(300 * 1024, 'x'));
+  EXPECT_TRUE(Reported(v1::OVERSIZE));
+  ExpectStillOnFactoryFirmware();
+  ExpectGenuineUpdateStillWorks();
+}
+
+TEST_F(BadInputTest, MalformedTopicsAreRefused) {
+  v1::Body go;
+  go.mutable_go()->set_campaign_id("c");
+  Inject("x1368/gw1/dev-1/down/bogus", "anything");
+  Inject("x1368/gw1/dev-1/down/cmd/extra", "anything");
+  EXPECT_TRUE(Reported(v1::BAD_TOPIC));
+  ExpectStillOnFactoryFirmware();
+  ExpectGenuineUpdateStillWorks();
+}
+
+}  // namespace
+}  // namespace x1368::testing

@@ -1,0 +1,189 @@
+// The update state table of DESIGN.md §8 (x1368/client/update_state.h), checked as data.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "x1368/client/update_state.h"
+
+namespace x1368::client {
+namespace {
+
+constexpr Event kAllEvents[] = {
+    Event::kOffer,   Event::kGo,        Event::kDecline,   Event::kDownloaded, Event::kVerified,
+    Event::kInstall, Event::kInstalled, Event::kConfirmed, Event::kRollBack,   Event::kFail};
+
+// Every real state of the proto enum (all but UPDATE_STATE_UNSPECIFIED).
+std::vector<State> AllStates() {
+  std::vector<State> out;
+  const auto* desc = v1::UpdateState_descriptor();
+  for (int i = 0; i < desc->value_count(); ++i) {
+    State s = static_cast<State>(desc->value(i)->number());
+    if (s != v1::UPDATE_STATE_UNSPECIFIED) out.push_back(s);
+  }
+  return out;
+}
+
+TEST(UpdateStateTest, TableIsNotEmptyAndCoversEveryState) {
+  EXPECT_FALSE(TransitionTable().empty());
+  EXPECT_EQ(AllStates().size(), 11u);
+}
+
+TEST(UpdateStateTest, EveryStateIsReachableFromIdle) {
+  std::set<State> reached = {v1::IDLE};
+  std::deque<State> todo = {v1::IDLE};
+  while (!todo.empty()) {
+    State s = todo.front();
+    todo.pop_front();
+    for (const Transition& t : TransitionTable()) {
+      if (t.from == s && reached.insert(t.to).second) todo.push_back(t.to);
+    }
+  }
+  for (State s : AllStates()) {
+    EXPECT_TRUE(reached.count(s)) << StateName(s) << " is not reachable from IDLE";
+  }
+  EXPECT_FALSE(reached.count(v1::UPDATE_STATE_UNSPECIFIED));
+}
+
+TEST(UpdateStateTest, EveryNonTerminalStateHasAFailureEdge) {
+  for (State s : AllStates()) {
+    if (IsTerminal(s)) continue;
+    bool has_failure_edge = false;
+    for (const Transition& t : TransitionTable()) {
+      if (t.from == s && (t.to == v1::FAILED || t.to == v1::ROLLED_BACK)) has_failure_edge = true;
+    }
+    EXPECT_TRUE(has_failure_edge) << StateName(s) << " cannot fail or roll back";
+  }
+}
+
+TEST(UpdateStateTest, NoDuplicateRows) {
+  std::set<std::pair<State, Event>> keys;
+  for (const Transition& t : TransitionTable()) {
+    EXPECT_TRUE(keys.insert({t.from, t.event}).second)
+        << "duplicate row " << StateName(t.from) << " + " << EventName(t.event);
+  }
+}
+
+TEST(UpdateStateTest, EveryRowChangesStateExceptAReplacingOffer) {
+  for (const Transition& t : TransitionTable()) {
+    if (t.from == v1::OFFERED && t.event == Event::kOffer) {
+      EXPECT_EQ(t.to, v1::OFFERED);
+      continue;
+    }
+    EXPECT_NE(t.from, t.to) << StateName(t.from) << " + " << EventName(t.event) << " does not move";
+  }
+}
+
+TEST(UpdateStateTest, RowsOnlyUseRealStates) {
+  for (const Transition& t : TransitionTable()) {
+    EXPECT_NE(t.from, v1::UPDATE_STATE_UNSPECIFIED);
+    EXPECT_NE(t.to, v1::UPDATE_STATE_UNSPECIFIED);
+    EXPECT_TRUE(v1::UpdateState_IsValid(t.from));
+    EXPECT_TRUE(v1::UpdateState_IsValid(t.to));
+  }
+}
+
+TEST(UpdateStateTest, TheHappyPathIsLegal) {
+  State s = v1::IDLE;
+  const std::pair<Event, State> path[] = {
+      {Event::kOffer, v1::OFFERED},         {Event::kGo, v1::DOWNLOADING},
+      {Event::kDownloaded, v1::DOWNLOADED}, {Event::kVerified, v1::VERIFIED},
+      {Event::kInstall, v1::INSTALLING},    {Event::kInstalled, v1::TRIAL_BOOT},
+      {Event::kConfirmed, v1::CONFIRMED},
+  };
+  for (const auto& [event, expected] : path) {
+    auto next = Apply(s, event);
+    ASSERT_TRUE(next.has_value()) << StateName(s) << " + " << EventName(event);
+    EXPECT_EQ(*next, expected);
+    s = *next;
+  }
+}
+
+TEST(UpdateStateTest, ApplyAgreesWithTheTableAndRefusesEverythingElse) {
+  for (State s : AllStates()) {
+    for (Event e : kAllEvents) {
+      std::optional<State> expected;
+      for (const Transition& t : TransitionTable()) {
+        if (t.from == s && t.event == e) expected = t.to;
+      }
+      EXPECT_EQ(Apply(s, e), expected) << StateName(s) << " + " << EventName(e);
+    }
+  }
+}
+
+TEST(UpdateStateTest, IllegalMovesReturnNullopt) {
+  EXPECT_EQ(Apply(v1::IDLE, Event::kConfirmed), std::nullopt);
+  EXPECT_EQ(Apply(v1::IDLE, Event::kGo), std::nullopt);
+  EXPECT_EQ(Apply(v1::OFFERED, Event::kInstall), std::nullopt);
+  EXPECT_EQ(Apply(v1::DOWNLOADING, Event::kConfirmed), std::nullopt);
+  EXPECT_EQ(Apply(v1::CONFIRMED, Event::kFail), std::nullopt);
+  // Once installation began, a newer offer may not interrupt it.
+  EXPECT_EQ(Apply(v1::INSTALLING, Event::kOffer), std::nullopt);
+  EXPECT_EQ(Apply(v1::TRIAL_BOOT, Event::kOffer), std::nullopt);
+  EXPECT_EQ(Apply(v1::UPDATE_STATE_UNSPECIFIED, Event::kOffer), std::nullopt);
+}
+
+TEST(UpdateStateTest, EveryNonTerminalStateHasARecovery) {
+  for (State s : AllStates()) {
+    if (IsTerminal(s)) {
+      EXPECT_EQ(RecoveryFor(s), Recovery::kNone) << StateName(s);
+    } else {
+      EXPECT_NE(RecoveryFor(s), Recovery::kNone) << StateName(s) << " has no recovery";
+    }
+  }
+  EXPECT_EQ(RecoveryFor(v1::OFFERED), Recovery::kAwaitGo);
+  EXPECT_EQ(RecoveryFor(v1::DOWNLOADING), Recovery::kResumeDownload);
+  EXPECT_EQ(RecoveryFor(v1::DOWNLOADED), Recovery::kReverify);
+  EXPECT_EQ(RecoveryFor(v1::VERIFIED), Recovery::kInstall);
+  EXPECT_EQ(RecoveryFor(v1::INSTALLING), Recovery::kInstall);
+  EXPECT_EQ(RecoveryFor(v1::TRIAL_BOOT), Recovery::kCheckTrial);
+}
+
+TEST(UpdateStateTest, TerminalAndPreInstallStates) {
+  for (State s : {v1::IDLE, v1::CONFIRMED, v1::DECLINED, v1::FAILED, v1::ROLLED_BACK}) {
+    EXPECT_TRUE(IsTerminal(s)) << StateName(s);
+    EXPECT_FALSE(IsPreInstall(s)) << StateName(s);
+  }
+  for (State s : {v1::OFFERED, v1::DOWNLOADING, v1::DOWNLOADED, v1::VERIFIED}) {
+    EXPECT_FALSE(IsTerminal(s)) << StateName(s);
+    EXPECT_TRUE(IsPreInstall(s)) << StateName(s);
+    // A newer directive may replace the current one before anything is installed.
+    EXPECT_EQ(Apply(s, Event::kOffer), v1::OFFERED) << StateName(s);
+  }
+  for (State s : {v1::INSTALLING, v1::TRIAL_BOOT}) {
+    EXPECT_FALSE(IsTerminal(s)) << StateName(s);
+    EXPECT_FALSE(IsPreInstall(s)) << StateName(s);
+  }
+  // Every terminal state accepts the next offer.
+  for (State s : AllStates()) {
+    if (IsTerminal(s)) {
+      EXPECT_EQ(Apply(s, Event::kOffer), v1::OFFERED) << StateName(s);
+    }
+  }
+}
+
+TEST(UpdateStateTest, StateNames) {
+  for (State s : AllStates()) {
+    EXPECT_EQ(StateName(s), v1::UpdateState_Name(s));
+    EXPECT_NE(StateName(s), "UNKNOWN");
+  }
+  EXPECT_EQ(StateName(v1::IDLE), "IDLE");
+  EXPECT_EQ(StateName(v1::TRIAL_BOOT), "TRIAL_BOOT");
+  EXPECT_EQ(StateName(v1::ROLLED_BACK), "ROLLED_BACK");
+  EXPECT_EQ(StateName(static_cast<State>(77)), "UNKNOWN");
+}
+
+TEST(UpdateStateTest, EventNamesAreDistinct) {
+  std::set<std::string> names;
+  for (Event e : kAllEvents) {
+    std::string n(EventName(e));
+    EXPECT_NE(n, "?");
+    EXPECT_TRUE(names.insert(n).second) << n;
+  }
+}
+
+}  // namespace
+}  // namespace x1368::client
