@@ -200,31 +200,40 @@ void Client::HandleDirective(const std::string& envelope, const core::OpenedMess
 void Client::Offer(const std::string& envelope, const core::OpenedMessage& opened,
                    const v1::Manifest& manifest) {
   const v1::UpdateDirective& d = opened.body.directive();
-  v1::UpdateRecord rec;
-  uint64_t generation;
-  {
-    absl::MutexLock lock(&mu_);
-    if (!IsTerminal(record_.state()) && !IsPreInstall(record_.state())) {
-      // Installing or in trial: finish that first, then look at this one.
-      queued_directive_ = envelope;
-      return;
-    }
-    rec = record_;
-    generation = generation_;
-  }
-  rec.set_campaign_id(d.campaign_id());
-  rec.set_directive_envelope(envelope);
-  rec.set_directive_digest(opened.body_digest);
-  rec.set_bytes_done(0);
-  rec.set_trial_started(false);
   auto go = pending_go_.find(d.campaign_id());
   bool go_ok = go != pending_go_.end() && go->second == opened.body_digest;
-  rec.set_go_received(go_ok);
   if (go != pending_go_.end()) pending_go_.erase(go);
-  spdlog::info("event=update.offered campaign={} version={}", d.campaign_id(), manifest.version());
-  bool ok = Transition(rec, generation, Event::kOffer, v1::REASON_UNSPECIFIED, "", &manifest);
-  fetcher_.Abort();  // a download of a superseded image stops here; the worker starts over
-  if (ok) Kick();
+  // The worker may move the record at the same moment (compare-and-swap on the generation):
+  // read again and decide again until one of the two wins cleanly.
+  while (true) {
+    v1::UpdateRecord rec;
+    uint64_t generation;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      if (!IsTerminal(record_.state()) && !IsPreInstall(record_.state())) {
+        // Installing or in trial: finish that first, then look at this one.
+        queued_directive_ = envelope;
+        return;
+      }
+      rec = record_;
+      generation = generation_;
+    }
+    rec.set_campaign_id(d.campaign_id());
+    rec.set_directive_envelope(envelope);
+    rec.set_directive_digest(opened.body_digest);
+    rec.set_bytes_done(0);
+    rec.set_trial_started(false);
+    rec.set_go_received(go_ok);
+    spdlog::info("event=update.offered campaign={} version={}", d.campaign_id(), manifest.version());
+    if (Transition(rec, generation, Event::kOffer, v1::REASON_UNSPECIFIED, "", &manifest)) {
+      fetcher_.Abort();  // a download of a superseded image stops here; the worker starts over
+      Kick();
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    if (generation == generation_ || crashed_) return;  // a storage error, not a race: reported
+  }
 }
 
 void Client::HandleGo(const v1::Go& go) {
@@ -453,6 +462,11 @@ void Client::Drive() {
           if (!s.ok()) {
             if (!Transition(rec, gen, Event::kRollBack, v1::TRIAL_BOOT_FAILED, s.message())) return;
             continue;
+          }
+          if (hooks_.crash_after_trial_boot && hooks_.crash_after_trial_boot()) {
+            absl::MutexLock lock(&mu_);
+            crashed_ = true;
+            return;
           }
         }
         ConsumerStatus status = consumer_->Status();

@@ -40,10 +40,12 @@ struct ClientOptions {
   absl::Duration report_interval = absl::Seconds(60); // full-state report (heartbeat)
 };
 
-// Test hooks. `crash_after_persist(state)` returning true simulates a power cut right after
-// `state` reached disk: the worker stops without doing anything more.
+// Test hooks that simulate a power cut: when one returns true the worker stops without doing
+// anything more. `crash_after_persist(state)`: right after `state` reached disk.
+// `crash_after_trial_boot()`: right after the consumer booted the trial image.
 struct ClientHooks {
   std::function<bool(State)> crash_after_persist;
+  std::function<bool()> crash_after_trial_boot;
 };
 
 class Client {
