@@ -1,6 +1,7 @@
 #include "testing/mosquitto.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -91,6 +92,12 @@ absl::Status MosquittoBroker::Launch() {
   std::string conf = dir_ + "/mosquitto.conf";
   pid_ = ::fork();
   if (pid_ == 0) {
+    // The broker's own chatter (e.g. its warning about running as root) goes to its log.
+    int fd = ::open((dir_ + "/mosquitto.stderr").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
     ::execl(bin.c_str(), bin.c_str(), "-c", conf.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
