@@ -123,5 +123,24 @@ TEST_F(UpdateTest, DeviceAlreadyUpToDateIsNotTouched) {
   EXPECT_EQ(tree_->DeviceRejections("dev-new", v1::NOT_NEWER), 0u);
 }
 
+TEST_F(UpdateTest, NodesReconnectAndResubscribeAfterTheBrokerDies) {
+  tree_->AddRoot();
+  IntermediateNode* gw1 = tree_->AddIntermediate("gw1", "root", {"dev-*"});
+  ClientNode* dev = tree_->AddClient("dev-1", "gw1");
+  ASSERT_TRUE(tree_->WaitForDevices({"dev-1"}, [](const auto& d) { return d.version() == "1.0.0"; }));
+  uint64_t connects = dev->transport->stats().connects;
+  // The broker dies without a goodbye and comes back empty (no persistence): every subscription
+  // is gone, so the update below only works if every node re-subscribed on its own.
+  broker_->Kill();
+  ASSERT_OK(broker_->Restart());
+  ASSERT_TRUE(WaitFor([&] {
+    return dev->transport->stats().connects > connects && gw1->transport->connected() &&
+           tree_->root()->transport->connected();
+  })) << "nodes did not reconnect";
+  ASSERT_OK(tree_->Publish(TestPki::MakeImage(64 * 1024, 12), "2.0.0", 2));
+  ASSERT_OK(tree_->StartCampaign("2.0.0"));
+  EXPECT_TRUE(tree_->WaitForVersion({"dev-1"}, "2.0.0"));
+}
+
 }  // namespace
 }  // namespace x1368::testing

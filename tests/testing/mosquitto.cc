@@ -66,7 +66,7 @@ absl::StatusOr<std::unique_ptr<MosquittoBroker>> MosquittoBroker::Start(const st
   std::string conf = absl::StrCat("listener ", b->port_, " 127.0.0.1\n", "user root\n",
                                   "persistence false\n", "log_dest file ", b->log_path(), "\n",
                                   "log_type error\nlog_type warning\nlog_type notice\n",
-                                  "max_queued_messages 100000\n");
+                                  "max_queued_messages 100000\n", "set_tcp_nodelay true\n");
   if (b->options_.tls) {
     const std::string& p = b->options_.topic_prefix;
     absl::StrAppend(&conf, "cafile ", dir, "/ca.crt\n", "certfile ", dir, "/server.crt\n",

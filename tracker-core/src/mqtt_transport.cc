@@ -1,7 +1,17 @@
 // The only file that includes Paho. See transport.h for the contract.
+//
+// Two threads of our own drive the Paho async client:
+//   - the connect loop (re)connects with jittered exponential backoff, signs a fresh Will for
+//     each attempt, re-subscribes, and reads the broker's Receive Maximum;
+//   - the sender drains one FIFO outbox, keeping at most that many QoS 1 publishes in flight.
+// Keeping under the broker's Receive Maximum ourselves matters: Paho C 1.3 stalls up to a second
+// whenever it reaches that limit itself (paho.mqtt.c#1457), and its own offline buffer drops
+// messages that are merely queued while connected. The outbox is bounded by max_buffered and
+// drops its oldest message first (status is state: the newest report supersedes older ones).
 #include <mqtt/async_client.h>
 
 #include <atomic>
+#include <deque>
 #include <random>
 #include <thread>
 #include <vector>
@@ -10,7 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
-#include "spdlog/spdlog.h"
+#include "x1368/core/log.h"
 #include "x1368/core/transport.h"
 
 namespace x1368::core {
@@ -28,7 +38,11 @@ bool TopicMatchesFilter(absl::string_view filter, absl::string_view topic) {
 
 namespace {
 
-class MqttTransport final : public Transport {
+constexpr int kPahoBufferLimit = 1 << 24;
+constexpr int kMaxInflight = 256;
+constexpr absl::Duration kDrainOnStop = absl::Seconds(2);
+
+class MqttTransport final : public Transport, private mqtt::iaction_listener {
  public:
   explicit MqttTransport(TransportOptions options) : opts_(std::move(options)) {}
 
@@ -68,8 +82,8 @@ class MqttTransport final : public Transport {
       auto create = mqtt::create_options_builder()
                         .mqtt_version(MQTTVERSION_5)
                         .send_while_disconnected(true, /*anyTime=*/true)
-                        .max_buffered_messages(opts_.max_buffered)
-                        .delete_oldest_messages(true)
+                        .max_buffered_messages(kPahoBufferLimit)
+                        .delete_oldest_messages(false)
                         .finalize();
       client_ = std::make_unique<mqtt::async_client>(opts_.broker_uri, opts_.client_id, create);
     } catch (const mqtt::exception& e) {
@@ -93,44 +107,49 @@ class MqttTransport final : public Transport {
       spdlog::info("event=mqtt.connection_lost broker={} cause=\"{}\"", opts_.broker_uri, cause);
     };
     client_->set_connection_lost_handler(lost);
-    client_->set_disconnected_handler(
-        [lost](const mqtt::properties&, mqtt::ReasonCode rc) { lost(absl::StrCat("server disconnect ", static_cast<int>(rc))); });
+    client_->set_disconnected_handler([lost](const mqtt::properties&, mqtt::ReasonCode rc) {
+      lost(absl::StrCat("server disconnect ", static_cast<int>(rc)));
+    });
     {
       absl::MutexLock lock(&mu_);
       want_connect_ = true;
     }
-    worker_ = std::thread([this] { ConnectLoop(); });
+    connector_ = std::thread([this] { ConnectLoop(); });
+    sender_ = std::thread([this] { SendLoop(); });
     return absl::OkStatus();
   }
 
   absl::Status Publish(const MqttMessage& m) override {
     if (client_ == nullptr) return absl::FailedPreconditionError("transport not started");
-    try {
-      auto msg = mqtt::make_message(m.topic, m.payload, 1, m.retained);
-      client_->publish(msg);
-      stats_published_.fetch_add(1);
-      return absl::OkStatus();
-    } catch (const mqtt::exception& e) {
-      stats_publish_errors_.fetch_add(1);
-      return absl::UnavailableError(absl::StrCat("publish to ", m.topic, ": ", e.what()));
+    absl::MutexLock lock(&mu_);
+    if (stop_) return absl::FailedPreconditionError("transport stopped");
+    outbox_.push_back(m);
+    if (outbox_.size() > static_cast<size_t>(opts_.max_buffered)) {
+      outbox_.pop_front();
+      stats_dropped_.fetch_add(1);
     }
+    return absl::OkStatus();
   }
 
   void Stop() override {
     {
       absl::MutexLock lock(&mu_);
-      if (stop_) return;
+      if (stop_ || client_ == nullptr) return;
+      // A clean shutdown first lets what is already queued go out (bounded).
+      auto drained = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+        return !connected_ || (outbox_.empty() && inflight_ == 0);
+      };
+      mu_.AwaitWithTimeout(absl::Condition(&drained), kDrainOnStop);
       stop_ = true;
     }
-    if (worker_.joinable()) worker_.join();
-    if (client_ != nullptr) {
-      try {
-        if (client_->is_connected()) client_->disconnect()->wait_for(std::chrono::seconds(2));
-      } catch (const mqtt::exception&) {
-      }
-      absl::MutexLock lock(&mu_);
-      connected_ = false;
+    if (connector_.joinable()) connector_.join();
+    if (sender_.joinable()) sender_.join();
+    try {
+      if (client_->is_connected()) client_->disconnect()->wait_for(std::chrono::seconds(2));
+    } catch (const mqtt::exception&) {
     }
+    absl::MutexLock lock(&mu_);
+    connected_ = false;
   }
 
   bool connected() const override {
@@ -145,12 +164,49 @@ class MqttTransport final : public Transport {
     s.published = stats_published_.load();
     s.publish_errors = stats_publish_errors_.load();
     s.received = stats_received_.load();
+    s.dropped = stats_dropped_.load();
     return s;
   }
 
   const TransportOptions& options() const override { return opts_; }
 
  private:
+  // mqtt::iaction_listener: a publish completed (PUBACK) or failed. Called on a Paho thread:
+  // only bookkeeping here, never a call back into Paho.
+  void on_success(const mqtt::token&) override { Delivered(true); }
+  void on_failure(const mqtt::token&) override { Delivered(false); }
+  void Delivered(bool ok) {
+    absl::MutexLock lock(&mu_);
+    if (inflight_ > 0) --inflight_;
+    if (!ok) stats_publish_errors_.fetch_add(1);
+  }
+
+  void SendLoop() {
+    while (true) {
+      MqttMessage m;
+      {
+        absl::MutexLock lock(&mu_);
+        auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+          return stop_ || (connected_ && inflight_ < inflight_limit_ && !outbox_.empty());
+        };
+        mu_.Await(absl::Condition(&ready));
+        if (stop_) return;
+        m = std::move(outbox_.front());
+        outbox_.pop_front();
+        ++inflight_;
+      }
+      try {
+        client_->publish(mqtt::make_message(m.topic, m.payload, 1, m.retained), nullptr, *this);
+        stats_published_.fetch_add(1);
+      } catch (const mqtt::exception& e) {
+        absl::MutexLock lock(&mu_);
+        --inflight_;
+        stats_publish_errors_.fetch_add(1);
+        spdlog::debug("event=mqtt.publish_failed topic={} error=\"{}\"", m.topic, e.what());
+      }
+    }
+  }
+
   mqtt::connect_options BuildConnectOptions(const std::optional<MqttMessage>& will) {
     mqtt::connect_options_builder b;
     b.mqtt_version(MQTTVERSION_5)
@@ -160,23 +216,21 @@ class MqttTransport final : public Transport {
     if (opts_.session_expiry_s > 0) {
       b.properties({mqtt::property(mqtt::property::SESSION_EXPIRY_INTERVAL, opts_.session_expiry_s)});
     }
-    if (will) {
-      b.will(mqtt::message(will->topic, will->payload, 1, will->retained));
-    }
+    if (will) b.will(mqtt::message(will->topic, will->payload, 1, will->retained));
     if (opts_.tls.enabled()) {
-      auto ssl = mqtt::ssl_options_builder()
-                     .trust_store(opts_.tls.ca_file)
-                     .key_store(opts_.tls.cert_file)
-                     .private_key(opts_.tls.key_file)
-                     .enable_server_cert_auth(true)
-                     .verify(true)
-                     .finalize();
-      b.ssl(ssl);
+      b.ssl(mqtt::ssl_options_builder()
+                .trust_store(opts_.tls.ca_file)
+                .key_store(opts_.tls.cert_file)
+                .private_key(opts_.tls.key_file)
+                .enable_server_cert_auth(true)
+                .verify(true)
+                .finalize());
     }
     return b.finalize();
   }
 
-  bool TryConnect() {
+  // Connects and subscribes; returns the broker's Receive Maximum, or 0 on failure.
+  int TryConnect() {
     WillProvider provider;
     {
       absl::MutexLock lock(&mu_);
@@ -192,7 +246,13 @@ class MqttTransport final : public Transport {
           client_->disconnect()->wait_for(std::chrono::seconds(1));
         } catch (const mqtt::exception&) {
         }
-        return false;
+        return 0;
+      }
+      int receive_max = 65535;
+      mqtt::connect_response connack = tok->get_connect_response();
+      const mqtt::properties& props = connack.get_properties();
+      if (props.contains(mqtt::property::RECEIVE_MAXIMUM)) {
+        receive_max = mqtt::get<uint16_t>(props, mqtt::property::RECEIVE_MAXIMUM);
       }
       std::vector<std::string> filters;
       {
@@ -200,12 +260,12 @@ class MqttTransport final : public Transport {
         filters = filters_;
       }
       for (const std::string& f : filters) {
-        if (!client_->subscribe(f, 1)->wait_for(std::chrono::seconds(10))) return false;
+        if (!client_->subscribe(f, 1)->wait_for(std::chrono::seconds(10))) return 0;
       }
-      return true;
+      return std::max(receive_max, 1);
     } catch (const mqtt::exception& e) {
       spdlog::debug("event=mqtt.connect_failed broker={} error=\"{}\"", opts_.broker_uri, e.what());
-      return false;
+      return 0;
     }
   }
 
@@ -219,10 +279,13 @@ class MqttTransport final : public Transport {
         mu_.Await(absl::Condition(&wake));
         if (stop_) return;
       }
-      if (TryConnect()) {
+      if (int receive_max = TryConnect(); receive_max > 0) {
         ConnectHandler handler;
         {
           absl::MutexLock lock(&mu_);
+          // One below the broker's limit, so Paho itself never reaches it.
+          inflight_limit_ = std::clamp(receive_max - 1, 1, kMaxInflight);
+          inflight_ = 0;  // what was in flight before was re-sent by Paho or lost with the link
           connected_ = true;
           want_connect_ = false;
           handler = on_connect_;
@@ -246,19 +309,23 @@ class MqttTransport final : public Transport {
 
   const TransportOptions opts_;
   std::unique_ptr<mqtt::async_client> client_;
-  std::thread worker_;
+  std::thread connector_;
+  std::thread sender_;
 
   mutable absl::Mutex mu_;
   MessageHandler on_message_ ABSL_GUARDED_BY(mu_);
   ConnectHandler on_connect_ ABSL_GUARDED_BY(mu_);
   WillProvider will_provider_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> filters_ ABSL_GUARDED_BY(mu_);
+  std::deque<MqttMessage> outbox_ ABSL_GUARDED_BY(mu_);
+  int inflight_ ABSL_GUARDED_BY(mu_) = 0;
+  int inflight_limit_ ABSL_GUARDED_BY(mu_) = 1;
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
   bool want_connect_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
 
   std::atomic<uint64_t> stats_connects_{0}, stats_losses_{0}, stats_published_{0},
-      stats_publish_errors_{0}, stats_received_{0};
+      stats_publish_errors_{0}, stats_received_{0}, stats_dropped_{0};
 };
 
 }  // namespace

@@ -56,6 +56,7 @@ struct TransportStats {
   uint64_t published = 0;
   uint64_t publish_errors = 0;
   uint64_t received = 0;
+  uint64_t dropped = 0;  // oldest messages dropped from the full offline buffer
 };
 
 class Transport {
