@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -92,6 +93,7 @@ absl::Status MosquittoBroker::Launch() {
   std::string conf = dir_ + "/mosquitto.conf";
   pid_ = ::fork();
   if (pid_ == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test binary that was killed
     // The broker's own chatter (e.g. its warning about running as root) goes to its log.
     int fd = ::open((dir_ + "/mosquitto.stderr").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {

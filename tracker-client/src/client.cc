@@ -402,6 +402,11 @@ void Client::Drive() {
       }
       case v1::DOWNLOADING: {
         fetcher_.Begin(m->sha256(), m->size());
+        {
+          // Stop() may have aborted the fetcher just before Begin() re-armed it.
+          absl::MutexLock lock(&mu_);
+          if (stopping_) return;
+        }
         s = consumer_->Download(*m, &fetcher_, [this, size = m->size()](uint64_t done) {
           bool report = false;
           {

@@ -8,7 +8,14 @@
 // whenever it reaches that limit itself (paho.mqtt.c#1457), and its own offline buffer drops
 // messages that are merely queued while connected. The outbox is bounded by max_buffered and
 // drops its oldest message first (status is state: the newest report supersedes older ones).
+#include <dirent.h>
 #include <mqtt/async_client.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
 
 #include <atomic>
 #include <deque>
@@ -39,6 +46,31 @@ bool TopicMatchesFilter(absl::string_view filter, absl::string_view topic) {
 namespace {
 
 constexpr int kPahoBufferLimit = 1 << 24;
+
+// Paho C never sets TCP_NODELAY, and MQTT's small packets (a PUBACK, then the next PUBLISH)
+// then wait for the peer's delayed ACK under Nagle's algorithm: ~40 ms per hop. Paho does not
+// expose its socket, so after each connect every TCP socket of the process gets the option;
+// for the others (HTTP) it is harmless.
+void SetNoDelayOnTcpSockets() {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return;
+  while (dirent* e = ::readdir(dir)) {
+    int fd = std::atoi(e->d_name);
+    if (fd <= 2 || fd == ::dirfd(dir)) continue;
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) continue;
+    sockaddr_storage addr;
+    socklen_t alen = sizeof(addr);
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+    if (addr.ss_family != AF_INET && addr.ss_family != AF_INET6) continue;
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+  ::closedir(dir);
+}
 constexpr int kMaxInflight = 256;
 constexpr absl::Duration kDrainOnStop = absl::Seconds(2);
 
@@ -290,6 +322,7 @@ class MqttTransport final : public Transport, private mqtt::iaction_listener {
           want_connect_ = false;
           handler = on_connect_;
         }
+        SetNoDelayOnTcpSockets();
         stats_connects_.fetch_add(1);
         backoff = opts_.min_backoff;
         spdlog::info("event=mqtt.connected broker={} client_id={}", opts_.broker_uri, opts_.client_id);

@@ -1,0 +1,979 @@
+// The real daemons as child processes (DESIGN.md §10): tracker-root, tracker-intermediate,
+// tracker-client and trackerctl from the build's bin/ directory, started with fork/exec on a real
+// Mosquitto. This covers what only a process shows: flags and --help, line-precise configuration
+// errors (exit 2), a clean stop on SIGTERM (exit 0), the metrics and admin HTTP endpoints, a full
+// signed update driven by trackerctl, and a SIGKILL in the middle of a download followed by a
+// restart of the same process with the same configuration.
+//
+// Every child writes stdout and stderr to files in the test's TempDir; every wait is bounded and
+// prints the tails of those files when it fails; TearDown stops every child (SIGTERM, then
+// SIGKILL), and PR_SET_PDEATHSIG kills them if the test process itself dies.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "testing/mosquitto.h"
+#include "testing/pki.h"
+#include "testing/status_matchers.h"
+#include "testing/wait.h"
+#include "x1368/core/file_util.h"
+#include "x1368/core/http.h"
+#include "x1368/v1/admin.pb.h"
+
+#ifndef X1368_BIN_DIR
+#error "X1368_BIN_DIR must name the directory holding the daemons (set in CMake)"
+#endif
+
+namespace x1368::testing {
+namespace {
+
+std::string Bin(const std::string& name) { return absl::StrCat(X1368_BIN_DIR, "/", name); }
+
+std::string Tail(const std::string& path, size_t bytes = 3000) {
+  auto text = core::ReadFile(path);
+  if (!text.ok()) return absl::StrCat("(", path, ": ", text.status().message(), ")");
+  if (text->size() <= bytes) return *text;
+  return absl::StrCat("...", text->substr(text->size() - bytes));
+}
+
+// A socket listening on 127.0.0.1 for as long as the object lives: a port that is taken.
+class BusyPort {
+ public:
+  BusyPort() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (fd_ >= 0 && ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
+        ::listen(fd_, 1) == 0 &&
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port_ = ntohs(addr.sin_port);
+    }
+  }
+  ~BusyPort() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  BusyPort(const BusyPort&) = delete;
+  BusyPort& operator=(const BusyPort&) = delete;
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+std::string DescribeWaitStatus(int status) {
+  if (WIFEXITED(status)) return absl::StrCat("exit ", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return absl::StrCat("killed by signal ", WTERMSIG(status));
+  return absl::StrCat("wait status ", status);
+}
+
+// One child process with stdout and stderr appended to files (appended, so a restarted daemon
+// keeps one log). Not thread-safe.
+class ChildProcess {
+ public:
+  ChildProcess(std::string name, std::string out_path, std::string err_path)
+      : name_(std::move(name)), out_path_(std::move(out_path)), err_path_(std::move(err_path)) {}
+  ~ChildProcess() { Stop(absl::Seconds(5)); }
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  // Starts `argv` (argv[0] an absolute path). Fails if a previous run is still going.
+  absl::Status Start(std::vector<std::string> argv) {
+    if (running()) return absl::FailedPreconditionError(absl::StrCat(name_, " is still running"));
+    std::vector<char*> args;
+    for (std::string& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    int out = ::open(out_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int err = ::open(err_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (out < 0 || err < 0 || in < 0) {
+      for (int fd : {out, err, in}) {
+        if (fd >= 0) ::close(fd);
+      }
+      return absl::InternalError(absl::StrCat("cannot open the log files of ", name_));
+    }
+    pid_t parent = ::getpid();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      // Only async-signal-safe calls until exec. A child must never outlive the test.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(126);
+      ::dup2(in, 0);
+      ::dup2(out, 1);
+      ::dup2(err, 2);
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+    ::close(out);
+    ::close(err);
+    ::close(in);
+    if (pid < 0) return absl::InternalError(absl::StrCat("fork failed for ", name_));
+    pid_ = pid;
+    status_.reset();
+    return absl::OkStatus();
+  }
+
+  bool running() {
+    Poll();
+    return pid_ > 0;
+  }
+
+  void Signal(int sig) {
+    if (running()) ::kill(pid_, sig);
+  }
+
+  // The wait status once the process has ended within `timeout`; nullopt if it still runs.
+  std::optional<int> Wait(absl::Duration timeout) {
+    WaitFor([this] { return !running(); }, timeout, absl::Milliseconds(10));
+    return status_;
+  }
+
+  // SIGTERM, then SIGKILL after `grace`; reaps the process.
+  void Stop(absl::Duration grace) {
+    if (!running()) return;
+    ::kill(pid_, SIGTERM);
+    if (Wait(grace)) return;
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    status_ = status;
+    pid_ = -1;
+  }
+
+  const std::string& name() const { return name_; }
+  const std::string& out_path() const { return out_path_; }
+  const std::string& err_path() const { return err_path_; }
+
+  std::string Describe() {
+    std::string state = running() ? absl::StrCat("running as pid ", pid_)
+                                  : (status_ ? DescribeWaitStatus(*status_) : "never started");
+    return absl::StrCat("--- ", name_, " (", state, "), tail of ", err_path_, ":\n",
+                        Tail(err_path_), "\n");
+  }
+
+ private:
+  void Poll() {
+    if (pid_ <= 0) return;
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      status_ = status;
+      pid_ = -1;
+    }
+  }
+
+  std::string name_;
+  std::string out_path_;
+  std::string err_path_;
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+};
+
+// What a short-lived command (trackerctl, a daemon with --help or --check-config) did.
+struct CommandResult {
+  std::string command;
+  std::optional<int> status;  // nullopt: it did not finish in time and was killed
+  std::string out;
+  std::string err;
+
+  bool exited_with(int code) const {
+    return status && WIFEXITED(*status) && WEXITSTATUS(*status) == code;
+  }
+  std::string Describe() const {
+    return absl::StrCat("$ ", command, "\n=> ", status ? DescribeWaitStatus(*status) : "timed out",
+                        "\n--- stdout:\n", out, "\n--- stderr:\n", err, "\n");
+  }
+};
+
+// Everything the daemon tests share: a TempDir, child processes that are always stopped, and
+// helpers that make keys with trackerctl and write the daemons' TOML configurations.
+class DaemonsTestBase : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    for (auto& child : children_) child->Stop(absl::Seconds(5));
+    children_.clear();
+    broker_.reset();
+  }
+
+  std::string File(const std::string& name) const { return dir_.File(name); }
+
+  // Runs `binary args...` to completion (bounded by `timeout`).
+  CommandResult Run(const std::string& binary, const std::vector<std::string>& args,
+                    absl::Duration timeout = absl::Seconds(60)) {
+    int n = ++commands_;
+    std::string base = File(absl::StrCat("cmd-", n, "-", binary));
+    ChildProcess p(binary, base + ".out", base + ".err");
+    std::vector<std::string> argv = {Bin(binary)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    CommandResult r;
+    r.command = absl::StrJoin(argv, " ");
+    if (absl::Status s = p.Start(argv); !s.ok()) {
+      r.err = std::string(s.message());
+      return r;
+    }
+    r.status = p.Wait(timeout);
+    if (!r.status) p.Stop(absl::Seconds(1));
+    r.out = core::ReadFile(p.out_path()).value_or("");
+    r.err = core::ReadFile(p.err_path()).value_or("");
+    return r;
+  }
+
+  CommandResult Ctl(const std::vector<std::string>& args,
+                    absl::Duration timeout = absl::Seconds(60)) {
+    return Run("trackerctl", args, timeout);
+  }
+
+  // trackerctl against root's admin API.
+  CommandResult Admin(std::vector<std::string> args, absl::Duration timeout = absl::Seconds(60)) {
+    args.insert(args.end(), {"--admin", admin_url_, "--token-file", File("admin.token")});
+    return Ctl(args, timeout);
+  }
+
+  // Starts a daemon that runs until TearDown (or until the test stops it); logs go to
+  // <name>.out / <name>.err in the TempDir.
+  ChildProcess* StartDaemon(const std::string& binary, const std::string& name,
+                            const std::string& config) {
+    children_.push_back(
+        std::make_unique<ChildProcess>(name, File(name + ".out"), File(name + ".err")));
+    ChildProcess* p = children_.back().get();
+    absl::Status s = p->Start({Bin(binary), "--config", config});
+    EXPECT_OK(s);
+    return p;
+  }
+
+  // The tails of every daemon's log, for failure messages.
+  std::string Logs() {
+    std::string out;
+    for (auto& child : children_) absl::StrAppend(&out, child->Describe());
+    if (broker_) absl::StrAppend(&out, "--- mosquitto log:\n", Tail(broker_->log_path(), 1000));
+    return out;
+  }
+
+  void StartBroker() {
+    auto b = MosquittoBroker::Start(broker_dir_.path());
+    ASSERT_OK(b);
+    broker_ = *std::move(b);
+  }
+
+  // Keys and root-signed certificates made by trackerctl, as scripts/demo.sh does.
+  ::testing::AssertionResult Keygen(const std::string& id) {
+    CommandResult r = Ctl({"keygen", "--out", File(id + ".key")});
+    if (!r.exited_with(0)) return ::testing::AssertionFailure() << r.Describe();
+    return ::testing::AssertionSuccess();
+  }
+  ::testing::AssertionResult Issue(const std::string& id, const std::string& role,
+                                   const std::string& scope, const std::string& components = "") {
+    if (auto k = Keygen(id); !k) return k;
+    CommandResult r = Ctl({"cert", "issue", "--root-key", File("root.key"), "--node", id, "--role",
+                           role, "--key", File(id + ".key"), "--scope", scope, "--components",
+                           components, "--out", File(id + ".cert")});
+    if (!r.exited_with(0)) return ::testing::AssertionFailure() << r.Describe();
+    return ::testing::AssertionSuccess();
+  }
+  // root, one gateway gw1 (scope dev-*), the author author-1 (component fw), and `devices`.
+  ::testing::AssertionResult MakePki(const std::vector<std::string>& devices) {
+    if (auto k = Keygen("root"); !k) return k;
+    if (auto r = Issue("gw1", "intermediate", "dev-*"); !r) return r;
+    if (auto r = Issue("author-1", "author", "", "fw"); !r) return r;
+    for (const std::string& d : devices) {
+      if (auto r = Issue(d, "client", ""); !r) return r;
+    }
+    return ::testing::AssertionSuccess();
+  }
+
+  std::string BrokerUri() const { return broker_ ? broker_->uri() : "tcp://127.0.0.1:1"; }
+
+  // The keys every node has: top-level keys first (node_id on line 1), then [root].
+  std::vector<std::string> CommonLines(const std::string& id, const std::string& parent) const {
+    std::vector<std::string> lines = {
+        absl::StrCat("node_id = \"", id, "\""),
+        absl::StrCat("key = \"", File(id + ".key"), "\""),
+        absl::StrCat("data_dir = \"", File("data/" + id), "\""),
+    };
+    if (!parent.empty()) {
+      lines.push_back(absl::StrCat("cert = \"", File(id + ".cert"), "\""));
+      lines.push_back(absl::StrCat("parent_id = \"", parent, "\""));
+    }
+    lines.insert(lines.end(), {"[root]", "id = \"root\"",
+                               absl::StrCat("public_key = \"", File("root.pub"), "\"")});
+    return lines;
+  }
+
+  std::vector<std::string> RootLines() const {
+    std::vector<std::string> lines = CommonLines("root", "");
+    lines.insert(lines.end(), {"[downstream]", absl::StrCat("broker = \"", BrokerUri(), "\""),
+                               "[admin]", "listen = \"127.0.0.1:0\"",
+                               absl::StrCat("token_file = \"", File("admin.token"), "\""), "[log]",
+                               "level = \"info\""});
+    return lines;
+  }
+
+  std::vector<std::string> IntermediateLines(const std::string& id, const std::string& parent,
+                                             const std::string& metrics_listen = "") const {
+    std::vector<std::string> lines = CommonLines(id, parent);
+    lines.insert(lines.end(),
+                 {"[upstream]", absl::StrCat("broker = \"", BrokerUri(), "\""), "[report]",
+                  "interval_s = 5", "[batch]", "delay_ms = 50", "[log]", "level = \"info\""});
+    if (!metrics_listen.empty()) {
+      lines.insert(lines.end(), {"[metrics]", absl::StrCat("listen = \"", metrics_listen, "\"")});
+    }
+    return lines;
+  }
+
+  // `update` adds keys to the [update] table; `tables` adds whole tables at the end.
+  std::vector<std::string> ClientLines(const std::string& id, const std::string& parent,
+                                       const std::vector<std::string>& update = {},
+                                       const std::vector<std::string>& tables = {}) const {
+    std::vector<std::string> lines = CommonLines(id, parent);
+    lines.insert(lines.end(), {"[upstream]", absl::StrCat("broker = \"", BrokerUri(), "\""),
+                               "[consumer]", "component = \"fw\"", "hardware_class = \"board-a\"",
+                               "initial_version = \"1.0.0\"", "initial_sequence = 1", "[update]",
+                               "report_interval_s = 5"});
+    lines.insert(lines.end(), update.begin(), update.end());
+    lines.insert(lines.end(), {"[log]", "level = \"info\""});
+    lines.insert(lines.end(), tables.begin(), tables.end());
+    return lines;
+  }
+
+  std::string WriteConfig(const std::string& name, const std::vector<std::string>& lines) {
+    std::string path = File(name);
+    EXPECT_OK(core::WriteFileAtomic(path, absl::StrJoin(lines, "\n") + "\n"));
+    return path;
+  }
+
+  // Starts tracker-root and waits for it to write <data_dir>/admin.port.
+  ::testing::AssertionResult StartRoot() {
+    std::string config = WriteConfig("root.toml", RootLines());
+    ChildProcess* root = StartDaemon("tracker-root", "root", config);
+    std::string port_file = File("data/root/admin.port");
+    bool up =
+        WaitFor([&] { return core::PathExists(port_file) || !root->running(); }, absl::Seconds(20));
+    auto text = core::ReadFile(port_file);
+    int port = 0;
+    if (!up || !text.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port)) {
+      return ::testing::AssertionFailure()
+             << "tracker-root did not write " << port_file << " within 20 s\n"
+             << Logs();
+    }
+    admin_url_ = absl::StrCat("http://127.0.0.1:", port);
+    return ::testing::AssertionSuccess();
+  }
+
+  // `trackerctl fleet wait`: COUNT devices of fw run VERSION, as root sees it.
+  ::testing::AssertionResult FleetWait(const std::string& version, int count, int timeout_s) {
+    CommandResult r = Admin({"fleet", "wait", "--component", "fw", "--version", version, "--count",
+                             absl::StrCat(count), "--timeout-s", absl::StrCat(timeout_s)},
+                            absl::Seconds(timeout_s + 30));
+    if (!r.exited_with(0)) {
+      return ::testing::AssertionFailure() << r.Describe() << Logs();
+    }
+    return ::testing::AssertionSuccess();
+  }
+
+  // `trackerctl fleet status --json`, parsed.
+  absl::StatusOr<v1::FleetStatus> FleetStatus(CommandResult* raw = nullptr) {
+    CommandResult r = Admin({"fleet", "status", "--json"}, absl::Seconds(30));
+    if (raw != nullptr) *raw = r;
+    if (!r.exited_with(0)) return absl::UnavailableError(r.Describe());
+    v1::FleetStatus fleet;
+    auto parsed = google::protobuf::util::JsonStringToMessage(r.out, &fleet);
+    if (!parsed.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("fleet status --json does not parse: ", parsed.ToString(), "\n", r.out));
+    }
+    return fleet;
+  }
+
+  static const v1::DeviceRecord* FindDevice(const v1::FleetStatus& fleet, const std::string& id) {
+    for (const v1::DeviceRecord& d : fleet.devices()) {
+      if (d.device_id() == id) return &d;
+    }
+    return nullptr;
+  }
+
+  // A random image on disk, signed by author-1 as fw `version`; published on root.
+  ::testing::AssertionResult PublishRelease(const std::string& version, uint64_t sequence,
+                                            size_t size) {
+    std::string image = File(absl::StrCat("fw-", version, ".bin"));
+    std::string manifest = File(absl::StrCat("fw-", version, ".manifest"));
+    if (absl::Status s =
+            core::WriteFileAtomic(image, TestPki::MakeImage(size, static_cast<uint32_t>(sequence)));
+        !s.ok()) {
+      return ::testing::AssertionFailure() << s;
+    }
+    CommandResult sign =
+        Ctl({"author", "sign", "--key", File("author-1.key"), "--cert", File("author-1.cert"),
+             "--image", image, "--component", "fw", "--version", version, "--sequence",
+             absl::StrCat(sequence), "--hardware", "board-a", "--out", manifest});
+    if (!sign.exited_with(0)) return ::testing::AssertionFailure() << sign.Describe();
+    CommandResult publish = Admin({"release", "publish", "--manifest", manifest, "--image", image});
+    if (!publish.exited_with(0)) {
+      return ::testing::AssertionFailure() << publish.Describe() << Logs();
+    }
+    return ::testing::AssertionSuccess();
+  }
+
+  ::testing::AssertionResult StartCampaign(const std::string& version) {
+    CommandResult r = Admin({"campaign", "start", "--component", "fw", "--version", version});
+    if (!r.exited_with(0)) return ::testing::AssertionFailure() << r.Describe() << Logs();
+    return ::testing::AssertionSuccess();
+  }
+
+  TempDir dir_;
+  TempDir broker_dir_;
+  std::unique_ptr<MosquittoBroker> broker_;
+  std::vector<std::unique_ptr<ChildProcess>> children_;
+  int commands_ = 0;
+  std::string admin_url_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// 1. --help and --version
+
+class DaemonsFlagsTest : public DaemonsTestBase {};
+
+TEST_F(DaemonsFlagsTest, EachDaemonAnswersHelpWithItsFlags) {
+  for (const char* daemon : {"tracker-root", "tracker-intermediate", "tracker-client"}) {
+    CommandResult r = Run(daemon, {"--help"}, absl::Seconds(20));
+    ASSERT_TRUE(r.exited_with(0)) << r.Describe();
+    for (const char* flag : {"--config", "--check-config", "--help", "--version"}) {
+      EXPECT_TRUE(absl::StrContains(r.out, flag))
+          << daemon << " --help does not name " << flag << "\n"
+          << r.Describe();
+    }
+    EXPECT_TRUE(absl::StrContains(r.out, daemon)) << r.Describe();
+  }
+}
+
+TEST_F(DaemonsFlagsTest, TrackerctlAnswersHelpWithItsSubcommands) {
+  CommandResult r = Ctl({"--help"}, absl::Seconds(20));
+  ASSERT_TRUE(r.exited_with(0)) << r.Describe();
+  for (const char* sub : {"keygen", "cert", "author", "release", "campaign", "fleet"}) {
+    EXPECT_TRUE(absl::StrContains(r.out, sub)) << "trackerctl --help does not name " << sub << "\n"
+                                               << r.Describe();
+  }
+  // Subcommands have their own help naming their flags.
+  CommandResult wait = Ctl({"fleet", "wait", "--help"}, absl::Seconds(20));
+  ASSERT_TRUE(wait.exited_with(0)) << wait.Describe();
+  for (const char* flag : {"--component", "--version", "--count", "--admin", "--token-file"}) {
+    EXPECT_TRUE(absl::StrContains(wait.out, flag)) << wait.Describe();
+  }
+}
+
+TEST_F(DaemonsFlagsTest, VersionAndMissingConfig) {
+  for (const char* daemon : {"tracker-root", "tracker-intermediate", "tracker-client"}) {
+    CommandResult version = Run(daemon, {"--version"}, absl::Seconds(20));
+    EXPECT_TRUE(version.exited_with(0)) << version.Describe();
+    EXPECT_TRUE(absl::StrContains(version.out, "0.1.0")) << version.Describe();
+    // --config is required: a usage error, not a start.
+    CommandResult none = Run(daemon, {}, absl::Seconds(20));
+    EXPECT_TRUE(none.status && WIFEXITED(*none.status) && WEXITSTATUS(*none.status) != 0)
+        << none.Describe();
+    EXPECT_TRUE(absl::StrContains(none.err + none.out, "--config")) << none.Describe();
+    // A config file that does not exist is a configuration error naming the file.
+    std::string missing = File("no-such.toml");
+    CommandResult absent = Run(daemon, {"--config", missing}, absl::Seconds(20));
+    EXPECT_TRUE(absent.exited_with(2)) << absent.Describe();
+    EXPECT_TRUE(absl::StrContains(absent.err, missing)) << absent.Describe();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Configuration validation, for each daemon (only --check-config or a config error: nothing
+// starts, no broker is needed).
+
+struct DaemonKind {
+  std::string binary;
+  // A required key that is removed (its line starts with `required_line`) and its dotted name.
+  std::string required_line;
+  std::string required_key;
+  // An appended table with a value of the wrong type.
+  std::string wrong_table;
+  std::string wrong_line;
+  std::string wrong_key;
+  std::string wrong_expected;
+};
+
+// Stable test names in CTest: the parameter prints as the binary's name, not as its bytes.
+void PrintTo(const DaemonKind& kind, std::ostream* os) { *os << kind.binary; }
+
+class DaemonsConfigTest : public DaemonsTestBase, public ::testing::WithParamInterface<DaemonKind> {
+ protected:
+  std::vector<std::string> ValidLines() const {
+    const std::string& b = GetParam().binary;
+    if (b == "tracker-root") return RootLines();
+    if (b == "tracker-intermediate") return IntermediateLines("gw1", "root");
+    return ClientLines("dev-1", "gw1");
+  }
+
+  // tracker-* --check-config FILE, where FILE holds `lines`.
+  CommandResult Check(const std::string& name, const std::vector<std::string>& lines) {
+    std::string path = WriteConfig(name, lines);
+    return Run(GetParam().binary, {"--check-config", "--config", path}, absl::Seconds(20));
+  }
+
+  // True when the daemon got as far as making its data directory (it must not, here).
+  bool Started() const {
+    for (const char* id : {"root", "gw1", "dev-1"}) {
+      if (core::PathExists(File(absl::StrCat("data/", id)))) return true;
+    }
+    return false;
+  }
+};
+
+TEST_P(DaemonsConfigTest, ValidConfigPassesCheckConfigWithoutStarting) {
+  std::string path = File("valid.toml");
+  CommandResult r = Check("valid.toml", ValidLines());
+  ASSERT_TRUE(r.exited_with(0)) << r.Describe();
+  EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat(path, ": OK"))) << r.Describe();
+  EXPECT_FALSE(Started()) << "--check-config made the data directory";
+}
+
+TEST_P(DaemonsConfigTest, SyntaxErrorNamesFileLineAndColumn) {
+  std::vector<std::string> lines = ValidLines();
+  lines.insert(lines.begin() + 2, "log_level = \"no closing quote");  // line 3
+  std::string path = File("syntax.toml");
+  CommandResult r = Check("syntax.toml", lines);
+  EXPECT_TRUE(r.exited_with(2)) << r.Describe();
+  std::string where = absl::StrCat(path, ":3:");
+  size_t at = r.err.find(where);
+  ASSERT_NE(at, std::string::npos) << "expected \"" << where << "<column>\"\n" << r.Describe();
+  ASSERT_LT(at + where.size(), r.err.size());
+  EXPECT_TRUE(std::isdigit(static_cast<unsigned char>(r.err[at + where.size()])))
+      << "no column after \"" << where << "\"\n"
+      << r.Describe();
+  EXPECT_FALSE(Started());
+}
+
+TEST_P(DaemonsConfigTest, UnknownKeyNamesFileAndLine) {
+  std::vector<std::string> lines = ValidLines();
+  lines.insert(lines.begin() + 2, "data_dri = \"/tmp/typo\"");  // line 3, a typo of data_dir
+  std::string path = File("typo.toml");
+  CommandResult r = Check("typo.toml", lines);
+  EXPECT_TRUE(r.exited_with(2)) << r.Describe();
+  EXPECT_TRUE(absl::StrContains(r.err, absl::StrCat(path, ":3: unknown key 'data_dri'")))
+      << r.Describe();
+  EXPECT_FALSE(Started());
+}
+
+TEST_P(DaemonsConfigTest, UnknownKeyInATableNamesFileAndLine) {
+  std::vector<std::string> lines = ValidLines();
+  ASSERT_EQ(lines[lines.size() - 2], "[log]") << "[log] is no longer the last table";
+  lines.push_back("levle = \"debug\"");  // a typo of level, inside [log]
+  int line = static_cast<int>(lines.size());
+  std::string path = File("typo-table.toml");
+  CommandResult r = Check("typo-table.toml", lines);
+  EXPECT_TRUE(r.exited_with(2)) << r.Describe();
+  EXPECT_TRUE(absl::StrContains(r.err, absl::StrCat(path, ":", line, ": unknown key 'log.levle'")))
+      << r.Describe();
+}
+
+TEST_P(DaemonsConfigTest, WrongTypeNamesFileLineAndKey) {
+  const DaemonKind& k = GetParam();
+  std::vector<std::string> lines = ValidLines();
+  lines.push_back(k.wrong_table);
+  lines.push_back(k.wrong_line);
+  int line = static_cast<int>(lines.size());
+  std::string path = File("type.toml");
+  CommandResult r = Check("type.toml", lines);
+  EXPECT_TRUE(r.exited_with(2)) << r.Describe();
+  EXPECT_TRUE(absl::StrContains(r.err, absl::StrCat(path, ":", line, ": key '", k.wrong_key,
+                                                    "': expected ", k.wrong_expected)))
+      << r.Describe();
+  EXPECT_FALSE(Started());
+}
+
+TEST_P(DaemonsConfigTest, ValueOutOfRangeNamesFileLineAndBounds) {
+  std::vector<std::string> lines = ValidLines();
+  lines.insert(lines.end(), {"[limits]", "max_message_bytes = 10"});
+  int line = static_cast<int>(lines.size());
+  std::string path = File("range.toml");
+  CommandResult r = Check("range.toml", lines);
+  EXPECT_TRUE(r.exited_with(2)) << r.Describe();
+  EXPECT_TRUE(absl::StrContains(
+      r.err, absl::StrCat(path, ":", line, ": key 'limits.max_message_bytes': 10 is outside [")))
+      << r.Describe();
+  EXPECT_FALSE(Started());
+}
+
+TEST_P(DaemonsConfigTest, MissingRequiredKeyIsNamed) {
+  const DaemonKind& k = GetParam();
+  std::vector<std::string> lines = ValidLines();
+  size_t before = lines.size();
+  std::erase_if(lines, [&](const std::string& l) { return absl::StartsWith(l, k.required_line); });
+  ASSERT_EQ(lines.size() + 1, before) << "the valid config has no line " << k.required_line;
+  std::string path = File("missing.toml");
+  CommandResult r = Check("missing.toml", lines);
+  EXPECT_TRUE(r.exited_with(2)) << r.Describe();
+  EXPECT_TRUE(absl::StrContains(
+      r.err, absl::StrCat(path, ": key '", k.required_key, "': missing (required)")))
+      << r.Describe();
+  EXPECT_FALSE(Started());
+}
+
+TEST_P(DaemonsConfigTest, EveryErrorIsReportedAtOnceInFileOrder) {
+  const DaemonKind& k = GetParam();
+  std::vector<std::string> lines = ValidLines();
+  lines.insert(lines.begin() + 2, "data_dri = \"/tmp/typo\"");
+  lines.push_back(k.wrong_table);
+  lines.push_back(k.wrong_line);
+  std::string path = File("several.toml");
+  CommandResult r = Check("several.toml", lines);
+  EXPECT_TRUE(r.exited_with(2)) << r.Describe();
+  size_t typo = r.err.find("unknown key 'data_dri'");
+  size_t type = r.err.find(absl::StrCat("key '", k.wrong_key, "'"));
+  ASSERT_NE(typo, std::string::npos) << r.Describe();
+  ASSERT_NE(type, std::string::npos) << r.Describe();
+  EXPECT_LT(typo, type) << "errors are not in file order\n" << r.Describe();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Daemons, DaemonsConfigTest,
+    ::testing::Values(DaemonKind{"tracker-root", "broker = ", "downstream.broker", "[fleet]",
+                                 "stale_after_s = \"soon\"", "fleet.stale_after_s", "an integer"},
+                      DaemonKind{"tracker-intermediate", "parent_id = ", "parent_id", "[cache]",
+                                 "max_images = \"many\"", "cache.max_images", "an integer"},
+                      DaemonKind{"tracker-client", "parent_id = ", "parent_id", "[metrics]",
+                                 "listen = 9100", "metrics.listen", "a string"}),
+    [](const ::testing::TestParamInfo<DaemonKind>& info) {
+      return absl::StrReplaceAll(info.param.binary, {{"-", "_"}});
+    });
+
+// ---------------------------------------------------------------------------------------------
+// 3-6. Running trees of daemons on a real Mosquitto.
+
+class DaemonsProcessTest : public DaemonsTestBase {
+ protected:
+  // SIGTERM (or `sig`), then exit status 0 within 10 s (DESIGN.md §10: clean shutdown).
+  ::testing::AssertionResult TerminatesCleanly(ChildProcess* p, int sig = SIGTERM) {
+    absl::Time start = absl::Now();
+    p->Signal(sig);
+    std::optional<int> status = p->Wait(absl::Seconds(10));
+    if (!status) {
+      std::string seen = p->Describe();
+      p->Stop(absl::Seconds(1));
+      return ::testing::AssertionFailure() << p->name() << " still ran 10 s after SIGTERM\n"
+                                           << seen;
+    }
+    if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
+      return ::testing::AssertionFailure()
+             << p->name() << " ended with " << DescribeWaitStatus(*status) << " after SIGTERM\n"
+             << p->Describe();
+    }
+    std::cerr << p->name() << " stopped in " << absl::FormatDuration(absl::Now() - start) << "\n";
+    return ::testing::AssertionSuccess();
+  }
+};
+
+TEST_F(DaemonsProcessTest, SigtermStopsEveryDaemonCleanly) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({"dev-1"}));
+  ASSERT_TRUE(StartRoot());
+  ChildProcess* root = children_.back().get();
+  ChildProcess* gw1 = StartDaemon("tracker-intermediate", "gw1",
+                                  WriteConfig("gw1.toml", IntermediateLines("gw1", "root")));
+  ChildProcess* dev = StartDaemon("tracker-client", "dev-1",
+                                  WriteConfig("dev-1.toml", ClientLines("dev-1", "gw1")));
+  // The client reported through the intermediate: the whole tree is up.
+  ASSERT_TRUE(FleetWait("1.0.0", 1, 60));
+
+  ASSERT_TRUE(TerminatesCleanly(dev));
+  ASSERT_TRUE(TerminatesCleanly(gw1));
+  ASSERT_TRUE(TerminatesCleanly(root));
+  for (ChildProcess* p : {dev, gw1, root}) {
+    std::string log = core::ReadFile(p->err_path()).value_or("");
+    EXPECT_TRUE(absl::StrContains(log, "event=shutdown")) << p->Describe();
+    EXPECT_TRUE(absl::StrContains(log, "event=stopped")) << p->Describe();
+  }
+}
+
+TEST_F(DaemonsProcessTest, SigtermAndSigintStopDaemonsThatNeverReachedTheirBroker) {
+  // No broker at all: the daemons keep retrying their link, and a signal must still stop them.
+  ASSERT_TRUE(MakePki({"dev-1"}));
+  ChildProcess* gw1 = StartDaemon("tracker-intermediate", "gw1",
+                                  WriteConfig("gw1.toml", IntermediateLines("gw1", "root")));
+  ChildProcess* dev = StartDaemon("tracker-client", "dev-1",
+                                  WriteConfig("dev-1.toml", ClientLines("dev-1", "gw1")));
+  for (ChildProcess* p : {gw1, dev}) {
+    std::string err = p->err_path();
+    ASSERT_TRUE(WaitFor(
+        [&] { return absl::StrContains(core::ReadFile(err).value_or(""), "event=started"); },
+        absl::Seconds(20)))
+        << p->name() << " did not log event=started\n"
+        << Logs();
+  }
+  ASSERT_TRUE(TerminatesCleanly(dev, SIGINT));
+  ASSERT_TRUE(TerminatesCleanly(gw1));
+}
+
+TEST_F(DaemonsProcessTest, APortInUseFailsTheStartWithExitOneAndAReason) {
+  ASSERT_TRUE(MakePki({"dev-1"}));
+  BusyPort busy;
+  ASSERT_GT(busy.port(), 0);
+  std::string taken = absl::StrCat("127.0.0.1:", busy.port());
+
+  // Root's admin API cannot bind.
+  std::vector<std::string> root = RootLines();
+  std::replace(root.begin(), root.end(), std::string("listen = \"127.0.0.1:0\""),
+               absl::StrCat("listen = \"", taken, "\""));
+  ChildProcess* r = StartDaemon("tracker-root", "root", WriteConfig("root.toml", root));
+  std::optional<int> status = r->Wait(absl::Seconds(20));
+  ASSERT_TRUE(status.has_value()) << "tracker-root kept running with its admin port taken\n"
+                                  << r->Describe();
+  EXPECT_EQ(DescribeWaitStatus(*status), "exit 1") << r->Describe();
+  EXPECT_TRUE(absl::StrContains(core::ReadFile(r->err_path()).value_or(""), taken))
+      << r->Describe();
+  EXPECT_FALSE(core::PathExists(File("data/root/admin.port")));
+
+  // A client's metrics endpoint cannot bind.
+  ChildProcess* dev = StartDaemon(
+      "tracker-client", "dev-1",
+      WriteConfig("dev-1.toml",
+                  ClientLines("dev-1", "gw1", {},
+                              {"[metrics]", absl::StrCat("listen = \"", taken, "\"")})));
+  status = dev->Wait(absl::Seconds(20));
+  ASSERT_TRUE(status.has_value()) << "tracker-client kept running with its metrics port taken\n"
+                                  << dev->Describe();
+  EXPECT_EQ(DescribeWaitStatus(*status), "exit 1") << dev->Describe();
+  EXPECT_TRUE(absl::StrContains(core::ReadFile(dev->err_path()).value_or(""), "metrics endpoint"))
+      << dev->Describe();
+}
+
+TEST_F(DaemonsProcessTest, MetricsEndpointsAndAdminAuthentication) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({"dev-1"}));
+  ASSERT_TRUE(StartRoot());
+  std::string gw_metrics = absl::StrCat("127.0.0.1:", FreeTcpPort());
+  std::string dev_metrics = absl::StrCat("127.0.0.1:", FreeTcpPort());
+  StartDaemon("tracker-intermediate", "gw1",
+              WriteConfig("gw1.toml", IntermediateLines("gw1", "root", gw_metrics)));
+  StartDaemon(
+      "tracker-client", "dev-1",
+      WriteConfig("dev-1.toml",
+                  ClientLines("dev-1", "gw1", {},
+                              {"[metrics]", absl::StrCat("listen = \"", dev_metrics, "\"")})));
+  ASSERT_TRUE(FleetWait("1.0.0", 1, 60));
+
+  // GET /metrics on each node's endpoint: Prometheus text with the x1368_ counters.
+  auto fetch = [this](const std::string& url, const std::string& path, const std::string& token,
+                      core::HttpResponse* out) {
+    core::HttpClient http(url, token);
+    absl::StatusOr<core::HttpResponse> r = absl::UnknownError("not fetched");
+    bool ok = WaitFor(
+        [&] {
+          r = http.Get(path);
+          return r.ok();
+        },
+        absl::Seconds(10), absl::Milliseconds(100));
+    if (ok) *out = *r;
+    return ok ? ::testing::AssertionSuccess()
+              : ::testing::AssertionFailure() << "GET " << url << path << ": " << r.status() << "\n"
+                                              << Logs();
+  };
+  core::HttpResponse r;
+  ASSERT_TRUE(fetch("http://" + dev_metrics, "/metrics", "", &r));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(absl::StrContains(r.body, "x1368_")) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, "x1368_mqtt_connects_total")) << r.body;
+  ASSERT_TRUE(fetch("http://" + dev_metrics, "/healthz", "", &r));
+  EXPECT_EQ(r.status, 200);
+
+  ASSERT_TRUE(fetch("http://" + gw_metrics, "/metrics", "", &r));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(absl::StrContains(r.body, "x1368_mqtt_connects_total{link=\"upstream\"}")) << r.body;
+
+  // Root's admin port serves /metrics without a token, the API only with the bearer token.
+  ASSERT_TRUE(fetch(admin_url_, "/metrics", "", &r));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(absl::StrContains(r.body, "x1368_")) << r.body;
+
+  ASSERT_TRUE(fetch(admin_url_, "/v1/fleet", "", &r));
+  EXPECT_EQ(r.status, 403) << r.body;
+  ASSERT_TRUE(fetch(admin_url_, "/v1/fleet", "not-the-token-0123456789", &r));
+  EXPECT_EQ(r.status, 403) << r.body;
+
+  auto token = core::ReadFile(File("admin.token"));
+  ASSERT_OK(token);
+  ASSERT_TRUE(fetch(admin_url_, "/v1/fleet", std::string(absl::StripAsciiWhitespace(*token)), &r));
+  EXPECT_EQ(r.status, 200) << r.body;
+  google::protobuf::util::JsonParseOptions o;
+  o.ignore_unknown_fields = true;
+  v1::FleetStatus fleet;
+  auto parsed = google::protobuf::util::JsonStringToMessage(r.body, &fleet, o);
+  ASSERT_TRUE(parsed.ok()) << parsed.ToString() << "\n" << r.body;
+  const v1::DeviceRecord* d = FindDevice(fleet, "dev-1");
+  ASSERT_NE(d, nullptr) << r.body;
+  EXPECT_EQ(d->version(), "1.0.0");
+  EXPECT_EQ(d->via(), "gw1");
+}
+
+TEST_F(DaemonsProcessTest, SignedUpdateDrivenByTrackerctl) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  std::vector<std::string> devices = {"dev-1", "dev-2"};
+  ASSERT_TRUE(MakePki(devices));
+  ASSERT_TRUE(StartRoot());
+  StartDaemon("tracker-intermediate", "gw1",
+              WriteConfig("gw1.toml", IntermediateLines("gw1", "root")));
+  for (const std::string& d : devices) {
+    StartDaemon("tracker-client", d, WriteConfig(d + ".toml", ClientLines(d, "gw1")));
+  }
+  ASSERT_TRUE(FleetWait("1.0.0", 2, 60));
+
+  ASSERT_TRUE(PublishRelease("2.0.0", 2, 300 * 1024));
+  ASSERT_TRUE(StartCampaign("2.0.0"));
+  ASSERT_TRUE(FleetWait("2.0.0", 2, 120));
+
+  CommandResult raw;
+  auto fleet = FleetStatus(&raw);
+  ASSERT_OK(fleet);
+  EXPECT_TRUE(absl::StrContains(raw.out, "\"2.0.0\"")) << raw.out;
+  for (const std::string& id : devices) {
+    const v1::DeviceRecord* d = FindDevice(*fleet, id);
+    ASSERT_NE(d, nullptr) << id << " missing from\n" << raw.out;
+    EXPECT_EQ(d->version(), "2.0.0") << raw.out;
+    EXPECT_EQ(d->state(), v1::CONFIRMED) << raw.out;
+    EXPECT_EQ(d->sequence_number(), 2u) << raw.out;
+    EXPECT_EQ(d->via(), "gw1") << raw.out;
+  }
+  // The human-readable table names both devices too.
+  CommandResult table = Admin({"fleet", "status"});
+  ASSERT_TRUE(table.exited_with(0)) << table.Describe();
+  for (const std::string& id : devices) {
+    EXPECT_TRUE(absl::StrContains(table.out, id)) << table.out;
+  }
+}
+
+// X.1368 §8 / DESIGN.md §8: a device that loses power in the middle of a download resumes from
+// its persisted state when it comes back, and a device stopped politely does the same.
+TEST_F(DaemonsProcessTest, ClientKilledMidDownloadResumesAfterRestart) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({"dev-1"}));
+  ASSERT_TRUE(StartRoot());
+  StartDaemon("tracker-intermediate", "gw1",
+              WriteConfig("gw1.toml", IntermediateLines("gw1", "root")));
+  // Small chunks, two in flight: 512 chunks, so the download lasts long enough to be cut.
+  std::string dev_config = WriteConfig(
+      "dev-1.toml",
+      ClientLines("dev-1", "gw1", {"chunk_size = 4096", "window = 2", "retry_delay_ms = 200"}));
+  ChildProcess* dev = StartDaemon("tracker-client", "dev-1", dev_config);
+  ASSERT_TRUE(FleetWait("1.0.0", 1, 60));
+
+  constexpr uint64_t kImageSize = 2 * 1024 * 1024;
+  ASSERT_TRUE(PublishRelease("2.0.0", 2, kImageSize));
+  ASSERT_TRUE(StartCampaign("2.0.0"));
+
+  // Waits until root (through `trackerctl fleet status --json`) reports dev-1 DOWNLOADING and
+  // at least `min_bytes` of the image are on its disk: the stub consumer writes into the
+  // inactive slot (B, since A runs 1.0.0).
+  const std::string slot = File("data/dev-1/slots/slot-b.img");
+  auto wait_mid_download = [&](uint64_t min_bytes) -> ::testing::AssertionResult {
+    std::string seen = "nothing yet";
+    bool root_saw_downloading = false;
+    bool too_late = false;
+    uint64_t partial = 0;
+    bool caught = WaitFor(
+        [&] {
+          if (!root_saw_downloading) {
+            auto fleet = FleetStatus();
+            if (!fleet.ok()) {
+              seen = std::string(fleet.status().message());
+              return false;
+            }
+            const v1::DeviceRecord* d = FindDevice(*fleet, "dev-1");
+            if (d == nullptr) return false;
+            seen = absl::StrCat("root: dev-1 runs ", d->version(), ", state ",
+                                v1::UpdateState_Name(d->state()));
+            root_saw_downloading = d->state() == v1::DOWNLOADING;
+            too_late = d->state() > v1::DOWNLOADING;
+            if (!root_saw_downloading) return too_late;
+          }
+          partial = core::FileSize(slot).value_or(0);
+          too_late = partial >= kImageSize;
+          return too_late || partial >= min_bytes;
+        },
+        absl::Seconds(60), absl::Milliseconds(5));
+    if (!caught || too_late) {
+      return ::testing::AssertionFailure()
+             << (too_late ? "the download finished before the test could cut it"
+                          : "dev-1 did not get far enough into its download")
+             << " (wanted " << min_bytes << " bytes); " << seen << ", " << partial << " bytes in "
+             << slot << "\n"
+             << Logs();
+    }
+    return ::testing::AssertionSuccess() << partial;
+  };
+  auto log_size = [&] { return core::ReadFile(dev->err_path()).value_or("").size(); };
+
+  // Power cut: SIGKILL at 64 KiB.
+  ASSERT_TRUE(wait_mid_download(64 * 1024));
+  dev->Signal(SIGKILL);
+  std::optional<int> status = dev->Wait(absl::Seconds(10));
+  ASSERT_TRUE(status && WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL)
+      << (status ? DescribeWaitStatus(*status) : "still running");
+  uint64_t killed_at = core::FileSize(slot).value_or(0);
+  std::cerr << "killed dev-1 with " << killed_at << " of " << kImageSize << " bytes in its slot\n";
+  ASSERT_LT(killed_at, kImageSize);
+
+  // Power back on: the same binary, the same configuration, the same data directory. It picks
+  // the update up from its persisted state, not from a new offer.
+  size_t log_mark = log_size();
+  ASSERT_OK(dev->Start({Bin("tracker-client"), "--config", dev_config}));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return absl::StrContains(core::ReadFile(dev->err_path()).value_or("").substr(log_mark),
+                                 "event=update.resume state=DOWNLOADING");
+      },
+      absl::Seconds(20)))
+      << "the restarted client did not resume its download\n"
+      << dev->Describe();
+
+  // A polite stop in the middle of the resumed download: exit 0 within 10 s, then resume again.
+  ASSERT_TRUE(wait_mid_download(killed_at + 256 * 1024));
+  ASSERT_TRUE(TerminatesCleanly(dev));
+  uint64_t stopped_at = core::FileSize(slot).value_or(0);
+  std::cerr << "stopped dev-1 with " << stopped_at << " bytes in its slot\n";
+  ASSERT_LT(stopped_at, kImageSize) << "the download finished before SIGTERM took effect";
+  log_mark = log_size();
+  ASSERT_OK(dev->Start({Bin("tracker-client"), "--config", dev_config}));
+
+  ASSERT_TRUE(FleetWait("2.0.0", 1, 120));
+  auto fleet = FleetStatus();
+  ASSERT_OK(fleet);
+  const v1::DeviceRecord* d = FindDevice(*fleet, "dev-1");
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->version(), "2.0.0");
+  EXPECT_EQ(d->state(), v1::CONFIRMED) << v1::UpdateState_Name(d->state()) << "\n" << Logs();
+  EXPECT_TRUE(dev->running()) << Logs();
+  std::string after = core::ReadFile(dev->err_path()).value_or("").substr(log_mark);
+  EXPECT_TRUE(absl::StrContains(after, "event=update.resume state=DOWNLOADING")) << after;
+}
+
+}  // namespace
+}  // namespace x1368::testing
