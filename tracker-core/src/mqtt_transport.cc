@@ -239,26 +239,30 @@ class MqttTransport final : public Transport, private mqtt::iaction_listener {
     }
   }
 
-  mqtt::connect_options BuildConnectOptions(const std::optional<MqttMessage>& will) {
+  // Paho C++ 1.2 copies connect_options with raw pointers into the copied-from object's
+  // properties, Will and TLS options (its builder's finalize() and connect()'s by-value parameter
+  // both copy), so those are set on the object that stays alive until connect() has returned.
+  void BuildConnectOptions(const std::optional<MqttMessage>& will, mqtt::connect_options* out) {
     mqtt::connect_options_builder b;
     b.mqtt_version(MQTTVERSION_5)
         .clean_start(opts_.session_expiry_s == 0)
         .keep_alive_interval(std::chrono::seconds(opts_.keepalive_s))
         .connect_timeout(std::chrono::milliseconds(absl::ToInt64Milliseconds(opts_.connect_timeout)));
-    if (opts_.session_expiry_s > 0) {
-      b.properties({mqtt::property(mqtt::property::SESSION_EXPIRY_INTERVAL, opts_.session_expiry_s)});
-    }
-    if (will) b.will(mqtt::message(will->topic, will->payload, 1, will->retained));
+    *out = b.finalize();
     if (opts_.tls.enabled()) {
-      b.ssl(mqtt::ssl_options_builder()
-                .trust_store(opts_.tls.ca_file)
-                .key_store(opts_.tls.cert_file)
-                .private_key(opts_.tls.key_file)
-                .enable_server_cert_auth(true)
-                .verify(true)
-                .finalize());
+      out->set_ssl(mqtt::ssl_options_builder()
+                       .trust_store(opts_.tls.ca_file)
+                       .key_store(opts_.tls.cert_file)
+                       .private_key(opts_.tls.key_file)
+                       .enable_server_cert_auth(true)
+                       .verify(true)
+                       .finalize());
     }
-    return b.finalize();
+    if (opts_.session_expiry_s > 0) {
+      out->set_properties(
+          mqtt::properties{mqtt::property(mqtt::property::SESSION_EXPIRY_INTERVAL, opts_.session_expiry_s)});
+    }
+    if (will) out->set_will_message(mqtt::message(will->topic, will->payload, 1, will->retained));
   }
 
   // Connects and subscribes; returns the broker's Receive Maximum, or 0 on failure.
@@ -271,7 +275,9 @@ class MqttTransport final : public Transport, private mqtt::iaction_listener {
     std::optional<MqttMessage> will;
     if (provider) will = provider();
     try {
-      auto tok = client_->connect(BuildConnectOptions(will));
+      mqtt::connect_options options;
+      BuildConnectOptions(will, &options);
+      auto tok = client_->connect(options);
       int64_t timeout_ms = absl::ToInt64Milliseconds(opts_.connect_timeout) + 1000;
       if (!tok->wait_for(std::chrono::milliseconds(timeout_ms)) || !client_->is_connected()) {
         try {
