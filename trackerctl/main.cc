@@ -50,7 +50,8 @@ absl::StatusOr<v1::Role> ParseRole(const std::string& role) {
   if (role == "intermediate") return v1::ROLE_INTERMEDIATE;
   if (role == "client") return v1::ROLE_CLIENT;
   if (role == "author") return v1::ROLE_AUTHOR;
-  return absl::InvalidArgumentError(absl::StrCat("role \"", role, "\": expected intermediate, client or author"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("role \"", role, "\": expected intermediate, client or author"));
 }
 
 // --- keys and certificates ------------------------------------------------------------------
@@ -63,7 +64,8 @@ int Keygen(const std::string& out, const std::string& pub) {
   if (absl::StrContains(out, ".key") && pub.empty()) {
     pub_path = out.substr(0, out.rfind(".key")) + ".pub";
   }
-  if (absl::Status s = core::WriteFileAtomic(pub_path, key->public_key().ToPem()); !s.ok()) return Fail(s);
+  if (absl::Status s = core::WriteFileAtomic(pub_path, key->public_key().ToPem()); !s.ok())
+    return Fail(s);
   std::cout << "wrote " << out << " and " << pub_path << "\n";
   return 0;
 }
@@ -100,7 +102,8 @@ int CertIssue(const CertArgs& a) {
   body.set_serial(static_cast<uint64_t>(now));
   auto cert = core::IssueCert(*root, body);
   if (!cert.ok()) return Fail(cert.status());
-  if (absl::Status s = core::WriteFileAtomic(a.out, cert->SerializeAsString()); !s.ok()) return Fail(s);
+  if (absl::Status s = core::WriteFileAtomic(a.out, cert->SerializeAsString()); !s.ok())
+    return Fail(s);
   std::cout << "issued " << a.role << " certificate for " << a.node << " -> " << a.out << "\n";
   return 0;
 }
@@ -124,7 +127,8 @@ int CertShow(const std::string& path) {
 // --- author ---------------------------------------------------------------------------------
 
 struct SignArgs {
-  std::string key, cert, image, component, version, hardware, uri{core::kChunkServiceUri}, out, description;
+  std::string key, cert, image, component, version, hardware, uri{core::kChunkServiceUri}, out,
+      description;
   uint64_t sequence = 0;
 };
 
@@ -158,9 +162,11 @@ int AuthorSign(const SignArgs& a) {
   m.set_description(a.description);
   auto signed_manifest = core::SignManifest(*key, cert, m);
   if (!signed_manifest.ok()) return Fail(signed_manifest.status());
-  if (absl::Status s = core::WriteFileAtomic(a.out, signed_manifest->SerializeAsString()); !s.ok()) return Fail(s);
+  if (absl::Status s = core::WriteFileAtomic(a.out, signed_manifest->SerializeAsString()); !s.ok())
+    return Fail(s);
   std::cout << "signed " << a.component << " " << a.version << " (sequence " << a.sequence << ", "
-            << *size << " bytes, sha256 " << core::HexEncode(*digest).substr(0, 16) << "...) -> " << a.out << "\n";
+            << *size << " bytes, sha256 " << core::HexEncode(*digest).substr(0, 16) << "...) -> "
+            << a.out << "\n";
   return 0;
 }
 
@@ -180,7 +186,9 @@ struct Admin {
     if (t.empty()) {
       if (const char* env = std::getenv("X1368_ADMIN_TOKEN")) t = env;
     }
-    if (t.empty()) return absl::InvalidArgumentError("no admin token: --token, --token-file or X1368_ADMIN_TOKEN");
+    if (t.empty())
+      return absl::InvalidArgumentError(
+          "no admin token: --token, --token-file or X1368_ADMIN_TOKEN");
     return core::HttpClient(url, t);
   }
 };
@@ -188,12 +196,14 @@ struct Admin {
 absl::Status ReplyError(const core::HttpResponse& r) {
   v1::ErrorReply e;
   if (google::protobuf::util::JsonStringToMessage(r.body, &e).ok() && !e.error().empty()) {
-    return absl::FailedPreconditionError(absl::StrCat("root refused (HTTP ", r.status, "): ", e.error()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("root refused (HTTP ", r.status, "): ", e.error()));
   }
   return absl::FailedPreconditionError(absl::StrCat("root answered HTTP ", r.status, ": ", r.body));
 }
 
-int ReleasePublish(const Admin& admin, const std::string& manifest_path, const std::string& image_path) {
+int ReleasePublish(const Admin& admin, const std::string& manifest_path,
+                   const std::string& image_path) {
   auto client = admin.Client();
   if (!client.ok()) return Fail(client.status());
   auto manifest = core::ReadFileLimited(manifest_path, 1 << 20);
@@ -202,7 +212,8 @@ int ReleasePublish(const Admin& admin, const std::string& manifest_path, const s
   if (!image.ok()) return Fail(image.status());
   v1::ReleaseSubmission sub;
   if (!sub.mutable_manifest()->ParseFromString(*manifest)) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat(manifest_path, " is not a signed manifest")));
+    return Fail(
+        absl::InvalidArgumentError(absl::StrCat(manifest_path, " is not a signed manifest")));
   }
   sub.set_image(*std::move(image));
   auto r = client->Post("/v1/releases", sub.SerializeAsString(), "application/x-protobuf");
@@ -231,7 +242,8 @@ int CampaignStart(const Admin& admin, const std::string& component, const std::s
   if (r->status != 201) return Fail(ReplyError(*r));
   v1::CampaignInfo info;
   (void)google::protobuf::util::JsonStringToMessage(r->body, &info);
-  std::cout << "campaign " << info.campaign_id() << " started: " << component << " -> " << version << "\n";
+  std::cout << "campaign " << info.campaign_id() << " started: " << component << " -> " << version
+            << "\n";
   return 0;
 }
 
@@ -249,7 +261,8 @@ absl::StatusOr<v1::FleetStatus> GetFleet(core::HttpClient& client) {
 
 std::string Rejections(const google::protobuf::RepeatedPtrField<v1::ReasonCount>& list) {
   std::vector<std::string> parts;
-  for (const v1::ReasonCount& rc : list) parts.push_back(absl::StrCat(core::ReasonName(rc.reason()), "=", rc.count()));
+  for (const v1::ReasonCount& rc : list)
+    parts.push_back(absl::StrCat(core::ReasonName(rc.reason()), "=", rc.count()));
   return parts.empty() ? "-" : absl::StrJoin(parts, ",");
 }
 
@@ -267,24 +280,25 @@ int FleetStatus(const Admin& admin, bool json) {
     std::cout << out;
     return 0;
   }
-  std::printf("%-20s %-14s %-10s %-10s %-12s %-20s %-7s %s\n", "DEVICE", "VIA", "COMPONENT", "VERSION",
-              "STATE", "REASON", "ONLINE", "REJECTIONS");
+  std::printf("%-20s %-14s %-10s %-10s %-12s %-20s %-7s %s\n", "DEVICE", "VIA", "COMPONENT",
+              "VERSION", "STATE", "REASON", "ONLINE", "REJECTIONS");
   for (const v1::DeviceRecord& d : fleet->devices()) {
-    std::printf("%-20s %-14s %-10s %-10s %-12s %-20s %-7s %s\n", d.device_id().c_str(), d.via().c_str(),
-                d.component().c_str(), d.version().c_str(), v1::UpdateState_Name(d.state()).c_str(),
+    std::printf("%-20s %-14s %-10s %-10s %-12s %-20s %-7s %s\n", d.device_id().c_str(),
+                d.via().c_str(), d.component().c_str(), d.version().c_str(),
+                v1::UpdateState_Name(d.state()).c_str(),
                 d.reason() == v1::REASON_UNSPECIFIED ? "-" : core::ReasonName(d.reason()).c_str(),
                 d.online() ? "yes" : "no", Rejections(d.rejections()).c_str());
   }
   for (const v1::NodeRecord& n : fleet->nodes()) {
-    std::printf("node %-15s online=%-3s rejections=%s\n", n.node_id().c_str(), n.online() ? "yes" : "no",
-                Rejections(n.rejections()).c_str());
+    std::printf("node %-15s online=%-3s rejections=%s\n", n.node_id().c_str(),
+                n.online() ? "yes" : "no", Rejections(n.rejections()).c_str());
   }
   std::printf("root rejections=%s\n", Rejections(fleet->rejections()).c_str());
   return 0;
 }
 
-int FleetWait(const Admin& admin, const std::string& component, const std::string& version, int count,
-              int timeout_s) {
+int FleetWait(const Admin& admin, const std::string& component, const std::string& version,
+              int count, int timeout_s) {
   auto client = admin.Client();
   if (!client.ok()) return Fail(client.status());
   absl::Time deadline = absl::Now() + absl::Seconds(timeout_s);
@@ -301,7 +315,8 @@ int FleetWait(const Admin& admin, const std::string& component, const std::strin
         ++total;
         if (d.version() == version && !(d.state() >= v1::OFFERED && d.state() <= v1::TRIAL_BOOT)) {
           ++updated;
-        } else if (d.state() == v1::FAILED || d.state() == v1::ROLLED_BACK || d.state() == v1::DECLINED) {
+        } else if (d.state() == v1::FAILED || d.state() == v1::ROLLED_BACK ||
+                   d.state() == v1::DECLINED) {
           ++finished_badly;
         }
         ++states[v1::UpdateState_Name(d.state())];
@@ -335,8 +350,9 @@ int FleetWait(const Admin& admin, const std::string& component, const std::strin
 
 int main(int argc, char** argv) {
   using namespace x1368::ctl;
-  CLI::App app{"trackerctl: keys, certificates and signed manifests for an x1368 tracker tree, "
-               "and the root's admin API (releases, campaigns, fleet status)."};
+  CLI::App app{
+      "trackerctl: keys, certificates and signed manifests for an x1368 tracker tree, "
+      "and the root's admin API (releases, campaigns, fleet status)."};
   app.require_subcommand(1);
   Admin admin;
   auto add_admin = [&admin](CLI::App* cmd) {
@@ -360,7 +376,8 @@ int main(int argc, char** argv) {
   issue->add_option("--role", ca.role, "intermediate, client or author")->required();
   issue->add_option("--key", ca.key, "the node's private key (its public half is certified)");
   issue->add_option("--pubkey", ca.pubkey, "or the node's public key");
-  issue->add_option("--scope", ca.scope, "node ids or prefix* patterns it may act for, comma separated");
+  issue->add_option("--scope", ca.scope,
+                    "node ids or prefix* patterns it may act for, comma separated");
   issue->add_option("--components", ca.components, "components it may act for (empty: any)");
   issue->add_option("--days", ca.days, "validity in days")->capture_default_str();
   issue->add_option("--out", ca.out, "certificate file")->required();
@@ -377,7 +394,8 @@ int main(int argc, char** argv) {
   sign->add_option("--image", sa.image, "image file")->required();
   sign->add_option("--component", sa.component)->required();
   sign->add_option("--version", sa.version)->required();
-  sign->add_option("--sequence", sa.sequence, "monotonic sequence number (anti-rollback)")->required();
+  sign->add_option("--sequence", sa.sequence, "monotonic sequence number (anti-rollback)")
+      ->required();
   sign->add_option("--hardware", sa.hardware, "hardware classes, comma separated")->required();
   sign->add_option("--uri", sa.uri, "where devices fetch it")->capture_default_str();
   sign->add_option("--description", sa.description);
@@ -386,7 +404,8 @@ int main(int argc, char** argv) {
   auto* release = app.add_subcommand("release", "releases on root's firmware server");
   release->require_subcommand(1);
   std::string manifest_path, image_path;
-  auto* publish = release->add_subcommand("publish", "submit a signed manifest and its image to root");
+  auto* publish =
+      release->add_subcommand("publish", "submit a signed manifest and its image to root");
   publish->add_option("--manifest", manifest_path)->required();
   publish->add_option("--image", image_path)->required();
   add_admin(publish);

@@ -1,8 +1,8 @@
 #include "x1368/stub/stub_consumer.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/match.h"
 #include "spdlog/spdlog.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/file_util.h"
@@ -19,7 +19,8 @@ constexpr char kBootEnvKey[] = "bootenv";
 constexpr uint64_t kSyncEvery = 256 * 1024;
 
 std::string FactoryImage(const StubOptions& o) {
-  std::string image = absl::StrCat("x1368 factory image: ", o.component, " ", o.initial_version, "\n");
+  std::string image =
+      absl::StrCat("x1368 factory image: ", o.component, " ", o.initial_version, "\n");
   image.resize(4096, '\0');
   return image;
 }
@@ -129,7 +130,8 @@ client::ConsumerStatus StubConsumer::Status() {
 
 absl::Status StubConsumer::Accept(const v1::Manifest& m) {
   absl::MutexLock lock(&mu_);
-  if (faults_.decline) return Reject(v1::CONSUMER_DECLINED, "the consumer declines updates (fault)");
+  if (faults_.decline)
+    return Reject(v1::CONSUMER_DECLINED, "the consumer declines updates (fault)");
   if (m.component() != opts_.component) return Reject(v1::COMPONENT_MISMATCH, m.component());
   return absl::OkStatus();
 }
@@ -169,7 +171,8 @@ absl::Status StubConsumer::Download(const v1::Manifest& m, client::ImageSource* 
     }
     X1368_ASSIGN_OR_RETURN(std::string data, source->Read(offset, want));
     if (data.empty()) return Reject(v1::DOWNLOAD_FAILED, absl::StrCat("empty chunk at ", offset));
-    if (data.size() > m.size() - offset) return Reject(v1::SIZE_MISMATCH, "image longer than the manifest says");
+    if (data.size() > m.size() - offset)
+      return Reject(v1::SIZE_MISMATCH, "image longer than the manifest says");
     X1368_RETURN_IF_ERROR(core::WriteFileRange(path, offset, data));
     offset += data.size();
     since_sync += data.size();
@@ -183,7 +186,8 @@ absl::Status StubConsumer::Download(const v1::Manifest& m, client::ImageSource* 
   absl::MutexLock lock(&mu_);
   if (faults_.corrupt_download) {
     X1368_ASSIGN_OR_RETURN(std::string first, core::ReadFileRange(path, 0, 1));
-    if (!first.empty()) X1368_RETURN_IF_ERROR(core::WriteFileRange(path, 0, std::string(1, first[0] ^ 0x5a)));
+    if (!first.empty())
+      X1368_RETURN_IF_ERROR(core::WriteFileRange(path, 0, std::string(1, first[0] ^ 0x5a)));
   }
   return absl::OkStatus();
 }
@@ -193,17 +197,21 @@ absl::Status StubConsumer::CheckImage(const v1::Manifest& m) {
   if (m.component() != opts_.component) return Reject(v1::COMPONENT_MISMATCH, m.component());
   bool hw_ok = false;
   for (const std::string& hw : m.hardware_classes()) hw_ok |= hw == opts_.hardware_class;
-  if (!hw_ok) return Reject(v1::WRONG_HARDWARE, absl::StrCat("image is not for ", opts_.hardware_class));
+  if (!hw_ok)
+    return Reject(v1::WRONG_HARDWARE, absl::StrCat("image is not for ", opts_.hardware_class));
   if (m.sequence_number() <= running.sequence_number()) {
-    return Reject(v1::NOT_NEWER, absl::StrCat("sequence ", m.sequence_number(), " <= running ", running.sequence_number()));
+    return Reject(v1::NOT_NEWER, absl::StrCat("sequence ", m.sequence_number(), " <= running ",
+                                              running.sequence_number()));
   }
   std::string path = SlotPath(inactive());
   auto size = core::FileSize(path);
   if (!size.ok() || *size != m.size()) {
-    return Reject(v1::SIZE_MISMATCH, absl::StrCat("slot holds ", size.ok() ? *size : 0, " bytes, manifest says ", m.size()));
+    return Reject(v1::SIZE_MISMATCH, absl::StrCat("slot holds ", size.ok() ? *size : 0,
+                                                  " bytes, manifest says ", m.size()));
   }
   X1368_ASSIGN_OR_RETURN(std::string digest, core::Sha256File(path));
-  if (digest != m.sha256()) return Reject(v1::DIGEST_MISMATCH, "image digest differs from the manifest");
+  if (digest != m.sha256())
+    return Reject(v1::DIGEST_MISMATCH, "image digest differs from the manifest");
   return absl::OkStatus();
 }
 
@@ -256,9 +264,11 @@ absl::Status StubConsumer::BootTrial(const v1::Manifest& m) {
 absl::Status StubConsumer::Confirm(const v1::Manifest& m) {
   absl::MutexLock lock(&mu_);
   const v1::SlotInfo& active = env_.slots(static_cast<int>(env_.active()));
-  if (active.sha256() != m.sha256()) return Reject(v1::TRIAL_BOOT_FAILED, "the trial image is not running");
+  if (active.sha256() != m.sha256())
+    return Reject(v1::TRIAL_BOOT_FAILED, "the trial image is not running");
   if (!env_.trial_pending()) return absl::OkStatus();  // already confirmed
-  if (faults_.health_check_fails) return Reject(v1::TRIAL_BOOT_FAILED, "health check failed (fault)");
+  if (faults_.health_check_fails)
+    return Reject(v1::TRIAL_BOOT_FAILED, "health check failed (fault)");
   env_.set_trial_pending(false);
   env_.set_boot_attempts(0);
   return Persist();

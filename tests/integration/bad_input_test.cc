@@ -20,8 +20,8 @@ namespace {
 
 // Seals `body` as `signer_id` with `key` (and `cert`), at the time `clock` says.
 std::string Seal(const core::PrivateKey& key, const std::string& signer_id,
-                 std::optional<v1::DelegationCert> cert, const std::string& recipient, v1::Body body,
-                 uint64_t seq, const core::Clock& clock = *core::RealClock::Get(),
+                 std::optional<v1::DelegationCert> cert, const std::string& recipient,
+                 v1::Body body, uint64_t seq, const core::Clock& clock = *core::RealClock::Get(),
                  int64_t ttl_ms = 600'000) {
   core::MemKvStore store;
   auto counter = core::SeqCounter::Open(&store, "seq");
@@ -39,7 +39,8 @@ class BadInputTest : public ::testing::Test {
     tree_->AddRoot();
     gw1_ = tree_->AddIntermediate("gw1", "root", {"dev-*"});
     dev_ = tree_->AddClient("dev-1", "gw1");
-    ASSERT_TRUE(tree_->WaitForDevices({"dev-1"}, [](const auto& d) { return d.version() == "1.0.0"; }));
+    ASSERT_TRUE(
+        tree_->WaitForDevices({"dev-1"}, [](const auto& d) { return d.version() == "1.0.0"; }));
     mallory_ = tree_->RawTransport("mallory");
     ASSERT_OK(mallory_->Start());
     ASSERT_TRUE(WaitFor([&] { return mallory_->connected(); }));
@@ -60,7 +61,8 @@ class BadInputTest : public ::testing::Test {
     return body;
   }
   v1::Manifest SomeManifest(uint64_t seq = 9) {
-    return TestPki::ManifestFor(TestPki::MakeImage(1000, 1), "fw", "9.0.0", seq, {"board-a"}, "author-1");
+    return TestPki::ManifestFor(TestPki::MakeImage(1000, 1), "fw", "9.0.0", seq, {"board-a"},
+                                "author-1");
   }
   void Inject(const std::string& topic, const std::string& payload) {
     ASSERT_OK(mallory_->Publish({topic, payload}));
@@ -94,10 +96,12 @@ TEST_F(BadInputTest, ForgedDirectiveSignedWithTheWrongKey) {
   auto wrong = core::PrivateKey::Generate();
   ASSERT_OK(wrong);
   // Claims to be the root, signed with another key: at the device...
-  Inject("x1368/gw1/_all/down/cmd", Seal(*wrong, "root", std::nullopt, "_all", DirectiveBody(SomeManifest()), 1000));
+  Inject("x1368/gw1/_all/down/cmd",
+         Seal(*wrong, "root", std::nullopt, "_all", DirectiveBody(SomeManifest()), 1000));
   EXPECT_TRUE(Reported(v1::BAD_SIGNATURE));
   // ...and at the gateway, which reports its own counters to root as well.
-  Inject("x1368/root/_all/down/cmd", Seal(*wrong, "root", std::nullopt, "_all", DirectiveBody(SomeManifest()), 1000));
+  Inject("x1368/root/_all/down/cmd",
+         Seal(*wrong, "root", std::nullopt, "_all", DirectiveBody(SomeManifest()), 1000));
   EXPECT_TRUE(WaitFor([&] {
     v1::FleetStatus f = tree_->Fleet();
     for (const auto& n : f.nodes()) {
@@ -139,8 +143,9 @@ TEST_F(BadInputTest, TamperedImageOnTheFirmwareServerIsNeverServedByTheGateway) 
   tampered[100] ^= 0x01;
   ASSERT_OK(core::WriteFileAtomic(path, tampered));
   ASSERT_OK(tree_->StartCampaign("2.0.0"));
-  EXPECT_TRUE(tree_->WaitForDevices({"dev-1"}, [](const auto& d) { return d.state() == v1::FAILED; }))
-      << "the device should give up: the gateway refuses to serve an image that fails its digest";
+  EXPECT_TRUE(tree_->WaitForDevices({"dev-1"}, [](const auto& d) {
+    return d.state() == v1::FAILED;
+  })) << "the device should give up: the gateway refuses to serve an image that fails its digest";
   EXPECT_GT(gw1_->node->metrics().Rejections(v1::DIGEST_MISMATCH), 0u);
   ExpectStillOnFactoryFirmware();
   ExpectGenuineUpdateStillWorks("3.0.0", 3);
@@ -149,12 +154,14 @@ TEST_F(BadInputTest, TamperedImageOnTheFirmwareServerIsNeverServedByTheGateway) 
 TEST_F(BadInputTest, TamperedImageIsCaughtByTheDeviceItself) {
   // Client-server: nothing between root and the device checks the image but the device.
   tree_->AddClient("dev-2", "root");
-  ASSERT_TRUE(tree_->WaitForDevices({"dev-2"}, [](const auto& d) { return d.version() == "1.0.0"; }));
+  ASSERT_TRUE(
+      tree_->WaitForDevices({"dev-2"}, [](const auto& d) { return d.version() == "1.0.0"; }));
   std::string image = TestPki::MakeImage(64 * 1024, 22);
   ASSERT_OK(tree_->Publish(image, "2.0.0", 2));
   std::string tampered = image;
   tampered[5000] ^= 0x80;
-  ASSERT_OK(core::WriteFileAtomic(tree_->root()->dir + "/images/" + core::HexEncode(core::Sha256(image)), tampered));
+  ASSERT_OK(core::WriteFileAtomic(
+      tree_->root()->dir + "/images/" + core::HexEncode(core::Sha256(image)), tampered));
   ASSERT_OK(tree_->StartCampaign("2.0.0"));
   EXPECT_TRUE(tree_->WaitForDevices({"dev-2"}, [](const auto& d) {
     return d.state() == v1::FAILED && d.reason() == v1::DIGEST_MISMATCH;
@@ -175,14 +182,16 @@ TEST_F(BadInputTest, OlderOrEqualVersionIsRefused) {
   newer.initial_version = "5.0.0";
   newer.initial_sequence = 5;
   tree_->AddClient("dev-5", "gw1", newer);
-  ASSERT_TRUE(tree_->WaitForDevices({"dev-5"}, [](const auto& d) { return d.version() == "5.0.0"; }));
+  ASSERT_TRUE(
+      tree_->WaitForDevices({"dev-5"}, [](const auto& d) { return d.version() == "5.0.0"; }));
   ASSERT_OK(tree_->Publish(TestPki::MakeImage(20 * 1024, 24), "3.0.0", 3));  // older
   ASSERT_OK(tree_->StartCampaign("3.0.0"));
   EXPECT_TRUE(Reported(v1::NOT_NEWER, "dev-5"));
   uint64_t older = tree_->DeviceRejections("dev-5", v1::NOT_NEWER);
   ASSERT_OK(tree_->Publish(TestPki::MakeImage(20 * 1024, 25), "5.0.0-other", 5));  // equal sequence
   ASSERT_OK(tree_->StartCampaign("5.0.0-other"));
-  EXPECT_TRUE(WaitFor([&] { return tree_->DeviceRejections("dev-5", v1::NOT_NEWER) > older; }, absl::Seconds(15)));
+  EXPECT_TRUE(WaitFor([&] { return tree_->DeviceRejections("dev-5", v1::NOT_NEWER) > older; },
+                      absl::Seconds(15)));
   EXPECT_EQ(tree_->Device("dev-5")->version(), "5.0.0");
 }
 
@@ -221,13 +230,14 @@ TEST_F(BadInputTest, ExpiredAndFutureMessagesAreRefused) {
   auto root_key = core::PrivateKey::LoadPemFile(tree_->pki().root_key_path());
   ASSERT_OK(root_key);
   core::FakeClock past(core::RealClock::Get()->NowMs() - 2 * 3600 * 1000);
-  Inject("x1368/gw1/_all/down/cmd",
-         Seal(*root_key, "root", std::nullopt, "_all", DirectiveBody(SomeManifest(), "c-old"), 5'000'000, past,
-              /*ttl_ms=*/3600 * 1000));
+  Inject("x1368/gw1/_all/down/cmd", Seal(*root_key, "root", std::nullopt, "_all",
+                                         DirectiveBody(SomeManifest(), "c-old"), 5'000'000, past,
+                                         /*ttl_ms=*/3600 * 1000));
   EXPECT_TRUE(Reported(v1::EXPIRED));
   core::FakeClock future(core::RealClock::Get()->NowMs() + 24 * 3600 * 1000);
   Inject("x1368/gw1/_all/down/cmd",
-         Seal(*root_key, "root", std::nullopt, "_all", DirectiveBody(SomeManifest(), "c-future"), 5'000'001, future));
+         Seal(*root_key, "root", std::nullopt, "_all", DirectiveBody(SomeManifest(), "c-future"),
+              5'000'001, future));
   EXPECT_TRUE(Reported(v1::ISSUED_IN_FUTURE));
   ExpectStillOnFactoryFirmware();
   ExpectGenuineUpdateStillWorks();
@@ -236,7 +246,8 @@ TEST_F(BadInputTest, ExpiredAndFutureMessagesAreRefused) {
 TEST_F(BadInputTest, TruncatedOversizedAndGarbageBytes) {
   auto root_key = core::PrivateKey::LoadPemFile(tree_->pki().root_key_path());
   ASSERT_OK(root_key);
-  std::string good = Seal(*root_key, "root", std::nullopt, "_all", DirectiveBody(SomeManifest()), 6'000'000);
+  std::string good =
+      Seal(*root_key, "root", std::nullopt, "_all", DirectiveBody(SomeManifest()), 6'000'000);
   Inject("x1368/gw1/_all/down/cmd", good.substr(0, good.size() / 2));
   EXPECT_TRUE(Reported(v1::MALFORMED));
   Inject("x1368/gw1/dev-1/down/cmd", std::string(300 * 1024, 'x'));

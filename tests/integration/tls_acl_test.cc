@@ -23,7 +23,8 @@ class TlsAclTest : public ::testing::Test {
     gw1_ = tree_->AddIntermediate("gw1", "root", {"dev-*"});
     tree_->AddClient("dev-1", "gw1");
     tree_->AddClient("dev-2", "gw1");
-    ASSERT_TRUE(tree_->WaitForDevices({"dev-1", "dev-2"}, [](const auto& d) { return d.version() == "1.0.0"; }))
+    ASSERT_TRUE(tree_->WaitForDevices({"dev-1", "dev-2"},
+                                      [](const auto& d) { return d.version() == "1.0.0"; }))
         << "nodes did not report over TLS; broker log: " << broker_->log_path();
   }
   void TearDown() override {
@@ -55,7 +56,8 @@ TEST_F(TlsAclTest, ANodeCannotReadOrWriteAnotherNodesTopics) {
   dev3->AddSubscription("x1368/gw1/dev-1/down/#");  // not its own: denied
   dev3->AddSubscription("x1368/gw1/_all/down/#");   // every child may read broadcasts
   ASSERT_OK(dev3->Start());
-  ASSERT_TRUE(WaitFor([&] { return dev3->connected(); })) << "dev-3 could not connect with its certificate";
+  ASSERT_TRUE(WaitFor([&] { return dev3->connected(); }))
+      << "dev-3 could not connect with its certificate";
 
   // Writes on dev-1's up topic are dropped by the broker; writes on its own reach gw1.
   uint64_t mismatches_before = gw1_->node->metrics().TotalRejections();

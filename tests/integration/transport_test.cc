@@ -1,6 +1,8 @@
 // The MQTT transport against a real Mosquitto: QoS 1 delivery, retained messages, the Last Will
 // signed before each connect, the bounded buffer while disconnected (oldest dropped first), and
 // reconnection with re-subscription after the broker dies.
+#include "x1368/core/transport.h"
+
 #include <gtest/gtest.h>
 
 #include <set>
@@ -9,7 +11,6 @@
 #include "testing/pki.h"
 #include "testing/status_matchers.h"
 #include "testing/wait.h"
-#include "x1368/core/transport.h"
 
 namespace x1368::testing {
 namespace {
@@ -44,7 +45,8 @@ class TransportTest : public ::testing::Test {
     broker_ = *std::move(b);
   }
   std::unique_ptr<core::Transport> Connect(const std::string& id, Inbox* inbox,
-                                           std::vector<std::string> filters, int max_buffered = 1000) {
+                                           std::vector<std::string> filters,
+                                           int max_buffered = 1000) {
     core::TransportOptions o = broker_->ClientOptions(id);
     o.max_buffered = max_buffered;
     o.session_expiry_s = 0;
@@ -94,7 +96,8 @@ TEST_F(TransportTest, BuffersWhileDisconnectedAndDropsTheOldestBeyondTheBound) {
   broker_->Kill();
   ASSERT_TRUE(WaitFor([&] { return !pub->connected(); }));
   // Retained, so the subscriber that comes later still finds what survived the buffer.
-  for (int i = 0; i < 10; ++i) ASSERT_OK(pub->Publish({"buf/" + std::to_string(i), "m" + std::to_string(i), true}));
+  for (int i = 0; i < 10; ++i)
+    ASSERT_OK(pub->Publish({"buf/" + std::to_string(i), "m" + std::to_string(i), true}));
   ASSERT_OK(broker_->Restart());
   ASSERT_TRUE(WaitFor([&] { return pub->connected(); }));
   Inbox inbox;

@@ -46,8 +46,9 @@ TEST_F(UpdateTest, HierarchicalThreeTiersUpdateEveryDevice) {
   tree_->AddClient("dev-a2", "gw1");
   tree_->AddClient("dev-b1", "gw2");
   tree_->AddClient("dev-b2", "gw2");
-  ASSERT_TRUE(tree_->WaitForDevices(devices, [](const v1::DeviceRecord& d) { return d.version() == "1.0.0"; }))
-      << "devices never reported to root";
+  ASSERT_TRUE(tree_->WaitForDevices(devices, [](const v1::DeviceRecord& d) {
+    return d.version() == "1.0.0";
+  })) << "devices never reported to root";
 
   std::string image = TestPki::MakeImage(300 * 1024, 7);
   ASSERT_OK(tree_->Publish(image, "2.0.0", 2));
@@ -71,7 +72,8 @@ TEST_F(UpdateTest, ClientServerModelUpdatesClientsDirectlyUnderRoot) {
   tree_->AddRoot();
   tree_->AddClient("dev-1", "root");
   tree_->AddClient("dev-2", "root");
-  ASSERT_TRUE(tree_->WaitForDevices({"dev-1", "dev-2"}, [](const auto& d) { return d.version() == "1.0.0"; }));
+  ASSERT_TRUE(tree_->WaitForDevices({"dev-1", "dev-2"},
+                                    [](const auto& d) { return d.version() == "1.0.0"; }));
   ASSERT_OK(tree_->Publish(TestPki::MakeImage(100 * 1024, 3), "1.1.0", 2));
   ASSERT_OK(tree_->StartCampaign("1.1.0"));
   EXPECT_TRUE(tree_->WaitForVersion({"dev-1", "dev-2"}, "1.1.0"));
@@ -82,7 +84,8 @@ TEST_F(UpdateTest, IntraDeviceModelRootAndClientOnOneLocalBroker) {
   // module talks to it over the device-local broker. Same protocol, one hop.
   tree_->AddRoot();
   tree_->AddClient("this-device", "root");
-  ASSERT_TRUE(tree_->WaitForDevices({"this-device"}, [](const auto& d) { return d.version() == "1.0.0"; }));
+  ASSERT_TRUE(
+      tree_->WaitForDevices({"this-device"}, [](const auto& d) { return d.version() == "1.0.0"; }));
   ASSERT_OK(tree_->Publish(TestPki::MakeImage(40 * 1024, 4), "1.0.1", 2));
   ASSERT_OK(tree_->StartCampaign("1.0.1"));
   EXPECT_TRUE(tree_->WaitForVersion({"this-device"}, "1.0.1"));
@@ -93,7 +96,8 @@ TEST_F(UpdateTest, OfflineDeviceCatchesUpFromRetainedDesiredState) {
   tree_->AddIntermediate("gw1", "root", {"dev-*"});
   ClientNode* online = tree_->AddClient("dev-1", "gw1");
   ClientNode* away = tree_->AddClient("dev-2", "gw1");
-  ASSERT_TRUE(tree_->WaitForDevices({"dev-1", "dev-2"}, [](const auto& d) { return d.version() == "1.0.0"; }));
+  ASSERT_TRUE(tree_->WaitForDevices({"dev-1", "dev-2"},
+                                    [](const auto& d) { return d.version() == "1.0.0"; }));
   tree_->CrashClient(away);  // away during the whole campaign
   ASSERT_OK(tree_->Publish(TestPki::MakeImage(64 * 1024, 5), "2.0.0", 2));
   ASSERT_OK(tree_->StartCampaign("2.0.0"));
@@ -109,7 +113,8 @@ TEST_F(UpdateTest, DeviceAlreadyUpToDateIsNotTouched) {
   ClientSpec current;
   tree_->AddClient("dev-old", "gw1");
   ClientNode* fresh = tree_->AddClient("dev-new", "gw1", current);
-  ASSERT_TRUE(tree_->WaitForDevices({"dev-old", "dev-new"}, [](const auto& d) { return d.version() == "1.0.0"; }));
+  ASSERT_TRUE(tree_->WaitForDevices({"dev-old", "dev-new"},
+                                    [](const auto& d) { return d.version() == "1.0.0"; }));
   std::string image = TestPki::MakeImage(32 * 1024, 9);
   ASSERT_OK(tree_->Publish(image, "2.0.0", 2));
   ASSERT_OK(tree_->StartCampaign("2.0.0"));
@@ -127,7 +132,8 @@ TEST_F(UpdateTest, NodesReconnectAndResubscribeAfterTheBrokerDies) {
   tree_->AddRoot();
   IntermediateNode* gw1 = tree_->AddIntermediate("gw1", "root", {"dev-*"});
   ClientNode* dev = tree_->AddClient("dev-1", "gw1");
-  ASSERT_TRUE(tree_->WaitForDevices({"dev-1"}, [](const auto& d) { return d.version() == "1.0.0"; }));
+  ASSERT_TRUE(
+      tree_->WaitForDevices({"dev-1"}, [](const auto& d) { return d.version() == "1.0.0"; }));
   uint64_t connects = dev->transport->stats().connects;
   // The broker dies without a goodbye and comes back empty (no persistence): every subscription
   // is gone, so the update below only works if every node re-subscribed on its own.

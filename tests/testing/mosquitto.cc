@@ -76,9 +76,9 @@ absl::StatusOr<std::unique_ptr<MosquittoBroker>> MosquittoBroker::Start(const st
                     "allow_anonymous false\n", "acl_file ", dir, "/acl\n");
     std::string acl = absl::StrCat(
         "# DESIGN.md section 4: each node may only use topics that carry its own id.\n",
-        "pattern write ", p, "/%u/+/down/#\n", "pattern write ", p, "/+/%u/up/#\n",
-        "pattern read ", p, "/+/%u/down/#\n", "pattern read ", p, "/%u/+/up/#\n",
-        "pattern read ", p, "/+/_all/down/#\n");
+        "pattern write ", p, "/%u/+/down/#\n", "pattern write ", p, "/+/%u/up/#\n", "pattern read ",
+        p, "/+/%u/down/#\n", "pattern read ", p, "/%u/+/up/#\n", "pattern read ", p,
+        "/+/_all/down/#\n");
     if (absl::Status s = core::WriteFileAtomic(dir + "/acl", acl); !s.ok()) return s;
   } else {
     absl::StrAppend(&conf, "allow_anonymous true\n");
@@ -147,17 +147,21 @@ std::string MosquittoBroker::uri() const {
 absl::Status MosquittoBroker::WriteTlsMaterial() {
   const std::string& d = dir_;
   std::string q = " >/dev/null 2>&1";
-  if (absl::Status s = Run(absl::StrCat("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 ",
-                                        "-subj /CN=x1368-test-ca -keyout ", d, "/ca.key -out ", d, "/ca.crt", q));
+  if (absl::Status s = Run(absl::StrCat(
+          "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 ",
+          "-subj /CN=x1368-test-ca -keyout ", d, "/ca.key -out ", d, "/ca.crt", q));
       !s.ok()) {
     return s;
   }
   std::string ext = d + "/server.ext";
-  if (absl::Status s = core::WriteFileAtomic(ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n"); !s.ok()) return s;
+  if (absl::Status s = core::WriteFileAtomic(ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+      !s.ok())
+    return s;
   return Run(absl::StrCat(
-      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost -keyout ", d,
-      "/server.key -out ", d, "/server.csr", q, " && openssl x509 -req -in ", d, "/server.csr -CA ", d,
-      "/ca.crt -CAkey ", d, "/ca.key -CAcreateserial -days 2 -extfile ", ext, " -out ", d, "/server.crt", q));
+      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost -keyout ",
+      d, "/server.key -out ", d, "/server.csr", q, " && openssl x509 -req -in ", d,
+      "/server.csr -CA ", d, "/ca.crt -CAkey ", d, "/ca.key -CAcreateserial -days 2 -extfile ", ext,
+      " -out ", d, "/server.crt", q));
 }
 
 core::TlsOptions MosquittoBroker::ClientTls(const std::string& id) {
@@ -167,10 +171,11 @@ core::TlsOptions MosquittoBroker::ClientTls(const std::string& id) {
   t.key_file = absl::StrCat(dir_, "/client-", id, ".key");
   if (!core::PathExists(t.cert_file)) {
     std::string q = " >/dev/null 2>&1";
-    (void)Run(absl::StrCat("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=", id,
-                           " -keyout ", t.key_file, " -out ", t.cert_file, ".csr", q,
-                           " && openssl x509 -req -in ", t.cert_file, ".csr -CA ", dir_, "/ca.crt -CAkey ",
-                           dir_, "/ca.key -CAcreateserial -days 2 -out ", t.cert_file, q));
+    (void)Run(absl::StrCat(
+        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=", id,
+        " -keyout ", t.key_file, " -out ", t.cert_file, ".csr", q, " && openssl x509 -req -in ",
+        t.cert_file, ".csr -CA ", dir_, "/ca.crt -CAkey ", dir_,
+        "/ca.key -CAcreateserial -days 2 -out ", t.cert_file, q));
   }
   return t;
 }

@@ -42,7 +42,9 @@ TempDir::~TempDir() {
 }
 
 TestPki::TestPki(std::string dir, std::string root_id)
-    : dir_(std::move(dir)), root_id_(std::move(root_id)), root_key_(Must(core::PrivateKey::Generate())) {
+    : dir_(std::move(dir)),
+      root_id_(std::move(root_id)),
+      root_key_(Must(core::PrivateKey::Generate())) {
   Must(core::WriteFileAtomic(root_key_path(), root_key_.ToPem(), 0600));
   Must(core::WriteFileAtomic(root_pub_path(), root_key_.public_key().ToPem()));
 }
@@ -50,7 +52,11 @@ TestPki::TestPki(std::string dir, std::string root_id)
 TestNode TestPki::Issue(const std::string& id, v1::Role role, std::vector<std::string> scope_nodes,
                         std::vector<std::string> components, int64_t valid_from_ms,
                         int64_t valid_until_ms) {
-  TestNode n{id, Must(core::PrivateKey::Generate()), {}, dir_ + "/" + id + ".key", dir_ + "/" + id + ".cert"};
+  TestNode n{id,
+             Must(core::PrivateKey::Generate()),
+             {},
+             dir_ + "/" + id + ".key",
+             dir_ + "/" + id + ".cert"};
   v1::CertBody body;
   body.set_node_id(id);
   body.set_role(role);

@@ -26,7 +26,9 @@ MATCHER_P(HasReason, reason, "carries reason " + x1368::core::ReasonName(reason)
 
 }  // namespace x1368::testing
 
-#define EXPECT_OK(expr) EXPECT_TRUE(::x1368::testing::ToStatus(expr).ok()) << ::x1368::testing::ToStatus(expr).ToString()
-#define ASSERT_OK(expr) ASSERT_TRUE(::x1368::testing::ToStatus(expr).ok()) << ::x1368::testing::ToStatus(expr).ToString()
+#define EXPECT_OK(expr) \
+  EXPECT_TRUE(::x1368::testing::ToStatus(expr).ok()) << ::x1368::testing::ToStatus(expr).ToString()
+#define ASSERT_OK(expr) \
+  ASSERT_TRUE(::x1368::testing::ToStatus(expr).ok()) << ::x1368::testing::ToStatus(expr).ToString()
 
 #endif  // X1368_TESTING_STATUS_MATCHERS_H_

@@ -87,7 +87,8 @@ RootNode* TestTree::AddRoot() {
   r->transport = MakeTransport(r->id);
   root::RootOptions opts;
   opts.images_dir = r->dir + "/images";
-  r->root = std::make_unique<root::Root>(opts, r->node.get(), r->db.get(), r->transport.get(), r->loop.get());
+  r->root = std::make_unique<root::Root>(opts, r->node.get(), r->db.get(), r->transport.get(),
+                                         r->loop.get());
   Must(r->root->Start(), "root start");
   r->StartLoop();
   return r;
@@ -181,12 +182,13 @@ absl::Status TestTree::RestartClient(ClientNode* c) {
   return StartClient(c);
 }
 
-absl::StatusOr<v1::ReleaseInfo> TestTree::Publish(const std::string& image, const std::string& version,
-                                                  uint64_t sequence, std::vector<std::string> hardware,
+absl::StatusOr<v1::ReleaseInfo> TestTree::Publish(const std::string& image,
+                                                  const std::string& version, uint64_t sequence,
+                                                  std::vector<std::string> hardware,
                                                   const std::string& component) {
   v1::ReleaseSubmission sub;
-  *sub.mutable_manifest() =
-      TestPki::Sign(author_, TestPki::ManifestFor(image, component, version, sequence, hardware, author_.id));
+  *sub.mutable_manifest() = TestPki::Sign(
+      author_, TestPki::ManifestFor(image, component, version, sequence, hardware, author_.id));
   sub.set_image(image);
   return OnLoop(*root_->loop, [&] { return root_->root->PublishRelease(sub); });
 }
@@ -239,7 +241,10 @@ bool TestTree::WaitForDevices(const std::vector<std::string>& devices,
 bool TestTree::WaitForVersion(const std::vector<std::string>& devices, const std::string& version,
                               absl::Duration timeout) {
   return WaitForDevices(
-      devices, [&](const v1::DeviceRecord& d) { return d.version() == version && d.state() == v1::CONFIRMED; },
+      devices,
+      [&](const v1::DeviceRecord& d) {
+        return d.version() == version && d.state() == v1::CONFIRMED;
+      },
       timeout);
 }
 

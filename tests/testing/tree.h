@@ -40,8 +40,8 @@ auto OnLoop(core::EventLoop& loop, F fn) -> decltype(fn()) {
 struct NodeRuntime {
   std::string id;
   std::string dir;
-  std::unique_ptr<core::SqliteDb> db;           // trackers
-  std::unique_ptr<core::KvStore> store;         // SqliteKvStore or FileKvStore
+  std::unique_ptr<core::SqliteDb> db;    // trackers
+  std::unique_ptr<core::KvStore> store;  // SqliteKvStore or FileKvStore
   std::unique_ptr<core::NodeContext> node;
   std::unique_ptr<core::Transport> transport;
   std::unique_ptr<core::EventLoop> loop = std::make_unique<core::EventLoop>();
@@ -123,8 +123,8 @@ class TestTree {
 
  private:
   std::unique_ptr<core::Transport> MakeTransport(const std::string& id);
-  core::NodeConfig NodeConfigFor(const std::string& id, const std::string& key, const std::string& cert,
-                                 const std::string& data_dir);
+  core::NodeConfig NodeConfigFor(const std::string& id, const std::string& key,
+                                 const std::string& cert, const std::string& data_dir);
   absl::Status StartClient(ClientNode* c);
 
   MosquittoBroker* broker_;

@@ -64,7 +64,8 @@ class ScenarioTest : public ::testing::Test {
 
   ClientNode* AddDevice(ClientSpec spec) {
     ClientNode* c = tree_->AddClient("dev-1", "gw1", std::move(spec));
-    EXPECT_TRUE(tree_->WaitForDevices({"dev-1"}, [](const auto& d) { return d.version() == "1.0.0"; }));
+    EXPECT_TRUE(
+        tree_->WaitForDevices({"dev-1"}, [](const auto& d) { return d.version() == "1.0.0"; }));
     return c;
   }
 
@@ -75,9 +76,12 @@ class ScenarioTest : public ::testing::Test {
 
   // The device ended in `o` as root sees it, and its slots are sound.
   void ExpectConverged(ClientNode* c, const Outcome& o, const std::string& label) {
-    EXPECT_TRUE(tree_->WaitForDevices({"dev-1"}, [&](const v1::DeviceRecord& d) {
-      return d.state() == o.final_state && d.version() == o.version;
-    })) << label << ": root sees " << tree_->Device("dev-1")->ShortDebugString();
+    EXPECT_TRUE(tree_->WaitForDevices({"dev-1"},
+                                      [&](const v1::DeviceRecord& d) {
+                                        return d.state() == o.final_state &&
+                                               d.version() == o.version;
+                                      }))
+        << label << ": root sees " << tree_->Device("dev-1")->ShortDebugString();
     EXPECT_EQ(tree_->Device("dev-1")->reason(), o.reason) << label;
     v1::BootEnv env = c->consumer->boot_env();
     const v1::SlotInfo& active = env.slots(static_cast<int>(env.active()));
@@ -135,7 +139,9 @@ TEST_F(ScenarioTest, ConsumerFaultsEndInTheirOutcome) {
       {"install fails", install, {install, v1::FAILED, v1::INSTALL_FAILED, "1.0.0"}},
       {"trial image does not boot", boot, {boot, v1::ROLLED_BACK, v1::TRIAL_BOOT_FAILED, "1.0.0"}},
       {"health check fails", health, {health, v1::ROLLED_BACK, v1::TRIAL_BOOT_FAILED, "1.0.0"}},
-      {"interrupted download resumes", interrupted, {interrupted, v1::CONFIRMED, v1::REASON_UNSPECIFIED, "2.0.0"}},
+      {"interrupted download resumes",
+       interrupted,
+       {interrupted, v1::CONFIRMED, v1::REASON_UNSPECIFIED, "2.0.0"}},
   };
   for (const Case& k : cases) {
     SCOPED_TRACE(k.name);

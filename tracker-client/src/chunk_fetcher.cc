@@ -70,8 +70,8 @@ absl::StatusOr<std::string> ChunkFetcher::Read(uint64_t offset, uint32_t length)
     };
     if (!mu_.AwaitWithTimeout(absl::Condition(&ready), opts_.timeout)) {
       if (tries >= opts_.max_tries) {
-        return core::Reject(v1::DOWNLOAD_FAILED,
-                            absl::StrCat("no answer for chunk at ", offset, " after ", tries, " tries"));
+        return core::Reject(v1::DOWNLOAD_FAILED, absl::StrCat("no answer for chunk at ", offset,
+                                                              " after ", tries, " tries"));
       }
       in_flight_.erase(offset);  // lost: ask again on the next pass
     }

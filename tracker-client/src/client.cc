@@ -173,12 +173,14 @@ void Client::HandleDirective(const std::string& envelope, const core::OpenedMess
   auto manifest = core::VerifyManifest(node_->trust(), d.manifest());
   if (!manifest.ok()) return Reject(manifest.status(), "directive.manifest");
   if (manifest->component() != d.selector().component()) {
-    return Reject(core::Reject(v1::COMPONENT_MISMATCH, "manifest is for another component"), "directive");
+    return Reject(core::Reject(v1::COMPONENT_MISMATCH, "manifest is for another component"),
+                  "directive");
   }
   if (!Contains(manifest->hardware_classes(), status.hardware_class) ||
       (!d.selector().hardware_classes().empty() &&
        !Contains(d.selector().hardware_classes(), status.hardware_class))) {
-    return Reject(core::Reject(v1::WRONG_HARDWARE, absl::StrCat("not for ", status.hardware_class)), "directive");
+    return Reject(core::Reject(v1::WRONG_HARDWARE, absl::StrCat("not for ", status.hardware_class)),
+                  "directive");
   }
   if (manifest->sha256() == status.image_sha256) {
     // Already running exactly this image: nothing to do, nothing touched (X.1368 §9 e.i).
@@ -186,9 +188,9 @@ void Client::HandleDirective(const std::string& envelope, const core::OpenedMess
     return;
   }
   if (manifest->sequence_number() <= status.sequence_number) {
-    return Reject(core::Reject(v1::NOT_NEWER, absl::StrCat("sequence ", manifest->sequence_number(),
-                                                           " is not above the running ",
-                                                           status.sequence_number)),
+    return Reject(core::Reject(v1::NOT_NEWER,
+                               absl::StrCat("sequence ", manifest->sequence_number(),
+                                            " is not above the running ", status.sequence_number)),
                   "directive");
   }
   if (d.deadline_ms() != 0 && d.deadline_ms() < node_->clock().NowMs()) {
@@ -225,7 +227,8 @@ void Client::Offer(const std::string& envelope, const core::OpenedMessage& opene
     rec.set_bytes_done(0);
     rec.set_trial_started(false);
     rec.set_go_received(go_ok);
-    spdlog::info("event=update.offered campaign={} version={}", d.campaign_id(), manifest.version());
+    spdlog::info("event=update.offered campaign={} version={}", d.campaign_id(),
+                 manifest.version());
     if (Transition(rec, generation, Event::kOffer, v1::REASON_UNSPECIFIED, "", &manifest)) {
       fetcher_.Abort();  // a download of a superseded image stops here; the worker starts over
       Kick();
@@ -252,7 +255,8 @@ void Client::HandleGo(const v1::Go& go) {
     return;
   }
   if (go.directive_digest() != rec.directive_digest()) {
-    return Reject(core::Reject(v1::GO_MISMATCH, "go names another directive for this campaign"), "go");
+    return Reject(core::Reject(v1::GO_MISMATCH, "go names another directive for this campaign"),
+                  "go");
   }
   if (rec.state() != v1::OFFERED || rec.go_received()) return;  // idempotent
   rec.set_go_received(true);
@@ -288,7 +292,8 @@ bool Client::Persist(const v1::UpdateRecord& rec, uint64_t generation,
   if (!s.ok()) {
     // Never retried silently: counted, logged and reported; the previous record stays on disk.
     node_->metrics().CountRejection(v1::STORAGE_ERROR);
-    spdlog::error("event=update.persist_failed state={} error=\"{}\"", StateName(rec.state()), s.message());
+    spdlog::error("event=update.persist_failed state={} error=\"{}\"", StateName(rec.state()),
+                  s.message());
     return false;
   }
   record_ = rec;
@@ -297,12 +302,12 @@ bool Client::Persist(const v1::UpdateRecord& rec, uint64_t generation,
   return true;
 }
 
-bool Client::Transition(v1::UpdateRecord rec, uint64_t generation, Event event,
-                        v1::Reason reason, absl::string_view detail,
-                        const v1::Manifest* manifest) {
+bool Client::Transition(v1::UpdateRecord rec, uint64_t generation, Event event, v1::Reason reason,
+                        absl::string_view detail, const v1::Manifest* manifest) {
   std::optional<State> to = Apply(rec.state(), event);
   if (!to) {
-    spdlog::error("event=update.illegal_transition from={} event={}", StateName(rec.state()), EventName(event));
+    spdlog::error("event=update.illegal_transition from={} event={}", StateName(rec.state()),
+                  EventName(event));
     return false;
   }
   rec.set_state(*to);
@@ -320,8 +325,8 @@ bool Client::Transition(v1::UpdateRecord rec, uint64_t generation, Event event,
     Report();
     return false;
   }
-  spdlog::info("event=update.state state={} campaign={} reason={}", StateName(*to), rec.campaign_id(),
-               core::ReasonName(reason));
+  spdlog::info("event=update.state state={} campaign={} reason={}", StateName(*to),
+               rec.campaign_id(), core::ReasonName(reason));
   Report();
   if (hooks_.crash_after_persist && hooks_.crash_after_persist(*to)) {
     absl::MutexLock lock(&mu_);
@@ -373,7 +378,8 @@ void Client::Drive() {
     }
     if (!m) {
       // The stored directive no longer verifies (e.g. the author certificate expired).
-      Transition(rec, gen, Event::kFail, v1::AUTHOR_NOT_TRUSTED, "stored directive no longer verifies");
+      Transition(rec, gen, Event::kFail, v1::AUTHOR_NOT_TRUSTED,
+                 "stored directive no longer verifies");
       return;
     }
     absl::Status s;
@@ -385,7 +391,8 @@ void Client::Drive() {
         if (env.ParseFromString(rec.directive_envelope()) && body.ParseFromString(env.body()) &&
             body.directive().deadline_ms() != 0 &&
             body.directive().deadline_ms() < node_->clock().NowMs()) {
-          if (!Transition(rec, gen, Event::kFail, v1::DEADLINE_PASSED, "deadline passed before go")) return;
+          if (!Transition(rec, gen, Event::kFail, v1::DEADLINE_PASSED, "deadline passed before go"))
+            return;
           continue;
         }
         s = consumer_->Accept(*m);
@@ -477,7 +484,9 @@ void Client::Drive() {
         ConsumerStatus status = consumer_->Status();
         if (status.image_sha256 != m->sha256()) {
           // Not running the new image: the bootloader went back to the previous slot.
-          if (!Transition(rec, gen, Event::kRollBack, v1::TRIAL_BOOT_FAILED, "the bootloader reverted the trial")) return;
+          if (!Transition(rec, gen, Event::kRollBack, v1::TRIAL_BOOT_FAILED,
+                          "the bootloader reverted the trial"))
+            return;
           continue;
         }
         if (status.in_trial) {

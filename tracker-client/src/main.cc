@@ -37,7 +37,8 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   setup.node = core::ReadNodeConfig(f, /*needs_cert=*/true);
   ClientOptions opts;
   opts.parent_id = f.String("parent_id");
-  if (!opts.parent_id.empty() && !core::IsValidNodeId(opts.parent_id)) f.Fail("parent_id", "not a valid node id");
+  if (!opts.parent_id.empty() && !core::IsValidNodeId(opts.parent_id))
+    f.Fail("parent_id", "not a valid node id");
   core::TransportOptions upstream = core::ReadLinkConfig(f, "upstream", setup.node.node_id);
 
   stub::StubOptions stub;
@@ -46,13 +47,15 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   stub.dir = f.Path("consumer.dir", "");
   if (stub.dir.empty()) stub.dir = setup.node.data_dir + "/slots";
   stub.component = f.String("consumer.component");
-  if (!stub.component.empty() && !core::IsValidNodeId(stub.component)) f.Fail("consumer.component", "invalid name");
+  if (!stub.component.empty() && !core::IsValidNodeId(stub.component))
+    f.Fail("consumer.component", "invalid name");
   stub.hardware_class = f.String("consumer.hardware_class");
   if (!stub.hardware_class.empty() && !core::IsValidNodeId(stub.hardware_class)) {
     f.Fail("consumer.hardware_class", "invalid name");
   }
   stub.initial_version = f.String("consumer.initial_version", "1.0.0");
-  stub.initial_sequence = static_cast<uint64_t>(f.Int("consumer.initial_sequence", 1, 0, INT64_MAX));
+  stub.initial_sequence =
+      static_cast<uint64_t>(f.Int("consumer.initial_sequence", 1, 0, INT64_MAX));
   stub.max_trial_boots = static_cast<uint32_t>(f.Int("consumer.max_trial_boots", 2, 1, 100));
   auto faults = stub::ParseFaults(f.StringList("consumer.faults"));
   if (!faults.ok()) {
@@ -77,12 +80,12 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
     auto d = std::make_unique<ClientDaemon>();
     X1368_RETURN_IF_ERROR(core::MakeDirs(node_config.data_dir, 0700));
     X1368_ASSIGN_OR_RETURN(d->store, core::FileKvStore::Open(node_config.data_dir + "/state.kv"));
-    X1368_ASSIGN_OR_RETURN(d->node, core::NodeContext::Create(node_config, d->store.get(),
-                                                              core::RealClock::Get()));
+    X1368_ASSIGN_OR_RETURN(
+        d->node, core::NodeContext::Create(node_config, d->store.get(), core::RealClock::Get()));
     X1368_ASSIGN_OR_RETURN(d->consumer, stub::StubConsumer::Open(stub));
     d->transport = core::MakeMqttTransport(upstream);
-    d->client = std::make_unique<Client>(opts, d->node.get(), d->consumer.get(),
-                                         d->transport.get(), loop);
+    d->client =
+        std::make_unique<Client>(opts, d->node.get(), d->consumer.get(), d->transport.get(), loop);
     return std::unique_ptr<core::Daemon>(std::move(d));
   };
   return setup;

@@ -82,16 +82,26 @@ std::string StateName(State s) {
 
 absl::string_view EventName(Event e) {
   switch (e) {
-    case E::kOffer: return "offer";
-    case E::kGo: return "go";
-    case E::kDecline: return "decline";
-    case E::kDownloaded: return "downloaded";
-    case E::kVerified: return "verified";
-    case E::kInstall: return "install";
-    case E::kInstalled: return "installed";
-    case E::kConfirmed: return "confirmed";
-    case E::kRollBack: return "roll_back";
-    case E::kFail: return "fail";
+    case E::kOffer:
+      return "offer";
+    case E::kGo:
+      return "go";
+    case E::kDecline:
+      return "decline";
+    case E::kDownloaded:
+      return "downloaded";
+    case E::kVerified:
+      return "verified";
+    case E::kInstall:
+      return "install";
+    case E::kInstalled:
+      return "installed";
+    case E::kConfirmed:
+      return "confirmed";
+    case E::kRollBack:
+      return "roll_back";
+    case E::kFail:
+      return "fail";
   }
   return "?";
 }

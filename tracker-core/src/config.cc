@@ -1,8 +1,9 @@
 #include "x1368/core/config.h"
 
+#include <toml++/toml.h>
+
 #include <algorithm>
 #include <functional>
-#include <toml++/toml.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -39,7 +40,8 @@ absl::StatusOr<ConfigFile> ConfigFile::Parse(absl::string_view text, std::string
     impl->table = toml::parse(std::string_view(text.data(), text.size()), std::string_view(name));
   } catch (const toml::parse_error& e) {
     return absl::InvalidArgumentError(absl::StrCat(name, ":", e.source().begin.line, ":",
-                                                   e.source().begin.column, ": ", std::string(e.description())));
+                                                   e.source().begin.column, ": ",
+                                                   std::string(e.description())));
   }
   return ConfigFile(std::move(impl), std::move(name), std::move(base_dir));
 }
@@ -136,14 +138,16 @@ absl::Status ConfigFile::Finish() {
   std::function<void(const toml::table&, const std::string&)> walk =
       [&](const toml::table& table, const std::string& prefix) {
         for (const auto& [k, v] : table) {
-          std::string path = prefix.empty() ? std::string(k.str()) : absl::StrCat(prefix, ".", std::string(k.str()));
+          std::string path = prefix.empty() ? std::string(k.str())
+                                            : absl::StrCat(prefix, ".", std::string(k.str()));
           if (consumed_.count(path)) continue;
           if (const toml::table* sub = v.as_table()) {
             walk(*sub, path);
             continue;
           }
-          errors_.emplace_back(static_cast<int>(k.source().begin.line),
-                               absl::StrCat(name_, ":", k.source().begin.line, ": unknown key '", path, "'"));
+          errors_.emplace_back(
+              static_cast<int>(k.source().begin.line),
+              absl::StrCat(name_, ":", k.source().begin.line, ": unknown key '", path, "'"));
         }
       };
   walk(impl_->table, "");

@@ -40,8 +40,9 @@ std::thread WatchTerminationSignals(std::function<void(int)> on_signal) {
   });
 }
 
-absl::StatusOr<std::unique_ptr<HttpServer>> StartMetricsServer(
-    const std::string& listen, Metrics* metrics, std::function<std::string()> extra) {
+absl::StatusOr<std::unique_ptr<HttpServer>> StartMetricsServer(const std::string& listen,
+                                                               Metrics* metrics,
+                                                               std::function<std::string()> extra) {
   auto server = std::make_unique<HttpServer>();
   server->Get("/metrics", [metrics, extra](const HttpRequest&) {
     HttpResponse r;
@@ -50,7 +51,9 @@ absl::StatusOr<std::unique_ptr<HttpServer>> StartMetricsServer(
     if (extra) r.body += extra();
     return r;
   });
-  server->Get("/healthz", [](const HttpRequest&) { return HttpResponse{200, "text/plain", "ok\n"}; });
+  server->Get("/healthz", [](const HttpRequest&) {
+    return HttpResponse{200, "text/plain", "ok\n"};
+  });
   auto port = server->Start(listen);
   if (!port.ok()) return port.status();
   return server;

@@ -1,5 +1,8 @@
 #include "x1368/core/envelope.h"
 
+#include <algorithm>
+#include <cstdint>
+
 #include "absl/strings/str_cat.h"
 #include "x1368/core/reason.h"
 #include "x1368/core/topics.h"
@@ -25,20 +28,21 @@ absl::StatusOr<std::string> EnvelopeSealer::Seal(absl::string_view recipient, v1
   return SealWithSeq(recipient, std::move(body), ttl_ms, seq);
 }
 
-absl::StatusOr<std::string> EnvelopeSealer::SealWithSeq(absl::string_view recipient,
-                                                        v1::Body body, int64_t ttl_ms,
-                                                        uint64_t seq) {
+absl::StatusOr<std::string> EnvelopeSealer::SealWithSeq(absl::string_view recipient, v1::Body body,
+                                                        int64_t ttl_ms, uint64_t seq) {
   int64_t now = clock_->NowMs();
   body.set_sender(self_id_);
   body.set_recipient(std::string(recipient));
   body.set_seq(seq);
   body.set_issued_at_ms(now);
-  body.set_expires_at_ms(now + ttl_ms);
+  // Saturating: a TTL derived from a signed expiry must never overflow the sum.
+  body.set_expires_at_ms(ttl_ms > INT64_MAX - now ? INT64_MAX : now + std::max<int64_t>(ttl_ms, 0));
   v1::Envelope env;
   env.set_signer_id(self_id_);
   env.set_alg(key_.alg());
   body.SerializeToString(env.mutable_body());
-  X1368_ASSIGN_OR_RETURN(*env.mutable_signature(), key_.Sign(SignedKind::kEnvelopeBody, env.body()));
+  X1368_ASSIGN_OR_RETURN(*env.mutable_signature(),
+                         key_.Sign(SignedKind::kEnvelopeBody, env.body()));
   if (cert_) *env.mutable_signer_cert() = *cert_;
   return env.SerializeAsString();
 }
@@ -57,7 +61,8 @@ absl::Status EnvelopeOpener::CheckOrigin(const v1::Body& body, const Identity& s
       }
       if (!signer.is_root &&
           (signer.role != v1::ROLE_INTERMEDIATE || !ScopeCoversNode(signer, self_->node_id))) {
-        return Reject(v1::OUT_OF_SCOPE, absl::StrCat("certificate of \"", signer.node_id, "\" does not cover me"));
+        return Reject(v1::OUT_OF_SCOPE,
+                      absl::StrCat("certificate of \"", signer.node_id, "\" does not cover me"));
       }
       if (body.recipient() != self_->node_id && body.recipient() != kAllChildren) {
         return Reject(v1::WRONG_RECIPIENT, absl::StrCat("addressed to \"", body.recipient(), "\""));
@@ -65,10 +70,13 @@ absl::Status EnvelopeOpener::CheckOrigin(const v1::Body& body, const Identity& s
       return absl::OkStatus();
     case Origin::kFromChild:
       if (signer.node_id != ctx.expected_signer) {
-        return Reject(v1::SENDER_MISMATCH, absl::StrCat("signed by \"", signer.node_id, "\" on the topic of \"", ctx.expected_signer, "\""));
+        return Reject(v1::SENDER_MISMATCH,
+                      absl::StrCat("signed by \"", signer.node_id, "\" on the topic of \"",
+                                   ctx.expected_signer, "\""));
       }
       if (!tracker_role || !ScopeCoversNode(*self_, signer.node_id)) {
-        return Reject(v1::OUT_OF_SCOPE, absl::StrCat("\"", signer.node_id, "\" is not in my subtree"));
+        return Reject(v1::OUT_OF_SCOPE,
+                      absl::StrCat("\"", signer.node_id, "\" is not in my subtree"));
       }
       if (body.recipient() != self_->node_id) {
         return Reject(v1::WRONG_RECIPIENT, absl::StrCat("addressed to \"", body.recipient(), "\""));
@@ -77,14 +85,17 @@ absl::Status EnvelopeOpener::CheckOrigin(const v1::Body& body, const Identity& s
     case Origin::kRelayed:
       if (ctx.via == nullptr || !tracker_role || !ScopeCoversNode(*ctx.via, signer.node_id) ||
           !ScopeCoversNode(*self_, signer.node_id)) {
-        return Reject(v1::OUT_OF_SCOPE, absl::StrCat("\"", signer.node_id, "\" is not in the relaying node's subtree"));
+        return Reject(v1::OUT_OF_SCOPE, absl::StrCat("\"", signer.node_id,
+                                                     "\" is not in the relaying node's subtree"));
       }
       if (!ScopeCoversNode(*ctx.via, body.recipient())) {
-        return Reject(v1::WRONG_RECIPIENT, absl::StrCat("relayed report addressed to \"", body.recipient(), "\""));
+        return Reject(v1::WRONG_RECIPIENT,
+                      absl::StrCat("relayed report addressed to \"", body.recipient(), "\""));
       }
       return absl::OkStatus();
     case Origin::kEmbedded:
-      if (!signer.is_root) return Reject(v1::OUT_OF_SCOPE, "embedded directives must be root-signed");
+      if (!signer.is_root)
+        return Reject(v1::OUT_OF_SCOPE, "embedded directives must be root-signed");
       if (body.recipient() != self_->node_id && body.recipient() != kAllChildren) {
         return Reject(v1::WRONG_RECIPIENT, absl::StrCat("addressed to \"", body.recipient(), "\""));
       }
@@ -96,7 +107,8 @@ absl::Status EnvelopeOpener::CheckOrigin(const v1::Body& body, const Identity& s
 absl::StatusOr<OpenedMessage> EnvelopeOpener::Open(absl::string_view bytes,
                                                    const OpenContext& ctx) {
   if (bytes.size() > limits_.max_message_bytes) {
-    return Reject(v1::OVERSIZE, absl::StrCat(bytes.size(), " bytes, limit ", limits_.max_message_bytes));
+    return Reject(v1::OVERSIZE,
+                  absl::StrCat(bytes.size(), " bytes, limit ", limits_.max_message_bytes));
   }
   v1::Envelope env;
   if (!env.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
@@ -110,32 +122,40 @@ absl::StatusOr<OpenedMessage> EnvelopeOpener::Open(absl::string_view bytes,
       std::shared_ptr<const Identity> signer,
       trust_->Resolve(env.signer_id(), env.has_signer_cert() ? &env.signer_cert() : nullptr));
   if (!signer->key.Verify(SignedKind::kEnvelopeBody, env.body(), env.signature())) {
-    return Reject(v1::BAD_SIGNATURE, absl::StrCat("signature of \"", env.signer_id(), "\" does not verify"));
+    return Reject(v1::BAD_SIGNATURE,
+                  absl::StrCat("signature of \"", env.signer_id(), "\" does not verify"));
   }
   OpenedMessage out;
   if (!out.body.ParseFromString(env.body())) return Reject(v1::MALFORMED, "body does not parse");
   if (out.body.sender() != env.signer_id()) {
-    return Reject(v1::SENDER_MISMATCH, absl::StrCat("body sender \"", out.body.sender(), "\" is not the signer"));
+    return Reject(v1::SENDER_MISMATCH,
+                  absl::StrCat("body sender \"", out.body.sender(), "\" is not the signer"));
   }
   if (out.body.message_case() == v1::Body::MESSAGE_NOT_SET) {
     return Reject(v1::UNKNOWN_TYPE, "no known message in the body");
   }
   int64_t now = clock_->NowMs();
+  // The times are whatever the signer wrote (INT64_MIN included): the differences reported are
+  // taken in uint64_t, where they are exact (never negative here) and cannot overflow.
   if (out.body.expires_at_ms() <= now) {
-    return Reject(v1::EXPIRED, absl::StrCat("expired ", now - out.body.expires_at_ms(), " ms ago"));
+    uint64_t ago = static_cast<uint64_t>(now) - static_cast<uint64_t>(out.body.expires_at_ms());
+    return Reject(v1::EXPIRED, absl::StrCat("expired ", ago, " ms ago"));
   }
   if (out.body.issued_at_ms() > now + limits_.max_clock_skew_ms) {
-    return Reject(v1::ISSUED_IN_FUTURE, absl::StrCat("issued ", out.body.issued_at_ms() - now, " ms in the future"));
+    uint64_t ahead = static_cast<uint64_t>(out.body.issued_at_ms()) - static_cast<uint64_t>(now);
+    return Reject(v1::ISSUED_IN_FUTURE, absl::StrCat("issued ", ahead, " ms in the future"));
   }
   X1368_RETURN_IF_ERROR(CheckOrigin(out.body, *signer, ctx));
   if (ctx.origin != Origin::kEmbedded) {
     SeqStream stream = StreamOf(out.body);
-    X1368_ASSIGN_OR_RETURN(SeqVerdict verdict, replay_->Check(signer->node_id, stream, out.body.seq()));
+    X1368_ASSIGN_OR_RETURN(SeqVerdict verdict,
+                           replay_->Check(signer->node_id, stream, out.body.seq()));
     if (verdict == SeqVerdict::kDuplicate) {
       return Reject(v1::DUPLICATE, absl::StrCat("seq ", out.body.seq(), " already seen"));
     }
     if (verdict == SeqVerdict::kReplay) {
-      return Reject(v1::REPLAY, absl::StrCat("seq ", out.body.seq(), " from \"", signer->node_id, "\" is too old"));
+      return Reject(v1::REPLAY, absl::StrCat("seq ", out.body.seq(), " from \"", signer->node_id,
+                                             "\" is too old"));
     }
     replay_->Accept(signer->node_id, stream, out.body.seq());
   }

@@ -74,9 +74,7 @@ absl::StatusOr<std::string> ReadAll(const std::string& path, uint64_t max_bytes)
 
 }  // namespace
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  return ReadAll(path, UINT64_MAX);
-}
+absl::StatusOr<std::string> ReadFile(const std::string& path) { return ReadAll(path, UINT64_MAX); }
 
 absl::StatusOr<std::string> ReadFileLimited(const std::string& path, uint64_t max_bytes) {
   return ReadAll(path, max_bytes);
@@ -129,8 +127,8 @@ absl::StatusOr<std::string> ReadFileRange(const std::string& path, uint64_t offs
   std::string out(length, '\0');
   uint64_t done = 0;
   while (done < length) {
-    ssize_t n = ::pread(fd.get(), out.data() + done, length - done,
-                        static_cast<off_t>(offset + done));
+    ssize_t n =
+        ::pread(fd.get(), out.data() + done, length - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       return ErrnoError("read", path);

@@ -109,7 +109,8 @@ absl::StatusOr<HttpResponse> HttpClient::Post(const std::string& path, const std
   cli.set_write_timeout(120, 0);
   httplib::Headers headers;
   if (!token_.empty()) headers.emplace("Authorization", absl::StrCat("Bearer ", token_));
-  return Convert(cli.Post(path, headers, body, content_type), absl::StrCat("POST ", base_url_, path));
+  return Convert(cli.Post(path, headers, body, content_type),
+                 absl::StrCat("POST ", base_url_, path));
 }
 
 }  // namespace x1368::core

@@ -1,13 +1,15 @@
 #include "x1368/core/links.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "x1368/core/log.h"
 #include "x1368/core/reason.h"
 
 namespace x1368::core {
 
-NodeLinks::NodeLinks(NodeContext* node, EventLoop* loop, Transport* upstream,
-                     std::string parent_id, Transport* downstream)
+NodeLinks::NodeLinks(NodeContext* node, EventLoop* loop, Transport* upstream, std::string parent_id,
+                     Transport* downstream)
     : node_(node),
       loop_(loop),
       upstream_(upstream),
@@ -34,7 +36,8 @@ absl::Status NodeLinks::Start(Handlers handlers) {
     downstream_->AddSubscription(ParentUpFilter(node_->prefix(), node_->id()));
   }
   if (upstream_ != nullptr) X1368_RETURN_IF_ERROR(upstream_->Start());
-  if (downstream_ != nullptr && downstream_ != upstream_) X1368_RETURN_IF_ERROR(downstream_->Start());
+  if (downstream_ != nullptr && downstream_ != upstream_)
+    X1368_RETURN_IF_ERROR(downstream_->Start());
   return absl::OkStatus();
 }
 
@@ -49,6 +52,22 @@ void NodeLinks::Stop() {
 void NodeLinks::Reject(const absl::Status& status, absl::string_view where) {
   node_->CountRejection(status, where);
   if (handlers_.rejected) handlers_.rejected(status);
+}
+
+void NodeLinks::ForEachRelayedReport(
+    const OpenedMessage& batch,
+    const std::function<void(const std::string& envelope, const OpenedMessage& report)>& fn) {
+  for (const std::string& inner : batch.body.status_batch().reports()) {
+    auto r = node_->opener().Open(inner, {Origin::kRelayed, {}, batch.signer.get()});
+    if (!r.ok()) {
+      Reject(r.status(), "batch.report");
+    } else if (!r->body.has_status() || r->body.status().device_id() != r->body.sender()) {
+      Reject(core::Reject(v1::SENDER_MISMATCH, "batched report names another device"),
+             "batch.report");
+    } else {
+      fn(inner, *r);
+    }
+  }
 }
 
 void NodeLinks::ScheduleFlush() {
@@ -72,7 +91,8 @@ void NodeLinks::OnMessage(const MqttMessage& m) {
   if (topic->direction == Direction::kDown) {
     if (upstream_ == nullptr || topic->parent != parent_id_ ||
         (topic->child != self && !topic->broadcast())) {
-      return Reject(core::Reject(v1::BAD_TOPIC, "a down topic that is not my parent's for me"), m.topic);
+      return Reject(core::Reject(v1::BAD_TOPIC, "a down topic that is not my parent's for me"),
+                    m.topic);
     }
     auto opened = node_->opener().Open(m.payload, {Origin::kFromParent, parent_id_});
     if (!opened.ok()) return Reject(opened.status(), m.topic);
@@ -110,10 +130,31 @@ absl::Status NodeLinks::Broadcast(v1::Body body) {
   return ForwardToChildren(sealed);
 }
 
+absl::Status NodeLinks::SendDesiredState(const std::string& child,
+                                         const std::vector<ActiveDirective>& directives) {
+  constexpr int64_t kMinTtlMs = 1000;
+  constexpr int64_t kMaxTtlMs = 400LL * 86400 * 1000;
+  if (directives.empty()) return absl::OkStatus();
+  v1::Body body;
+  int64_t expires = 0;
+  for (const ActiveDirective& d : directives) {
+    body.mutable_desired()->add_directives(d.envelope);
+    v1::Go* go = body.mutable_desired()->add_grants();
+    go->set_campaign_id(d.campaign_id);
+    go->set_directive_digest(d.digest);
+    expires = std::max(expires, d.expires_at_ms);
+  }
+  // Clamped: the expiry is whatever the root signed, and must not overflow a time sum.
+  int64_t now = node_->clock().NowMs();
+  int64_t ttl = expires > now ? std::clamp(expires - now, kMinTtlMs, kMaxTtlMs) : kMinTtlMs;
+  return SendDown(child, Channel::kDesired, std::move(body), /*retained=*/true, ttl);
+}
+
 absl::Status NodeLinks::ForwardToChildren(const std::string& envelope) {
   if (downstream_ == nullptr) return absl::FailedPreconditionError("no downstream link");
   return downstream_->Publish(
-      {DownTopic(node_->prefix(), node_->id(), std::string(kAllChildren), Channel::kCmd), envelope});
+      {DownTopic(node_->prefix(), node_->id(), std::string(kAllChildren), Channel::kCmd),
+       envelope});
 }
 
 }  // namespace x1368::core

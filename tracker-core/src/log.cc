@@ -14,8 +14,8 @@ absl::Status InitLogging(absl::string_view node_id, absl::string_view level) {
   if (!IsValidLogLevel(level)) {
     return absl::InvalidArgumentError(absl::StrCat("unknown log level \"", level, "\""));
   }
-  auto logger = std::make_shared<spdlog::logger>(
-      "x1368", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger =
+      std::make_shared<spdlog::logger>("x1368", std::make_shared<spdlog::sinks::stderr_sink_mt>());
   logger->set_pattern(absl::StrCat("ts=%Y-%m-%dT%H:%M:%S.%eZ level=%l node=", node_id, " %v"),
                       spdlog::pattern_time_type::utc);
   logger->set_level(spdlog::level::from_str(std::string(level)));

@@ -10,19 +10,22 @@ constexpr size_t kMaxManifestBytes = 16 << 10;
 }  // namespace
 
 absl::Status ValidateManifest(const v1::Manifest& m) {
-  if (!IsValidNodeId(m.component())) return Reject(v1::MANIFEST_MALFORMED, "invalid component name");
+  if (!IsValidNodeId(m.component()))
+    return Reject(v1::MANIFEST_MALFORMED, "invalid component name");
   if (!IsValidNodeId(m.author_id())) return Reject(v1::MANIFEST_MALFORMED, "invalid author id");
   if (m.version().empty() || m.version().size() > 64) {
     return Reject(v1::MANIFEST_MALFORMED, "version label must be 1-64 characters");
   }
-  if (m.sequence_number() == 0) return Reject(v1::MANIFEST_MALFORMED, "sequence number must be positive");
+  if (m.sequence_number() == 0)
+    return Reject(v1::MANIFEST_MALFORMED, "sequence number must be positive");
   if (m.hardware_classes().empty()) return Reject(v1::MANIFEST_MALFORMED, "no hardware class");
   for (const std::string& hw : m.hardware_classes()) {
     if (!IsValidNodeId(hw)) return Reject(v1::MANIFEST_MALFORMED, "invalid hardware class");
   }
   if (m.sha256().size() != 32) return Reject(v1::MANIFEST_MALFORMED, "digest is not 32 bytes");
   if (m.size() == 0) return Reject(v1::MANIFEST_MALFORMED, "image size is zero");
-  if (m.uri().empty() || m.uri().size() > 1024) return Reject(v1::MANIFEST_MALFORMED, "missing or oversized URI");
+  if (m.uri().empty() || m.uri().size() > 1024)
+    return Reject(v1::MANIFEST_MALFORMED, "missing or oversized URI");
   return absl::OkStatus();
 }
 
@@ -34,20 +37,24 @@ absl::StatusOr<v1::SignedManifest> SignManifest(const PrivateKey& author_key,
   manifest.SerializeToString(out.mutable_manifest());
   out.set_author_id(manifest.author_id());
   out.set_alg(author_key.alg());
-  X1368_ASSIGN_OR_RETURN(*out.mutable_signature(), author_key.Sign(SignedKind::kManifest, out.manifest()));
+  X1368_ASSIGN_OR_RETURN(*out.mutable_signature(),
+                         author_key.Sign(SignedKind::kManifest, out.manifest()));
   *out.mutable_author_cert() = author_cert;
   return out;
 }
 
 absl::StatusOr<v1::Manifest> VerifyManifest(TrustStore& trust, const v1::SignedManifest& sm) {
-  if (sm.manifest().size() > kMaxManifestBytes) return Reject(v1::MANIFEST_MALFORMED, "manifest too large");
+  if (sm.manifest().size() > kMaxManifestBytes)
+    return Reject(v1::MANIFEST_MALFORMED, "manifest too large");
   v1::Manifest manifest;
-  if (!manifest.ParseFromString(sm.manifest())) return Reject(v1::MANIFEST_MALFORMED, "manifest does not parse");
+  if (!manifest.ParseFromString(sm.manifest()))
+    return Reject(v1::MANIFEST_MALFORMED, "manifest does not parse");
   X1368_RETURN_IF_ERROR(ValidateManifest(manifest));
   if (manifest.author_id() != sm.author_id()) {
     return Reject(v1::MANIFEST_MALFORMED, "manifest author differs from its signer");
   }
-  if (!sm.has_author_cert()) return Reject(v1::AUTHOR_NOT_TRUSTED, "manifest carries no author certificate");
+  if (!sm.has_author_cert())
+    return Reject(v1::AUTHOR_NOT_TRUSTED, "manifest carries no author certificate");
   auto author = trust.Resolve(sm.author_id(), &sm.author_cert());
   if (!author.ok()) return Reject(v1::AUTHOR_NOT_TRUSTED, author.status().message());
   const Identity& id = **author;
@@ -56,7 +63,8 @@ absl::StatusOr<v1::Manifest> VerifyManifest(TrustStore& trust, const v1::SignedM
   }
   if (!ScopeCoversComponent(id.scope, manifest.component())) {
     return Reject(v1::AUTHOR_NOT_TRUSTED,
-                  absl::StrCat("author \"", id.node_id, "\" may not sign component \"", manifest.component(), "\""));
+                  absl::StrCat("author \"", id.node_id, "\" may not sign component \"",
+                               manifest.component(), "\""));
   }
   if (sm.alg() != id.key.alg()) return Reject(v1::UNSUPPORTED_ALG, "manifest algorithm");
   if (!id.key.Verify(SignedKind::kManifest, sm.manifest(), sm.signature())) {

@@ -25,11 +25,13 @@ Metric* Metrics::Get(const std::string& name, const std::string& help, const std
   return &e.metric;
 }
 
-Metric* Metrics::Counter(const std::string& name, const std::string& help, const std::string& labels) {
+Metric* Metrics::Counter(const std::string& name, const std::string& help,
+                         const std::string& labels) {
   return Get(name, help, labels, "counter");
 }
 
-Metric* Metrics::Gauge(const std::string& name, const std::string& help, const std::string& labels) {
+Metric* Metrics::Gauge(const std::string& name, const std::string& help,
+                       const std::string& labels) {
   return Get(name, help, labels, "gauge");
 }
 
@@ -72,8 +74,8 @@ std::string Metrics::RenderPrometheus() const {
       absl::StrAppend(&out, "# HELP ", name, " ", entries[0]->help, "\n# TYPE ", name, " ",
                       entries[0]->type, "\n");
       for (const Entry* e : entries) {
-        absl::StrAppend(&out, name, e->labels.empty() ? "" : absl::StrCat("{", e->labels, "}"),
-                        " ", e->metric.value(), "\n");
+        absl::StrAppend(&out, name, e->labels.empty() ? "" : absl::StrCat("{", e->labels, "}"), " ",
+                        e->metric.value(), "\n");
       }
     }
   }
@@ -83,8 +85,8 @@ std::string Metrics::RenderPrometheus() const {
   for (size_t i = 1; i < rejections_.size(); ++i) {
     uint64_t n = rejections_[i].load();
     if (n == 0) continue;
-    absl::StrAppend(&out, "x1368_rejections_total{reason=\"", ReasonName(static_cast<v1::Reason>(i)),
-                    "\"} ", n, "\n");
+    absl::StrAppend(&out, "x1368_rejections_total{reason=\"",
+                    ReasonName(static_cast<v1::Reason>(i)), "\"} ", n, "\n");
   }
   return out;
 }

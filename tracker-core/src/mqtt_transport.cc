@@ -15,9 +15,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
-#include <cstdlib>
-
 #include <atomic>
+#include <cstdlib>
 #include <deque>
 #include <random>
 #include <thread>
@@ -129,7 +128,8 @@ class MqttTransport final : public Transport, private mqtt::iaction_listener {
         absl::MutexLock lock(&mu_);
         handler = on_message_;
       }
-      if (handler) handler(MqttMessage{msg->get_topic(), msg->get_payload_str(), msg->is_retained()});
+      if (handler)
+        handler(MqttMessage{msg->get_topic(), msg->get_payload_str(), msg->is_retained()});
     });
     auto lost = [this](const std::string& cause) {
       absl::MutexLock lock(&mu_);
@@ -247,7 +247,8 @@ class MqttTransport final : public Transport, private mqtt::iaction_listener {
     b.mqtt_version(MQTTVERSION_5)
         .clean_start(opts_.session_expiry_s == 0)
         .keep_alive_interval(std::chrono::seconds(opts_.keepalive_s))
-        .connect_timeout(std::chrono::milliseconds(absl::ToInt64Milliseconds(opts_.connect_timeout)));
+        .connect_timeout(
+            std::chrono::milliseconds(absl::ToInt64Milliseconds(opts_.connect_timeout)));
     *out = b.finalize();
     if (opts_.tls.enabled()) {
       out->set_ssl(mqtt::ssl_options_builder()
@@ -259,8 +260,8 @@ class MqttTransport final : public Transport, private mqtt::iaction_listener {
                        .finalize());
     }
     if (opts_.session_expiry_s > 0) {
-      out->set_properties(
-          mqtt::properties{mqtt::property(mqtt::property::SESSION_EXPIRY_INTERVAL, opts_.session_expiry_s)});
+      out->set_properties(mqtt::properties{
+          mqtt::property(mqtt::property::SESSION_EXPIRY_INTERVAL, opts_.session_expiry_s)});
     }
     if (will) out->set_will_message(mqtt::message(will->topic, will->payload, 1, will->retained));
   }
@@ -331,7 +332,8 @@ class MqttTransport final : public Transport, private mqtt::iaction_listener {
         SetNoDelayOnTcpSockets();
         stats_connects_.fetch_add(1);
         backoff = opts_.min_backoff;
-        spdlog::info("event=mqtt.connected broker={} client_id={}", opts_.broker_uri, opts_.client_id);
+        spdlog::info("event=mqtt.connected broker={} client_id={}", opts_.broker_uri,
+                     opts_.client_id);
         if (handler) handler();
         continue;
       }

@@ -16,7 +16,8 @@ NodeConfig ReadNodeConfig(ConfigFile& file, bool needs_cert) {
     file.Fail("node_id", s.message());
   }
   c.topic_prefix = file.String("topic_prefix", std::string(kDefaultTopicPrefix));
-  if (!IsValidNodeId(c.topic_prefix)) file.Fail("topic_prefix", "must be 1-64 characters of [A-Za-z0-9._-]");
+  if (!IsValidNodeId(c.topic_prefix))
+    file.Fail("topic_prefix", "must be 1-64 characters of [A-Za-z0-9._-]");
   c.key_file = file.Path("key");
   if (needs_cert) c.cert_file = file.Path("cert");
   c.data_dir = file.Path("data_dir");
@@ -28,7 +29,8 @@ NodeConfig ReadNodeConfig(ConfigFile& file, bool needs_cert) {
   c.limits.max_clock_skew_ms = file.Int("limits.clock_skew_s", 300, 0, 86400) * 1000;
   c.message_ttl_ms = file.Int("limits.message_ttl_s", 600, 1, 30 * 86400) * 1000;
   c.log_level = file.String("log.level", "warn");
-  if (!IsValidLogLevel(c.log_level)) file.Fail("log.level", "expected trace, debug, info, warn, error or off");
+  if (!IsValidLogLevel(c.log_level))
+    file.Fail("log.level", "expected trace, debug, info, warn, error or off");
   c.metrics_listen = file.String("metrics.listen", "");
   return c;
 }
@@ -68,7 +70,8 @@ absl::StatusOr<std::unique_ptr<NodeContext>> NodeContext::Create(const NodeConfi
   std::optional<v1::DelegationCert> cert;
   if (config.node_id == config.root_id) {
     if (key.public_key().raw() != root_key.raw()) {
-      return absl::InvalidArgumentError("this node is the root, but its key is not the root anchor's");
+      return absl::InvalidArgumentError(
+          "this node is the root, but its key is not the root anchor's");
     }
     ctx->self_ = ctx->trust_->root();
   } else {
@@ -80,11 +83,13 @@ absl::StatusOr<std::unique_ptr<NodeContext>> NodeContext::Create(const NodeConfi
     auto id = ctx->trust_->VerifyCert(c);
     if (!id.ok()) return WithContext(id.status(), absl::StrCat("checking ", config.cert_file));
     if ((*id)->node_id != config.node_id) {
-      return absl::InvalidArgumentError(absl::StrCat(config.cert_file, " is issued to \"", (*id)->node_id,
-                                                     "\", not \"", config.node_id, "\""));
+      return absl::InvalidArgumentError(absl::StrCat(config.cert_file, " is issued to \"",
+                                                     (*id)->node_id, "\", not \"", config.node_id,
+                                                     "\""));
     }
     if ((*id)->key.raw() != key.public_key().raw()) {
-      return absl::InvalidArgumentError(absl::StrCat(config.cert_file, " does not certify ", config.key_file));
+      return absl::InvalidArgumentError(
+          absl::StrCat(config.cert_file, " does not certify ", config.key_file));
     }
     ctx->self_ = *id;
     cert = c;
@@ -92,7 +97,8 @@ absl::StatusOr<std::unique_ptr<NodeContext>> NodeContext::Create(const NodeConfi
   X1368_ASSIGN_OR_RETURN(ctx->seq_, SeqCounter::Open(store, "own_seq"));
   X1368_ASSIGN_OR_RETURN(ctx->presence_epoch_, SeqCounter::Open(store, "presence_epoch", 1));
   ctx->replay_ = std::make_unique<ReplayGuard>(store);
-  ctx->sealer_ = std::make_unique<EnvelopeSealer>(config.node_id, key, cert, ctx->seq_.get(), clock);
+  ctx->sealer_ =
+      std::make_unique<EnvelopeSealer>(config.node_id, key, cert, ctx->seq_.get(), clock);
   ctx->opener_ = std::make_unique<EnvelopeOpener>(ctx->self_, ctx->trust_.get(), ctx->replay_.get(),
                                                   clock, config.limits);
   ctx->duplicates_ = ctx->metrics_.Counter("x1368_duplicates_total", "QoS 1 redeliveries dropped");
@@ -127,7 +133,8 @@ std::optional<MqttMessage> NodeContext::NextPresenceWill(const std::string& pare
     v1::Body body;
     body.mutable_presence()->set_online(online);
     body.mutable_presence()->set_epoch(*epoch);
-    auto sealed = sealer_->SealWithSeq(parent_id, body, kPresenceTtlMs, *epoch * 2 + (online ? 0 : 1));
+    auto sealed =
+        sealer_->SealWithSeq(parent_id, body, kPresenceTtlMs, *epoch * 2 + (online ? 0 : 1));
     if (!sealed.ok()) return std::nullopt;
     return MqttMessage{topic, *sealed, /*retained=*/true};
   };

@@ -30,7 +30,8 @@ absl::StatusOr<std::unique_ptr<SeqCounter>> SeqCounter::Open(KvStore* store, std
     return Reject(v1::STORAGE_ERROR, absl::StrCat("sequence counter ", key, " is corrupt"));
   }
   if (lease == 0) lease = 1;
-  return std::unique_ptr<SeqCounter>(new SeqCounter(store, std::move(key), lease, persisted_limit + 1));
+  return std::unique_ptr<SeqCounter>(
+      new SeqCounter(store, std::move(key), lease, persisted_limit + 1));
 }
 
 absl::StatusOr<uint64_t> SeqCounter::Next() {
@@ -50,7 +51,8 @@ absl::StatusOr<ReplayGuard::Window*> ReplayGuard::Load(const std::string& key) {
   Window w;
   X1368_ASSIGN_OR_RETURN(std::optional<std::string> stored, store_->Get(key));
   if (stored) {
-    if (stored->size() != 16) return Reject(v1::STORAGE_ERROR, absl::StrCat("replay window ", key, " is corrupt"));
+    if (stored->size() != 16)
+      return Reject(v1::STORAGE_ERROR, absl::StrCat("replay window ", key, " is corrupt"));
     std::memcpy(&w.highest, stored->data(), 8);
     std::memcpy(&w.seen, stored->data() + 8, 8);
   }

@@ -67,9 +67,9 @@ bool SqliteStatement::ColumnIsNull(int index) const {
 
 absl::StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     absl::Status s = absl::InternalError(
         absl::StrCat("sqlite: cannot open ", path, ": ", db ? sqlite3_errmsg(db) : "no memory"));
@@ -91,7 +91,8 @@ absl::Status SqliteDb::Exec(absl::string_view sql) {
   char* err = nullptr;
   std::string owned(sql);
   if (sqlite3_exec(db_, owned.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-    absl::Status s = absl::InternalError(absl::StrCat("sqlite: ", err ? err : "error", " in: ", sql));
+    absl::Status s =
+        absl::InternalError(absl::StrCat("sqlite: ", err ? err : "error", " in: ", sql));
     sqlite3_free(err);
     return s;
   }

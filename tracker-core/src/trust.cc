@@ -37,12 +37,14 @@ absl::Status ValidateScope(const v1::Scope& scope) {
     absl::string_view id = entry;
     if (!id.empty() && id.back() == '*') id.remove_suffix(1);
     if (!IsValidNodeId(id)) {
-      return absl::InvalidArgumentError(absl::StrCat("scope entry \"", entry, "\" is not a node id or prefix*"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("scope entry \"", entry, "\" is not a node id or prefix*"));
     }
   }
   for (const std::string& c : scope.components()) {
     if (!IsValidNodeId(c)) {
-      return absl::InvalidArgumentError(absl::StrCat("scope component \"", c, "\" is not a valid name"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("scope component \"", c, "\" is not a valid name"));
     }
   }
   return absl::OkStatus();
@@ -50,15 +52,17 @@ absl::Status ValidateScope(const v1::Scope& scope) {
 
 TrustStore::TrustStore(std::string root_id, PublicKey root_key, const Clock* clock)
     : clock_(clock) {
-  auto root = std::make_shared<Identity>(Identity{std::move(root_id), v1::ROLE_ROOT, {},
-                                                  std::move(root_key), 0, INT64_MAX, true});
+  auto root = std::make_shared<Identity>(
+      Identity{std::move(root_id), v1::ROLE_ROOT, {}, std::move(root_key), 0, INT64_MAX, true});
   root_ = std::move(root);
 }
 
 absl::Status TrustStore::CheckValidity(const Identity& id) const {
   int64_t now = clock_->NowMs();
-  if (now < id.not_before_ms) return Reject(v1::BAD_CERT, absl::StrCat("certificate of ", id.node_id, " not yet valid"));
-  if (now > id.not_after_ms) return Reject(v1::BAD_CERT, absl::StrCat("certificate of ", id.node_id, " expired"));
+  if (now < id.not_before_ms)
+    return Reject(v1::BAD_CERT, absl::StrCat("certificate of ", id.node_id, " not yet valid"));
+  if (now > id.not_after_ms)
+    return Reject(v1::BAD_CERT, absl::StrCat("certificate of ", id.node_id, " expired"));
   return absl::OkStatus();
 }
 
@@ -79,13 +83,18 @@ absl::StatusOr<std::shared_ptr<const Identity>> TrustStore::VerifyCert(
     return Reject(v1::BAD_CERT, "certificate is not signed by the root");
   }
   v1::CertBody body;
-  if (!body.ParseFromString(cert.body())) return Reject(v1::BAD_CERT, "certificate body does not parse");
-  if (!IsValidNodeId(body.node_id())) return Reject(v1::BAD_CERT, "certificate names an invalid node id");
-  if (body.issuer() != root_->node_id) return Reject(v1::BAD_CERT, "certificate issuer is not this root");
-  if (body.role() == v1::ROLE_UNSPECIFIED || body.role() == v1::ROLE_ROOT || !v1::Role_IsValid(body.role())) {
+  if (!body.ParseFromString(cert.body()))
+    return Reject(v1::BAD_CERT, "certificate body does not parse");
+  if (!IsValidNodeId(body.node_id()))
+    return Reject(v1::BAD_CERT, "certificate names an invalid node id");
+  if (body.issuer() != root_->node_id)
+    return Reject(v1::BAD_CERT, "certificate issuer is not this root");
+  if (body.role() == v1::ROLE_UNSPECIFIED || body.role() == v1::ROLE_ROOT ||
+      !v1::Role_IsValid(body.role())) {
     return Reject(v1::BAD_CERT, "certificate role is not delegable");
   }
-  if (!ValidateScope(body.scope()).ok()) return Reject(v1::BAD_CERT, "certificate scope is malformed");
+  if (!ValidateScope(body.scope()).ok())
+    return Reject(v1::BAD_CERT, "certificate scope is malformed");
   auto key = PublicKey::FromRaw(body.alg(), body.public_key());
   if (!key.ok()) return Reject(v1::BAD_CERT, key.status().message());
   auto id = std::make_shared<Identity>(Identity{body.node_id(), body.role(), body.scope(), *key,
@@ -101,16 +110,19 @@ absl::StatusOr<std::shared_ptr<const Identity>> TrustStore::Resolve(
     absl::string_view signer_id, const v1::DelegationCert* cert) {
   if (signer_id == root_->node_id) return root_;
   if (cert == nullptr) {
-    return Reject(v1::UNKNOWN_SIGNER, absl::StrCat("\"", signer_id, "\" is not the root and carries no certificate"));
+    return Reject(v1::UNKNOWN_SIGNER,
+                  absl::StrCat("\"", signer_id, "\" is not the root and carries no certificate"));
   }
   X1368_ASSIGN_OR_RETURN(std::shared_ptr<const Identity> id, VerifyCert(*cert));
   if (id->node_id != signer_id) {
-    return Reject(v1::BAD_CERT, absl::StrCat("certificate is for \"", id->node_id, "\", not the signer"));
+    return Reject(v1::BAD_CERT,
+                  absl::StrCat("certificate is for \"", id->node_id, "\", not the signer"));
   }
   return id;
 }
 
-absl::StatusOr<v1::DelegationCert> IssueCert(const PrivateKey& root_key, const v1::CertBody& body_in) {
+absl::StatusOr<v1::DelegationCert> IssueCert(const PrivateKey& root_key,
+                                             const v1::CertBody& body_in) {
   v1::CertBody body = body_in;
   X1368_RETURN_IF_ERROR(ValidateNodeId(body.node_id(), "certificate node id"));
   X1368_RETURN_IF_ERROR(ValidateNodeId(body.issuer(), "certificate issuer"));
@@ -125,7 +137,8 @@ absl::StatusOr<v1::DelegationCert> IssueCert(const PrivateKey& root_key, const v
   v1::DelegationCert cert;
   body.SerializeToString(cert.mutable_body());
   cert.set_alg(root_key.alg());
-  X1368_ASSIGN_OR_RETURN(*cert.mutable_signature(), root_key.Sign(SignedKind::kCertificate, cert.body()));
+  X1368_ASSIGN_OR_RETURN(*cert.mutable_signature(),
+                         root_key.Sign(SignedKind::kCertificate, cert.body()));
   return cert;
 }
 

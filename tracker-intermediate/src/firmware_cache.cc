@@ -53,7 +53,8 @@ absl::Status FirmwareCache::Begin(const std::string& sha256, uint64_t size) {
   return absl::OkStatus();
 }
 
-absl::Status FirmwareCache::Write(const std::string& sha256, uint64_t offset, const std::string& data) {
+absl::Status FirmwareCache::Write(const std::string& sha256, uint64_t offset,
+                                  const std::string& data) {
   return core::WriteFileRange(PartPath(sha256), offset, data);
 }
 
@@ -68,7 +69,8 @@ absl::Status FirmwareCache::Complete(const std::string& sha256, uint64_t size) {
   if (digest != sha256) {
     // What upstream sent is not what the author signed: never serve it.
     std::filesystem::remove(part);
-    return core::Reject(v1::DIGEST_MISMATCH, "image from upstream does not match its manifest digest");
+    return core::Reject(v1::DIGEST_MISMATCH,
+                        "image from upstream does not match its manifest digest");
   }
   X1368_RETURN_IF_ERROR(core::SyncFile(part));
   if (::rename(part.c_str(), PathOf(sha256).c_str()) != 0) {

@@ -20,11 +20,15 @@ constexpr size_t kMaxWaitingRequests = 100'000;
 constexpr absl::Duration kFillTick = absl::Milliseconds(250);
 // Room left in a batch for the envelope around it.
 constexpr size_t kBatchOverhead = 4096;
+// The largest image the cache fills: root never publishes more (release.max_image_bytes is at
+// most 4 GiB), and a signed manifest that claims more must not size the fill's per-chunk
+// bookkeeping (or the sparse .part file) after its claim.
+constexpr uint64_t kMaxCachedImageBytes = uint64_t{4} << 30;
 }  // namespace
 
-Intermediate::Intermediate(IntermediateOptions options, core::NodeContext* node,
-                           core::SqliteDb* db, core::Transport* upstream,
-                           core::Transport* downstream, core::EventLoop* loop)
+Intermediate::Intermediate(IntermediateOptions options, core::NodeContext* node, core::SqliteDb* db,
+                           core::Transport* upstream, core::Transport* downstream,
+                           core::EventLoop* loop)
     : opts_(std::move(options)),
       node_(node),
       db_(db),
@@ -35,7 +39,8 @@ Intermediate::Intermediate(IntermediateOptions options, core::NodeContext* node,
   relayed_ = m.Counter("x1368_reports_relayed_total", "Child status reports relayed upward");
   batches_ = m.Counter("x1368_batches_sent_total", "Status batches sent upward");
   chunks_served_ = m.Counter("x1368_chunks_served_total", "Firmware chunks served to children");
-  upstream_chunks_ = m.Counter("x1368_chunks_fetched_total", "Firmware chunks fetched from upstream");
+  upstream_chunks_ =
+      m.Counter("x1368_chunks_fetched_total", "Firmware chunks fetched from upstream");
 }
 
 absl::Status Intermediate::Start() {
@@ -77,7 +82,8 @@ absl::Status Intermediate::LoadState() {
     std::string envelope = stmt->ColumnText(0);
     // Re-verified on load: a directive is only as good as its root signature.
     auto opened = node_->opener().Open(envelope, {core::Origin::kEmbedded, {}});
-    if (opened.ok() && opened->body.has_directive()) AcceptDirective(envelope, *opened, /*fresh=*/false);
+    if (opened.ok() && opened->body.has_directive())
+      AcceptDirective(envelope, *opened, /*fresh=*/false);
   }
   X1368_ASSIGN_OR_RETURN(auto children, db_->Prepare("SELECT id, online FROM children"));
   while (true) {
@@ -129,34 +135,42 @@ void Intermediate::AcceptDirective(const std::string& envelope, const core::Open
   if (directives_.count(d.campaign_id())) return;  // idempotent
   auto manifest = core::VerifyManifest(node_->trust(), d.manifest());
   if (!manifest.ok()) return links_.Reject(manifest.status(), "directive.manifest");
-  if (!node_->self().is_root && !core::ScopeCoversComponent(node_->self().scope, manifest->component())) {
-    return links_.Reject(Reject(v1::OUT_OF_SCOPE, "my certificate does not cover this component"), "directive");
+  if (!node_->self().is_root &&
+      !core::ScopeCoversComponent(node_->self().scope, manifest->component())) {
+    return links_.Reject(Reject(v1::OUT_OF_SCOPE, "my certificate does not cover this component"),
+                         "directive");
   }
-  Directive dir{d.campaign_id(), envelope, m.body_digest, *manifest, m.body.expires_at_ms()};
+  Directive dir{{d.campaign_id(), envelope, m.body_digest, m.body.expires_at_ms()}, *manifest};
   if (fresh) {
     auto stmt = db_->Prepare("INSERT OR REPLACE INTO directives VALUES (?, ?, ?)");
-    absl::Status s = stmt.ok() ? (*stmt)->Bind(1, dir.campaign_id).BindBlob(2, envelope).Bind(3, dir.expires_at_ms).Run()
+    absl::Status s = stmt.ok() ? (*stmt)
+                                     ->Bind(1, dir.active.campaign_id)
+                                     .BindBlob(2, envelope)
+                                     .Bind(3, dir.active.expires_at_ms)
+                                     .Run()
                                : stmt.status();
     if (!s.ok()) {
       // Not persisted means not acknowledged: the parent's desired state brings it again.
       node_->metrics().CountRejection(v1::STORAGE_ERROR);
-      spdlog::error("event=directive.persist_failed campaign={} error=\"{}\"", dir.campaign_id, s.message());
+      spdlog::error("event=directive.persist_failed campaign={} error=\"{}\"",
+                    dir.active.campaign_id, s.message());
       return;
     }
   }
-  directives_[dir.campaign_id] = dir;
-  spdlog::info("event=directive.accepted campaign={} component={} version={}", dir.campaign_id,
-               manifest->component(), manifest->version());
+  directives_[dir.active.campaign_id] = dir;
+  spdlog::info("event=directive.accepted campaign={} component={} version={}",
+               dir.active.campaign_id, manifest->component(), manifest->version());
   // Prefetch: fetch the image once for the whole subtree before the children ask.
-  if (manifest->uri() == core::kChunkServiceUri && !cache_.Has(manifest->sha256())) StartFill(*manifest);
+  if (manifest->uri() == core::kChunkServiceUri && !cache_.Has(manifest->sha256()))
+    StartFill(*manifest);
   if (!fresh) return;
   // Down the tree: the root's bytes unchanged, then our own go for every child.
   if (absl::Status s = links_.ForwardToChildren(envelope); !s.ok()) {
     spdlog::warn("event=directive.forward_failed error=\"{}\"", s.message());
   }
   v1::Body go;
-  go.mutable_go()->set_campaign_id(dir.campaign_id);
-  go.mutable_go()->set_directive_digest(dir.digest);
+  go.mutable_go()->set_campaign_id(dir.active.campaign_id);
+  go.mutable_go()->set_directive_digest(dir.active.digest);
   (void)links_.Broadcast(std::move(go));
   // Children that are away find it in their retained desired state when they come back.
   for (const auto& [child, online] : children_) {
@@ -167,7 +181,7 @@ void Intermediate::AcceptDirective(const std::string& envelope, const core::Open
 void Intermediate::PruneExpired() {
   int64_t now = node_->clock().NowMs();
   for (auto it = directives_.begin(); it != directives_.end();) {
-    if (it->second.expires_at_ms > now) {
+    if (it->second.active.expires_at_ms > now) {
       ++it;
       continue;
     }
@@ -180,19 +194,9 @@ void Intermediate::PruneExpired() {
 
 void Intermediate::SendDesired(const std::string& child) {
   PruneExpired();
-  if (directives_.empty()) return;
-  v1::Body body;
-  int64_t expires = 0;
-  for (const auto& [campaign, d] : directives_) {
-    body.mutable_desired()->add_directives(d.envelope);
-    v1::Go* go = body.mutable_desired()->add_grants();
-    go->set_campaign_id(campaign);
-    go->set_directive_digest(d.digest);
-    expires = std::max(expires, d.expires_at_ms);
-  }
-  int64_t ttl = std::max<int64_t>(expires - node_->clock().NowMs(), 1000);
-  if (absl::Status s = links_.SendDown(child, Channel::kDesired, std::move(body), /*retained=*/true, ttl);
-      !s.ok()) {
+  std::vector<core::ActiveDirective> active;
+  for (const auto& [campaign, d] : directives_) active.push_back(d.active);
+  if (absl::Status s = links_.SendDesiredState(child, active); !s.ok()) {
     spdlog::warn("event=desired.send_failed child={} error=\"{}\"", child, s.message());
   }
 }
@@ -222,7 +226,8 @@ void Intermediate::FromChild(const core::Topic& topic, const std::string& payloa
     case v1::Body::kStatus:
       if (topic.channel != Channel::kStatus) break;
       if (body.status().device_id() != child) {
-        return links_.Reject(Reject(v1::SENDER_MISMATCH, "report names another device"), topic.ToString());
+        return links_.Reject(Reject(v1::SENDER_MISMATCH, "report names another device"),
+                             topic.ToString());
       }
       if (!children_.count(child)) SetChildOnline(child, true);
       return Relay(child, payload);
@@ -230,16 +235,10 @@ void Intermediate::FromChild(const core::Topic& topic, const std::string& payloa
       // A cascaded intermediate's batch: check every device's own signature, then pass the
       // reports on in our batch (flattened, so the root sees each device's envelope once).
       if (topic.channel != Channel::kStatus) break;
-      for (const std::string& inner : body.status_batch().reports()) {
-        auto r = node_->opener().Open(inner, {core::Origin::kRelayed, {}, m.signer.get()});
-        if (!r.ok()) {
-          links_.Reject(r.status(), "batch.report");
-        } else if (!r->body.has_status() || r->body.status().device_id() != r->body.sender()) {
-          links_.Reject(Reject(v1::SENDER_MISMATCH, "batched report names another device"), "batch.report");
-        } else {
-          Relay(r->body.sender(), inner);
-        }
-      }
+      links_.ForEachRelayedReport(
+          m, [this](const std::string& envelope, const core::OpenedMessage& r) {
+            Relay(r.body.sender(), envelope);
+          });
       return;
     case v1::Body::kChunkRequest:
       if (topic.channel != Channel::kFw) break;
@@ -259,8 +258,8 @@ void Intermediate::ServeChunk(const std::string& child, const v1::FirmwareChunkR
     cache_.Touch(sha);
     auto size = core::FileSize(cache_.PathOf(sha));
     v1::Body body;
-    *body.mutable_chunk_response() =
-        size.ok() ? core::ServeChunk(cache_.PathOf(sha), *size, req) : core::ChunkError(req, v1::IMAGE_UNAVAILABLE);
+    *body.mutable_chunk_response() = size.ok() ? core::ServeChunk(cache_.PathOf(sha), *size, req)
+                                               : core::ChunkError(req, v1::IMAGE_UNAVAILABLE);
     chunks_served_->Add();
     (void)links_.SendDown(child, Channel::kFw, std::move(body));
     return;
@@ -286,6 +285,7 @@ void Intermediate::ServeChunk(const std::string& child, const v1::FirmwareChunkR
 void Intermediate::StartFill(const v1::Manifest& manifest) {
   const std::string& sha = manifest.sha256();
   if (fills_.count(sha)) return;
+  if (manifest.size() > kMaxCachedImageBytes) return FinishFill(sha, v1::IMAGE_UNAVAILABLE);
   if (absl::Status s = cache_.Begin(sha, manifest.size()); !s.ok()) {
     spdlog::error("event=cache.begin_failed error=\"{}\"", s.message());
     return FinishFill(sha, v1::STORAGE_ERROR);
@@ -293,7 +293,8 @@ void Intermediate::StartFill(const v1::Manifest& manifest) {
   Fill& f = fills_[sha];
   f.size = manifest.size();
   f.done.assign((manifest.size() + opts_.fetch_chunk_size - 1) / opts_.fetch_chunk_size, false);
-  spdlog::info("event=cache.fill_started image={} size={}", core::HexEncode(sha).substr(0, 16), f.size);
+  spdlog::info("event=cache.fill_started image={} size={}", core::HexEncode(sha).substr(0, 16),
+               f.size);
   PumpFill(sha);
   if (!fill_timer_) {
     fill_timer_ = true;
@@ -313,7 +314,8 @@ void Intermediate::PumpFill(const std::string& sha) {
     v1::FirmwareChunkRequest* req = body.mutable_chunk_request();
     req->set_image_sha256(sha);
     req->set_offset(offset);
-    req->set_length(static_cast<uint32_t>(std::min<uint64_t>(opts_.fetch_chunk_size, f.size - offset)));
+    req->set_length(
+        static_cast<uint32_t>(std::min<uint64_t>(opts_.fetch_chunk_size, f.size - offset)));
     req->set_request_id(next_request_id_++);
     f.in_flight[offset] = {req->request_id(), absl::Now()};
     (void)links_.SendUp(Channel::kFw, std::move(body));
@@ -331,7 +333,8 @@ void Intermediate::OnUpstreamChunk(const v1::FirmwareChunkResponse& r) {
   uint64_t expected = std::min<uint64_t>(opts_.fetch_chunk_size, f.size - r.offset());
   if (r.error() != v1::REASON_UNSPECIFIED || r.data().size() != expected) {
     if (++f.tries[r.offset()] >= opts_.fetch_max_tries) {
-      return FinishFill(r.image_sha256(), r.error() != v1::REASON_UNSPECIFIED ? r.error() : v1::SIZE_MISMATCH);
+      return FinishFill(r.image_sha256(),
+                        r.error() != v1::REASON_UNSPECIFIED ? r.error() : v1::SIZE_MISMATCH);
     }
     f.next = std::min(f.next, idx);  // ask again
     return PumpFill(r.image_sha256());
@@ -429,7 +432,8 @@ void Intermediate::Relay(const std::string& device, const std::string& envelope)
 void Intermediate::FlushBatch() {
   if (batch_.empty()) return;
   v1::Body body;
-  for (auto& [device, envelope] : batch_) body.mutable_status_batch()->add_reports(std::move(envelope));
+  for (auto& [device, envelope] : batch_)
+    body.mutable_status_batch()->add_reports(std::move(envelope));
   batch_.clear();
   batch_bytes_ = 0;
   batches_->Add();

@@ -44,7 +44,8 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   setup.node = core::ReadNodeConfig(f, /*needs_cert=*/true);
   IntermediateOptions opts;
   opts.parent_id = f.String("parent_id");
-  if (!opts.parent_id.empty() && !core::IsValidNodeId(opts.parent_id)) f.Fail("parent_id", "not a valid node id");
+  if (!opts.parent_id.empty() && !core::IsValidNodeId(opts.parent_id))
+    f.Fail("parent_id", "not a valid node id");
   core::TransportOptions upstream = core::ReadLinkConfig(f, "upstream", setup.node.node_id);
   std::optional<core::TransportOptions> downstream;
   if (f.Has("downstream")) {
@@ -54,7 +55,8 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   opts.cache_dir = f.Path("cache.dir", "");
   if (opts.cache_dir.empty()) opts.cache_dir = setup.node.data_dir + "/cache";
   opts.cache_max_images = static_cast<size_t>(f.Int("cache.max_images", 8, 1, 10'000));
-  opts.fetch_chunk_size = static_cast<uint32_t>(f.Int("fetch.chunk_size", 64 * 1024, 1024, 128 * 1024));
+  opts.fetch_chunk_size =
+      static_cast<uint32_t>(f.Int("fetch.chunk_size", 64 * 1024, 1024, 128 * 1024));
   opts.fetch_window = static_cast<uint32_t>(f.Int("fetch.window", 8, 1, 256));
   opts.fetch_timeout = absl::Milliseconds(f.Int("fetch.timeout_ms", 5000, 10, 600'000));
   opts.fetch_max_tries = static_cast<int>(f.Int("fetch.tries", 6, 1, 1000));
@@ -62,14 +64,14 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   opts.batch_max_reports = static_cast<size_t>(f.Int("batch.max_reports", 200, 1, 100'000));
   opts.report_interval = absl::Seconds(f.Int("report.interval_s", 60, 1, 86400));
 
-  setup.build = [node_config = setup.node, opts, upstream,
-                 downstream](core::EventLoop* loop) -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
+  setup.build = [node_config = setup.node, opts, upstream, downstream](
+                    core::EventLoop* loop) -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
     auto d = std::make_unique<IntermediateDaemon>();
     X1368_RETURN_IF_ERROR(core::MakeDirs(node_config.data_dir, 0700));
     X1368_ASSIGN_OR_RETURN(d->db, core::SqliteDb::Open(node_config.data_dir + "/intermediate.db"));
     X1368_ASSIGN_OR_RETURN(d->store, core::SqliteKvStore::Open(d->db.get()));
-    X1368_ASSIGN_OR_RETURN(d->node, core::NodeContext::Create(node_config, d->store.get(),
-                                                              core::RealClock::Get()));
+    X1368_ASSIGN_OR_RETURN(
+        d->node, core::NodeContext::Create(node_config, d->store.get(), core::RealClock::Get()));
     d->upstream = core::MakeMqttTransport(upstream);
     if (downstream) d->downstream = core::MakeMqttTransport(*downstream);
     core::Transport* down = d->downstream ? d->downstream.get() : d->upstream.get();

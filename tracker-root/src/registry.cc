@@ -20,7 +20,8 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Open(core::SqliteDb* db) {
 }
 
 absl::Status Registry::Load() {
-  X1368_ASSIGN_OR_RETURN(auto rel, db_->Prepare("SELECT signed_manifest, image_path FROM releases"));
+  X1368_ASSIGN_OR_RETURN(auto rel,
+                         db_->Prepare("SELECT signed_manifest, image_path FROM releases"));
   while (true) {
     X1368_ASSIGN_OR_RETURN(bool row, rel->Step());
     if (!row) break;
@@ -32,12 +33,14 @@ absl::Status Registry::Load() {
     r.image_path = rel->ColumnText(1);
     releases_.push_back(std::move(r));
   }
-  X1368_ASSIGN_OR_RETURN(auto camp, db_->Prepare("SELECT info, directive, digest, expires_at_ms FROM campaigns"));
+  X1368_ASSIGN_OR_RETURN(
+      auto camp, db_->Prepare("SELECT info, directive, digest, expires_at_ms FROM campaigns"));
   while (true) {
     X1368_ASSIGN_OR_RETURN(bool row, camp->Step());
     if (!row) break;
     Campaign c;
-    if (!c.info.ParseFromString(camp->ColumnText(0))) return core::Reject(v1::STORAGE_ERROR, "a stored campaign does not parse");
+    if (!c.info.ParseFromString(camp->ColumnText(0)))
+      return core::Reject(v1::STORAGE_ERROR, "a stored campaign does not parse");
     c.directive_envelope = camp->ColumnText(1);
     c.directive_digest = camp->ColumnText(2);
     c.expires_at_ms = camp->ColumnInt(3);
@@ -48,7 +51,8 @@ absl::Status Registry::Load() {
     X1368_ASSIGN_OR_RETURN(bool row, dev->Step());
     if (!row) break;
     v1::DeviceRecord d;
-    if (!d.ParseFromString(dev->ColumnText(0))) return core::Reject(v1::STORAGE_ERROR, "a device record does not parse");
+    if (!d.ParseFromString(dev->ColumnText(0)))
+      return core::Reject(v1::STORAGE_ERROR, "a device record does not parse");
     devices_[d.device_id()] = std::move(d);
   }
   X1368_ASSIGN_OR_RETURN(auto node, db_->Prepare("SELECT record FROM nodes"));
@@ -56,7 +60,8 @@ absl::Status Registry::Load() {
     X1368_ASSIGN_OR_RETURN(bool row, node->Step());
     if (!row) break;
     v1::NodeRecord n;
-    if (!n.ParseFromString(node->ColumnText(0))) return core::Reject(v1::STORAGE_ERROR, "a node record does not parse");
+    if (!n.ParseFromString(node->ColumnText(0)))
+      return core::Reject(v1::STORAGE_ERROR, "a node record does not parse");
     nodes_[n.node_id()] = std::move(n);
   }
   return absl::OkStatus();
@@ -75,7 +80,8 @@ absl::Status Registry::AddRelease(const Release& r) {
   return absl::OkStatus();
 }
 
-std::optional<Release> Registry::FindRelease(const std::string& component, const std::string& version) const {
+std::optional<Release> Registry::FindRelease(const std::string& component,
+                                             const std::string& version) const {
   for (const Release& r : releases_) {
     if (r.manifest.component() == component && r.manifest.version() == version) return r;
   }

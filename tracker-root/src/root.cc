@@ -33,15 +33,28 @@ std::string ToJson(const google::protobuf::Message& m) {
 HttpResponse ErrorResponse(const absl::Status& s) {
   int status = 400;
   switch (s.code()) {
-    case absl::StatusCode::kPermissionDenied: status = 403; break;
-    case absl::StatusCode::kNotFound: status = 404; break;
-    case absl::StatusCode::kAlreadyExists: status = 409; break;
-    case absl::StatusCode::kResourceExhausted: status = 413; break;
+    case absl::StatusCode::kPermissionDenied:
+      status = 403;
+      break;
+    case absl::StatusCode::kNotFound:
+      status = 404;
+      break;
+    case absl::StatusCode::kAlreadyExists:
+      status = 409;
+      break;
+    case absl::StatusCode::kResourceExhausted:
+      status = 413;
+      break;
     case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded: status = 503; break;
+    case absl::StatusCode::kDeadlineExceeded:
+      status = 503;
+      break;
     case absl::StatusCode::kInternal:
-    case absl::StatusCode::kDataLoss: status = 500; break;
-    default: break;
+    case absl::StatusCode::kDataLoss:
+      status = 500;
+      break;
+    default:
+      break;
   }
   v1::ErrorReply e;
   e.set_error(std::string(s.message()));
@@ -78,7 +91,8 @@ Root::Root(RootOptions options, core::NodeContext* node, core::SqliteDb* db,
       db_(db),
       loop_(loop),
       links_(node, loop, /*upstream=*/nullptr, /*parent_id=*/"", downstream) {
-  reports_ = node_->metrics().Counter("x1368_device_reports_total", "Device status reports recorded");
+  reports_ =
+      node_->metrics().Counter("x1368_device_reports_total", "Device status reports recorded");
   chunks_served_ = node_->metrics().Counter("x1368_chunks_served_total", "Firmware chunks served");
 }
 
@@ -117,7 +131,8 @@ absl::StatusOr<v1::ReleaseInfo> Root::PublishRelease(const v1::ReleaseSubmission
   // X.1368 §11.3 / §11.4: only what an author trusted for the component signed is accepted.
   X1368_ASSIGN_OR_RETURN(v1::Manifest m, core::VerifyManifest(node_->trust(), sub.manifest()));
   if (sub.image().size() != m.size()) {
-    return Reject(v1::SIZE_MISMATCH, absl::StrCat("image has ", sub.image().size(), " bytes, manifest says ", m.size()));
+    return Reject(v1::SIZE_MISMATCH, absl::StrCat("image has ", sub.image().size(),
+                                                  " bytes, manifest says ", m.size()));
   }
   if (core::Sha256(sub.image()) != m.sha256()) {
     return Reject(v1::DIGEST_MISMATCH, "image digest differs from the signed manifest");
@@ -132,19 +147,22 @@ absl::StatusOr<v1::ReleaseInfo> Root::PublishRelease(const v1::ReleaseSubmission
   for (const auto& hw : m.hardware_classes()) info.add_hardware_classes(hw);
   if (auto existing = registry_->FindRelease(m.component(), m.version())) {
     if (existing->manifest.sha256() == m.sha256()) return info;  // the same release again
-    return absl::AlreadyExistsError(absl::StrCat(m.component(), " ", m.version(), " exists with another image"));
+    return absl::AlreadyExistsError(
+        absl::StrCat(m.component(), " ", m.version(), " exists with another image"));
   }
   for (const Release& r : registry_->Releases()) {
-    if (r.manifest.component() == m.component() && r.manifest.sequence_number() == m.sequence_number()) {
+    if (r.manifest.component() == m.component() &&
+        r.manifest.sequence_number() == m.sequence_number()) {
       return absl::AlreadyExistsError(absl::StrCat("sequence number ", m.sequence_number(), " of ",
-                                                   m.component(), " is already release ", r.manifest.version()));
+                                                   m.component(), " is already release ",
+                                                   r.manifest.version()));
     }
   }
   Release release{sub.manifest(), m, absl::StrCat(opts_.images_dir, "/", info.sha256_hex())};
   X1368_RETURN_IF_ERROR(core::WriteFileAtomic(release.image_path, sub.image(), 0600));
   X1368_RETURN_IF_ERROR(registry_->AddRelease(release));
-  spdlog::info("event=release.published component={} version={} sequence={} author={}", m.component(),
-               m.version(), m.sequence_number(), m.author_id());
+  spdlog::info("event=release.published component={} version={} sequence={} author={}",
+               m.component(), m.version(), m.sequence_number(), m.author_id());
   return info;
 }
 
@@ -156,10 +174,15 @@ absl::StatusOr<v1::CampaignInfo> Root::StartCampaign(const v1::CampaignStartRequ
   for (const std::string& d : req.devices()) {
     X1368_RETURN_IF_ERROR(core::ValidateNodeId(d, "device id"));
   }
+  constexpr int64_t kMaxDeadlineS = 365LL * 86400;
+  if (req.deadline_s() < 0 || req.deadline_s() > kMaxDeadlineS) {
+    return absl::InvalidArgumentError(absl::StrCat("deadline_s must be within 0..", kMaxDeadlineS));
+  }
   int64_t now = node_->clock().NowMs();
   int64_t ttl = req.deadline_s() > 0 ? req.deadline_s() * 1000 : opts_.default_deadline_ms;
   v1::CampaignInfo info;
-  info.set_campaign_id(absl::StrCat(req.component(), "-", req.version(), "-", registry_->campaign_count() + 1));
+  info.set_campaign_id(
+      absl::StrCat(req.component(), "-", req.version(), "-", registry_->campaign_count() + 1));
   info.set_component(req.component());
   info.set_version(req.version());
   info.set_started_at_ms(now);
@@ -192,19 +215,14 @@ absl::StatusOr<v1::CampaignInfo> Root::StartCampaign(const v1::CampaignStartRequ
 }
 
 void Root::SendDesired(const std::string& child) {
-  std::vector<Campaign> active = registry_->ActiveCampaigns(node_->clock().NowMs());
-  if (active.empty()) return;
-  v1::Body body;
-  int64_t expires = 0;
-  for (const Campaign& c : active) {
-    body.mutable_desired()->add_directives(c.directive_envelope);
-    v1::Go* go = body.mutable_desired()->add_grants();
-    go->set_campaign_id(c.info.campaign_id());
-    go->set_directive_digest(c.directive_digest);
-    expires = std::max(expires, c.expires_at_ms);
+  std::vector<core::ActiveDirective> active;
+  for (const Campaign& c : registry_->ActiveCampaigns(node_->clock().NowMs())) {
+    active.push_back(
+        {c.info.campaign_id(), c.directive_envelope, c.directive_digest, c.expires_at_ms});
   }
-  int64_t ttl = std::max<int64_t>(expires - node_->clock().NowMs(), 1000);
-  (void)links_.SendDown(child, Channel::kDesired, std::move(body), /*retained=*/true, ttl);
+  if (absl::Status s = links_.SendDesiredState(child, active); !s.ok()) {
+    spdlog::warn("event=desired.send_failed child={} error=\"{}\"", child, s.message());
+  }
 }
 
 void Root::ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& req) {
@@ -239,23 +257,17 @@ void Root::FromChild(const core::Topic& topic, const std::string& payload, core:
     case v1::Body::kStatus:
       if (topic.channel != Channel::kStatus) break;
       if (body.status().device_id() != m.body.sender()) {
-        return links_.Reject(Reject(v1::SENDER_MISMATCH, "report names another device"), topic.ToString());
+        return links_.Reject(Reject(v1::SENDER_MISMATCH, "report names another device"),
+                             topic.ToString());
       }
       return Record(body.status(), *m.signer, topic.child);
     case v1::Body::kStatusBatch:
       if (topic.channel != Channel::kStatus) break;
-      for (const std::string& inner : body.status_batch().reports()) {
-        // Each device's report is checked end to end: its own signature, its place in the
-        // relaying gateway's subtree, its own sequence numbers.
-        auto r = node_->opener().Open(inner, {core::Origin::kRelayed, {}, m.signer.get()});
-        if (!r.ok()) {
-          links_.Reject(r.status(), "batch.report");
-        } else if (!r->body.has_status() || r->body.status().device_id() != r->body.sender()) {
-          links_.Reject(Reject(v1::SENDER_MISMATCH, "batched report names another device"), "batch.report");
-        } else {
-          Record(r->body.status(), *r->signer, topic.child);
-        }
-      }
+      // Each device's report is checked end to end: its own signature, its place in the
+      // relaying gateway's subtree, its own sequence numbers.
+      links_.ForEachRelayedReport(m, [&](const std::string&, const core::OpenedMessage& r) {
+        Record(r.body.status(), *r.signer, topic.child);
+      });
       return;
     case v1::Body::kChunkRequest:
       if (topic.channel != Channel::kFw) break;
@@ -367,14 +379,17 @@ absl::Status Root::StartAdminApi() {
   });
   admin_->Get("/v1/fleet", [this, authorized, unauthorized](const HttpRequest& req) {
     if (!authorized(req)) return unauthorized();
-    auto fleet = RunOnLoop<v1::FleetStatus>(loop_, [this]() -> absl::StatusOr<v1::FleetStatus> { return Fleet(); });
+    auto fleet = RunOnLoop<v1::FleetStatus>(
+        loop_, [this]() -> absl::StatusOr<v1::FleetStatus> { return Fleet(); });
     if (!fleet.ok()) return ErrorResponse(fleet.status());
     return HttpResponse{200, "application/json", ToJson(*fleet)};
   });
   admin_->Get("/metrics", [this](const HttpRequest&) {
     return HttpResponse{200, "text/plain; version=0.0.4", node_->metrics().RenderPrometheus()};
   });
-  admin_->Get("/healthz", [](const HttpRequest&) { return HttpResponse{200, "text/plain", "ok\n"}; });
+  admin_->Get("/healthz", [](const HttpRequest&) {
+    return HttpResponse{200, "text/plain", "ok\n"};
+  });
   X1368_ASSIGN_OR_RETURN(admin_port_, admin_->Start(opts_.admin_listen));
   spdlog::info("event=admin.listening port={}", admin_port_);
   return absl::OkStatus();

@@ -24,12 +24,12 @@ namespace x1368::stub {
 
 // Faults a test or an operator can inject (config: [consumer] faults = ["decline", ...]).
 struct StubFaults {
-  bool decline = false;                    // "decline": refuse every offer
-  int64_t fail_download_at = -1;           // "fail_download_at=N": first attempt breaks at byte N
-  bool corrupt_download = false;           // "corrupt_download": flip a byte after download
-  bool fail_install = false;               // "fail_install"
-  bool trial_boot_fails = false;           // "trial_boot_fails": new image does not come up
-  bool health_check_fails = false;         // "health_check_fails": comes up, fails its check
+  bool decline = false;             // "decline": refuse every offer
+  int64_t fail_download_at = -1;    // "fail_download_at=N": first attempt breaks at byte N
+  bool corrupt_download = false;    // "corrupt_download": flip a byte after download
+  bool fail_install = false;        // "fail_install"
+  bool trial_boot_fails = false;    // "trial_boot_fails": new image does not come up
+  bool health_check_fails = false;  // "health_check_fails": comes up, fails its check
 };
 
 // Parses fault names as listed above.

@@ -60,9 +60,9 @@ class ChunkFetcher final : public ImageSource {
   bool aborted_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t next_request_id_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t requests_sent_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<uint64_t, Pending> in_flight_ ABSL_GUARDED_BY(mu_);      // by offset
-  std::map<uint64_t, std::string> received_ ABSL_GUARDED_BY(mu_);   // by offset
-  std::map<uint64_t, v1::Reason> errors_ ABSL_GUARDED_BY(mu_);      // by offset
+  std::map<uint64_t, Pending> in_flight_ ABSL_GUARDED_BY(mu_);     // by offset
+  std::map<uint64_t, std::string> received_ ABSL_GUARDED_BY(mu_);  // by offset
+  std::map<uint64_t, v1::Reason> errors_ ABSL_GUARDED_BY(mu_);     // by offset
 };
 
 }  // namespace x1368::client

@@ -35,9 +35,9 @@ struct ClientOptions {
   std::string parent_id;
   uint32_t chunk_size = 32 * 1024;
   ChunkFetcherOptions fetch;
-  int max_attempts = 3;                               // per state, then FAILED
-  absl::Duration retry_delay = absl::Seconds(2);      // between attempts
-  absl::Duration report_interval = absl::Seconds(60); // full-state report (heartbeat)
+  int max_attempts = 3;                                // per state, then FAILED
+  absl::Duration retry_delay = absl::Seconds(2);       // between attempts
+  absl::Duration report_interval = absl::Seconds(60);  // full-state report (heartbeat)
 };
 
 // Test hooks that simulate a power cut: when one returns true the worker stops without doing
@@ -114,7 +114,7 @@ class Client {
 
   mutable absl::Mutex mu_;
   v1::UpdateRecord record_ ABSL_GUARDED_BY(mu_);
-  std::optional<v1::Manifest> manifest_ ABSL_GUARDED_BY(mu_);  // of record_'s directive
+  std::optional<v1::Manifest> manifest_ ABSL_GUARDED_BY(mu_);         // of record_'s directive
   std::optional<std::string> queued_directive_ ABSL_GUARDED_BY(mu_);  // arrived mid-install
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped on every persisted record
   bool kicked_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,7 +1,7 @@
 // The client / consumer update state machine of DESIGN.md §8, as data.
 //
-//   IDLE -> OFFERED -> DOWNLOADING -> DOWNLOADED -> VERIFIED -> INSTALLING -> TRIAL_BOOT -> CONFIRMED
-//   outcomes: DECLINED, FAILED(reason), ROLLED_BACK(reason)
+//   IDLE -> OFFERED -> DOWNLOADING -> DOWNLOADED -> VERIFIED -> INSTALLING -> TRIAL_BOOT ->
+//   CONFIRMED outcomes: DECLINED, FAILED(reason), ROLLED_BACK(reason)
 //
 // kTransitions (update_state.cc) is the one table of legal moves; Apply() is the one function
 // that moves, and the recovery action of each state after a restart (RecoveryFor) is listed

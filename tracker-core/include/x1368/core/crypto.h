@@ -11,8 +11,8 @@
 #include <string>
 #include <string_view>
 
-#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "x1368/v1/common.pb.h"
 
 typedef struct evp_pkey_st EVP_PKEY;

@@ -25,8 +25,8 @@
 #include <string>
 #include <string_view>
 
-#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "x1368/core/clock.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/sequence.h"

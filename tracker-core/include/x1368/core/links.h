@@ -15,6 +15,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "x1368/core/envelope.h"
@@ -25,14 +26,23 @@
 
 namespace x1368::core {
 
+// A root-signed directive as a parent keeps it for its children.
+struct ActiveDirective {
+  std::string campaign_id;
+  std::string envelope;  // the root's bytes, forwarded unchanged
+  std::string digest;    // SHA-256 of its body: what a Go names
+  int64_t expires_at_ms = 0;
+};
+
 class NodeLinks {
  public:
-  using MessageHandler = std::function<void(const Topic&, const std::string& payload, OpenedMessage)>;
+  using MessageHandler =
+      std::function<void(const Topic&, const std::string& payload, OpenedMessage)>;
 
   struct Handlers {
-    MessageHandler from_parent;                 // verified message on my parent's down topics
-    MessageHandler from_child;                  // verified message on a child's up topic
-    std::function<void()> upstream_connected;   // after presence "online" went out
+    MessageHandler from_parent;                // verified message on my parent's down topics
+    MessageHandler from_child;                 // verified message on a child's up topic
+    std::function<void()> upstream_connected;  // after presence "online" went out
     std::function<void(const absl::Status&)> rejected;  // after it was counted
   };
 
@@ -56,9 +66,20 @@ class NodeLinks {
   absl::Status Broadcast(v1::Body body);
   // Publishes bytes signed by someone else (a root directive) unchanged on _all/down/cmd.
   absl::Status ForwardToChildren(const std::string& envelope);
+  // Publishes `directives`, with a go for each, as `child`'s retained desired state: what it
+  // finds when it comes back (X.1368 §11.2 b.iii). Valid as long as the longest-lived directive.
+  absl::Status SendDesiredState(const std::string& child,
+                                const std::vector<ActiveDirective>& directives);
 
   // Counts and reports a rejection found by the module itself (e.g. a bad manifest).
   void Reject(const absl::Status& status, absl::string_view where);
+
+  // Opens every report inside a StatusBatch that `batch` (already opened) carries, each under
+  // its own device's signature, subtree and sequence numbers (Origin::kRelayed via the batch's
+  // signer), and hands each valid one to `fn` with its raw envelope. Bad ones are counted.
+  void ForEachRelayedReport(
+      const OpenedMessage& batch,
+      const std::function<void(const std::string& envelope, const OpenedMessage& report)>& fn);
 
  private:
   void OnMessage(const MqttMessage& m);

@@ -7,8 +7,8 @@
 
 #include <string_view>
 
-#include "absl/strings/string_view.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "spdlog/spdlog.h"
 
 // Lets log lines format absl::string_view (Debian's Abseil has its own string_view type).

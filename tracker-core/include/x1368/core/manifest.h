@@ -5,8 +5,8 @@
 #ifndef X1368_CORE_MANIFEST_H_
 #define X1368_CORE_MANIFEST_H_
 
-#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/trust.h"
 #include "x1368/v1/manifest.pb.h"
@@ -27,7 +27,8 @@ absl::StatusOr<v1::SignedManifest> SignManifest(const PrivateKey& author_key,
 // Verifies the author certificate (root-issued, role AUTHOR, scope covering the component) and
 // the signature, and returns the manifest. Rejections: MANIFEST_MALFORMED, AUTHOR_NOT_TRUSTED,
 // MANIFEST_BAD_SIGNATURE.
-absl::StatusOr<v1::Manifest> VerifyManifest(TrustStore& trust, const v1::SignedManifest& signed_manifest);
+absl::StatusOr<v1::Manifest> VerifyManifest(TrustStore& trust,
+                                            const v1::SignedManifest& signed_manifest);
 
 }  // namespace x1368::core
 

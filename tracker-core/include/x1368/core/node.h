@@ -9,8 +9,8 @@
 #include <optional>
 #include <string>
 
-#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "x1368/core/clock.h"
 #include "x1368/core/config.h"
 #include "x1368/core/envelope.h"

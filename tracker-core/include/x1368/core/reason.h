@@ -10,8 +10,8 @@
 #include <string>
 #include <string_view>
 
-#include "absl/strings/string_view.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "x1368/v1/common.pb.h"
 
 namespace x1368::core {
@@ -34,11 +34,11 @@ absl::Status WithContext(const absl::Status& status, absl::string_view context);
 }  // namespace x1368::core
 
 // Returns early from the enclosing function when `expr` (an absl::Status) is not OK.
-#define X1368_RETURN_IF_ERROR(expr)                \
-  do {                                             \
-    if (absl::Status _st = (expr); !_st.ok()) {    \
-      return _st;                                  \
-    }                                              \
+#define X1368_RETURN_IF_ERROR(expr)             \
+  do {                                          \
+    if (absl::Status _st = (expr); !_st.ok()) { \
+      return _st;                               \
+    }                                           \
   } while (0)
 
 #define X1368_CONCAT_INNER_(a, b) a##b

@@ -17,7 +17,8 @@ namespace x1368::intermediate {
 
 class FirmwareCache {
  public:
-  FirmwareCache(std::string dir, size_t max_images) : dir_(std::move(dir)), max_images_(max_images) {}
+  FirmwareCache(std::string dir, size_t max_images)
+      : dir_(std::move(dir)), max_images_(max_images) {}
 
   absl::Status Open();  // creates the directory, forgets partial files of a previous run
 

@@ -57,16 +57,13 @@ class Intermediate {
 
  private:
   struct Directive {
-    std::string campaign_id;
-    std::string envelope;  // root-signed bytes, forwarded unchanged
-    std::string digest;    // SHA-256 of its body: what a Go names
+    core::ActiveDirective active;
     v1::Manifest manifest;
-    int64_t expires_at_ms = 0;
   };
   struct Fill {
     uint64_t size = 0;
     std::vector<bool> done;
-    size_t next = 0;                                       // next chunk index to request
+    size_t next = 0;                                                // next chunk index to request
     std::map<uint64_t, std::pair<uint64_t, absl::Time>> in_flight;  // offset -> (id, sent)
     std::map<uint64_t, int> tries;
   };

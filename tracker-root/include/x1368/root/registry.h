@@ -38,7 +38,8 @@ class Registry {
   static absl::StatusOr<std::unique_ptr<Registry>> Open(core::SqliteDb* db);
 
   absl::Status AddRelease(const Release& release);
-  std::optional<Release> FindRelease(const std::string& component, const std::string& version) const;
+  std::optional<Release> FindRelease(const std::string& component,
+                                     const std::string& version) const;
   std::optional<Release> FindReleaseByDigest(const std::string& sha256) const;
   std::vector<Release> Releases() const;
 
