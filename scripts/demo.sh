@@ -42,6 +42,7 @@ for attempt in $(seq 1 30); do
 listener $candidate 127.0.0.1
 allow_anonymous true
 persistence false
+set_tcp_nodelay true
 user root
 log_dest file $work/mosquitto.log
 CONF

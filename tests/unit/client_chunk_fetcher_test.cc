@@ -7,6 +7,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -54,10 +55,24 @@ class FakeParent {
     };
   }
 
-  void StartAuto(ChunkFetcher* fetcher, Policy policy) {
+  // Stops answering when it goes out of scope: declared after the fetcher, it is destroyed
+  // before it, so the answering thread never touches a destroyed fetcher.
+  class [[nodiscard]] Answering {
+   public:
+    explicit Answering(FakeParent* p) : p_(p) {}
+    Answering(const Answering&) = delete;
+    Answering& operator=(const Answering&) = delete;
+    ~Answering() { p_->StopAuto(); }
+
+   private:
+    FakeParent* p_;
+  };
+
+  std::unique_ptr<Answering> StartAuto(ChunkFetcher* fetcher, Policy policy) {
     fetcher_ = fetcher;
     policy_ = std::move(policy);
     thread_ = std::thread([this] { AutoLoop(); });
+    return std::make_unique<Answering>(this);
   }
   void StopAuto() {
     {
@@ -155,7 +170,7 @@ TEST(ChunkFetcherTest, ReadsTheWholeImageInOrder) {
   FakeParent parent(TestPki::MakeImage(kImageSize, 5));
   ChunkFetcher fetcher(parent.Sender(), ChunkFetcherOptions{});
   fetcher.Begin(parent.sha(), kImageSize);
-  parent.StartAuto(&fetcher, AnswerAll());
+  auto answering_parent = parent.StartAuto(&fetcher, AnswerAll());
   auto image = ReadAll(fetcher, kImageSize);
   ASSERT_OK(image);
   EXPECT_EQ(*image, parent.image());
@@ -231,10 +246,11 @@ TEST(ChunkFetcherTest, DroppedResponseIsRequestedAgain) {
   ChunkFetcher fetcher(parent.Sender(), opts);
   fetcher.Begin(parent.sha(), kImageSize);
   // The first request for chunk 0 and for chunk 5 is lost.
-  parent.StartAuto(&fetcher, [](const v1::FirmwareChunkRequest& r, int attempt) {
-    bool lost = attempt == 1 && (r.offset() == 0 || r.offset() == 5 * kChunk);
-    return lost ? FakeParent::Action::kDrop : FakeParent::Action::kAnswer;
-  });
+  auto answering_parent =
+      parent.StartAuto(&fetcher, [](const v1::FirmwareChunkRequest& r, int attempt) {
+        bool lost = attempt == 1 && (r.offset() == 0 || r.offset() == 5 * kChunk);
+        return lost ? FakeParent::Action::kDrop : FakeParent::Action::kAnswer;
+      });
   auto image = ReadAll(fetcher, kImageSize);
   ASSERT_OK(image);
   EXPECT_EQ(*image, parent.image());
@@ -258,8 +274,8 @@ TEST(ChunkFetcherTest, GivesUpAfterMaxTries) {
   opts.max_tries = 3;
   ChunkFetcher fetcher(parent.Sender(), opts);
   fetcher.Begin(parent.sha(), kImageSize);
-  parent.StartAuto(&fetcher,
-                   [](const v1::FirmwareChunkRequest&, int) { return FakeParent::Action::kDrop; });
+  auto answering_parent = parent.StartAuto(
+      &fetcher, [](const v1::FirmwareChunkRequest&, int) { return FakeParent::Action::kDrop; });
   EXPECT_THAT(fetcher.Read(0, kChunk), HasReason(v1::DOWNLOAD_FAILED));
   EXPECT_EQ(parent.RequestsFor(0), 3);
 }
@@ -285,7 +301,7 @@ TEST(ChunkFetcherTest, ErrorResponsePropagatesItsReason) {
   FakeParent parent(TestPki::MakeImage(kImageSize, 9));
   ChunkFetcher fetcher(parent.Sender(), ChunkFetcherOptions{});
   fetcher.Begin(parent.sha(), kImageSize);
-  parent.StartAuto(&fetcher, [](const v1::FirmwareChunkRequest& r, int) {
+  auto answering_parent = parent.StartAuto(&fetcher, [](const v1::FirmwareChunkRequest& r, int) {
     return r.offset() == 2 * kChunk ? FakeParent::Action::kError : FakeParent::Action::kAnswer;
   });
   auto first = fetcher.Read(0, kChunk);
@@ -356,7 +372,7 @@ TEST(ChunkFetcherTest, AbortCancelsABlockedRead) {
   fetcher.Begin(parent.sha(), kImageSize);
   // The answer to the request made before the abort arrives now: same image, still wanted.
   fetcher.OnResponse(parent.AnswerFor(*req0));
-  parent.StartAuto(&fetcher, AnswerAll());
+  auto answering_parent = parent.StartAuto(&fetcher, AnswerAll());
   auto again = fetcher.Read(0, kChunk);
   ASSERT_OK(again);
   EXPECT_EQ(*again, parent.image().substr(0, kChunk));
@@ -379,14 +395,14 @@ TEST(ChunkFetcherTest, BeginWithAnotherImageForgetsOldChunks) {
   ChunkFetcher fetcher(
       [&](const v1::FirmwareChunkRequest& r) { return target.load()->Sender()(r); }, opts);
   fetcher.Begin(old_parent.sha(), kImageSize);
-  old_parent.StartAuto(&fetcher, AnswerAll());
+  auto answering_old_parent = old_parent.StartAuto(&fetcher, AnswerAll());
   ASSERT_OK(fetcher.Read(0, kChunk));  // chunks 1..3 of the old image arrive meanwhile
   ASSERT_TRUE(WaitFor([&] { return old_parent.pending() == 0; }, absl::Seconds(5)));
   old_parent.StopAuto();
 
   target = &new_parent;
   fetcher.Begin(new_parent.sha(), kImageSize);
-  new_parent.StartAuto(&fetcher, AnswerAll());
+  auto answering_new_parent = new_parent.StartAuto(&fetcher, AnswerAll());
   auto chunk1 = fetcher.Read(kChunk, kChunk);
   ASSERT_OK(chunk1);
   EXPECT_EQ(*chunk1, new_parent.image().substr(kChunk, kChunk));
