@@ -1,6 +1,7 @@
 #include "testing/mosquitto.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -10,8 +11,12 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <set>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "x1368/core/file_util.h"
 
@@ -58,34 +63,79 @@ int FreeTcpPort() {
   return port;
 }
 
+bool ProcessListensOn(pid_t pid, int port) {
+  // /proc/net/tcp: "sl local_address rem_address st ... uid timeout inode", addresses in hex.
+  auto table = core::ReadFile("/proc/net/tcp");
+  if (!table.ok()) return false;
+  std::set<std::string> inodes;
+  for (absl::string_view line : absl::StrSplit(*table, '\n')) {
+    std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (f.size() < 10 || f[3] != "0A") continue;  // 0A: LISTEN
+    size_t colon = f[1].find(':');
+    if (colon == absl::string_view::npos) continue;
+    int p = static_cast<int>(std::strtol(std::string(f[1].substr(colon + 1)).c_str(), nullptr, 16));
+    if (p == port) inodes.insert(absl::StrCat("socket:[", f[9], "]"));
+  }
+  if (inodes.empty()) return false;
+  std::string fd_dir = absl::StrCat("/proc/", pid, "/fd");
+  DIR* dir = ::opendir(fd_dir.c_str());
+  if (dir == nullptr) return false;
+  bool found = false;
+  while (dirent* e = ::readdir(dir)) {
+    char target[256];
+    std::string link = absl::StrCat(fd_dir, "/", e->d_name);
+    ssize_t n = ::readlink(link.c_str(), target, sizeof(target) - 1);
+    if (n <= 0) continue;
+    target[n] = '\0';
+    if (inodes.count(target)) {
+      found = true;
+      break;
+    }
+  }
+  ::closedir(dir);
+  return found;
+}
+
 absl::StatusOr<std::unique_ptr<MosquittoBroker>> MosquittoBroker::Start(const std::string& dir,
                                                                         MosquittoOptions options) {
-  std::unique_ptr<MosquittoBroker> b(new MosquittoBroker(dir, std::move(options), FreeTcpPort()));
+  std::unique_ptr<MosquittoBroker> b(new MosquittoBroker(dir, std::move(options), 0));
   if (b->options_.tls) {
     if (absl::Status s = b->WriteTlsMaterial(); !s.ok()) return s;
   }
-  std::string conf = absl::StrCat("listener ", b->port_, " 127.0.0.1\n", "user root\n",
-                                  "persistence false\n", "log_dest file ", b->log_path(), "\n",
+  // A port can be lost to a parallel test between FreeTcpPort() and the broker's bind: then the
+  // broker is started again on another one.
+  absl::Status s;
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    b->port_ = FreeTcpPort();
+    if (s = b->WriteConfig(); !s.ok()) return s;
+    s = b->Launch();
+    if (!absl::IsFailedPrecondition(s)) break;
+  }
+  if (!s.ok()) return s;
+  return b;
+}
+
+absl::Status MosquittoBroker::WriteConfig() {
+  const std::string& dir = dir_;
+  std::string conf = absl::StrCat("listener ", port_, " 127.0.0.1\n", "user root\n",
+                                  "persistence false\n", "log_dest file ", log_path(), "\n",
                                   "log_type error\nlog_type warning\nlog_type notice\n",
                                   "max_queued_messages 100000\n", "set_tcp_nodelay true\n");
-  if (b->options_.tls) {
-    const std::string& p = b->options_.topic_prefix;
+  if (options_.tls) {
+    const std::string& p = options_.topic_prefix;
     absl::StrAppend(&conf, "cafile ", dir, "/ca.crt\n", "certfile ", dir, "/server.crt\n",
                     "keyfile ", dir, "/server.key\n", "require_certificate true\n",
                     "use_identity_as_username true\n", "tls_version tlsv1.3\n",
                     "allow_anonymous false\n", "acl_file ", dir, "/acl\n");
     std::string acl = absl::StrCat(
-        "# DESIGN.md section 4: each node may only use topics that carry its own id.\n",
-        "pattern write ", p, "/%u/+/down/#\n", "pattern write ", p, "/+/%u/up/#\n", "pattern read ",
-        p, "/+/%u/down/#\n", "pattern read ", p, "/%u/+/up/#\n", "pattern read ", p,
-        "/+/_all/down/#\n");
+        "# Each node may only use topics that carry its own id.\n", "pattern write ", p,
+        "/%u/+/down/#\n", "pattern write ", p, "/+/%u/up/#\n", "pattern read ", p, "/+/%u/down/#\n",
+        "pattern read ", p, "/%u/+/up/#\n", "pattern read ", p, "/+/_all/down/#\n");
     if (absl::Status s = core::WriteFileAtomic(dir + "/acl", acl); !s.ok()) return s;
   } else {
     absl::StrAppend(&conf, "allow_anonymous true\n");
   }
-  if (absl::Status s = core::WriteFileAtomic(dir + "/mosquitto.conf", conf); !s.ok()) return s;
-  if (absl::Status s = b->Launch(); !s.ok()) return s;
-  return b;
+  return core::WriteFileAtomic(dir + "/mosquitto.conf", conf);
 }
 
 absl::Status MosquittoBroker::Launch() {
@@ -105,12 +155,17 @@ absl::Status MosquittoBroker::Launch() {
   }
   absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (absl::Now() < deadline) {
-    if (CanConnect(port_)) return absl::OkStatus();
+    // Connectable is not enough: another test's broker may hold the port.
+    if (ProcessListensOn(pid_, port_) && CanConnect(port_)) return absl::OkStatus();
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
       auto log = core::ReadFile(log_path());
-      return absl::InternalError(absl::StrCat("mosquitto exited at start: ", log.ok() ? *log : ""));
+      std::string text = log.ok() ? *log : "";
+      if (absl::StrContains(text, "in use")) {
+        return absl::FailedPreconditionError(absl::StrCat("port ", port_, " was taken: ", text));
+      }
+      return absl::InternalError(absl::StrCat("mosquitto exited at start: ", text));
     }
     absl::SleepFor(absl::Milliseconds(20));
   }

@@ -14,8 +14,13 @@
 
 namespace x1368::testing {
 
-// A TCP port on 127.0.0.1 that was free a moment ago.
+// A TCP port on 127.0.0.1 that was free a moment ago. Another process (ctest -j runs fixtures
+// in parallel) may take it before it is used: whoever binds it must check that it got it.
 int FreeTcpPort();
+
+// True when process `pid` holds a socket listening on TCP `port` (from /proc): tells our broker
+// from another test's broker that took the same port first.
+bool ProcessListensOn(pid_t pid, int port);
 
 struct MosquittoOptions {
   // TLS 1.3 listener that requires a client certificate; the certificate's CN becomes the
@@ -48,7 +53,9 @@ class MosquittoBroker {
  private:
   MosquittoBroker(std::string dir, MosquittoOptions options, int port)
       : dir_(std::move(dir)), options_(std::move(options)), port_(port) {}
+  // Starts the broker on port_; FailedPrecondition when another process holds the port.
   absl::Status Launch();
+  absl::Status WriteConfig();
   absl::Status WriteTlsMaterial();
 
   std::string dir_;

@@ -1,5 +1,7 @@
 #include "x1368/core/fake_transport.h"
 
+#include <algorithm>
+
 namespace x1368::core {
 
 std::unique_ptr<FakeTransport> FakeBroker::Connect(const std::string& client_id) {
@@ -26,6 +28,11 @@ void FakeBroker::DropNext(int n) {
   drop_ = n;
 }
 
+void FakeBroker::KeepLog(bool on) {
+  absl::MutexLock lock(&mu_);
+  keep_log_ = on;
+}
+
 void FakeBroker::Inject(const MqttMessage& message) { Route(message); }
 
 void FakeBroker::Attach(FakeTransport* t) {
@@ -35,16 +42,27 @@ void FakeBroker::Attach(FakeTransport* t) {
     clients_.push_back(t);
     for (const auto& [topic, m] : retained_) retained.push_back(m);
   }
-  for (const MqttMessage& m : retained) {
-    if (t->Subscribed(m.topic)) Deliver(t, m);
-  }
+  for (const MqttMessage& m : retained) Deliver(t, m);
 }
+
+namespace {
+// The transports whose handler runs on this thread now: a handler that stops its own transport
+// must not wait for itself.
+thread_local std::vector<const FakeTransport*> delivering_here;
+}  // namespace
 
 void FakeBroker::Detach(FakeTransport* t, bool send_will) {
   std::optional<MqttMessage> will;
   {
     absl::MutexLock lock(&mu_);
     std::erase(clients_, t);
+    bool self =
+        std::find(delivering_here.begin(), delivering_here.end(), t) != delivering_here.end();
+    auto idle = [this, t, self]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      auto it = busy_.find(t);
+      return it == busy_.end() || it->second <= (self ? 1 : 0);
+    };
+    mu_.Await(absl::Condition(&idle));
   }
   if (send_will) {
     absl::MutexLock lock(&t->mu_);
@@ -58,7 +76,7 @@ void FakeBroker::Route(const MqttMessage& message) {
   bool duplicate = false;
   {
     absl::MutexLock lock(&mu_);
-    log_.push_back(message);
+    if (keep_log_) log_.push_back(message);
     if (drop_ > 0) {
       --drop_;
       return;
@@ -76,13 +94,24 @@ void FakeBroker::Route(const MqttMessage& message) {
   MqttMessage live = message;
   live.retained = false;  // MQTT: the retain flag is cleared on live delivery
   for (FakeTransport* t : targets) {
-    if (!t->Subscribed(message.topic)) continue;
     Deliver(t, live);
     if (duplicate) Deliver(t, live);
   }
 }
 
-void FakeBroker::Deliver(FakeTransport* t, const MqttMessage& message) { t->Receive(message); }
+void FakeBroker::Deliver(FakeTransport* t, const MqttMessage& message) {
+  {
+    absl::MutexLock lock(&mu_);
+    // `t` may have been detached (and be about to be destroyed) since the caller listed it.
+    if (std::find(clients_.begin(), clients_.end(), t) == clients_.end()) return;
+    ++busy_[t];
+  }
+  delivering_here.push_back(t);
+  if (t->Subscribed(message.topic)) t->Receive(message);
+  delivering_here.pop_back();
+  absl::MutexLock lock(&mu_);
+  if (--busy_[t] == 0) busy_.erase(t);
+}
 
 FakeTransport::FakeTransport(FakeBroker* broker, std::string client_id) : broker_(broker) {
   options_.client_id = std::move(client_id);
@@ -185,9 +214,10 @@ void FakeTransport::Cut() {
 void FakeTransport::Stop() {
   {
     absl::MutexLock lock(&mu_);
-    if (!connected_) return;
     connected_ = false;
   }
+  // Even when already cut: a delivery that began before the cut may still be running, and no
+  // handler may run once Stop() has returned.
   broker_->Detach(this, /*send_will=*/false);
 }
 

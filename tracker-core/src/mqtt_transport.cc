@@ -126,10 +126,13 @@ class MqttTransport final : public Transport, private mqtt::iaction_listener {
       MessageHandler handler;
       {
         absl::MutexLock lock(&mu_);
+        if (stop_ || !on_message_) return;
         handler = on_message_;
+        ++delivering_;
       }
-      if (handler)
-        handler(MqttMessage{msg->get_topic(), msg->get_payload_str(), msg->is_retained()});
+      handler(MqttMessage{msg->get_topic(), msg->get_payload_str(), msg->is_retained()});
+      absl::MutexLock lock(&mu_);
+      --delivering_;
     });
     auto lost = [this](const std::string& cause) {
       absl::MutexLock lock(&mu_);
@@ -173,6 +176,9 @@ class MqttTransport final : public Transport, private mqtt::iaction_listener {
       };
       mu_.AwaitWithTimeout(absl::Condition(&drained), kDrainOnStop);
       stop_ = true;
+      // No handler runs once Stop() has returned: the node behind it may be destroyed next.
+      auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return delivering_ == 0; };
+      mu_.Await(absl::Condition(&idle));
     }
     if (connector_.joinable()) connector_.join();
     if (sender_.joinable()) sender_.join();
@@ -360,6 +366,7 @@ class MqttTransport final : public Transport, private mqtt::iaction_listener {
   std::vector<std::string> filters_ ABSL_GUARDED_BY(mu_);
   std::deque<MqttMessage> outbox_ ABSL_GUARDED_BY(mu_);
   int inflight_ ABSL_GUARDED_BY(mu_) = 0;
+  int delivering_ ABSL_GUARDED_BY(mu_) = 0;  // message handlers running now
   int inflight_limit_ ABSL_GUARDED_BY(mu_) = 1;
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
   bool want_connect_ ABSL_GUARDED_BY(mu_) = false;

@@ -2,7 +2,10 @@
 // QoS 1 delivery in publish order, retained messages, Last Will on an abrupt disconnect, and
 // fault injection (cut a connection, duplicate every delivery, drop the next N messages).
 // Delivery happens on the publisher's thread; handlers only post to event loops, as they must
-// with the real transport. Thread-safe.
+// with the real transport. Thread-safe: a transport that stops, is cut or is destroyed while
+// another thread routes a message is first unregistered, then waits until no delivery to it is
+// still running, so no handler runs on a transport (or on the node behind it) once Stop() or the
+// destructor has returned.
 #ifndef X1368_CORE_FAKE_TRANSPORT_H_
 #define X1368_CORE_FAKE_TRANSPORT_H_
 
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "x1368/core/transport.h"
 
@@ -32,19 +36,27 @@ class FakeBroker {
   void DuplicateDeliveries(bool on);
   // Drops the next `n` messages published.
   void DropNext(int n);
+  // Whether Published() keeps every message (the default); off for long or large runs.
+  void KeepLog(bool on);
 
  private:
   friend class FakeTransport;
   void Attach(FakeTransport* t);
+  // Unregisters `t` (idempotent) and waits until no other thread is delivering to it.
   void Detach(FakeTransport* t, bool send_will);
   void Route(const MqttMessage& message);
+  // Delivers to `t` only while it is registered, counting the delivery in `busy_` so that
+  // Detach() can wait for it.
   void Deliver(FakeTransport* t, const MqttMessage& message);
 
   mutable absl::Mutex mu_;
   std::vector<FakeTransport*> clients_ ABSL_GUARDED_BY(mu_);
+  // Deliveries running now, per transport.
+  absl::flat_hash_map<const FakeTransport*, int> busy_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, MqttMessage> retained_ ABSL_GUARDED_BY(mu_);
   std::vector<MqttMessage> log_ ABSL_GUARDED_BY(mu_);
   bool duplicate_ ABSL_GUARDED_BY(mu_) = false;
+  bool keep_log_ ABSL_GUARDED_BY(mu_) = true;
   int drop_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
