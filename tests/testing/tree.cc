@@ -23,15 +23,6 @@ void Must(const absl::Status& s, const char* what) {
 }
 }  // namespace
 
-void NodeRuntime::StartLoop() {
-  thread = std::thread([l = loop.get()] { l->Run(); });
-}
-
-void NodeRuntime::StopLoop() {
-  loop->Stop();
-  if (thread.joinable()) thread.join();
-}
-
 TestTree::TestTree(MosquittoBroker* broker)
     : broker_(broker),
       pki_(dir_.path()),
@@ -76,6 +67,7 @@ core::NodeConfig TestTree::NodeConfigFor(const std::string& id, const std::strin
 RootNode* TestTree::AddRoot() {
   root_ = std::make_unique<RootNode>();
   RootNode* r = root_.get();
+  r->loop = std::make_unique<core::EventLoop>(&executor_);
   r->id = pki_.root_id();
   r->dir = dir_.File(r->id);
   Must(core::MakeDirs(r->dir), "root dir");
@@ -89,8 +81,8 @@ RootNode* TestTree::AddRoot() {
   opts.images_dir = r->dir + "/images";
   r->root = std::make_unique<root::Root>(opts, r->node.get(), r->db.get(), r->transport.get(),
                                          r->loop.get());
-  Must(r->root->Start(), "root start");
-  r->StartLoop();
+  // Started on its loop, as the daemons do: nothing of the node runs beside its own strand.
+  Must(OnLoop(*r->loop, [r] { return r->root->Start(); }), "root start");
   return r;
 }
 
@@ -100,6 +92,7 @@ IntermediateNode* TestTree::AddIntermediate(const std::string& id, const std::st
   IntermediateNode* n = owned.get();
   intermediates_.push_back(std::move(owned));
   n->id = id;
+  n->loop = std::make_unique<core::EventLoop>(&executor_);
   n->dir = dir_.File(id);
   Must(core::MakeDirs(n->dir), "intermediate dir");
   TestNode cert = pki_.Issue(id, v1::ROLE_INTERMEDIATE, std::move(scope));
@@ -117,8 +110,7 @@ IntermediateNode* TestTree::AddIntermediate(const std::string& id, const std::st
   opts.report_interval = absl::Seconds(2);
   n->intermediate = std::make_unique<intermediate::Intermediate>(
       opts, n->node.get(), n->db.get(), n->transport.get(), n->transport.get(), n->loop.get());
-  Must(n->intermediate->Start(), "intermediate start");
-  n->StartLoop();
+  Must(OnLoop(*n->loop, [n] { return n->intermediate->Start(); }), "intermediate start");
   return n;
 }
 
@@ -127,6 +119,7 @@ ClientNode* TestTree::AddClient(const std::string& id, const std::string& parent
   ClientNode* c = owned.get();
   clients_.push_back(std::move(owned));
   c->id = id;
+  c->loop = std::make_unique<core::EventLoop>(&executor_);
   c->parent = parent;
   c->dir = dir_.File(id);
   Must(core::MakeDirs(c->dir), "client dir");
@@ -161,8 +154,7 @@ absl::Status TestTree::StartClient(ClientNode* c) {
   c->transport = MakeTransport(c->id);
   c->client = std::make_unique<client::Client>(c->options, c->node.get(), c->consumer.get(),
                                                c->transport.get(), c->loop.get(), c->hooks);
-  X1368_RETURN_IF_ERROR(c->client->Start());
-  c->StartLoop();
+  X1368_RETURN_IF_ERROR(OnLoop(*c->loop, [c] { return c->client->Start(); }));
   return absl::OkStatus();
 }
 
@@ -177,7 +169,7 @@ void TestTree::CrashClient(ClientNode* c) {
 }
 
 absl::Status TestTree::RestartClient(ClientNode* c) {
-  c->loop = std::make_unique<core::EventLoop>();
+  c->loop = std::make_unique<core::EventLoop>(&executor_);
   c->hooks = {};
   return StartClient(c);
 }

@@ -1,7 +1,7 @@
 // An x1368 tree in the test process: root, intermediates and clients as real module objects,
-// each with its own event loop thread and store, connected through a real Mosquitto (or the
-// in-memory FakeBroker). Tests build the shape they need, publish releases, start campaigns and
-// wait for the fleet to converge, then look inside any node.
+// each with its own event loop (a strand on the tree's one shared Executor) and store, connected
+// through a real Mosquitto (or the in-memory FakeBroker). Tests build the shape they need, publish
+// releases, start campaigns and wait for the fleet to converge, then look inside any node.
 #ifndef X1368_TESTING_TREE_H_
 #define X1368_TESTING_TREE_H_
 
@@ -16,6 +16,7 @@
 #include "testing/pki.h"
 #include "x1368/client/client.h"
 #include "x1368/core/event_loop.h"
+#include "x1368/core/executor.h"
 #include "x1368/core/fake_transport.h"
 #include "x1368/core/kv_store.h"
 #include "x1368/core/node.h"
@@ -44,10 +45,10 @@ struct NodeRuntime {
   std::unique_ptr<core::KvStore> store;  // SqliteKvStore or FileKvStore
   std::unique_ptr<core::NodeContext> node;
   std::unique_ptr<core::Transport> transport;
-  std::unique_ptr<core::EventLoop> loop = std::make_unique<core::EventLoop>();
-  std::thread thread;
-  void StartLoop();
-  void StopLoop();
+  std::unique_ptr<core::EventLoop> loop;
+  void StopLoop() {
+    if (loop) loop->Stop();
+  }
   ~NodeRuntime() { StopLoop(); }
 };
 
@@ -120,6 +121,7 @@ class TestTree {
   core::FakeBroker* fake_broker() { return &fake_; }
 
   RootNode* root() { return root_.get(); }
+  core::Executor* executor() { return &executor_; }
 
  private:
   std::unique_ptr<core::Transport> MakeTransport(const std::string& id);
@@ -128,6 +130,8 @@ class TestTree {
   absl::Status StartClient(ClientNode* c);
 
   MosquittoBroker* broker_;
+  // Every node of the tree runs on these threads (declared first: destroyed last).
+  core::Executor executor_{core::RealClock::Get(), /*threads=*/2, /*blocking_threads=*/2};
   core::FakeBroker fake_;
   TempDir dir_;
   TestPki pki_;

@@ -10,9 +10,44 @@ int64_t RealClock::NowMs() const {
       .count();
 }
 
+int64_t RealClock::MonotonicMs() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 RealClock* RealClock::Get() {
   static RealClock clock;
   return &clock;
+}
+
+Clock::WatchId FakeClock::Watch(std::function<void()> on_change) {
+  absl::MutexLock lock(&mu_);
+  WatchId id = next_watch_++;
+  watchers_.emplace(id, std::move(on_change));
+  return id;
+}
+
+void FakeClock::Unwatch(WatchId id) {
+  absl::MutexLock lock(&mu_);
+  watchers_.erase(id);
+}
+
+void FakeClock::Set(int64_t now_ms) {
+  now_ms_.store(now_ms);
+  Notify();
+}
+
+void FakeClock::Advance(int64_t delta_ms) {
+  if (delta_ms < 0) delta_ms = 0;  // time does not go back
+  now_ms_.fetch_add(delta_ms);
+  mono_ms_.fetch_add(delta_ms);
+  Notify();
+}
+
+void FakeClock::Notify() {
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, fn] : watchers_) fn();
 }
 
 }  // namespace x1368::core

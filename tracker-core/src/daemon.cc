@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "CLI/CLI.hpp"
+#include "absl/synchronization/notification.h"
 #include "x1368/core/log.h"
 
 namespace x1368::core {
@@ -88,14 +89,26 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
     std::cerr << name << ": " << s.message() << "\n";
     return 2;
   }
-  EventLoop loop;
+  // A daemon is one node: two threads run its loop and timers, two more its blocking calls.
+  Executor executor(RealClock::Get(), /*threads=*/2, /*blocking_threads=*/2);
+  EventLoop loop(&executor);
   auto daemon = setup.build(&loop);
   if (!daemon.ok()) {
     spdlog::critical("event=start_failed error=\"{}\"", daemon.status().message());
     std::cerr << name << ": " << daemon.status().message() << "\n";
     return 1;
   }
-  if (absl::Status s = (*daemon)->Start(); !s.ok()) {
+  // Started on its own loop: nothing else of the node runs until Start() has returned.
+  absl::Status started;
+  {
+    absl::Notification done;
+    loop.Post([&] {
+      started = (*daemon)->Start();
+      done.Notify();
+    });
+    done.WaitForNotification();
+  }
+  if (absl::Status s = started; !s.ok()) {
     std::cerr << name << ": " << s.message() << "\n";
     return 1;
   }
@@ -111,12 +124,14 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
     }
     metrics_server = std::move(*server);
   }
-  std::thread signals = WatchTerminationSignals([&loop](int sig) {
+  absl::Notification stop;
+  std::thread signals = WatchTerminationSignals([&stop](int sig) {
     spdlog::info("event=shutdown signal={}", sig);
-    loop.Stop();
+    stop.Notify();
   });
   spdlog::info("event=started");
-  loop.Run();
+  stop.WaitForNotification();
+  loop.Stop();
   if (metrics_server) metrics_server->Stop();
   (*daemon)->Stop();
   signals.join();

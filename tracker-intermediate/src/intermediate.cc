@@ -317,7 +317,7 @@ void Intermediate::PumpFill(const std::string& sha) {
     req->set_length(
         static_cast<uint32_t>(std::min<uint64_t>(opts_.fetch_chunk_size, f.size - offset)));
     req->set_request_id(next_request_id_++);
-    f.in_flight[offset] = {req->request_id(), absl::Now()};
+    f.in_flight[offset] = {req->request_id(), loop_->clock().MonotonicMs()};
     (void)links_.SendUp(Channel::kFw, std::move(body));
   }
 }
@@ -358,11 +358,12 @@ void Intermediate::OnUpstreamChunk(const v1::FirmwareChunkResponse& r) {
 void Intermediate::FillTick() {
   fill_timer_ = false;
   if (fills_.empty() || stopped_) return;
-  absl::Time now = absl::Now();
+  int64_t now = loop_->clock().MonotonicMs();
+  const int64_t timeout_ms = absl::ToInt64Milliseconds(opts_.fetch_timeout);
   std::vector<std::pair<std::string, v1::Reason>> failed;
   for (auto& [sha, f] : fills_) {
     for (auto it = f.in_flight.begin(); it != f.in_flight.end();) {
-      if (now - it->second.second < opts_.fetch_timeout) {
+      if (now - it->second.second < timeout_ms) {
         ++it;
         continue;
       }

@@ -1,36 +1,76 @@
-// Time source. Everything that compares times (expiry, skew, deadlines, certificate validity)
-// asks a Clock, so tests can move time and fault injectors can skew it.
-// RealClock is thread-safe; FakeClock is thread-safe (atomic).
+// Time sources. Two kinds of time, never mixed:
+//   - wall time (NowMs): what validity, expiry, skew and certificates are judged by. It may step
+//     (NTP, an operator, a dead RTC battery); nothing waits on it.
+//   - monotonic time (MonotonicMs): what every timer, retry and timeout is scheduled on. It never
+//     goes back and is unaffected by a wall-clock step.
+// The Executor (executor.h) runs every timer of every node on its Clock, so a FakeClock drives a
+// whole tree of nodes: tests move time instead of sleeping.
+// RealClock and FakeClock are thread-safe.
 #ifndef X1368_CORE_CLOCK_H_
 #define X1368_CORE_CLOCK_H_
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <map>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace x1368::core {
 
 class Clock {
  public:
+  using WatchId = uint64_t;
   virtual ~Clock() = default;
-  // Milliseconds since the Unix epoch.
+  // Wall time: milliseconds since the Unix epoch.
   virtual int64_t NowMs() const = 0;
+  // Monotonic milliseconds from an arbitrary origin.
+  virtual int64_t MonotonicMs() const = 0;
+  // False for a clock that moves only when told (FakeClock): whoever waits for a moment of it
+  // must Watch() it instead of sleeping in real time.
+  virtual bool advances_by_itself() const { return true; }
+  // Calls `on_change` after every change of a clock that does not advance by itself (never for a
+  // real clock). `on_change` runs under the clock's lock: it must only signal, not call back.
+  virtual WatchId Watch(std::function<void()> on_change) {
+    (void)on_change;
+    return 0;
+  }
+  virtual void Unwatch(WatchId id) { (void)id; }
 };
 
 class RealClock final : public Clock {
  public:
   int64_t NowMs() const override;
+  int64_t MonotonicMs() const override;
   static RealClock* Get();  // process-wide instance
 };
 
+// Moves only when told. Advance() moves both times (time passes); StepWall() moves the wall
+// clock alone, as NTP or an operator would.
 class FakeClock final : public Clock {
  public:
   explicit FakeClock(int64_t now_ms = 1'700'000'000'000) : now_ms_(now_ms) {}
   int64_t NowMs() const override { return now_ms_.load(); }
-  void Set(int64_t now_ms) { now_ms_.store(now_ms); }
-  void Advance(int64_t delta_ms) { now_ms_.fetch_add(delta_ms); }
+  int64_t MonotonicMs() const override { return mono_ms_.load(); }
+  bool advances_by_itself() const override { return false; }
+  WatchId Watch(std::function<void()> on_change) override;
+  void Unwatch(WatchId id) override;
+
+  // Sets the wall clock (a step; monotonic time does not move).
+  void Set(int64_t now_ms);
+  void StepWall(int64_t delta_ms) { Set(now_ms_.load() + delta_ms); }
+  // Lets `delta_ms` pass: both clocks move forward.
+  void Advance(int64_t delta_ms);
 
  private:
+  void Notify();
+
   std::atomic<int64_t> now_ms_;
+  std::atomic<int64_t> mono_ms_{0};
+  absl::Mutex mu_;
+  WatchId next_watch_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<WatchId, std::function<void()>> watchers_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace x1368::core

@@ -1,18 +1,20 @@
-// The one thread that owns a node's state (STYLE.md "Errors, threads, state"). MQTT callbacks,
-// timers and signal handlers never touch domain state: they Post() a task here.
-// Post, PostAfter, Cancel and Stop are thread-safe; tasks run one at a time on the loop thread.
+// A node's event loop: the one serial strand that owns a node's state (STYLE.md "Errors,
+// threads, state"). MQTT callbacks, timers and signal handlers never touch domain state: they
+// Post() a task here. Tasks of one loop run one at a time, in the order posted, on whichever
+// thread of the shared Executor (executor.h) is free; many loops share the executor's threads.
+// Timers run on the executor's Clock (monotonic time), so a FakeClock drives them.
+//
+// Post, PostAfter, Cancel and Stop are thread-safe. After Stop() (or the destructor) returns, no
+// task of this loop runs any more, except the one calling Stop() itself.
 #ifndef X1368_CORE_EVENT_LOOP_H_
 #define X1368_CORE_EVENT_LOOP_H_
 
 #include <cstdint>
-#include <deque>
 #include <functional>
-#include <map>
-#include <thread>
+#include <memory>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "x1368/core/executor.h"
 
 namespace x1368::core {
 
@@ -21,36 +23,31 @@ class EventLoop {
   using Task = std::function<void()>;
   using TimerId = uint64_t;
 
-  EventLoop() = default;
+  // `executor` must outlive the loop.
+  explicit EventLoop(Executor* executor);
+  ~EventLoop();
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
 
   void Post(Task task);
-  // Runs `task` once after `delay`; the id cancels it.
+  // Runs `task` on this loop once `delay` has passed on the clock; the id cancels it.
   TimerId PostAfter(absl::Duration delay, Task task);
   void Cancel(TimerId id);
 
-  // Runs tasks on the calling thread until Stop(). Tasks posted after Stop() are dropped.
-  void Run();
+  // Drops every queued task and timer, refuses new ones, and waits for a running task to end.
   void Stop();
   bool stopped() const;
 
-  // Runs queued tasks (not timers that are not yet due) on the calling thread until none is
-  // left; for tests that drive a node without a separate thread.
-  void RunPending();
-
-  // True on the thread currently inside Run().
+  // True while a task of this loop runs on the calling thread.
   bool InLoopThread() const;
 
- private:
-  bool RunOne(bool block) ABSL_LOCKS_EXCLUDED(mu_);
+  Executor* executor() const { return executor_; }
+  const Clock& clock() const { return executor_->clock(); }
 
-  mutable absl::Mutex mu_;
-  std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
-  std::multimap<absl::Time, std::pair<TimerId, Task>> timers_ ABSL_GUARDED_BY(mu_);
-  TimerId next_timer_ ABSL_GUARDED_BY(mu_) = 1;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread::id loop_thread_ ABSL_GUARDED_BY(mu_);
+ private:
+  struct State;
+  Executor* executor_;
+  std::shared_ptr<State> state_;
 };
 
 }  // namespace x1368::core

@@ -63,8 +63,9 @@ class Intermediate {
   struct Fill {
     uint64_t size = 0;
     std::vector<bool> done;
-    size_t next = 0;                                                // next chunk index to request
-    std::map<uint64_t, std::pair<uint64_t, absl::Time>> in_flight;  // offset -> (id, sent)
+    size_t next = 0;  // next chunk index to request
+    std::map<uint64_t, std::pair<uint64_t, int64_t>>
+        in_flight;  // offset -> (id, sent at, monotonic ms)
     std::map<uint64_t, int> tries;
   };
 
