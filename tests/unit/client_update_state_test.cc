@@ -126,20 +126,23 @@ TEST(UpdateStateTest, IllegalMovesReturnNullopt) {
   EXPECT_EQ(Apply(v1::UPDATE_STATE_UNSPECIFIED, Event::kOffer), std::nullopt);
 }
 
-TEST(UpdateStateTest, EveryNonTerminalStateHasARecovery) {
+TEST(UpdateStateTest, EveryNonTerminalStateHasAnActionAndTerminalOnesNone) {
+  std::set<Action> used;
   for (State s : AllStates()) {
     if (IsTerminal(s)) {
-      EXPECT_EQ(RecoveryFor(s), Recovery::kNone) << StateName(s);
+      EXPECT_EQ(ActionFor(s), Action::kNone) << StateName(s);
     } else {
-      EXPECT_NE(RecoveryFor(s), Recovery::kNone) << StateName(s) << " has no recovery";
+      EXPECT_NE(ActionFor(s), Action::kNone) << StateName(s) << " has no action";
+      // One action per state: two states doing the same thing would be one state.
+      EXPECT_TRUE(used.insert(ActionFor(s)).second) << StateName(s) << " shares its action";
     }
   }
-  EXPECT_EQ(RecoveryFor(v1::OFFERED), Recovery::kAwaitGo);
-  EXPECT_EQ(RecoveryFor(v1::DOWNLOADING), Recovery::kResumeDownload);
-  EXPECT_EQ(RecoveryFor(v1::DOWNLOADED), Recovery::kReverify);
-  EXPECT_EQ(RecoveryFor(v1::VERIFIED), Recovery::kInstall);
-  EXPECT_EQ(RecoveryFor(v1::INSTALLING), Recovery::kInstall);
-  EXPECT_EQ(RecoveryFor(v1::TRIAL_BOOT), Recovery::kCheckTrial);
+  EXPECT_EQ(ActionFor(v1::OFFERED), Action::kAwaitGo);
+  EXPECT_EQ(ActionFor(v1::DOWNLOADING), Action::kDownload);
+  EXPECT_EQ(ActionFor(v1::DOWNLOADED), Action::kVerify);
+  EXPECT_EQ(ActionFor(v1::VERIFIED), Action::kBeginInstall);
+  EXPECT_EQ(ActionFor(v1::INSTALLING), Action::kInstall);
+  EXPECT_EQ(ActionFor(v1::TRIAL_BOOT), Action::kTrialBoot);
 }
 
 TEST(UpdateStateTest, TerminalAndPreInstallStates) {

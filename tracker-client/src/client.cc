@@ -43,51 +43,58 @@ Client::~Client() { Stop(); }
 
 absl::Status Client::Start() {
   X1368_ASSIGN_OR_RETURN(std::optional<std::string> raw, node_->store().Get(kRecordKey));
+  if (raw && !record_.ParseFromString(*raw)) {
+    return core::Reject(v1::STORAGE_ERROR, "the persisted update record is corrupt");
+  }
+  if (record_.state() == v1::UPDATE_STATE_UNSPECIFIED) record_.set_state(v1::IDLE);
+  if (!record_.directive_envelope().empty()) {
+    // Re-verified after every restart: what is on disk is not trusted blindly.
+    auto m = ManifestOf(record_.directive_envelope());
+    if (m.ok()) manifest_ = *m;
+  }
+  if (!IsTerminal(record_.state())) {
+    spdlog::info("event=update.resume state={} campaign={}", StateName(record_.state()),
+                 record_.campaign_id());
+  }
   {
     absl::MutexLock lock(&mu_);
-    if (raw && !record_.ParseFromString(*raw)) {
-      return core::Reject(v1::STORAGE_ERROR, "the persisted update record is corrupt");
-    }
-    if (record_.state() == v1::UPDATE_STATE_UNSPECIFIED) record_.set_state(v1::IDLE);
-    if (!record_.directive_envelope().empty()) {
-      // Re-verified after every restart: what is on disk is not trusted blindly.
-      auto m = ManifestOf(record_.directive_envelope());
-      if (m.ok()) manifest_ = *m;
-    }
-    if (!IsTerminal(record_.state())) {
-      spdlog::info("event=update.resume state={} campaign={}", StateName(record_.state()),
-                   record_.campaign_id());
-    }
+    snapshot_ = record_;
   }
-  worker_ = std::thread([this] { WorkerLoop(); });
-  Kick();
   core::NodeLinks::Handlers handlers;
   handlers.from_parent = [this](const core::Topic& t, const std::string& payload,
                                 core::OpenedMessage opened) { OnMessage(t, payload, opened); };
   handlers.upstream_connected = [this] { Report(); };
-  // X.1368 §11.2 c: rejections are reported upward (coalesced into one report).
+  // Rejections are reported upward (coalesced into one report).
   handlers.rejected = [this](const absl::Status& s) {
     if (ReasonOf(s) != v1::DUPLICATE) ScheduleReport();
   };
   X1368_RETURN_IF_ERROR(links_.Start(std::move(handlers)));
   loop_->PostAfter(opts_.report_interval, [this] { PeriodicReport(); });
+  StepSoon();  // resumes an update cut short, by the action of its state
   return absl::OkStatus();
 }
 
 void Client::Stop() {
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_) return;
-    stopping_ = true;
+    if (stopped_) return;
+    stopped_ = true;
   }
+  // The loop no longer runs (the owner stopped it first): nothing of ours runs beside us but a
+  // consumer call on a blocking thread. A download ends at once; anything else is let finish.
+  stopping_ = true;
   fetcher_.Abort();
-  if (worker_.joinable()) worker_.join();
+  {
+    absl::MutexLock lock(&mu_);
+    auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return consumer_calls_ == 0; };
+    mu_.Await(absl::Condition(&idle));
+  }
   links_.Stop();
 }
 
 v1::UpdateRecord Client::record() const {
   absl::MutexLock lock(&mu_);
-  return record_;
+  return snapshot_;
 }
 
 bool Client::crashed() const {
@@ -106,7 +113,7 @@ absl::StatusOr<v1::Manifest> Client::ManifestOf(const std::string& directive_env
 }
 
 // ---------------------------------------------------------------------------------------------
-// Event loop side
+// Messages
 
 void Client::Reject(const absl::Status& status, absl::string_view where) {
   links_.Reject(status, where);
@@ -163,12 +170,9 @@ void Client::HandleDirective(const std::string& envelope, const core::OpenedMess
   // Not for this device: silently not ours (X.1368 §9: only the devices that need it).
   if (d.selector().component() != status.component) return;
   if (!d.selector().devices().empty() && !Contains(d.selector().devices(), node_->id())) return;
-  {
-    absl::MutexLock lock(&mu_);
-    if (d.campaign_id() == record_.campaign_id() ||
-        Contains(record_.finished_campaigns(), d.campaign_id())) {
-      return;  // already handled: idempotent under redelivery and desired-state catch-up
-    }
+  if (d.campaign_id() == record_.campaign_id() ||
+      Contains(record_.finished_campaigns(), d.campaign_id())) {
+    return;  // already handled: idempotent under redelivery and desired-state catch-up
   }
   auto manifest = core::VerifyManifest(node_->trust(), d.manifest());
   if (!manifest.ok()) return Reject(manifest.status(), "directive.manifest");
@@ -201,93 +205,259 @@ void Client::HandleDirective(const std::string& envelope, const core::OpenedMess
 
 void Client::Offer(const std::string& envelope, const core::OpenedMessage& opened,
                    const v1::Manifest& manifest) {
+  if (stopping_) return;
   const v1::UpdateDirective& d = opened.body.directive();
   auto go = pending_go_.find(d.campaign_id());
   bool go_ok = go != pending_go_.end() && go->second == opened.body_digest;
   if (go != pending_go_.end()) pending_go_.erase(go);
-  // The worker may move the record at the same moment (compare-and-swap on the generation):
-  // read again and decide again until one of the two wins cleanly.
-  while (true) {
-    v1::UpdateRecord rec;
-    uint64_t generation;
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) return;
-      if (!IsTerminal(record_.state()) && !IsPreInstall(record_.state())) {
-        // Installing or in trial: finish that first, then look at this one.
-        queued_directive_ = envelope;
-        return;
-      }
-      rec = record_;
-      generation = generation_;
-    }
-    rec.set_campaign_id(d.campaign_id());
-    rec.set_directive_envelope(envelope);
-    rec.set_directive_digest(opened.body_digest);
-    rec.set_bytes_done(0);
-    rec.set_trial_started(false);
-    rec.set_go_received(go_ok);
-    spdlog::info("event=update.offered campaign={} version={}", d.campaign_id(),
-                 manifest.version());
-    if (Transition(rec, generation, Event::kOffer, v1::REASON_UNSPECIFIED, "", &manifest)) {
-      fetcher_.Abort();  // a download of a superseded image stops here; the worker starts over
-      Kick();
-      return;
-    }
-    absl::MutexLock lock(&mu_);
-    if (generation == generation_ || crashed_) return;  // a storage error, not a race: reported
+  if (!IsTerminal(record_.state()) && !IsPreInstall(record_.state())) {
+    // Installing or in trial: finish that first, then look at this one.
+    queued_directive_ = envelope;
+    return;
   }
+  v1::UpdateRecord rec = record_;
+  rec.set_campaign_id(d.campaign_id());
+  rec.set_directive_envelope(envelope);
+  rec.set_directive_digest(opened.body_digest);
+  rec.set_bytes_done(0);
+  rec.set_trial_started(false);
+  rec.set_go_received(go_ok);
+  spdlog::info("event=update.offered campaign={} version={}", d.campaign_id(), manifest.version());
+  // A download of a superseded image stops here; its result is dropped (the record moved on).
+  if (Transition(Event::kOffer, v1::REASON_UNSPECIFIED, "", &rec, &manifest)) fetcher_.Abort();
 }
 
 void Client::HandleGo(const v1::Go& go) {
   if (!go.devices().empty() && !Contains(go.devices(), node_->id())) return;
-  v1::UpdateRecord rec;
-  uint64_t generation;
-  {
-    absl::MutexLock lock(&mu_);
-    rec = record_;
-    generation = generation_;
-  }
-  if (go.campaign_id() != rec.campaign_id()) {
+  if (go.campaign_id() != record_.campaign_id()) {
     // The go may overtake its directive (different topics): keep it for a while.
     if (pending_go_.size() >= kMaxPendingGo) pending_go_.erase(pending_go_.begin());
     pending_go_[go.campaign_id()] = go.directive_digest();
     return;
   }
-  if (go.directive_digest() != rec.directive_digest()) {
+  if (go.directive_digest() != record_.directive_digest()) {
     return Reject(core::Reject(v1::GO_MISMATCH, "go names another directive for this campaign"),
                   "go");
   }
-  if (rec.state() != v1::OFFERED || rec.go_received()) return;  // idempotent
+  if (record_.state() != v1::OFFERED || record_.go_received()) return;  // idempotent
+  v1::UpdateRecord rec = record_;
   rec.set_go_received(true);
-  if (Persist(rec, generation)) Kick();
+  if (Persist(rec)) StepSoon();
 }
 
 // ---------------------------------------------------------------------------------------------
-// Worker side
+// The update: the action of each state (update_state.h kActions)
 
-void Client::Kick() {
-  absl::MutexLock lock(&mu_);
-  kicked_ = true;
+void Client::StepSoon() {
+  if (step_posted_) return;
+  step_posted_ = true;
+  loop_->Post([this] {
+    step_posted_ = false;
+    Step();
+  });
 }
 
-void Client::WorkerLoop() {
-  while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return kicked_ || stopping_; };
-      mu_.Await(absl::Condition(&ready));
-      if (stopping_) return;
-      kicked_ = false;
+void Client::Step() {
+  if (stopping_ || busy_) return;
+  if (IsTerminal(record_.state())) {
+    if (queued_directive_) {
+      std::string d = std::move(*queued_directive_);
+      queued_directive_.reset();
+      auto inner = node_->opener().Open(d, {core::Origin::kEmbedded, {}});
+      if (inner.ok()) HandleDirective(d, *inner);
     }
-    Drive();
+    return;
+  }
+  if (!manifest_) {
+    // The stored directive no longer verifies (e.g. the author certificate expired).
+    Transition(Event::kFail, v1::AUTHOR_NOT_TRUSTED, "stored directive no longer verifies");
+    return;
+  }
+  switch (ActionFor(record_.state())) {
+    case Action::kNone:
+      return;
+    case Action::kAwaitGo:
+      return AwaitGoThenAccept();
+    case Action::kDownload:
+      return Download();
+    case Action::kVerify:
+      return VerifyImage();
+    case Action::kBeginInstall:
+      Transition(Event::kInstall);
+      return;
+    case Action::kInstall:
+      return InstallImage();
+    case Action::kTrialBoot:
+      return TrialBoot();
   }
 }
 
-bool Client::Persist(const v1::UpdateRecord& rec, uint64_t generation,
-                     const v1::Manifest* manifest) {
-  absl::MutexLock lock(&mu_);
-  if (generation != generation_) return false;  // replaced meanwhile; the caller starts over
+void Client::CallConsumer(std::function<absl::Status()> call,
+                          std::function<void(const absl::Status&)> then) {
+  busy_ = true;
+  uint64_t generation = generation_;
+  {
+    absl::MutexLock lock(&mu_);
+    ++consumer_calls_;
+  }
+  loop_->executor()->SubmitBlocking(
+      [this, generation, call = std::move(call), then = std::move(then)] {
+        absl::Status s = call();
+        loop_->Post([this, generation, s, then] {
+          busy_ = false;
+          if (stopping_) return;
+          if (generation != generation_)
+            return Step();  // moved on meanwhile: act on the new record
+          then(s);
+        });
+        absl::MutexLock lock(&mu_);
+        --consumer_calls_;  // the last touch of `this`: Stop() may return now
+      });
+}
+
+void Client::AwaitGoThenAccept() {
+  if (!record_.go_received()) return;  // the parent's go arrives as a message
+  v1::Envelope env;
+  v1::Body body;
+  if (env.ParseFromString(record_.directive_envelope()) && body.ParseFromString(env.body()) &&
+      body.directive().deadline_ms() != 0 &&
+      body.directive().deadline_ms() < node_->clock().NowMs()) {
+    Transition(Event::kFail, v1::DEADLINE_PASSED, "deadline passed before go");
+    return;
+  }
+  CallConsumer([this, m = *manifest_] { return consumer_->Accept(m); },
+               [this](const absl::Status& s) {
+                 if (ReasonOf(s) == v1::CONSUMER_DECLINED) {
+                   Transition(Event::kDecline, v1::CONSUMER_DECLINED, s.message());
+                 } else if (!s.ok()) {
+                   Transition(Event::kFail, ReasonOf(s), s.message());
+                 } else {
+                   Transition(Event::kGo);
+                 }
+               });
+}
+
+void Client::Download() {
+  const v1::Manifest& m = *manifest_;
+  fetcher_.Begin(m.sha256(), m.size());
+  last_progress_report_ = 0;
+  uint64_t generation = generation_;
+  auto progress = [this, generation, size = m.size()](uint64_t done) {
+    loop_->Post([this, generation, size, done] {
+      if (generation != generation_) return;
+      record_.set_bytes_done(done);
+      // Progress goes up at each quarter, not with every chunk.
+      if (done * 4 / size > last_progress_report_ * 4 / size || done == size) {
+        last_progress_report_ = done;
+        Report();
+      }
+    });
+  };
+  CallConsumer([this, m, progress] { return consumer_->Download(m, &fetcher_, progress); },
+               [this, size = m.size()](const absl::Status& s) {
+                 if (absl::IsCancelled(s)) return Step();  // aborted, not failed: look again
+                 if (!s.ok()) return Retry(s);
+                 v1::UpdateRecord rec = record_;
+                 rec.set_bytes_done(size);
+                 Transition(Event::kDownloaded, v1::REASON_UNSPECIFIED, "", &rec);
+               });
+}
+
+void Client::VerifyImage() {
+  CallConsumer(
+      [this, m = *manifest_] {
+        absl::Status s = consumer_->Verify(m);
+        if (!s.ok()) consumer_->Discard();
+        return s;
+      },
+      [this](const absl::Status& s) {
+        if (!s.ok()) {
+          Transition(Event::kFail, ReasonOf(s), s.message());
+        } else {
+          Transition(Event::kVerified);
+        }
+      });
+}
+
+void Client::InstallImage() {
+  CallConsumer([this, m = *manifest_] { return consumer_->Install(m); },
+               [this](const absl::Status& s) {
+                 if (!s.ok()) return Retry(core::Reject(v1::INSTALL_FAILED, s.message()));
+                 v1::UpdateRecord rec = record_;
+                 rec.set_trial_started(false);
+                 Transition(Event::kInstalled, v1::REASON_UNSPECIFIED, "", &rec);
+               });
+}
+
+void Client::TrialBoot() {
+  const v1::Manifest m = *manifest_;
+  auto check = [this, m] {
+    ConsumerStatus status = consumer_->Status();
+    if (status.image_sha256 != m.sha256()) {
+      // Not running the new image: the bootloader went back to the previous slot.
+      Transition(Event::kRollBack, v1::TRIAL_BOOT_FAILED, "the bootloader reverted the trial");
+      return;
+    }
+    if (!status.in_trial) {
+      Transition(Event::kConfirmed);
+      return;
+    }
+    CallConsumer(
+        [this, m] {
+          absl::Status s = consumer_->Confirm(m);
+          if (!s.ok()) (void)consumer_->Rollback();
+          return s;
+        },
+        [this](const absl::Status& s) {
+          if (!s.ok()) {
+            Transition(Event::kRollBack, v1::TRIAL_BOOT_FAILED, s.message());
+          } else {
+            Transition(Event::kConfirmed);
+          }
+        });
+  };
+  if (record_.trial_started()) return check();  // after a restart: did the trial come up?
+  v1::UpdateRecord rec = record_;
+  rec.set_trial_started(true);  // persisted first: a trial is booted once
+  if (!Persist(rec)) return;
+  CallConsumer([this, m] { return consumer_->BootTrial(m); },
+               [this, check](const absl::Status& s) {
+                 if (!s.ok()) {
+                   Transition(Event::kRollBack, v1::TRIAL_BOOT_FAILED, s.message());
+                   return;
+                 }
+                 if (CrashHere(hooks_.crash_after_trial_boot && hooks_.crash_after_trial_boot()))
+                   return;
+                 check();
+               });
+}
+
+void Client::Retry(const absl::Status& status) {
+  v1::UpdateRecord rec = record_;
+  rec.set_attempts(rec.attempts() + 1);
+  if (static_cast<int>(rec.attempts()) >= opts_.max_attempts) {
+    v1::Reason reason = ReasonOf(status);
+    if (reason == v1::REASON_UNSPECIFIED) reason = v1::DOWNLOAD_FAILED;
+    std::string detail(status.message());
+    CallConsumer(
+        [this] {
+          consumer_->Discard();
+          return absl::OkStatus();
+        },
+        [this, reason, detail](const absl::Status&) { Transition(Event::kFail, reason, detail); });
+    return;
+  }
+  rec.set_detail(std::string(status.message()));
+  if (!Persist(rec)) return;
+  busy_ = true;  // nothing else acts until the retry is due (on the clock)
+  loop_->PostAfter(opts_.retry_delay, [this] {
+    busy_ = false;
+    Step();
+  });
+}
+
+bool Client::Persist(const v1::UpdateRecord& rec, const v1::Manifest* manifest) {
+  if (stopping_) return false;
   absl::Status s = node_->store().Put(kRecordKey, rec.SerializeAsString());
   if (!s.ok()) {
     // Never retried silently: counted, logged and reported; the previous record stays on disk.
@@ -299,11 +469,14 @@ bool Client::Persist(const v1::UpdateRecord& rec, uint64_t generation,
   record_ = rec;
   if (manifest != nullptr) manifest_ = *manifest;
   ++generation_;
+  absl::MutexLock lock(&mu_);
+  snapshot_ = record_;
   return true;
 }
 
-bool Client::Transition(v1::UpdateRecord rec, uint64_t generation, Event event, v1::Reason reason,
-                        absl::string_view detail, const v1::Manifest* manifest) {
+bool Client::Transition(Event event, v1::Reason reason, absl::string_view detail,
+                        v1::UpdateRecord* base, const v1::Manifest* manifest) {
+  v1::UpdateRecord rec = base != nullptr ? *base : record_;
   std::optional<State> to = Apply(rec.state(), event);
   if (!to) {
     spdlog::error("event=update.illegal_transition from={} event={}", StateName(rec.state()),
@@ -321,194 +494,32 @@ bool Client::Transition(v1::UpdateRecord rec, uint64_t generation, Event event, 
       rec.mutable_finished_campaigns()->erase(rec.mutable_finished_campaigns()->begin());
     }
   }
-  if (!Persist(rec, generation, manifest)) {
+  if (!Persist(rec, manifest)) {
     Report();
     return false;
   }
   spdlog::info("event=update.state state={} campaign={} reason={}", StateName(*to),
                rec.campaign_id(), core::ReasonName(reason));
   Report();
-  if (hooks_.crash_after_persist && hooks_.crash_after_persist(*to)) {
-    absl::MutexLock lock(&mu_);
-    crashed_ = true;
-    return false;
-  }
+  if (CrashHere(hooks_.crash_after_persist && hooks_.crash_after_persist(*to))) return false;
+  StepSoon();
   return true;
 }
 
-bool Client::Retry(v1::UpdateRecord rec, uint64_t generation, const absl::Status& status) {
-  rec.set_attempts(rec.attempts() + 1);
-  if (static_cast<int>(rec.attempts()) >= opts_.max_attempts) {
-    consumer_->Discard();
-    v1::Reason reason = ReasonOf(status);
-    return Transition(rec, generation, Event::kFail,
-                      reason == v1::REASON_UNSPECIFIED ? v1::DOWNLOAD_FAILED : reason,
-                      status.message());
-  }
-  rec.set_detail(std::string(status.message()));
-  if (!Persist(rec, generation)) return false;
+bool Client::CrashHere(bool simulate) {
+  if (!simulate) return false;
+  // A simulated power cut: nothing of this client acts or reports any more.
+  stopping_ = true;
+  fetcher_.Abort();
   absl::MutexLock lock(&mu_);
-  auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
-  mu_.AwaitWithTimeout(absl::Condition(&stop), opts_.retry_delay);
-  return !stopping_;
-}
-
-void Client::Drive() {
-  while (true) {
-    v1::UpdateRecord rec;
-    uint64_t gen;
-    std::optional<v1::Manifest> m;
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_ || crashed_) return;
-      rec = record_;
-      gen = generation_;
-      m = manifest_;
-      if (IsTerminal(rec.state())) {
-        if (queued_directive_) {
-          std::string d = std::move(*queued_directive_);
-          queued_directive_.reset();
-          loop_->Post([this, d] {
-            auto inner = node_->opener().Open(d, {core::Origin::kEmbedded, {}});
-            if (inner.ok()) HandleDirective(d, *inner);
-          });
-        }
-        return;
-      }
-    }
-    if (!m) {
-      // The stored directive no longer verifies (e.g. the author certificate expired).
-      Transition(rec, gen, Event::kFail, v1::AUTHOR_NOT_TRUSTED,
-                 "stored directive no longer verifies");
-      return;
-    }
-    absl::Status s;
-    switch (rec.state()) {
-      case v1::OFFERED: {
-        if (!rec.go_received()) return;  // wait for the parent's go
-        v1::Envelope env;
-        v1::Body body;
-        if (env.ParseFromString(rec.directive_envelope()) && body.ParseFromString(env.body()) &&
-            body.directive().deadline_ms() != 0 &&
-            body.directive().deadline_ms() < node_->clock().NowMs()) {
-          if (!Transition(rec, gen, Event::kFail, v1::DEADLINE_PASSED, "deadline passed before go"))
-            return;
-          continue;
-        }
-        s = consumer_->Accept(*m);
-        if (ReasonOf(s) == v1::CONSUMER_DECLINED) {
-          if (!Transition(rec, gen, Event::kDecline, v1::CONSUMER_DECLINED, s.message())) return;
-          continue;
-        }
-        if (!s.ok()) {
-          if (!Transition(rec, gen, Event::kFail, ReasonOf(s), s.message())) return;
-          continue;
-        }
-        if (!Transition(rec, gen, Event::kGo)) return;
-        continue;
-      }
-      case v1::DOWNLOADING: {
-        fetcher_.Begin(m->sha256(), m->size());
-        {
-          // Stop() may have aborted the fetcher just before Begin() re-armed it.
-          absl::MutexLock lock(&mu_);
-          if (stopping_) return;
-        }
-        s = consumer_->Download(*m, &fetcher_, [this, size = m->size()](uint64_t done) {
-          bool report = false;
-          {
-            absl::MutexLock lock(&mu_);
-            record_.set_bytes_done(done);
-            // Progress goes up at each quarter, not with every chunk.
-            if (done * 4 / size > last_progress_report_ * 4 / size || done == size) {
-              last_progress_report_ = done;
-              report = true;
-            }
-          }
-          if (report) Report();
-        });
-        {
-          absl::MutexLock lock(&mu_);
-          last_progress_report_ = 0;
-          if (stopping_) return;
-        }
-        if (absl::IsCancelled(s)) continue;  // superseded by a newer directive: start over
-        if (s.ok()) {
-          rec.set_bytes_done(m->size());
-          if (!Transition(rec, gen, Event::kDownloaded)) return;
-        } else if (!Retry(rec, gen, s)) {
-          return;
-        }
-        continue;
-      }
-      case v1::DOWNLOADED:
-        s = consumer_->Verify(*m);
-        if (!s.ok()) {
-          consumer_->Discard();
-          if (!Transition(rec, gen, Event::kFail, ReasonOf(s), s.message())) return;
-          continue;
-        }
-        if (!Transition(rec, gen, Event::kVerified)) return;
-        continue;
-      case v1::VERIFIED:
-        if (!Transition(rec, gen, Event::kInstall)) return;
-        continue;
-      case v1::INSTALLING:
-        s = consumer_->Install(*m);
-        if (!s.ok()) {
-          if (!Retry(rec, gen, core::Reject(v1::INSTALL_FAILED, s.message()))) return;
-          continue;
-        }
-        rec.set_trial_started(false);
-        if (!Transition(rec, gen, Event::kInstalled)) return;
-        continue;
-      case v1::TRIAL_BOOT: {
-        if (!rec.trial_started()) {
-          rec.set_trial_started(true);
-          if (!Persist(rec, gen)) return;
-          {
-            absl::MutexLock lock(&mu_);
-            gen = generation_;
-          }
-          s = consumer_->BootTrial(*m);
-          if (!s.ok()) {
-            if (!Transition(rec, gen, Event::kRollBack, v1::TRIAL_BOOT_FAILED, s.message())) return;
-            continue;
-          }
-          if (hooks_.crash_after_trial_boot && hooks_.crash_after_trial_boot()) {
-            absl::MutexLock lock(&mu_);
-            crashed_ = true;
-            return;
-          }
-        }
-        ConsumerStatus status = consumer_->Status();
-        if (status.image_sha256 != m->sha256()) {
-          // Not running the new image: the bootloader went back to the previous slot.
-          if (!Transition(rec, gen, Event::kRollBack, v1::TRIAL_BOOT_FAILED,
-                          "the bootloader reverted the trial"))
-            return;
-          continue;
-        }
-        if (status.in_trial) {
-          s = consumer_->Confirm(*m);
-          if (!s.ok()) {
-            (void)consumer_->Rollback();
-            if (!Transition(rec, gen, Event::kRollBack, v1::TRIAL_BOOT_FAILED, s.message())) return;
-            continue;
-          }
-        }
-        if (!Transition(rec, gen, Event::kConfirmed)) return;
-        continue;
-      }
-      default:
-        return;
-    }
-  }
+  crashed_ = true;
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------
 
 void Client::Report() {
+  if (stopping_) return;
   ConsumerStatus status = consumer_->Status();
   v1::StatusReport r;
   r.set_device_id(node_->id());
@@ -516,17 +527,14 @@ void Client::Report() {
   r.set_version(status.version);
   r.set_sequence_number(status.sequence_number);
   r.set_hardware_class(status.hardware_class);
-  {
-    absl::MutexLock lock(&mu_);
-    r.set_campaign_id(record_.campaign_id());
-    r.set_state(record_.state());
-    r.set_reason(record_.reason());
-    r.set_detail(record_.detail());
-    r.set_bytes_done(record_.bytes_done());
-    if (manifest_) {
-      r.set_bytes_total(manifest_->size());
-      r.set_target_version(manifest_->version());
-    }
+  r.set_campaign_id(record_.campaign_id());
+  r.set_state(record_.state());
+  r.set_reason(record_.reason());
+  r.set_detail(record_.detail());
+  r.set_bytes_done(record_.bytes_done());
+  if (manifest_) {
+    r.set_bytes_total(manifest_->size());
+    r.set_target_version(manifest_->version());
   }
   for (const v1::ReasonCount& rc : node_->metrics().RejectionCounts()) *r.add_rejections() = rc;
   v1::Body body;

@@ -35,6 +35,22 @@ constexpr Transition kTransitions[] = {
   {FAILED,       E::kOffer,       OFFERED},
   {ROLLED_BACK,  E::kOffer,       OFFERED},
 };
+
+struct StateAction {
+  State state;
+  Action action;
+};
+
+// What the client does in each state that is not terminal (ActionFor: kNone for the others).
+constexpr StateAction kActions[] = {
+  // state        action
+  {OFFERED,      Action::kAwaitGo},
+  {DOWNLOADING,  Action::kDownload},
+  {DOWNLOADED,   Action::kVerify},
+  {VERIFIED,     Action::kBeginInstall},
+  {INSTALLING,   Action::kInstall},
+  {TRIAL_BOOT,   Action::kTrialBoot},
+};
 // clang-format on
 
 }  // namespace
@@ -57,22 +73,11 @@ bool IsPreInstall(State s) {
   return s == OFFERED || s == DOWNLOADING || s == DOWNLOADED || s == VERIFIED;
 }
 
-Recovery RecoveryFor(State s) {
-  switch (s) {
-    case OFFERED:
-      return Recovery::kAwaitGo;
-    case DOWNLOADING:
-      return Recovery::kResumeDownload;
-    case DOWNLOADED:
-      return Recovery::kReverify;
-    case VERIFIED:
-    case INSTALLING:
-      return Recovery::kInstall;
-    case TRIAL_BOOT:
-      return Recovery::kCheckTrial;
-    default:
-      return Recovery::kNone;
+Action ActionFor(State s) {
+  for (const StateAction& a : kActions) {
+    if (a.state == s) return a.action;
   }
+  return Action::kNone;
 }
 
 std::string StateName(State s) {

@@ -46,9 +46,21 @@ void FakeBroker::Attach(FakeTransport* t) {
 }
 
 namespace {
-// The transports whose handler runs on this thread now: a handler that stops its own transport
-// must not wait for itself.
-thread_local std::vector<const FakeTransport*> delivering_here;
+// The transports whose handler runs on this thread now, as a chain of frames on the stack: a
+// handler that stops its own transport must not wait for itself. A plain pointer, so that it has
+// no destructor and still works while a thread (or the process, at exit) is being torn down.
+struct DeliveryFrame {
+  const FakeTransport* transport;
+  const DeliveryFrame* outer;
+};
+thread_local const DeliveryFrame* delivering_here = nullptr;
+
+bool DeliveringHere(const FakeTransport* t) {
+  for (const DeliveryFrame* f = delivering_here; f != nullptr; f = f->outer) {
+    if (f->transport == t) return true;
+  }
+  return false;
+}
 }  // namespace
 
 void FakeBroker::Detach(FakeTransport* t, bool send_will) {
@@ -56,8 +68,7 @@ void FakeBroker::Detach(FakeTransport* t, bool send_will) {
   {
     absl::MutexLock lock(&mu_);
     std::erase(clients_, t);
-    bool self =
-        std::find(delivering_here.begin(), delivering_here.end(), t) != delivering_here.end();
+    bool self = DeliveringHere(t);
     auto idle = [this, t, self]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       auto it = busy_.find(t);
       return it == busy_.end() || it->second <= (self ? 1 : 0);
@@ -106,9 +117,10 @@ void FakeBroker::Deliver(FakeTransport* t, const MqttMessage& message) {
     if (std::find(clients_.begin(), clients_.end(), t) == clients_.end()) return;
     ++busy_[t];
   }
-  delivering_here.push_back(t);
+  DeliveryFrame frame{t, delivering_here};
+  delivering_here = &frame;
   if (t->Subscribed(message.topic)) t->Receive(message);
-  delivering_here.pop_back();
+  delivering_here = frame.outer;
   absl::MutexLock lock(&mu_);
   if (--busy_[t] == 0) busy_.erase(t);
 }

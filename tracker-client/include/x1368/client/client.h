@@ -1,11 +1,13 @@
 // The status tracker client module on a device (X.1368 §8.2, §11.2): it receives directives
 // from the root (through any number of intermediates) and go signals from its parent, verifies
-// each (DESIGN.md §5), and drives the firmware consumer through the update state machine
-// (update_state.h), persisting each state before acting in it and reporting every transition.
+// each, and drives the firmware consumer through the update state machine (update_state.h),
+// persisting each state before acting in it and reporting every transition.
 //
-// Threads: MQTT handlers post to the event loop, which owns message handling; a worker thread
-// drives the consumer, whose calls block (downloads, flashing). The update record is shared
-// between the two under `mu_`. Create, Start and Stop are called from the owner's thread.
+// Threads: everything runs on the node's event loop (a strand on the shared Executor), which owns
+// the update record; no lock guards domain state. The consumer's calls, which may block (download,
+// flashing, reboot), run on the executor's blocking threads one at a time and post their result
+// back to the loop, where a result for a record that moved on meanwhile is dropped. Start and Stop
+// are called from the owner's thread; record() and crashed() from any thread.
 #ifndef X1368_CLIENT_CLIENT_H_
 #define X1368_CLIENT_CLIENT_H_
 
@@ -14,7 +16,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -58,46 +59,54 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   // Loads the persisted update record (resuming an update cut short), subscribes and connects.
+  // Call on the loop (or before anything else can run on it).
   absl::Status Start();
-  // Stops the worker and disconnects cleanly. Nothing persisted is lost.
+  // Aborts a download, waits for a consumer call in progress, and disconnects cleanly. Nothing
+  // persisted is lost. Call from outside the loop, after the loop was stopped or with it idle.
   void Stop();
 
-  // The persisted update record (a copy).
+  // The persisted update record (a copy). Thread-safe.
   v1::UpdateRecord record() const;
-  // True once the worker stopped because a crash was simulated.
+  // True once the client stopped acting because a crash was simulated. Thread-safe.
   bool crashed() const;
 
  private:
-  // Event loop side.
+  // Message handling.
   void OnMessage(const core::Topic& topic, const std::string& payload,
                  const core::OpenedMessage& opened);
   void HandleDirective(const std::string& envelope, const core::OpenedMessage& opened);
   void HandleGo(const v1::Go& go);
+  void Offer(const std::string& envelope, const core::OpenedMessage& opened,
+             const v1::Manifest& manifest);
   void Reject(const absl::Status& status, absl::string_view where);
   void ScheduleReport();
   void PeriodicReport();
-
-  // Worker side.
-  void WorkerLoop();
-  void Drive();
-  // Persists `to` (and the rest of `rec`) as the new record; false when the worker must stop
-  // (storage failed or a crash is being simulated).
-  // `generation` is the record generation `rec` was read at: a record replaced meanwhile (a newer
-  // directive) is not overwritten, and the worker starts over from the new one.
-  // `manifest`, when given, becomes the record's manifest in the same step.
-  bool Transition(v1::UpdateRecord rec, uint64_t generation, Event event,
-                  v1::Reason reason = v1::REASON_UNSPECIFIED, absl::string_view detail = "",
-                  const v1::Manifest* manifest = nullptr);
-  bool Persist(const v1::UpdateRecord& rec, uint64_t generation,
-               const v1::Manifest* manifest = nullptr);
-  // Counts an attempt; FAILED after max_attempts. False when the worker must stop.
-  bool Retry(v1::UpdateRecord rec, uint64_t generation, const absl::Status& status);
-  void Kick();
-  void Offer(const std::string& envelope, const core::OpenedMessage& opened,
-             const v1::Manifest& manifest);
-
-  // Either side.
   void Report();
+
+  // The update itself: Step() runs the action of the record's state (ActionFor in
+  // update_state.h); each action ends in an event through Transition(), or in a consumer call
+  // whose result comes back through Then().
+  void Step();
+  void StepSoon();
+  void AwaitGoThenAccept();
+  void Download();
+  void VerifyImage();
+  void InstallImage();
+  void TrialBoot();
+  // Runs `call` on a blocking thread, then `then(result)` on the loop if the record has not moved
+  // on meanwhile (a newer directive, a stop).
+  void CallConsumer(std::function<absl::Status()> call,
+                    std::function<void(const absl::Status&)> then);
+  // Moves the record by `event`, persists it, reports it, and steps on. False when the client
+  // must stop acting (storage failed, or a crash is being simulated).
+  bool Transition(Event event, v1::Reason reason = v1::REASON_UNSPECIFIED,
+                  absl::string_view detail = "", v1::UpdateRecord* base = nullptr,
+                  const v1::Manifest* manifest = nullptr);
+  bool Persist(const v1::UpdateRecord& rec, const v1::Manifest* manifest = nullptr);
+  // Counts an attempt of the current state: after max_attempts FAILED, else a retry after
+  // retry_delay (on the clock).
+  void Retry(const absl::Status& status);
+  bool CrashHere(bool simulate);
   absl::StatusOr<v1::Manifest> ManifestOf(const std::string& directive_envelope);
 
   const ClientOptions opts_;
@@ -108,20 +117,25 @@ class Client {
   const ClientHooks hooks_;
   ChunkFetcher fetcher_;
 
-  // Event loop only.
+  // Loop only.
+  v1::UpdateRecord record_;
+  std::optional<v1::Manifest> manifest_;         // of record_'s directive
+  std::optional<std::string> queued_directive_;  // arrived mid-install
+  uint64_t generation_ = 0;                      // bumped on every persisted record
+  bool busy_ = false;                            // a consumer call or a retry wait is pending
+  bool step_posted_ = false;
+  bool stopping_ = false;
   bool report_scheduled_ = false;
+  uint64_t last_progress_report_ = 0;
   std::map<std::string, std::string> pending_go_;  // campaign -> directive digest
 
+  // For Stop() and the thread-safe observers.
   mutable absl::Mutex mu_;
-  v1::UpdateRecord record_ ABSL_GUARDED_BY(mu_);
-  std::optional<v1::Manifest> manifest_ ABSL_GUARDED_BY(mu_);         // of record_'s directive
-  std::optional<std::string> queued_directive_ ABSL_GUARDED_BY(mu_);  // arrived mid-install
-  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped on every persisted record
-  bool kicked_ ABSL_GUARDED_BY(mu_) = false;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  v1::UpdateRecord snapshot_ ABSL_GUARDED_BY(mu_);
   bool crashed_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t last_progress_report_ ABSL_GUARDED_BY(mu_) = 0;
-  std::thread worker_;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  int consumer_calls_ ABSL_GUARDED_BY(mu_) = 0;  // running on a blocking thread
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace x1368::client

@@ -3,9 +3,9 @@
 //
 // The client drives it through these calls, one state at a time, after persisting the state it
 // is about to act in; each call must be idempotent, because after a crash or power cut the
-// client calls it again (see update_state.h, RecoveryFor). A consumer must never leave the
-// device without a bootable image. Calls come from the client's update worker thread, one at a
-// time; Status() may also come from the event loop thread, so it must be thread-safe.
+// client calls it again (see update_state.h, ActionFor). A consumer must never leave the
+// device without a bootable image. Calls that may block run on the executor's blocking threads,
+// one at a time; Status() also comes from the client's event loop, so it must be thread-safe.
 #ifndef X1368_CLIENT_FIRMWARE_CONSUMER_H_
 #define X1368_CLIENT_FIRMWARE_CONSUMER_H_
 

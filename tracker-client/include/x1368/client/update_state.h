@@ -4,9 +4,11 @@
 //   CONFIRMED outcomes: DECLINED, FAILED(reason), ROLLED_BACK(reason)
 //
 // kTransitions (update_state.cc) is the one table of legal moves; Apply() is the one function
-// that moves, and the recovery action of each state after a restart (RecoveryFor) is listed
-// beside it. Tests check the table itself: every state reachable, every non-terminal state with
-// a failure edge, no duplicate rows. Thread-safe: constant data.
+// that moves; kActions beside it names what the client does in each state (ActionFor), both on
+// entering it and on finding it persisted after a restart: every action is idempotent, so the
+// same table drives the update and its recovery. Tests check the table itself: every state
+// reachable, every non-terminal state with a failure edge, no duplicate rows. Thread-safe: constant
+// data.
 #ifndef X1368_CLIENT_UPDATE_STATE_H_
 #define X1368_CLIENT_UPDATE_STATE_H_
 
@@ -40,14 +42,15 @@ struct Transition {
   State to;
 };
 
-// What a restarted client does in a state it finds persisted.
-enum class Recovery {
-  kNone,            // terminal or idle: wait for the next directive
-  kAwaitGo,         // OFFERED: wait for the parent's go
-  kResumeDownload,  // DOWNLOADING: continue from the bytes already in the slot
-  kReverify,        // DOWNLOADED: verify again (the slot may have been cut short)
-  kInstall,         // VERIFIED / INSTALLING: (re)install; installation is idempotent
-  kCheckTrial,      // TRIAL_BOOT: confirm if the trial image runs, else it was rolled back
+// What the client does in a state, on entering it and after a restart.
+enum class Action {
+  kNone,          // terminal or idle: wait for the next directive
+  kAwaitGo,       // OFFERED: wait for the parent's go, then ask the consumer to accept
+  kDownload,      // DOWNLOADING: fetch the image, continuing after the bytes already in the slot
+  kVerify,        // DOWNLOADED: verify (again: the slot may have been cut short)
+  kBeginInstall,  // VERIFIED: move on to INSTALLING
+  kInstall,       // INSTALLING: (re)install; installation is idempotent
+  kTrialBoot,     // TRIAL_BOOT: boot the trial once, then confirm if it runs, else roll back
 };
 
 std::span<const Transition> TransitionTable();
@@ -58,7 +61,7 @@ std::optional<State> Apply(State from, Event event);
 bool IsTerminal(State state);  // CONFIRMED, DECLINED, FAILED, ROLLED_BACK, and IDLE
 // States from which a newer directive may replace the current one (nothing installed yet).
 bool IsPreInstall(State state);
-Recovery RecoveryFor(State state);
+Action ActionFor(State state);
 
 std::string StateName(State state);
 absl::string_view EventName(Event event);
