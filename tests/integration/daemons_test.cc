@@ -870,8 +870,9 @@ TEST_F(DaemonsProcessTest, SignedUpdateDrivenByTrackerctl) {
   }
 }
 
-// X.1368 §8 / DESIGN.md §8: a device that loses power in the middle of a download resumes from
-// its persisted state when it comes back, and a device stopped politely does the same.
+// X.1368 §10 c, §11.1 a.iii / DESIGN.md §8: a device that loses power in the middle of a
+// download resumes from its persisted state when it comes back, and a device stopped politely does
+// the same.
 TEST_F(DaemonsProcessTest, ClientKilledMidDownloadResumesAfterRestart) {
   ASSERT_NO_FATAL_FAILURE(StartBroker());
   ASSERT_TRUE(MakePki({"dev-1"}));

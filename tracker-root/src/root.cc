@@ -128,7 +128,7 @@ void Root::Stop() {
 // Firmware server and campaigns
 
 absl::StatusOr<v1::ReleaseInfo> Root::PublishRelease(const v1::ReleaseSubmission& sub) {
-  // X.1368 §11.3 / §11.4: only what an author trusted for the component signed is accepted.
+  // X.1368 §11.3 a, §11.4 a/c: only what an author trusted for the component signed is accepted.
   X1368_ASSIGN_OR_RETURN(v1::Manifest m, core::VerifyManifest(node_->trust(), sub.manifest()));
   if (sub.image().size() != m.size()) {
     return Reject(v1::SIZE_MISMATCH, absl::StrCat("image has ", sub.image().size(),
