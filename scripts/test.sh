@@ -2,7 +2,9 @@
 # Runs every test: installs what is missing, then
 #   1. the normal build (-Wall -Wextra -Werror) and all its tests: unit, broker-backed
 #      integration (each fixture starts its own Mosquitto on a free loopback port, plain and with
-#      TLS client certificates + ACL), and the fuzz targets' seed corpora;
+#      TLS client certificates + ACL), and the fuzz targets' seed corpora; then the conformance
+#      table (docs/conformance.md) is checked against that build's tests
+#      (scripts/check-conformance.sh);
 #   2. the same tests under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   3. every libFuzzer target (clang) for a bounded number of runs.
 # Options: --quick (step 1 only), --no-fuzz, --no-asan.
@@ -40,6 +42,8 @@ configure build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -- -j"$jobs"
 stamp "step 1: tests"
 run_ctest build
+stamp "step 1: conformance table names only existing tests"
+scripts/check-conformance.sh build
 [ $quick = 1 ] && { stamp "done (quick)"; exit 0; }
 
 if [ $asan = 1 ]; then

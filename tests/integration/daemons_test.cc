@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -39,6 +40,7 @@
 #include "testing/pki.h"
 #include "testing/status_matchers.h"
 #include "testing/wait.h"
+#include "x1368/core/crypto.h"
 #include "x1368/core/file_util.h"
 #include "x1368/core/http.h"
 #include "x1368/v1/admin.pb.h"
@@ -368,9 +370,12 @@ class DaemonsTestBase : public ::testing::Test {
     return path;
   }
 
-  // Starts tracker-root and waits for it to write <data_dir>/admin.port.
-  ::testing::AssertionResult StartRoot() {
-    std::string config = WriteConfig("root.toml", RootLines());
+  // Starts tracker-root (its configuration plus `extra` lines at the end) and waits for it to
+  // write <data_dir>/admin.port.
+  ::testing::AssertionResult StartRoot(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> lines = RootLines();
+    lines.insert(lines.end(), extra.begin(), extra.end());
+    std::string config = WriteConfig("root.toml", lines);
     ChildProcess* root = StartDaemon("tracker-root", "root", config);
     std::string port_file = File("data/root/admin.port");
     bool up =
@@ -416,6 +421,40 @@ class DaemonsTestBase : public ::testing::Test {
       if (d.device_id() == id) return &d;
     }
     return nullptr;
+  }
+
+  static const v1::NodeRecord* FindNode(const v1::FleetStatus& fleet, const std::string& id) {
+    for (const v1::NodeRecord& n : fleet.nodes()) {
+      if (n.node_id() == id) return &n;
+    }
+    return nullptr;
+  }
+
+  // Waits until root's fleet status (`trackerctl fleet status --json`) satisfies `pred`; on
+  // timeout, says what root showed last.
+  ::testing::AssertionResult WaitForFleet(const std::string& what,
+                                          const std::function<bool(const v1::FleetStatus&)>& pred,
+                                          absl::Duration timeout) {
+    std::string seen = "nothing yet";
+    absl::Time start = absl::Now();
+    bool ok = WaitFor(
+        [&] {
+          CommandResult raw;
+          auto fleet = FleetStatus(&raw);
+          seen = fleet.ok() ? raw.out : std::string(fleet.status().message());
+          return fleet.ok() && pred(*fleet);
+        },
+        timeout, absl::Milliseconds(200));
+    if (!ok) {
+      return ::testing::AssertionFailure()
+             << "root did not show " << what << " within " << absl::FormatDuration(timeout)
+             << "; last fleet status:\n"
+             << seen << "\n"
+             << Logs();
+    }
+    std::cerr << "root showed " << what << " after " << absl::FormatDuration(absl::Now() - start)
+              << "\n";
+    return ::testing::AssertionSuccess();
   }
 
   // A random image on disk, signed by author-1 as fw `version`; published on root.
@@ -870,8 +909,116 @@ TEST_F(DaemonsProcessTest, SignedUpdateDrivenByTrackerctl) {
   }
 }
 
-// X.1368 §8 / DESIGN.md §8: a device that loses power in the middle of a download resumes from
-// its persisted state when it comes back, and a device stopped politely does the same.
+// X.1368 §11.2 b.i and §11.2 (modules) c, through the Last Will: a client and a gateway killed
+// without a word (SIGKILL: no MQTT DISCONNECT) are shown offline at root within seconds, long
+// before root's staleness rule (fleet.stale_after_s, an hour here) could say so; the nodes that
+// still run stay online.
+TEST_F(DaemonsProcessTest, KilledNodesAreShownOfflineAtRoot) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({"dev-1", "dev-2"}));
+  ASSERT_TRUE(StartRoot({"[fleet]", "stale_after_s = 3600"}));
+  ChildProcess* gw1 = StartDaemon("tracker-intermediate", "gw1",
+                                  WriteConfig("gw1.toml", IntermediateLines("gw1", "root")));
+  // dev-1 directly under root (client-server model), dev-2 behind gw1 (hierarchical).
+  ChildProcess* dev1 = StartDaemon("tracker-client", "dev-1",
+                                   WriteConfig("dev-1.toml", ClientLines("dev-1", "root")));
+  StartDaemon("tracker-client", "dev-2", WriteConfig("dev-2.toml", ClientLines("dev-2", "gw1")));
+  ASSERT_TRUE(FleetWait("1.0.0", 2, 60));
+  auto online = [](const v1::FleetStatus& f, const std::string& id) {
+    const v1::NodeRecord* n = FindNode(f, id);
+    return n != nullptr && n->online();
+  };
+  ASSERT_TRUE(WaitForFleet(
+      "dev-1 and gw1 online",
+      [&](const v1::FleetStatus& f) {
+        const v1::DeviceRecord* d = FindDevice(f, "dev-1");
+        return online(f, "dev-1") && online(f, "gw1") && d != nullptr && d->online();
+      },
+      absl::Seconds(30)));
+
+  dev1->Signal(SIGKILL);
+  std::optional<int> status = dev1->Wait(absl::Seconds(10));
+  ASSERT_TRUE(status && WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL)
+      << (status ? DescribeWaitStatus(*status) : "still running");
+  EXPECT_TRUE(WaitForFleet(
+      "dev-1 offline (its node record and its device record) while dev-2 and gw1 stay online",
+      [&](const v1::FleetStatus& f) {
+        const v1::NodeRecord* n = FindNode(f, "dev-1");
+        const v1::DeviceRecord* d1 = FindDevice(f, "dev-1");
+        const v1::DeviceRecord* d2 = FindDevice(f, "dev-2");
+        return n != nullptr && !n->online() && d1 != nullptr && !d1->online() && d2 != nullptr &&
+               d2->online() && online(f, "gw1");
+      },
+      absl::Seconds(20)));
+
+  gw1->Signal(SIGKILL);
+  status = gw1->Wait(absl::Seconds(10));
+  ASSERT_TRUE(status && WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL)
+      << (status ? DescribeWaitStatus(*status) : "still running");
+  EXPECT_TRUE(WaitForFleet(
+      "gw1 offline",
+      [&](const v1::FleetStatus& f) {
+        const v1::NodeRecord* n = FindNode(f, "gw1");
+        return n != nullptr && !n->online();
+      },
+      absl::Seconds(20)));
+}
+
+// X.1368 §11.3 e, through trackerctl and root's admin API: once fw 2.0.0 is released with
+// sequence number 2, another image as 2.0.0 and another version with sequence number 2 are
+// refused (HTTP 409, typed reason, exit 1); the very same release again is accepted idempotently.
+TEST_F(DaemonsProcessTest, ReleaseReusingAVersionOrSequenceNumberIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({}));
+  ASSERT_TRUE(StartRoot());
+  // Signs a random image (seed `seed`) as fw `version` / `sequence` and publishes it.
+  auto publish = [&](const std::string& name, const std::string& version, uint64_t sequence,
+                     uint32_t seed) {
+    std::string image = File(name + ".bin");
+    std::string manifest = File(name + ".manifest");
+    EXPECT_OK(core::WriteFileAtomic(image, TestPki::MakeImage(64 * 1024, seed)));
+    CommandResult sign =
+        Ctl({"author", "sign", "--key", File("author-1.key"), "--cert", File("author-1.cert"),
+             "--image", image, "--component", "fw", "--version", version, "--sequence",
+             absl::StrCat(sequence), "--hardware", "board-a", "--out", manifest});
+    EXPECT_TRUE(sign.exited_with(0)) << sign.Describe();
+    return Admin({"release", "publish", "--manifest", manifest, "--image", image});
+  };
+
+  CommandResult first = publish("first", "2.0.0", 2, 1);
+  ASSERT_TRUE(first.exited_with(0)) << first.Describe() << Logs();
+
+  CommandResult same_version = publish("same-version", "2.0.0", 3, 2);
+  EXPECT_TRUE(same_version.exited_with(1)) << same_version.Describe();
+  EXPECT_TRUE(absl::StrContains(same_version.err, "HTTP 409")) << same_version.Describe();
+  EXPECT_TRUE(absl::StrContains(same_version.err, "RELEASE_VERSION_EXISTS"))
+      << same_version.Describe();
+
+  CommandResult same_sequence = publish("same-sequence", "2.1.0", 2, 3);
+  EXPECT_TRUE(same_sequence.exited_with(1)) << same_sequence.Describe();
+  EXPECT_TRUE(absl::StrContains(same_sequence.err, "HTTP 409")) << same_sequence.Describe();
+  EXPECT_TRUE(absl::StrContains(same_sequence.err, "RELEASE_SEQUENCE_EXISTS"))
+      << same_sequence.Describe();
+
+  // The first release, submitted again unchanged: accepted, nothing new stored.
+  CommandResult again = Admin(
+      {"release", "publish", "--manifest", File("first.manifest"), "--image", File("first.bin")});
+  EXPECT_TRUE(again.exited_with(0)) << again.Describe();
+
+  CommandResult raw;
+  auto fleet = FleetStatus(&raw);
+  ASSERT_OK(fleet);
+  ASSERT_EQ(fleet->releases_size(), 1) << raw.out;
+  EXPECT_EQ(fleet->releases(0).version(), "2.0.0") << raw.out;
+  EXPECT_EQ(fleet->releases(0).sequence_number(), 2u) << raw.out;
+  EXPECT_EQ(fleet->releases(0).sha256_hex(),
+            core::HexEncode(core::Sha256(TestPki::MakeImage(64 * 1024, 1))))
+      << raw.out;
+}
+
+// X.1368 §10 c, §11.1 a.iii / DESIGN.md §8: a device that loses power in the middle of a
+// download resumes from its persisted state when it comes back, and a device stopped politely does
+// the same.
 TEST_F(DaemonsProcessTest, ClientKilledMidDownloadResumesAfterRestart) {
   ASSERT_NO_FATAL_FAILURE(StartBroker());
   ASSERT_TRUE(MakePki({"dev-1"}));

@@ -1,12 +1,24 @@
 // The MQTT transport against a real Mosquitto: QoS 1 delivery, retained messages, the Last Will
-// signed before each connect, the bounded buffer while disconnected (oldest dropped first), and
-// reconnection with re-subscription after the broker dies.
+// signed before each connect and sent by the broker when a connection is lost without a
+// DISCONNECT, the bounded buffer while disconnected (oldest dropped first), and reconnection with
+// re-subscription after the broker dies.
 #include "x1368/core/transport.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <set>
+#include <thread>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "testing/mosquitto.h"
 #include "testing/pki.h"
 #include "testing/status_matchers.h"
@@ -31,10 +43,147 @@ class Inbox {
     absl::MutexLock lock(&mu_);
     return messages_.size();
   }
+  // The payloads received so far, in order, for assertions and failure messages.
+  std::vector<std::string> Payloads() {
+    absl::MutexLock lock(&mu_);
+    std::vector<std::string> out;
+    for (const auto& m : messages_) out.push_back(m.payload);
+    return out;
+  }
 
  private:
   absl::Mutex mu_;
   std::vector<core::MqttMessage> messages_;
+};
+
+// A TCP relay on 127.0.0.1 between MQTT clients and the broker. Cut() ends every relayed
+// connection on both sides at once: the broker sees its client's socket close without an MQTT
+// DISCONNECT (as after a power cut or a lost network), and the client sees its link drop and
+// reconnects through the relay, which keeps accepting. The listening port is bound by the relay
+// itself and held for its lifetime. Thread-safe.
+class CuttableRelay {
+ public:
+  // Nullptr if the relay cannot listen.
+  static std::unique_ptr<CuttableRelay> Start(int target_port) {
+    std::unique_ptr<CuttableRelay> r(new CuttableRelay(target_port));
+    r->listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr = Loopback(0);
+    socklen_t len = sizeof(addr);
+    if (r->listen_fd_ < 0 || ::bind(r->listen_fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+        ::listen(r->listen_fd_, 16) != 0 ||
+        ::getsockname(r->listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      return nullptr;
+    }
+    r->port_ = ntohs(addr.sin_port);
+    r->acceptor_ = std::thread([relay = r.get()] { relay->AcceptLoop(); });
+    return r;
+  }
+
+  ~CuttableRelay() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    if (listen_fd_ >= 0) ::shutdown(listen_fd_, SHUT_RDWR);  // wakes accept()
+    if (acceptor_.joinable()) acceptor_.join();
+    Cut();
+    std::vector<std::thread> pumps;
+    {
+      absl::MutexLock lock(&mu_);
+      pumps.swap(pumps_);
+    }
+    for (std::thread& t : pumps) t.join();
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+  }
+
+  int port() const { return port_; }
+
+  // Ends every live relayed connection; returns how many there were.
+  int Cut() {
+    absl::MutexLock lock(&mu_);
+    for (int fd : live_) ::shutdown(fd, SHUT_RDWR);
+    return static_cast<int>(live_.size() / 2);
+  }
+
+ private:
+  explicit CuttableRelay(int target_port) : target_port_(target_port) {}
+
+  static sockaddr_in Loopback(int port) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    return addr;
+  }
+
+  void AcceptLoop() {
+    while (true) {
+      int client = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0) {
+        if (errno == EINTR) continue;
+        return;  // shut down
+      }
+      int upstream = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in target = Loopback(target_port_);
+      if (upstream < 0 ||
+          ::connect(upstream, reinterpret_cast<sockaddr*>(&target), sizeof(target)) != 0) {
+        if (upstream >= 0) ::close(upstream);
+        ::close(client);
+        continue;
+      }
+      absl::MutexLock lock(&mu_);
+      if (stopping_) {
+        ::close(upstream);
+        ::close(client);
+        return;
+      }
+      live_.insert(client);
+      live_.insert(upstream);
+      pumps_.emplace_back([this, client, upstream] { Pump(client, upstream); });
+    }
+  }
+
+  // Copies bytes both ways until either side ends, then closes both sockets (under the lock, so
+  // Cut() never touches a descriptor number that was already reused).
+  void Pump(int a, int b) {
+    char buf[16384];
+    pollfd fds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+    bool open = true;
+    while (open) {
+      if (::poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      for (int i = 0; i < 2 && open; ++i) {
+        if (fds[i].revents == 0) continue;
+        ssize_t n = ::read(fds[i].fd, buf, sizeof(buf));
+        if (n <= 0) {
+          open = false;
+          break;
+        }
+        for (ssize_t sent = 0; sent < n && open;) {
+          ssize_t w =
+              ::send(fds[1 - i].fd, buf + sent, static_cast<size_t>(n - sent), MSG_NOSIGNAL);
+          if (w <= 0) open = false;
+          sent += w > 0 ? w : 0;
+        }
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    live_.erase(a);
+    live_.erase(b);
+    ::close(a);
+    ::close(b);
+  }
+
+  const int target_port_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::thread acceptor_;
+  absl::Mutex mu_;
+  std::set<int> live_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> pumps_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class TransportTest : public ::testing::Test {
@@ -72,23 +221,85 @@ TEST_F(TransportTest, DeliversInOrderWithQos1) {
   for (int i = 0; i < 200; ++i) EXPECT_EQ(got[i].payload, std::to_string(i));
 }
 
+// X.1368 §11.2 b.i and §11.2 (modules) c: a node that vanishes without a word is announced
+// offline by the broker, with the Will signed for that very connection (a fresh one before every
+// connect attempt, so a Will captured from an old connection never speaks for a newer one).
 TEST_F(TransportTest, LastWillIsFreshForEveryConnectionAndSentOnAbruptLoss) {
   Inbox inbox;
   auto watcher = Connect("watcher", &inbox, {"will/#"});
+  auto relay = CuttableRelay::Start(broker_->port());
+  ASSERT_NE(relay, nullptr);
   core::TransportOptions o = broker_->ClientOptions("mortal");
-  o.keepalive_s = 1;
+  o.broker_uri = absl::StrCat("tcp://127.0.0.1:", relay->port());
+  o.session_expiry_s = 0;
+  o.min_backoff = absl::Milliseconds(50);
   auto mortal = core::MakeMqttTransport(o);
-  int wills = 0;
-  mortal->SetWillProvider([&wills] {
-    return core::MqttMessage{"will/mortal", "offline-" + std::to_string(++wills), false};
+  // The provider runs before each connect attempt and the connect handler after each successful
+  // one, both on the transport's connect thread: the last Will signed before a connect handler
+  // call is the Will of that connection.
+  absl::Mutex mu;
+  int signed_wills = 0;
+  std::string last_signed;
+  std::vector<std::string> connection_wills;  // the Will of each connection, in order
+  mortal->SetWillProvider([&] {
+    absl::MutexLock lock(&mu);
+    last_signed = absl::StrCat("offline-", ++signed_wills);
+    return core::MqttMessage{"will/mortal", last_signed, false};
   });
+  mortal->SetConnectHandler([&] {
+    absl::MutexLock lock(&mu);
+    connection_wills.push_back(last_signed);
+  });
+  auto wills_of_connections = [&] {
+    absl::MutexLock lock(&mu);
+    return connection_wills;
+  };
+  auto seen = [&] {
+    return absl::StrCat(
+        "watcher saw [", absl::StrJoin(inbox.Payloads(), ", "), "]; Wills of the connections [",
+        absl::StrJoin(wills_of_connections(), ", "), "]; ", mortal->stats().connects, " connects");
+  };
+  ASSERT_OK(mortal->Start());
+
+  for (size_t connection = 1; connection <= 2; ++connection) {
+    ASSERT_TRUE(WaitFor([&] {
+      return wills_of_connections().size() >= connection && mortal->connected();
+    })) << "connection "
+        << connection << " did not come up; " << seen();
+    std::string will = wills_of_connections()[connection - 1];
+    EXPECT_EQ(inbox.size(), connection - 1) << "a Will arrived while connected; " << seen();
+    // The connection ends with no DISCONNECT: the broker must publish this connection's Will.
+    ASSERT_GE(relay->Cut(), 1) << "no live connection to cut; " << seen();
+    ASSERT_TRUE(WaitFor([&] { return inbox.size() >= connection; }))
+        << "the broker did not send the Will of connection " << connection << "; " << seen();
+    EXPECT_EQ(inbox.Payloads()[connection - 1], will) << seen();
+  }
+  // The transport reconnects after each loss, each time under a newly signed Will.
+  ASSERT_TRUE(WaitFor([&] { return wills_of_connections().size() >= 3 && mortal->connected(); }))
+      << seen();
+  std::vector<std::string> wills = wills_of_connections();
+  EXPECT_NE(wills[0], wills[1]) << seen();
+  EXPECT_NE(wills[1], wills[2]) << seen();
+  EXPECT_EQ(inbox.Payloads(), (std::vector<std::string>{wills[0], wills[1]})) << seen();
+  EXPECT_GE(mortal->stats().connection_losses, 2u);
+  mortal->Stop();
+}
+
+TEST_F(TransportTest, CleanStopSendsNoWill) {
+  Inbox inbox;
+  auto watcher = Connect("watcher", &inbox, {"will/#"});
+  core::TransportOptions o = broker_->ClientOptions("mortal");
+  o.session_expiry_s = 0;
+  auto mortal = core::MakeMqttTransport(o);
+  mortal->SetWillProvider([] { return core::MqttMessage{"will/mortal", "offline", false}; });
   ASSERT_OK(mortal->Start());
   ASSERT_TRUE(WaitFor([&] { return mortal->connected(); }));
-  // A clean Stop() sends no Will.
-  mortal->Stop();
-  absl::SleepFor(absl::Milliseconds(300));
-  EXPECT_EQ(inbox.size(), 0u);
-  EXPECT_EQ(wills, 1);
+  mortal->Stop();  // DISCONNECT: the broker discards the Will
+  // Publish order as the barrier: the broker handled mortal's DISCONNECT before this publish,
+  // which was sent after Stop() returned, so a Will would have reached the watcher first.
+  ASSERT_OK(watcher->Publish({"will/barrier", "barrier"}));
+  ASSERT_TRUE(WaitFor([&] { return inbox.size() >= 1; }));
+  EXPECT_EQ(inbox.Payloads(), (std::vector<std::string>{"barrier"}));
 }
 
 TEST_F(TransportTest, BuffersWhileDisconnectedAndDropsTheOldestBeyondTheBound) {

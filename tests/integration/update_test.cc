@@ -80,8 +80,8 @@ TEST_F(UpdateTest, ClientServerModelUpdatesClientsDirectlyUnderRoot) {
 }
 
 TEST_F(UpdateTest, IntraDeviceModelRootAndClientOnOneLocalBroker) {
-  // X.1368 §8.2 a: the status tracker's server module runs on the device itself; the client
-  // module talks to it over the device-local broker. Same protocol, one hop.
+  // X.1368 §8.2.1 (intra-device): the status tracker's server module runs on the device
+  // itself; the client module talks to it over the device-local broker. Same protocol, one hop.
   tree_->AddRoot();
   tree_->AddClient("this-device", "root");
   ASSERT_TRUE(

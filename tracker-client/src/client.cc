@@ -64,7 +64,8 @@ absl::Status Client::Start() {
   handlers.from_parent = [this](const core::Topic& t, const std::string& payload,
                                 core::OpenedMessage opened) { OnMessage(t, payload, opened); };
   handlers.upstream_connected = [this] { Report(); };
-  // Rejections are reported upward (coalesced into one report).
+  // X.1368 §11.2 (modules) b: what fails verification is refused, counted and reported upward
+  // (coalesced into one report), so the upstream modules know this device's state (§11.2 b).
   handlers.rejected = [this](const absl::Status& s) {
     if (ReasonOf(s) != v1::DUPLICATE) ScheduleReport();
   };
@@ -167,7 +168,7 @@ void Client::HandleDirective(const std::string& envelope, const core::OpenedMess
   }
   const v1::UpdateDirective& d = opened.body.directive();
   ConsumerStatus status = consumer_->Status();
-  // Not for this device: silently not ours (X.1368 §9: only the devices that need it).
+  // Not for this device: silently not ours (X.1368 §10 d, §11.2 c: only the needed update).
   if (d.selector().component() != status.component) return;
   if (!d.selector().devices().empty() && !Contains(d.selector().devices(), node_->id())) return;
   if (d.campaign_id() == record_.campaign_id() ||
@@ -187,7 +188,7 @@ void Client::HandleDirective(const std::string& envelope, const core::OpenedMess
                   "directive");
   }
   if (manifest->sha256() == status.image_sha256) {
-    // Already running exactly this image: nothing to do, nothing touched (X.1368 §9 e.i).
+    // Already running exactly this image: nothing to do, nothing touched (X.1368 §10 e.i).
     ScheduleReport();
     return;
   }

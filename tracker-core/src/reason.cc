@@ -29,6 +29,8 @@ absl::StatusCode CodeFor(Reason reason) {
       return absl::StatusCode::kPermissionDenied;
     case v1::REPLAY:
     case v1::DUPLICATE:
+    case v1::RELEASE_VERSION_EXISTS:
+    case v1::RELEASE_SEQUENCE_EXISTS:
       return absl::StatusCode::kAlreadyExists;
     case v1::EXPIRED:
     case v1::DEADLINE_PASSED:

@@ -128,7 +128,7 @@ void Root::Stop() {
 // Firmware server and campaigns
 
 absl::StatusOr<v1::ReleaseInfo> Root::PublishRelease(const v1::ReleaseSubmission& sub) {
-  // X.1368 §11.3 / §11.4: only what an author trusted for the component signed is accepted.
+  // X.1368 §11.3 a, §11.4 a/c: only what an author trusted for the component signed is accepted.
   X1368_ASSIGN_OR_RETURN(v1::Manifest m, core::VerifyManifest(node_->trust(), sub.manifest()));
   if (sub.image().size() != m.size()) {
     return Reject(v1::SIZE_MISMATCH, absl::StrCat("image has ", sub.image().size(),
@@ -145,17 +145,31 @@ absl::StatusOr<v1::ReleaseInfo> Root::PublishRelease(const v1::ReleaseSubmission
   info.set_size(m.size());
   info.set_author_id(m.author_id());
   for (const auto& hw : m.hardware_classes()) info.add_hardware_classes(hw);
+  // X.1368 §11.3 e: a version and a sequence number each name one release of a component, for
+  // good. The same release submitted again (same image, same sequence number) is idempotent and
+  // answers what is stored; anything else that reuses either is refused with a typed reason.
   if (auto existing = registry_->FindRelease(m.component(), m.version())) {
-    if (existing->manifest.sha256() == m.sha256()) return info;  // the same release again
-    return absl::AlreadyExistsError(
-        absl::StrCat(m.component(), " ", m.version(), " exists with another image"));
+    if (existing->manifest.sha256() == m.sha256() &&
+        existing->manifest.sequence_number() == m.sequence_number()) {
+      info.set_sequence_number(existing->manifest.sequence_number());
+      info.set_author_id(existing->manifest.author_id());
+      info.clear_hardware_classes();
+      for (const auto& hw : existing->manifest.hardware_classes()) info.add_hardware_classes(hw);
+      return info;
+    }
+    return Reject(v1::RELEASE_VERSION_EXISTS,
+                  absl::StrCat(m.component(), " ", m.version(), " is already released (sequence ",
+                               existing->manifest.sequence_number(), ", sha256 ",
+                               core::HexEncode(existing->manifest.sha256()).substr(0, 16),
+                               "...); a new release needs a new version"));
   }
   for (const Release& r : registry_->Releases()) {
     if (r.manifest.component() == m.component() &&
         r.manifest.sequence_number() == m.sequence_number()) {
-      return absl::AlreadyExistsError(absl::StrCat("sequence number ", m.sequence_number(), " of ",
-                                                   m.component(), " is already release ",
-                                                   r.manifest.version()));
+      return Reject(v1::RELEASE_SEQUENCE_EXISTS,
+                    absl::StrCat("sequence number ", m.sequence_number(), " of ", m.component(),
+                                 " already belongs to release ", r.manifest.version(),
+                                 "; a new release needs a higher sequence number"));
     }
   }
   Release release{sub.manifest(), m, absl::StrCat(opts_.images_dir, "/", info.sha256_hex())};
@@ -324,7 +338,11 @@ v1::FleetStatus Root::Fleet() const {
   v1::FleetStatus f;
   int64_t now = node_->clock().NowMs();
   for (v1::DeviceRecord& d : registry_->Devices()) {
-    d.set_online(now - d.updated_at_ms() < opts_.device_stale_after_ms);
+    // X.1368 §11.2 b.i: online while its reports are fresh; and a device directly under root is
+    // offline as soon as its Last Will (presence "offline") arrives, not only once it is stale.
+    std::optional<v1::NodeRecord> link = registry_->Node(d.device_id());
+    bool will_received = d.via() == d.device_id() && link && !link->online();
+    d.set_online(!will_received && now - d.updated_at_ms() < opts_.device_stale_after_ms);
     *f.add_devices() = std::move(d);
   }
   for (const v1::NodeRecord& n : registry_->Nodes()) *f.add_nodes() = n;

@@ -18,7 +18,7 @@
 
 namespace x1368::client {
 
-// What the consumer runs now (X.1368 §11.1 a.i-a.iii).
+// What the consumer runs now, shared with its status tracker (X.1368 §11.1 a.i, a.ii).
 struct ConsumerStatus {
   std::string component;
   std::string version;

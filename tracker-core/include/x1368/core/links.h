@@ -67,7 +67,8 @@ class NodeLinks {
   // Publishes bytes signed by someone else (a root directive) unchanged on _all/down/cmd.
   absl::Status ForwardToChildren(const std::string& envelope);
   // Publishes `directives`, with a go for each, as `child`'s retained desired state: what it
-  // finds when it comes back (X.1368 §11.2 b.iii). Valid as long as the longest-lived directive.
+  // finds when it comes back (X.1368 §11.2 c: the update reaches a device that was away). Valid
+  // as long as the longest-lived directive.
   absl::Status SendDesiredState(const std::string& child,
                                 const std::vector<ActiveDirective>& directives);
 

@@ -1,5 +1,6 @@
 // Counters and gauges for the metrics endpoint (Prometheus text format), and the counted
-// rejections every node keeps and reports upward (X.1368 §11.2 c: "count and report").
+// rejections every node keeps and reports upward (X.1368 §11.2 (modules) b: signals
+// that fail verification are refused; counting them and reporting upward serves §11.2 b).
 // Counter and gauge handles are stable pointers; updating them is lock-free. Thread-safe.
 #ifndef X1368_CORE_METRICS_H_
 #define X1368_CORE_METRICS_H_
