@@ -14,6 +14,7 @@
 #include "x1368/core/clock.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/event_loop.h"
+#include "x1368/core/executor.h"
 #include "x1368/core/fake_transport.h"
 #include "x1368/core/file_util.h"
 #include "x1368/core/kv_store.h"
@@ -51,18 +52,16 @@ class RootReleaseTest : public ::testing::Test {
     ASSERT_OK(node);
     node_ = *std::move(node);
     transport_ = broker_.Connect(pki_.root_id());
-    loop_ = std::make_unique<core::EventLoop>();
+    loop_ = std::make_unique<core::EventLoop>(&executor_);
     root::RootOptions options;
     options.images_dir = dir + "/images";
     root_ = std::make_unique<root::Root>(options, node_.get(), db_.get(), transport_.get(),
                                          loop_.get());
-    ASSERT_OK(root_->Start());
-    loop_thread_ = std::thread([loop = loop_.get()] { loop->Run(); });
+    ASSERT_OK(OnRootLoop([this] { return root_->Start(); }));
   }
 
   void StopRoot() {
     if (loop_) loop_->Stop();
-    if (loop_thread_.joinable()) loop_thread_.join();
     if (root_) root_->Stop();
     root_.reset();
     transport_.reset();
@@ -100,6 +99,7 @@ class RootReleaseTest : public ::testing::Test {
   TempDir dir_;
   TestPki pki_{dir_.path()};
   TestNode author_ = pki_.Issue("author-1", v1::ROLE_AUTHOR, {}, {"fw", "bootloader"});
+  core::Executor executor_{core::RealClock::Get(), /*threads=*/1};
   core::FakeBroker broker_;
   std::unique_ptr<core::SqliteDb> db_;
   std::unique_ptr<core::KvStore> store_;
@@ -107,7 +107,6 @@ class RootReleaseTest : public ::testing::Test {
   std::unique_ptr<core::Transport> transport_;
   std::unique_ptr<core::EventLoop> loop_;
   std::unique_ptr<root::Root> root_;
-  std::thread loop_thread_;
 };
 
 TEST_F(RootReleaseTest, SecondReleaseWithAnExistingVersionIsRefused) {
