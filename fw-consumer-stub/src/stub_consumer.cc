@@ -136,59 +136,65 @@ absl::Status StubConsumer::Accept(const v1::Manifest& m) {
   return absl::OkStatus();
 }
 
-absl::Status StubConsumer::Download(const v1::Manifest& m, client::ImageSource* source,
-                                    const Progress& progress) {
-  std::string path;
-  uint64_t offset = 0;
-  int64_t fail_at = -1;
-  {
-    absl::MutexLock lock(&mu_);
-    if (env_.trial_pending()) return Reject(v1::INSTALL_FAILED, "a trial is still pending");
-    path = SlotPath(inactive());
-    if (env_.download_sha256() != m.sha256() || !core::PathExists(path)) {
-      // A different image than the partial one: start over in the inactive slot.
-      X1368_RETURN_IF_ERROR(core::WriteFileAtomic(path, ""));
-      env_.mutable_slots(static_cast<int>(inactive()))->Clear();
-      env_.set_download_sha256(m.sha256());
-      X1368_RETURN_IF_ERROR(Persist());
-    }
-    auto size = core::FileSize(path);
-    offset = size.ok() ? *size : 0;
-    if (offset > m.size()) {  // longer than the image: garbage, start over
-      X1368_RETURN_IF_ERROR(core::WriteFileAtomic(path, ""));
-      offset = 0;
-    }
-    if (!download_fault_fired_) fail_at = faults_.fail_download_at;
-  }
-  uint64_t since_sync = 0;
-  while (offset < m.size()) {
-    uint32_t want = static_cast<uint32_t>(std::min<uint64_t>(opts_.chunk_size, m.size() - offset));
-    if (fail_at >= 0 && offset + want > static_cast<uint64_t>(fail_at)) {
-      absl::MutexLock lock(&mu_);
-      download_fault_fired_ = true;
-      (void)core::SyncFile(path);
-      return Reject(v1::DOWNLOAD_FAILED, absl::StrCat("link broke at byte ", offset, " (fault)"));
-    }
-    X1368_ASSIGN_OR_RETURN(std::string data, source->Read(offset, want));
-    if (data.empty()) return Reject(v1::DOWNLOAD_FAILED, absl::StrCat("empty chunk at ", offset));
-    if (data.size() > m.size() - offset)
-      return Reject(v1::SIZE_MISMATCH, "image longer than the manifest says");
-    X1368_RETURN_IF_ERROR(core::WriteFileRange(path, offset, data));
-    offset += data.size();
-    since_sync += data.size();
-    if (since_sync >= kSyncEvery) {
-      X1368_RETURN_IF_ERROR(core::SyncFile(path));
-      since_sync = 0;
-    }
-    if (progress) progress(offset);
-  }
-  X1368_RETURN_IF_ERROR(core::SyncFile(path));
+absl::StatusOr<uint64_t> StubConsumer::BeginDownload(const v1::Manifest& m) {
   absl::MutexLock lock(&mu_);
+  if (env_.trial_pending()) return Reject(v1::INSTALL_FAILED, "a trial is still pending");
+  std::string path = SlotPath(inactive());
+  if (env_.download_sha256() != m.sha256() || !core::PathExists(path)) {
+    // A different image than the partial one: start over in the inactive slot.
+    X1368_RETURN_IF_ERROR(core::WriteFileAtomic(path, ""));
+    env_.mutable_slots(static_cast<int>(inactive()))->Clear();
+    env_.set_download_sha256(m.sha256());
+    X1368_RETURN_IF_ERROR(Persist());
+  }
+  auto size = core::FileSize(path);
+  uint64_t offset = size.ok() ? *size : 0;
+  if (offset > m.size()) {  // longer than the image: garbage, start over
+    X1368_RETURN_IF_ERROR(core::WriteFileAtomic(path, ""));
+    offset = 0;
+  }
+  fail_at_ = download_fault_fired_ ? -1 : faults_.fail_download_at;
+  since_sync_ = 0;
+  return offset;
+}
+
+absl::Status StubConsumer::WriteChunk(const v1::Manifest& m, uint64_t offset,
+                                      absl::string_view data) {
+  absl::MutexLock lock(&mu_);
+  if (env_.download_sha256() != m.sha256()) {
+    return Reject(v1::DOWNLOAD_FAILED, "no download of this image was begun");
+  }
+  if (data.empty()) return Reject(v1::DOWNLOAD_FAILED, absl::StrCat("empty chunk at ", offset));
+  if (offset > m.size() || data.size() > m.size() - offset) {
+    return Reject(v1::SIZE_MISMATCH, "image longer than the manifest says");
+  }
+  std::string path = SlotPath(inactive());
+  if (fail_at_ >= 0 && offset + data.size() > static_cast<uint64_t>(fail_at_)) {
+    download_fault_fired_ = true;
+    fail_at_ = -1;
+    (void)core::SyncFile(path);
+    return Reject(v1::DOWNLOAD_FAILED, absl::StrCat("link broke at byte ", offset, " (fault)"));
+  }
+  X1368_RETURN_IF_ERROR(core::WriteFileRange(path, offset, data));
+  since_sync_ += data.size();
+  if (since_sync_ >= kSyncEvery) {
+    X1368_RETURN_IF_ERROR(core::SyncFile(path));
+    since_sync_ = 0;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StubConsumer::FinishDownload(const v1::Manifest& m) {
+  absl::MutexLock lock(&mu_);
+  std::string path = SlotPath(inactive());
+  X1368_RETURN_IF_ERROR(core::SyncFile(path));
+  since_sync_ = 0;
   if (faults_.corrupt_download) {
     X1368_ASSIGN_OR_RETURN(std::string first, core::ReadFileRange(path, 0, 1));
     if (!first.empty())
       X1368_RETURN_IF_ERROR(core::WriteFileRange(path, 0, std::string(1, first[0] ^ 0x5a)));
   }
+  (void)m;
   return absl::OkStatus();
 }
 

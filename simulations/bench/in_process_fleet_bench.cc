@@ -83,7 +83,14 @@ void BM_Fleet(benchmark::State& state) {
     state.ResumeTiming();
   }
 }
-BENCHMARK(BM_Fleet)->Arg(100)->Arg(1000)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_Fleet)
+    ->Arg(100)
+    ->Arg(250)
+    ->Arg(500)
+    ->Arg(1000)
+    ->Iterations(1)
+    ->Unit(benchmark::kSecond)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace x1368::testing

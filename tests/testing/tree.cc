@@ -1,5 +1,6 @@
 #include "testing/tree.h"
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "testing/wait.h"
 #include "x1368/core/file_util.h"
@@ -129,7 +130,6 @@ ClientNode* TestTree::AddClient(const std::string& id, const std::string& parent
   c->stub_options.hardware_class = spec.hardware_class;
   c->stub_options.initial_version = spec.initial_version;
   c->stub_options.initial_sequence = spec.initial_sequence;
-  c->stub_options.chunk_size = 16 * 1024;
   c->stub_options.faults = spec.faults;
   c->options.parent_id = parent;
   c->options.chunk_size = 16 * 1024;
@@ -220,10 +220,11 @@ bool TestTree::WaitForDevices(const std::vector<std::string>& devices,
   return WaitFor(
       [&] {
         v1::FleetStatus f = Fleet();
+        absl::flat_hash_map<std::string, const v1::DeviceRecord*> by_id;
+        for (const v1::DeviceRecord& d : f.devices()) by_id[d.device_id()] = &d;
         for (const std::string& id : devices) {
-          bool ok = false;
-          for (const v1::DeviceRecord& d : f.devices()) ok |= d.device_id() == id && pred(d);
-          if (!ok) return false;
+          auto it = by_id.find(id);
+          if (it == by_id.end() || !pred(*it->second)) return false;
         }
         return true;
       },

@@ -1,22 +1,18 @@
-// ChunkFetcher (x1368/client/chunk_fetcher.h): windowed chunk requests to the parent,
-// re-requests after a timeout, bounded tries, error propagation and abort.
+// ChunkFetcher (x1368/client/chunk_fetcher.h): windowed chunk requests to the parent on the
+// node's loop, in-order delivery, re-requests after a timeout on the loop's clock, bounded tries,
+// error propagation and cancel. Everything runs on a manual executor with a FakeClock: time moves
+// only when the test says so, and nothing sleeps.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <deque>
-#include <functional>
 #include <map>
-#include <memory>
 #include <optional>
+#include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "testing/pki.h"
 #include "testing/status_matchers.h"
-#include "testing/wait.h"
 #include "x1368/client/chunk_fetcher.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/reason.h"
@@ -24,62 +20,28 @@
 namespace x1368::client {
 namespace {
 
+using ::testing::ElementsAre;
 using ::x1368::testing::HasReason;
 using ::x1368::testing::TestPki;
-using ::x1368::testing::WaitFor;
 
 constexpr uint32_t kChunk = 1000;
 constexpr size_t kImageSize = 10'500;  // the last chunk is short
+constexpr size_t kChunks = 11;
 
-// The parent's side: records every request; answers them from a thread of its own (auto mode)
-// or when the test says so (manual mode). Answers are delivered outside the sender's call, as
-// the event loop would.
+// The parent's side: records every request; the test answers them.
 class FakeParent {
  public:
-  // What to do with a request: answer it (nullopt) or answer with an error / drop it.
-  enum class Action { kAnswer, kDrop, kError };
-  using Policy = std::function<Action(const v1::FirmwareChunkRequest&, int attempt)>;
-
   explicit FakeParent(std::string image) : image_(std::move(image)), sha_(core::Sha256(image_)) {}
-  ~FakeParent() { StopAuto(); }
 
   const std::string& sha() const { return sha_; }
   const std::string& image() const { return image_; }
 
   ChunkFetcher::RequestSender Sender() {
     return [this](const v1::FirmwareChunkRequest& r) -> absl::Status {
-      absl::MutexLock lock(&mu_);
       all_.push_back(r);
       pending_.push_back(r);
       return absl::OkStatus();
     };
-  }
-
-  // Stops answering when it goes out of scope: declared after the fetcher, it is destroyed
-  // before it, so the answering thread never touches a destroyed fetcher.
-  class [[nodiscard]] Answering {
-   public:
-    explicit Answering(FakeParent* p) : p_(p) {}
-    Answering(const Answering&) = delete;
-    Answering& operator=(const Answering&) = delete;
-    ~Answering() { p_->StopAuto(); }
-
-   private:
-    FakeParent* p_;
-  };
-
-  std::unique_ptr<Answering> StartAuto(ChunkFetcher* fetcher, Policy policy) {
-    fetcher_ = fetcher;
-    policy_ = std::move(policy);
-    thread_ = std::thread([this] { AutoLoop(); });
-    return std::make_unique<Answering>(this);
-  }
-  void StopAuto() {
-    {
-      absl::MutexLock lock(&mu_);
-      stop_ = true;
-    }
-    if (thread_.joinable()) thread_.join();
   }
 
   v1::FirmwareChunkResponse AnswerFor(const v1::FirmwareChunkRequest& r) const {
@@ -92,90 +54,90 @@ class FakeParent {
     return resp;
   }
 
-  // Manual mode: the oldest unanswered request, once one is there.
-  std::optional<v1::FirmwareChunkRequest> NextPending(absl::Duration timeout = absl::Seconds(5)) {
-    absl::MutexLock lock(&mu_);
-    auto has = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !pending_.empty(); };
-    if (!mu_.AwaitWithTimeout(absl::Condition(&has), timeout)) return std::nullopt;
+  // Takes the oldest unanswered request.
+  std::optional<v1::FirmwareChunkRequest> NextPending() {
+    if (pending_.empty()) return std::nullopt;
     v1::FirmwareChunkRequest r = pending_.front();
-    pending_.pop_front();
+    pending_.erase(pending_.begin());
     return r;
   }
-  size_t pending() const {
-    absl::MutexLock lock(&mu_);
-    return pending_.size();
-  }
-  std::vector<v1::FirmwareChunkRequest> all() const {
-    absl::MutexLock lock(&mu_);
-    return all_;
-  }
+  size_t pending() const { return pending_.size(); }
+  const std::vector<v1::FirmwareChunkRequest>& all() const { return all_; }
   int RequestsFor(uint64_t offset) const {
     int n = 0;
-    for (const auto& r : all()) n += r.offset() == offset;
+    for (const auto& r : all_) n += r.offset() == offset;
     return n;
   }
 
  private:
-  void AutoLoop() {
-    std::map<uint64_t, int> attempts;
-    while (true) {
-      v1::FirmwareChunkRequest r;
-      {
-        absl::MutexLock lock(&mu_);
-        auto ready = [this]()
-                         ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || !pending_.empty(); };
-        mu_.Await(absl::Condition(&ready));
-        if (stop_) return;
-        r = pending_.front();
-        pending_.pop_front();
-      }
-      Action a = policy_(r, ++attempts[r.offset()]);
-      if (a == Action::kDrop) continue;
-      v1::FirmwareChunkResponse resp = AnswerFor(r);
-      if (a == Action::kError) {
-        resp.clear_data();
-        resp.set_error(v1::IMAGE_UNAVAILABLE);
-      }
-      fetcher_->OnResponse(resp);
+  const std::string image_;
+  const std::string sha_;
+  std::vector<v1::FirmwareChunkRequest> all_;
+  std::vector<v1::FirmwareChunkRequest> pending_;
+};
+
+class ChunkFetcherTest : public ::testing::Test {
+ protected:
+  struct Result {
+    std::string bytes;                 // what the sink received, in order
+    std::vector<uint64_t> offsets;     // the offsets it received them at
+    std::optional<absl::Status> done;  // set once `done` ran
+    int done_calls = 0;
+  };
+
+  void Start(FakeParent& parent, ChunkFetcherOptions opts = {}, uint64_t offset = 0,
+             std::optional<absl::Status> sink_error_at_second = std::nullopt) {
+    fetcher_ = std::make_unique<ChunkFetcher>(&loop_, parent.Sender(), opts);
+    fetcher_->Start(
+        parent.sha(), kImageSize, offset, kChunk,
+        [this, sink_error_at_second](uint64_t off, const std::string& data) -> absl::Status {
+          result_.offsets.push_back(off);
+          result_.bytes += data;
+          if (sink_error_at_second && result_.offsets.size() == 2) return *sink_error_at_second;
+          return absl::OkStatus();
+        },
+        [this](const absl::Status& s) {
+          result_.done = s;
+          ++result_.done_calls;
+        });
+    executor_.RunUntilIdle();
+  }
+
+  // Answers every pending request (per `policy`: true answers, false drops) until none is left.
+  void AnswerAll(
+      FakeParent& parent, const std::function<bool(const v1::FirmwareChunkRequest&, int)>& policy =
+                              [](const v1::FirmwareChunkRequest&, int) { return true; }) {
+    while (auto r = parent.NextPending()) {
+      if (policy(*r, ++attempts_[r->offset()])) fetcher_->OnResponse(parent.AnswerFor(*r));
+      executor_.RunUntilIdle();
     }
   }
 
-  const std::string image_;
-  const std::string sha_;
-  mutable absl::Mutex mu_;
-  std::vector<v1::FirmwareChunkRequest> all_ ABSL_GUARDED_BY(mu_);
-  std::deque<v1::FirmwareChunkRequest> pending_ ABSL_GUARDED_BY(mu_);
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  ChunkFetcher* fetcher_ = nullptr;
-  Policy policy_;
-  std::thread thread_;
+  // Lets `ms` pass on the clock and runs what became due.
+  void Elapse(int64_t ms) {
+    clock_.Advance(ms);
+    executor_.RunUntilIdle();
+  }
+
+  core::FakeClock clock_;
+  core::Executor executor_{&clock_, /*threads=*/0};
+  core::EventLoop loop_{&executor_};
+  std::unique_ptr<ChunkFetcher> fetcher_;
+  Result result_;
+  std::map<uint64_t, int> attempts_;
 };
 
-// Reads the whole image the way a consumer does: chunk by chunk, in order.
-absl::StatusOr<std::string> ReadAll(ChunkFetcher& fetcher, uint64_t size) {
-  std::string out;
-  for (uint64_t off = 0; off < size; off += kChunk) {
-    X1368_ASSIGN_OR_RETURN(std::string data, fetcher.Read(off, kChunk));
-    if (data.empty()) return absl::DataLossError("empty chunk");
-    out += data;
-  }
-  return out;
-}
-
-FakeParent::Policy AnswerAll() {
-  return [](const v1::FirmwareChunkRequest&, int) { return FakeParent::Action::kAnswer; };
-}
-
-TEST(ChunkFetcherTest, ReadsTheWholeImageInOrder) {
+TEST_F(ChunkFetcherTest, FetchesTheWholeImageInOrder) {
   FakeParent parent(TestPki::MakeImage(kImageSize, 5));
-  ChunkFetcher fetcher(parent.Sender(), ChunkFetcherOptions{});
-  fetcher.Begin(parent.sha(), kImageSize);
-  auto answering_parent = parent.StartAuto(&fetcher, AnswerAll());
-  auto image = ReadAll(fetcher, kImageSize);
-  ASSERT_OK(image);
-  EXPECT_EQ(*image, parent.image());
-  // Each chunk was asked for exactly once, with the right bounds.
-  EXPECT_EQ(fetcher.requests_sent(), 11u);
+  Start(parent);
+  AnswerAll(parent);
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_OK(*result_.done);
+  EXPECT_EQ(result_.done_calls, 1);
+  EXPECT_EQ(result_.bytes, parent.image());
+  EXPECT_FALSE(fetcher_->active());
+  // Each chunk was asked for exactly once, with the right bounds and a fresh id.
+  EXPECT_EQ(fetcher_->requests_sent(), kChunks);
   std::set<uint64_t> request_ids;
   for (const auto& r : parent.all()) {
     EXPECT_EQ(r.image_sha256(), parent.sha());
@@ -185,227 +147,304 @@ TEST(ChunkFetcherTest, ReadsTheWholeImageInOrder) {
   }
 }
 
-TEST(ChunkFetcherTest, KeepsAtMostWindowRequestsInFlight) {
+TEST_F(ChunkFetcherTest, KeepsAtMostWindowRequestsInFlightAndFillsItBeforeTheFirstAnswer) {
   FakeParent parent(TestPki::MakeImage(kImageSize, 6));
   ChunkFetcherOptions opts;
   opts.window = 3;
-  opts.timeout = absl::Seconds(10);  // nothing is lost here
-  ChunkFetcher fetcher(parent.Sender(), opts);
-  fetcher.Begin(parent.sha(), kImageSize);
-
-  absl::StatusOr<std::string> result;
-  std::thread reader([&] { result = ReadAll(fetcher, kImageSize); });
-
-  // Answer one request at a time, oldest first. Before each answer the reader has filled its
-  // window (3 requests, fewer near the end) and never goes beyond it.
-  constexpr size_t kChunks = 11;
+  Start(parent, opts);
+  std::vector<uint64_t> first;
+  for (const auto& r : parent.all()) first.push_back(r.offset());
+  EXPECT_THAT(first, ElementsAre(0, 1000, 2000));
+  // Answer one at a time, oldest first: the window refills by one each time, never beyond.
   size_t answered = 0;
-  while (answered < kChunks) {
-    const size_t expected = std::min<size_t>(3, kChunks - answered);
-    ASSERT_TRUE(
-        WaitFor([&] { return parent.all().size() - answered >= expected; }, absl::Seconds(5)))
-        << "after " << answered << " answers, requests sent: " << parent.all().size();
-    EXPECT_EQ(parent.all().size() - answered, expected) << "after " << answered << " answers";
-    auto r = parent.NextPending();
-    ASSERT_TRUE(r.has_value());
+  while (auto r = parent.NextPending()) {
     EXPECT_EQ(r->offset(), answered * kChunk);
-    fetcher.OnResponse(parent.AnswerFor(*r));
+    fetcher_->OnResponse(parent.AnswerFor(*r));
+    executor_.RunUntilIdle();
     ++answered;
+    EXPECT_LE(parent.pending(), 3u) << "after " << answered << " answers";
+    EXPECT_EQ(parent.pending(), std::min<size_t>(3, kChunks - answered));
   }
-  reader.join();
-  ASSERT_OK(result);
-  EXPECT_EQ(*result, parent.image());
+  EXPECT_EQ(answered, kChunks);
   EXPECT_EQ(parent.all().size(), kChunks);
+  EXPECT_EQ(result_.bytes, parent.image());
 }
 
-TEST(ChunkFetcherTest, WindowIsFilledBeforeTheFirstAnswer) {
+TEST_F(ChunkFetcherTest, OutOfOrderAnswersAreHandedOverInOrder) {
   FakeParent parent(TestPki::MakeImage(kImageSize, 6));
   ChunkFetcherOptions opts;
   opts.window = 4;
-  opts.timeout = absl::Seconds(10);
-  ChunkFetcher fetcher(parent.Sender(), opts);
-  fetcher.Begin(parent.sha(), kImageSize);
-  absl::StatusOr<std::string> first;
-  std::thread reader([&] { first = fetcher.Read(0, kChunk); });
-  ASSERT_TRUE(WaitFor([&] { return parent.all().size() == 4; }, absl::Seconds(5)))
-      << "requests sent: " << parent.all().size();
-  std::vector<uint64_t> offsets;
-  for (const auto& r : parent.all()) offsets.push_back(r.offset());
-  EXPECT_THAT(offsets, ::testing::ElementsAre(0, 1000, 2000, 3000));
-  fetcher.OnResponse(parent.AnswerFor(parent.all()[0]));
-  reader.join();
-  ASSERT_OK(first);
-  EXPECT_EQ(*first, parent.image().substr(0, kChunk));
-  EXPECT_EQ(parent.all().size(), 4u);
+  Start(parent, opts);
+  std::vector<v1::FirmwareChunkRequest> first(parent.all().begin(), parent.all().end());
+  ASSERT_EQ(first.size(), 4u);
+  // 3, 2, 1 arrive before 0: nothing reaches the sink until 0 does.
+  for (int i : {3, 2, 1}) fetcher_->OnResponse(parent.AnswerFor(first[i]));
+  executor_.RunUntilIdle();
+  EXPECT_TRUE(result_.offsets.empty());
+  fetcher_->OnResponse(parent.AnswerFor(first[0]));
+  executor_.RunUntilIdle();
+  EXPECT_THAT(result_.offsets, ElementsAre(0, 1000, 2000, 3000));
 }
 
-TEST(ChunkFetcherTest, DroppedResponseIsRequestedAgain) {
+TEST_F(ChunkFetcherTest, ResumesAtTheGivenOffset) {
+  FakeParent parent(TestPki::MakeImage(kImageSize, 6));
+  Start(parent, {}, /*offset=*/4 * kChunk);
+  AnswerAll(parent);
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_OK(*result_.done);
+  EXPECT_EQ(result_.bytes, parent.image().substr(4 * kChunk));
+  EXPECT_EQ(parent.RequestsFor(0), 0);
+  EXPECT_EQ(fetcher_->requests_sent(), kChunks - 4);
+}
+
+TEST_F(ChunkFetcherTest, NothingLeftToFetchIsDoneAtOnce) {
+  FakeParent parent(TestPki::MakeImage(kImageSize, 6));
+  Start(parent, {}, /*offset=*/kImageSize);
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_OK(*result_.done);
+  EXPECT_TRUE(parent.all().empty());
+}
+
+TEST_F(ChunkFetcherTest, ALostAnswerIsRequestedAgainAfterTheTimeoutOnTheClock) {
   FakeParent parent(TestPki::MakeImage(kImageSize, 7));
   ChunkFetcherOptions opts;
-  opts.timeout = absl::Milliseconds(50);
-  ChunkFetcher fetcher(parent.Sender(), opts);
-  fetcher.Begin(parent.sha(), kImageSize);
+  opts.timeout = absl::Seconds(5);
+  Start(parent, opts);
   // The first request for chunk 0 and for chunk 5 is lost.
-  auto answering_parent =
-      parent.StartAuto(&fetcher, [](const v1::FirmwareChunkRequest& r, int attempt) {
-        bool lost = attempt == 1 && (r.offset() == 0 || r.offset() == 5 * kChunk);
-        return lost ? FakeParent::Action::kDrop : FakeParent::Action::kAnswer;
-      });
-  auto image = ReadAll(fetcher, kImageSize);
-  ASSERT_OK(image);
-  EXPECT_EQ(*image, parent.image());
+  auto lose_first = [](const v1::FirmwareChunkRequest& r, int attempt) {
+    return !(attempt == 1 && (r.offset() == 0 || r.offset() == 5 * kChunk));
+  };
+  AnswerAll(parent, lose_first);
+  EXPECT_FALSE(result_.done.has_value());
+  Elapse(4999);  // not yet
+  EXPECT_EQ(parent.RequestsFor(0), 1);
+  Elapse(1);
+  EXPECT_EQ(parent.RequestsFor(0), 2);
+  AnswerAll(parent, lose_first);
+  Elapse(5000);  // chunk 5 was asked for later, so it times out later
+  AnswerAll(parent, lose_first);
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_OK(*result_.done);
+  EXPECT_EQ(result_.bytes, parent.image());
   EXPECT_EQ(parent.RequestsFor(0), 2);
   EXPECT_EQ(parent.RequestsFor(5 * kChunk), 2);
   EXPECT_EQ(parent.RequestsFor(kChunk), 1);
-  EXPECT_EQ(fetcher.requests_sent(), 13u);
-  // The retry is a new request.
+  EXPECT_EQ(fetcher_->requests_sent(), kChunks + 2);
   std::vector<uint64_t> ids;
   for (const auto& r : parent.all()) {
     if (r.offset() == 0) ids.push_back(r.request_id());
   }
   ASSERT_EQ(ids.size(), 2u);
-  EXPECT_NE(ids[0], ids[1]);
+  EXPECT_NE(ids[0], ids[1]);  // the retry is a new request
 }
 
-TEST(ChunkFetcherTest, GivesUpAfterMaxTries) {
+TEST_F(ChunkFetcherTest, AWallClockStepDoesNotTimeRequestsOut) {
+  FakeParent parent(TestPki::MakeImage(kImageSize, 7));
+  Start(parent);
+  clock_.StepWall(24 * 3600 * 1000);  // NTP moves the wall clock a day ahead
+  executor_.RunUntilIdle();
+  EXPECT_EQ(parent.RequestsFor(0), 1);
+}
+
+TEST_F(ChunkFetcherTest, ALateAnswerToAnEarlierTryCountsAndTheSecondIsIgnored) {
+  // A loaded parent answers after the timeout: its answer to the first try is as good as one to
+  // the second, and the chunk reaches the sink once.
+  FakeParent parent(TestPki::MakeImage(kImageSize, 7));
+  ChunkFetcherOptions opts;
+  opts.window = 1;
+  opts.timeout = absl::Seconds(1);
+  Start(parent, opts);
+  auto first_try = parent.NextPending();
+  ASSERT_TRUE(first_try.has_value());
+  Elapse(1000);
+  auto second_try = parent.NextPending();
+  ASSERT_TRUE(second_try.has_value());
+  EXPECT_EQ(second_try->offset(), 0u);
+  fetcher_->OnResponse(parent.AnswerFor(*first_try));
+  executor_.RunUntilIdle();
+  EXPECT_THAT(result_.offsets, ElementsAre(0));
+  fetcher_->OnResponse(parent.AnswerFor(*second_try));
+  executor_.RunUntilIdle();
+  EXPECT_THAT(result_.offsets, ElementsAre(0));
+  AnswerAll(parent);
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_OK(*result_.done);
+  EXPECT_EQ(result_.bytes, parent.image());
+}
+
+TEST_F(ChunkFetcherTest, GivesUpAfterMaxTries) {
   FakeParent parent(TestPki::MakeImage(kImageSize, 8));
   ChunkFetcherOptions opts;
   opts.timeout = absl::Milliseconds(20);
   opts.max_tries = 3;
-  ChunkFetcher fetcher(parent.Sender(), opts);
-  fetcher.Begin(parent.sha(), kImageSize);
-  auto answering_parent = parent.StartAuto(
-      &fetcher, [](const v1::FirmwareChunkRequest&, int) { return FakeParent::Action::kDrop; });
-  EXPECT_THAT(fetcher.Read(0, kChunk), HasReason(v1::DOWNLOAD_FAILED));
+  Start(parent, opts);
+  for (int i = 0; i < 10 && !result_.done; ++i) Elapse(20);
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_THAT(*result_.done, HasReason(v1::DOWNLOAD_FAILED));
+  EXPECT_EQ(parent.RequestsFor(0), 3);
+  EXPECT_EQ(result_.done_calls, 1);
+  EXPECT_FALSE(fetcher_->active());
+  Elapse(1000);  // nothing more is sent once it gave up
   EXPECT_EQ(parent.RequestsFor(0), 3);
 }
 
-TEST(ChunkFetcherTest, FailingSenderCountsAsALostRequest) {
+TEST_F(ChunkFetcherTest, FailingSenderCountsAsALostRequest) {
   FakeParent parent(TestPki::MakeImage(kImageSize, 8));
   ChunkFetcherOptions opts;
   opts.timeout = absl::Milliseconds(20);
   opts.max_tries = 2;
-  std::atomic<int> calls{0};
-  ChunkFetcher fetcher(
+  int calls = 0;
+  fetcher_ = std::make_unique<ChunkFetcher>(
+      &loop_,
       [&](const v1::FirmwareChunkRequest&) -> absl::Status {
         ++calls;
         return absl::UnavailableError("not connected");
       },
       opts);
-  fetcher.Begin(parent.sha(), kImageSize);
-  EXPECT_THAT(fetcher.Read(0, kChunk), HasReason(v1::DOWNLOAD_FAILED));
-  EXPECT_GE(calls.load(), 2);
+  std::optional<absl::Status> done;
+  fetcher_->Start(
+      parent.sha(), kImageSize, 0, kChunk,
+      [](uint64_t, const std::string&) { return absl::OkStatus(); },
+      [&](const absl::Status& s) { done = s; });
+  for (int i = 0; i < 10 && !done; ++i) Elapse(20);
+  ASSERT_TRUE(done.has_value());
+  EXPECT_THAT(*done, HasReason(v1::DOWNLOAD_FAILED));
+  EXPECT_GE(calls, 2);
 }
 
-TEST(ChunkFetcherTest, ErrorResponsePropagatesItsReason) {
+TEST_F(ChunkFetcherTest, ErrorResponseEndsTheFetchWithItsReason) {
   FakeParent parent(TestPki::MakeImage(kImageSize, 9));
-  ChunkFetcher fetcher(parent.Sender(), ChunkFetcherOptions{});
-  fetcher.Begin(parent.sha(), kImageSize);
-  auto answering_parent = parent.StartAuto(&fetcher, [](const v1::FirmwareChunkRequest& r, int) {
-    return r.offset() == 2 * kChunk ? FakeParent::Action::kError : FakeParent::Action::kAnswer;
-  });
-  auto first = fetcher.Read(0, kChunk);
-  ASSERT_OK(first);
-  ASSERT_OK(fetcher.Read(kChunk, kChunk));
-  EXPECT_THAT(fetcher.Read(2 * kChunk, kChunk), HasReason(v1::IMAGE_UNAVAILABLE));
+  Start(parent);
+  while (auto r = parent.NextPending()) {
+    v1::FirmwareChunkResponse resp = parent.AnswerFor(*r);
+    if (r->offset() == 2 * kChunk) {
+      resp.clear_data();
+      resp.set_error(v1::IMAGE_UNAVAILABLE);
+    }
+    fetcher_->OnResponse(resp);
+    executor_.RunUntilIdle();
+    if (result_.done) break;
+  }
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_THAT(*result_.done, HasReason(v1::IMAGE_UNAVAILABLE));
+  EXPECT_THAT(result_.offsets, ElementsAre(0, 1000));
 }
 
-TEST(ChunkFetcherTest, IgnoresResponsesItDidNotAskFor) {
+TEST_F(ChunkFetcherTest, AChunkOfTheWrongLengthIsRequestedAgain) {
+  FakeParent parent(TestPki::MakeImage(kImageSize, 9));
+  Start(parent);
+  auto r = parent.NextPending();
+  ASSERT_TRUE(r.has_value());
+  v1::FirmwareChunkResponse shortened = parent.AnswerFor(*r);
+  shortened.set_data(shortened.data().substr(0, 10));
+  fetcher_->OnResponse(shortened);
+  executor_.RunUntilIdle();
+  EXPECT_TRUE(result_.offsets.empty());
+  EXPECT_EQ(parent.RequestsFor(0), 2);
+  AnswerAll(parent);
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_OK(*result_.done);
+  EXPECT_EQ(result_.bytes, parent.image());
+}
+
+TEST_F(ChunkFetcherTest, IgnoresResponsesItDidNotAskFor) {
   FakeParent parent(TestPki::MakeImage(kImageSize, 10));
   ChunkFetcherOptions opts;
   opts.window = 1;
-  opts.timeout = absl::Seconds(10);
-  ChunkFetcher fetcher(parent.Sender(), opts);
-  fetcher.Begin(parent.sha(), kImageSize);
-  absl::StatusOr<std::string> result;
-  std::thread reader([&] { result = fetcher.Read(0, kChunk); });
+  Start(parent, opts);
   auto req = parent.NextPending();
   ASSERT_TRUE(req.has_value());
 
   v1::FirmwareChunkResponse other_image = parent.AnswerFor(*req);
   other_image.set_image_sha256(core::Sha256("another image"));
   other_image.set_data(std::string(kChunk, 'X'));
-  fetcher.OnResponse(other_image);
+  fetcher_->OnResponse(other_image);
 
   v1::FirmwareChunkResponse stale_id = parent.AnswerFor(*req);
   stale_id.set_request_id(req->request_id() + 1000);
   stale_id.set_data(std::string(kChunk, 'Y'));
-  fetcher.OnResponse(stale_id);
+  fetcher_->OnResponse(stale_id);
 
   v1::FirmwareChunkResponse unasked = parent.AnswerFor(*req);
   unasked.set_offset(7 * kChunk);
   unasked.set_data(std::string(kChunk, 'Z'));
-  fetcher.OnResponse(unasked);
+  fetcher_->OnResponse(unasked);
+  executor_.RunUntilIdle();
+  EXPECT_TRUE(result_.offsets.empty());
 
-  // None of these may satisfy the read: only the real answer does.
-  fetcher.OnResponse(parent.AnswerFor(*req));
-  reader.join();
-  ASSERT_OK(result);
-  EXPECT_EQ(*result, parent.image().substr(0, kChunk));
-  // The unasked chunk was not kept either: reading it asks the parent.
-  size_t before = parent.all().size();
-  std::thread reader2([&] { result = fetcher.Read(7 * kChunk, kChunk); });
-  ASSERT_TRUE(WaitFor([&] { return parent.all().size() > before; }, absl::Seconds(5)));
-  fetcher.OnResponse(parent.AnswerFor(parent.all().back()));
-  reader2.join();
-  ASSERT_OK(result);
-  EXPECT_EQ(*result, parent.image().substr(7 * kChunk, kChunk));
+  // Only the real answer counts, and the unasked chunk was not kept: it is asked for in turn.
+  fetcher_->OnResponse(parent.AnswerFor(*req));
+  executor_.RunUntilIdle();
+  AnswerAll(parent);
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_OK(*result_.done);
+  EXPECT_EQ(result_.bytes, parent.image());
+  EXPECT_EQ(parent.RequestsFor(7 * kChunk), 1);
 }
 
-TEST(ChunkFetcherTest, AbortCancelsABlockedRead) {
+TEST_F(ChunkFetcherTest, ASinkErrorEndsTheFetchWithIt) {
   FakeParent parent(TestPki::MakeImage(kImageSize, 11));
-  ChunkFetcherOptions opts;
-  opts.timeout = absl::Seconds(10);
-  ChunkFetcher fetcher(parent.Sender(), opts);
-  fetcher.Begin(parent.sha(), kImageSize);
-  absl::StatusOr<std::string> result;
-  std::thread reader([&] { result = fetcher.Read(0, kChunk); });
-  auto req0 = parent.NextPending();  // the read is waiting for its answer
-  ASSERT_TRUE(req0.has_value());
-  absl::Time start = absl::Now();
-  fetcher.Abort();
-  reader.join();
-  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
-  EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled);
-  // Later reads fail too, until the next Begin.
-  EXPECT_EQ(fetcher.Read(kChunk, kChunk).status().code(), absl::StatusCode::kCancelled);
-  fetcher.Begin(parent.sha(), kImageSize);
-  // The answer to the request made before the abort arrives now: same image, still wanted.
-  fetcher.OnResponse(parent.AnswerFor(*req0));
-  auto answering_parent = parent.StartAuto(&fetcher, AnswerAll());
-  auto again = fetcher.Read(0, kChunk);
-  ASSERT_OK(again);
-  EXPECT_EQ(*again, parent.image().substr(0, kChunk));
+  Start(parent, {}, 0, core::Reject(v1::STORAGE_ERROR, "disk full"));
+  AnswerAll(parent);
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_THAT(*result_.done, HasReason(v1::STORAGE_ERROR));
+  EXPECT_EQ(result_.offsets.size(), 2u);
+  EXPECT_EQ(result_.done_calls, 1);
 }
 
-TEST(ChunkFetcherTest, ReadPastTheEndFails) {
+TEST_F(ChunkFetcherTest, CancelStopsEverythingWithoutCallingDone) {
   FakeParent parent(TestPki::MakeImage(kImageSize, 12));
-  ChunkFetcher fetcher(parent.Sender(), ChunkFetcherOptions{});
-  fetcher.Begin(parent.sha(), kImageSize);
-  EXPECT_THAT(fetcher.Read(kImageSize, kChunk), HasReason(v1::DOWNLOAD_FAILED));
-  EXPECT_TRUE(parent.all().empty());
+  Start(parent);
+  auto r = parent.NextPending();
+  ASSERT_TRUE(r.has_value());
+  size_t sent = parent.all().size();
+  fetcher_->Cancel();
+  EXPECT_FALSE(fetcher_->active());
+  fetcher_->OnResponse(parent.AnswerFor(*r));  // an answer still on the way
+  Elapse(60'000);                              // no timer is left to re-request anything
+  EXPECT_TRUE(result_.offsets.empty());
+  EXPECT_FALSE(result_.done.has_value());
+  EXPECT_EQ(parent.all().size(), sent);
 }
 
-TEST(ChunkFetcherTest, BeginWithAnotherImageForgetsOldChunks) {
+TEST_F(ChunkFetcherTest, StartingAnotherImageForgetsTheFirst) {
   FakeParent old_parent(TestPki::MakeImage(kImageSize, 13));
   FakeParent new_parent(TestPki::MakeImage(kImageSize, 14));
-  std::atomic<FakeParent*> target{&old_parent};
-  ChunkFetcherOptions opts;
-  opts.window = 4;
-  ChunkFetcher fetcher(
-      [&](const v1::FirmwareChunkRequest& r) { return target.load()->Sender()(r); }, opts);
-  fetcher.Begin(old_parent.sha(), kImageSize);
-  auto answering_old_parent = old_parent.StartAuto(&fetcher, AnswerAll());
-  ASSERT_OK(fetcher.Read(0, kChunk));  // chunks 1..3 of the old image arrive meanwhile
-  ASSERT_TRUE(WaitFor([&] { return old_parent.pending() == 0; }, absl::Seconds(5)));
-  old_parent.StopAuto();
-
+  FakeParent* target = &old_parent;
+  fetcher_ = std::make_unique<ChunkFetcher>(
+      &loop_, [&](const v1::FirmwareChunkRequest& r) { return target->Sender()(r); },
+      ChunkFetcherOptions{});
+  Result first, second;
+  auto start = [&](FakeParent& p, Result& into) {
+    fetcher_->Start(
+        p.sha(), kImageSize, 0, kChunk,
+        [&into](uint64_t, const std::string& data) {
+          into.bytes += data;
+          return absl::OkStatus();
+        },
+        [&into](const absl::Status& s) {
+          into.done = s;
+          ++into.done_calls;
+        });
+    executor_.RunUntilIdle();
+  };
+  start(old_parent, first);
+  auto old_req = old_parent.NextPending();
+  ASSERT_TRUE(old_req.has_value());
   target = &new_parent;
-  fetcher.Begin(new_parent.sha(), kImageSize);
-  auto answering_new_parent = new_parent.StartAuto(&fetcher, AnswerAll());
-  auto chunk1 = fetcher.Read(kChunk, kChunk);
-  ASSERT_OK(chunk1);
-  EXPECT_EQ(*chunk1, new_parent.image().substr(kChunk, kChunk));
+  start(new_parent, second);                             // the same fetcher, now for another image
+  fetcher_->OnResponse(old_parent.AnswerFor(*old_req));  // the old image's answer is ignored
+  executor_.RunUntilIdle();
+  EXPECT_TRUE(second.bytes.empty());
+  while (auto r = new_parent.NextPending()) {
+    fetcher_->OnResponse(new_parent.AnswerFor(*r));
+    executor_.RunUntilIdle();
+  }
+  ASSERT_TRUE(second.done.has_value());
+  EXPECT_OK(*second.done);
+  EXPECT_EQ(second.bytes, new_parent.image());
+  EXPECT_TRUE(first.bytes.empty());
+  EXPECT_EQ(first.done_calls, 0);  // a fetch replaced by Start() is cancelled, not finished
 }
 
 }  // namespace

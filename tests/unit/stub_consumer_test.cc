@@ -60,7 +60,6 @@ class StubConsumerTest : public ::testing::Test {
     o.dir = dir_.File("consumer");
     o.component = kComponent;
     o.hardware_class = kHardware;
-    o.chunk_size = kChunk;
     o.max_trial_boots = 2;
     o.faults = faults;
     return o;
@@ -75,7 +74,7 @@ class StubConsumerTest : public ::testing::Test {
   // Download + Verify + Install of manifest_ with a fresh source.
   void Stage(StubConsumer& c) {
     MemImageSource src(image_);
-    ASSERT_OK(c.Download(manifest_, &src, nullptr));
+    ASSERT_OK(client::DownloadFrom(c, manifest_, &src, kChunk, nullptr));
     ASSERT_OK(c.Verify(manifest_));
     ASSERT_OK(c.Install(manifest_));
   }
@@ -122,7 +121,7 @@ TEST_F(StubConsumerTest, HappyPathSwitchesTheActiveSlot) {
   ASSERT_OK(c->Accept(manifest_));
   MemImageSource src(image_);
   uint64_t last_progress = 0;
-  ASSERT_OK(c->Download(manifest_, &src, [&](uint64_t done) {
+  ASSERT_OK(client::DownloadFrom(*c, manifest_, &src, kChunk, [&](uint64_t done) {
     EXPECT_GT(done, last_progress);
     last_progress = done;
   }));
@@ -175,16 +174,18 @@ TEST_F(StubConsumerTest, ResumesAnInterruptedDownload) {
   auto c = Open(faults);
   ASSERT_NE(c, nullptr);
   MemImageSource first(image_);
-  EXPECT_THAT(c->Download(manifest_, &first, nullptr), HasReason(v1::DOWNLOAD_FAILED));
-  EXPECT_GT(first.bytes(), 0u);
-  EXPECT_LT(first.bytes(), kImageSize);
-  EXPECT_EQ(*core::FileSize(c->SlotPath(1)), first.bytes());
+  EXPECT_THAT(client::DownloadFrom(*c, manifest_, &first, kChunk, nullptr),
+              HasReason(v1::DOWNLOAD_FAILED));
+  // The link broke in the chunk that crosses byte 5000: what came before it is in the slot.
+  const uint64_t held = *core::FileSize(c->SlotPath(1));
+  EXPECT_EQ(held, 4 * kChunk);
+  EXPECT_GE(first.bytes(), held);
 
   MemImageSource second(image_);
-  ASSERT_OK(c->Download(manifest_, &second, nullptr));
+  ASSERT_OK(client::DownloadFrom(*c, manifest_, &second, kChunk, nullptr));
   EXPECT_LT(second.bytes(), kImageSize) << "the second attempt started over";
-  EXPECT_EQ(first.bytes() + second.bytes(), kImageSize);
-  EXPECT_EQ(static_cast<uint64_t>(second.first_offset()), first.bytes());
+  EXPECT_EQ(held + second.bytes(), kImageSize);
+  EXPECT_EQ(static_cast<uint64_t>(second.first_offset()), held);
   EXPECT_OK(c->Verify(manifest_));
 }
 
@@ -195,12 +196,13 @@ TEST_F(StubConsumerTest, ResumesAfterAPowerCutDuringDownload) {
     auto c = Open(faults);
     ASSERT_NE(c, nullptr);
     MemImageSource first(image_);
-    EXPECT_THAT(c->Download(manifest_, &first, nullptr), HasReason(v1::DOWNLOAD_FAILED));
+    EXPECT_THAT(client::DownloadFrom(*c, manifest_, &first, kChunk, nullptr),
+                HasReason(v1::DOWNLOAD_FAILED));
   }
   auto c = Open();  // rebooted, no faults
   ASSERT_NE(c, nullptr);
   MemImageSource second(image_);
-  ASSERT_OK(c->Download(manifest_, &second, nullptr));
+  ASSERT_OK(client::DownloadFrom(*c, manifest_, &second, kChunk, nullptr));
   EXPECT_LT(second.bytes(), kImageSize);
   EXPECT_OK(c->Verify(manifest_));
 }
@@ -211,13 +213,13 @@ TEST_F(StubConsumerTest, PartialFileLongerThanTheImageStartsOver) {
   auto c = Open(faults);
   ASSERT_NE(c, nullptr);
   MemImageSource first(image_);
-  EXPECT_FALSE(c->Download(manifest_, &first, nullptr).ok());
+  EXPECT_FALSE(client::DownloadFrom(*c, manifest_, &first, kChunk, nullptr).ok());
   // The partial slot file grew past the image size (garbage after a crash).
   ASSERT_OK(core::WriteFileRange(c->SlotPath(1), kImageSize, std::string(500, 'g')));
   ASSERT_GT(*core::FileSize(c->SlotPath(1)), kImageSize);
 
   MemImageSource second(image_);
-  ASSERT_OK(c->Download(manifest_, &second, nullptr));
+  ASSERT_OK(client::DownloadFrom(*c, manifest_, &second, kChunk, nullptr));
   EXPECT_EQ(second.bytes(), kImageSize);
   EXPECT_EQ(*core::FileSize(c->SlotPath(1)), kImageSize);
   EXPECT_OK(c->Verify(manifest_));
@@ -229,13 +231,13 @@ TEST_F(StubConsumerTest, ADifferentImageStartsOver) {
   auto c = Open(faults);
   ASSERT_NE(c, nullptr);
   MemImageSource first(image_);
-  EXPECT_FALSE(c->Download(manifest_, &first, nullptr).ok());
+  EXPECT_FALSE(client::DownloadFrom(*c, manifest_, &first, kChunk, nullptr).ok());
 
   std::string other = TestPki::MakeImage(kImageSize, 43);
   v1::Manifest other_manifest =
       TestPki::ManifestFor(other, kComponent, "3.0.0", 3, {kHardware}, "author-1");
   MemImageSource src(other);
-  ASSERT_OK(c->Download(other_manifest, &src, nullptr));
+  ASSERT_OK(client::DownloadFrom(*c, other_manifest, &src, kChunk, nullptr));
   EXPECT_EQ(src.bytes(), kImageSize);
   EXPECT_OK(c->Verify(other_manifest));
 }
@@ -246,7 +248,7 @@ TEST_F(StubConsumerTest, CorruptDownloadIsDigestMismatch) {
   auto c = Open(faults);
   ASSERT_NE(c, nullptr);
   MemImageSource src(image_);
-  ASSERT_OK(c->Download(manifest_, &src, nullptr));
+  ASSERT_OK(client::DownloadFrom(*c, manifest_, &src, kChunk, nullptr));
   EXPECT_THAT(c->Verify(manifest_), HasReason(v1::DIGEST_MISMATCH));
   EXPECT_THAT(c->Install(manifest_), HasReason(v1::DIGEST_MISMATCH));  // never installs it
   EXPECT_THAT(c->BootTrial(manifest_), HasReason(v1::INSTALL_FAILED));
@@ -262,7 +264,7 @@ TEST_F(StubConsumerTest, WrongHardwareClass) {
   ASSERT_NE(c, nullptr);
   v1::Manifest m = TestPki::ManifestFor(image_, kComponent, "2.0.0", 2, {"board-b"}, "author-1");
   MemImageSource src(image_);
-  ASSERT_OK(c->Download(m, &src, nullptr));
+  ASSERT_OK(client::DownloadFrom(*c, m, &src, kChunk, nullptr));
   EXPECT_THAT(c->Verify(m), HasReason(v1::WRONG_HARDWARE));
   EXPECT_THAT(c->Install(m), HasReason(v1::WRONG_HARDWARE));
 }
@@ -273,7 +275,7 @@ TEST_F(StubConsumerTest, WrongComponent) {
   v1::Manifest m = TestPki::ManifestFor(image_, "fw-radio", "2.0.0", 2, {kHardware}, "author-1");
   EXPECT_THAT(c->Accept(m), HasReason(v1::COMPONENT_MISMATCH));
   MemImageSource src(image_);
-  ASSERT_OK(c->Download(m, &src, nullptr));
+  ASSERT_OK(client::DownloadFrom(*c, m, &src, kChunk, nullptr));
   EXPECT_THAT(c->Verify(m), HasReason(v1::COMPONENT_MISMATCH));
 }
 
@@ -284,7 +286,7 @@ TEST_F(StubConsumerTest, OlderOrEqualSequenceIsNotNewer) {
     v1::Manifest m =
         TestPki::ManifestFor(image_, kComponent, "0.9.0", seq, {kHardware}, "author-1");
     MemImageSource src(image_);
-    ASSERT_OK(c->Download(m, &src, nullptr));
+    ASSERT_OK(client::DownloadFrom(*c, m, &src, kChunk, nullptr));
     EXPECT_THAT(c->Verify(m), HasReason(v1::NOT_NEWER)) << "sequence " << seq;
   }
   // After 2 is confirmed, 2 again is not newer either.
@@ -292,7 +294,7 @@ TEST_F(StubConsumerTest, OlderOrEqualSequenceIsNotNewer) {
   ASSERT_OK(c->BootTrial(manifest_));
   ASSERT_OK(c->Confirm(manifest_));
   MemImageSource src(image_);
-  ASSERT_OK(c->Download(manifest_, &src, nullptr));
+  ASSERT_OK(client::DownloadFrom(*c, manifest_, &src, kChunk, nullptr));
   EXPECT_THAT(c->Verify(manifest_), HasReason(v1::NOT_NEWER));
 }
 
@@ -303,14 +305,14 @@ TEST_F(StubConsumerTest, SizeMismatch) {
   v1::Manifest longer = manifest_;
   longer.set_size(kImageSize + 100);
   MemImageSource src(image_);
-  EXPECT_FALSE(c->Download(longer, &src, nullptr).ok());
+  EXPECT_FALSE(client::DownloadFrom(*c, longer, &src, kChunk, nullptr).ok());
   EXPECT_THAT(c->Verify(longer), HasReason(v1::SIZE_MISMATCH));
 
   // The source has more bytes than the manifest says: never written past the declared size.
   v1::Manifest shorter =
       TestPki::ManifestFor(image_.substr(0, 4000), kComponent, "2.0.0", 2, {kHardware}, "author-1");
   MemImageSource long_src(image_);
-  ASSERT_OK(c->Download(shorter, &long_src, nullptr));
+  ASSERT_OK(client::DownloadFrom(*c, shorter, &long_src, kChunk, nullptr));
   EXPECT_EQ(*core::FileSize(c->SlotPath(1)), 4000u);
   EXPECT_OK(c->Verify(shorter));
 
@@ -362,7 +364,7 @@ TEST_F(StubConsumerTest, FailedInstallLeavesTheActiveSlot) {
   auto c = Open(faults);
   ASSERT_NE(c, nullptr);
   MemImageSource src(image_);
-  ASSERT_OK(c->Download(manifest_, &src, nullptr));
+  ASSERT_OK(client::DownloadFrom(*c, manifest_, &src, kChunk, nullptr));
   ASSERT_OK(c->Verify(manifest_));
   EXPECT_THAT(c->Install(manifest_), HasReason(v1::INSTALL_FAILED));
   EXPECT_THAT(c->BootTrial(manifest_), HasReason(v1::INSTALL_FAILED));
@@ -423,7 +425,8 @@ TEST_F(StubConsumerTest, DownloadIsRefusedWhileATrialIsPending) {
   Stage(*c);
   ASSERT_OK(c->BootTrial(manifest_));
   MemImageSource src(image_);
-  EXPECT_THAT(c->Download(manifest_, &src, nullptr), HasReason(v1::INSTALL_FAILED));
+  EXPECT_THAT(client::DownloadFrom(*c, manifest_, &src, kChunk, nullptr),
+              HasReason(v1::INSTALL_FAILED));
   EXPECT_EQ(src.reads(), 0);
 }
 
@@ -446,8 +449,28 @@ TEST_F(StubConsumerTest, SourceErrorsPropagate) {
   } failing;
   auto c = Open();
   ASSERT_NE(c, nullptr);
-  EXPECT_THAT(c->Download(manifest_, &failing, nullptr), HasReason(v1::IMAGE_UNAVAILABLE));
+  EXPECT_THAT(client::DownloadFrom(*c, manifest_, &failing, kChunk, nullptr),
+              HasReason(v1::IMAGE_UNAVAILABLE));
   EXPECT_EQ(c->Status().version, "1.0.0");
+}
+
+TEST_F(StubConsumerTest, ChunksAreRefusedWithoutABegunDownloadOrPastTheImage) {
+  auto c = Open();
+  ASSERT_NE(c, nullptr);
+  EXPECT_THAT(c->WriteChunk(manifest_, 0, image_.substr(0, kChunk)),
+              HasReason(v1::DOWNLOAD_FAILED));  // no BeginDownload for this image
+  auto held = c->BeginDownload(manifest_);
+  ASSERT_OK(held);
+  EXPECT_EQ(*held, 0u);
+  EXPECT_THAT(c->WriteChunk(manifest_, kImageSize - 10, std::string(11, 'x')),
+              HasReason(v1::SIZE_MISMATCH));
+  EXPECT_THAT(c->WriteChunk(manifest_, kImageSize + 1, "x"), HasReason(v1::SIZE_MISMATCH));
+  EXPECT_THAT(c->WriteChunk(manifest_, 0, ""), HasReason(v1::DOWNLOAD_FAILED));
+  EXPECT_EQ(*core::FileSize(c->SlotPath(1)), 0u);  // nothing refused was written
+  ASSERT_OK(c->WriteChunk(manifest_, 0, image_.substr(0, kChunk)));
+  auto again = c->BeginDownload(manifest_);  // a restart resumes after what is held
+  ASSERT_OK(again);
+  EXPECT_EQ(*again, kChunk);
 }
 
 TEST(StubFaultsTest, ParsesKnownNames) {

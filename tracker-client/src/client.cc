@@ -32,6 +32,7 @@ Client::Client(ClientOptions options, core::NodeContext* node, FirmwareConsumer*
       links_(node, loop, upstream, opts_.parent_id, /*downstream=*/nullptr),
       hooks_(std::move(hooks)),
       fetcher_(
+          loop,
           [this](const v1::FirmwareChunkRequest& req) -> absl::Status {
             v1::Body body;
             *body.mutable_chunk_request() = req;
@@ -82,9 +83,8 @@ void Client::Stop() {
     stopped_ = true;
   }
   // The loop no longer runs (the owner stopped it first): nothing of ours runs beside us but a
-  // consumer call on a blocking thread. A download ends at once; anything else is let finish.
+  // consumer call on a blocking thread, which is let finish.
   stopping_ = true;
-  fetcher_.Abort();
   {
     absl::MutexLock lock(&mu_);
     auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return consumer_calls_ == 0; };
@@ -224,8 +224,9 @@ void Client::Offer(const std::string& envelope, const core::OpenedMessage& opene
   rec.set_trial_started(false);
   rec.set_go_received(go_ok);
   spdlog::info("event=update.offered campaign={} version={}", d.campaign_id(), manifest.version());
-  // A download of a superseded image stops here; its result is dropped (the record moved on).
-  if (Transition(Event::kOffer, v1::REASON_UNSPECIFIED, "", &rec, &manifest)) fetcher_.Abort();
+  // A download of a superseded image stops here; a consumer result for it is dropped (the
+  // record moved on).
+  if (Transition(Event::kOffer, v1::REASON_UNSPECIFIED, "", &rec, &manifest)) fetcher_.Cancel();
 }
 
 void Client::HandleGo(const v1::Go& go) {
@@ -259,7 +260,7 @@ void Client::StepSoon() {
 }
 
 void Client::Step() {
-  if (stopping_ || busy_) return;
+  if (stopping_ || busy_ || fetcher_.active()) return;
   if (IsTerminal(record_.state())) {
     if (queued_directive_) {
       std::string d = std::move(*queued_directive_);
@@ -339,29 +340,36 @@ void Client::AwaitGoThenAccept() {
 }
 
 void Client::Download() {
-  const v1::Manifest& m = *manifest_;
-  fetcher_.Begin(m.sha256(), m.size());
-  last_progress_report_ = 0;
-  uint64_t generation = generation_;
-  auto progress = [this, generation, size = m.size()](uint64_t done) {
-    loop_->Post([this, generation, size, done] {
-      if (generation != generation_) return;
-      record_.set_bytes_done(done);
-      // Progress goes up at each quarter, not with every chunk.
-      if (done * 4 / size > last_progress_report_ * 4 / size || done == size) {
-        last_progress_report_ = done;
-        Report();
-      }
-    });
-  };
-  CallConsumer([this, m, progress] { return consumer_->Download(m, &fetcher_, progress); },
-               [this, size = m.size()](const absl::Status& s) {
-                 if (absl::IsCancelled(s)) return Step();  // aborted, not failed: look again
-                 if (!s.ok()) return Retry(s);
-                 v1::UpdateRecord rec = record_;
-                 rec.set_bytes_done(size);
-                 Transition(Event::kDownloaded, v1::REASON_UNSPECIFIED, "", &rec);
-               });
+  const v1::Manifest m = *manifest_;
+  // Short consumer calls, on the loop: the slot says where to resume.
+  absl::StatusOr<uint64_t> held = consumer_->BeginDownload(m);
+  if (!held.ok()) return Retry(held.status());
+  record_.set_bytes_done(*held);
+  last_progress_report_ = *held;
+  fetcher_.Start(
+      m.sha256(), m.size(), *held, opts_.chunk_size,
+      [this, m](uint64_t offset, const std::string& data) -> absl::Status {
+        X1368_RETURN_IF_ERROR(consumer_->WriteChunk(m, offset, data));
+        uint64_t done = offset + data.size();
+        record_.set_bytes_done(done);
+        // Progress goes up at each quarter, not with every chunk.
+        if (done * 4 / m.size() > last_progress_report_ * 4 / m.size() || done == m.size()) {
+          last_progress_report_ = done;
+          Report();
+        }
+        return absl::OkStatus();
+      },
+      [this, m](const absl::Status& s) {
+        if (!s.ok()) return Retry(s);
+        // Making the image durable syncs it: a blocking call.
+        CallConsumer([this, m] { return consumer_->FinishDownload(m); },
+                     [this, size = m.size()](const absl::Status& finished) {
+                       if (!finished.ok()) return Retry(finished);
+                       v1::UpdateRecord rec = record_;
+                       rec.set_bytes_done(size);
+                       Transition(Event::kDownloaded, v1::REASON_UNSPECIFIED, "", &rec);
+                     });
+      });
 }
 
 void Client::VerifyImage() {
@@ -511,7 +519,7 @@ bool Client::CrashHere(bool simulate) {
   if (!simulate) return false;
   // A simulated power cut: nothing of this client acts or reports any more.
   stopping_ = true;
-  fetcher_.Abort();
+  fetcher_.Cancel();
   absl::MutexLock lock(&mu_);
   crashed_ = true;
   return true;

@@ -64,7 +64,6 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
     stub.faults = *faults;
   }
   opts.chunk_size = static_cast<uint32_t>(f.Int("update.chunk_size", 32 * 1024, 512, 1 << 20));
-  stub.chunk_size = opts.chunk_size;
   if (opts.chunk_size + 4096 > setup.node.limits.max_message_bytes) {
     f.Fail("update.chunk_size", "does not fit in limits.max_message_bytes");
   }

@@ -35,14 +35,76 @@ void FakeBroker::KeepLog(bool on) {
 
 void FakeBroker::Inject(const MqttMessage& message) { Route(message); }
 
+std::string FakeBroker::LiteralPrefix(absl::string_view filter) {
+  size_t end = 0;  // just past the last literal level seen
+  size_t start = 0;
+  while (start <= filter.size()) {
+    size_t slash = filter.find('/', start);
+    if (slash == absl::string_view::npos) slash = filter.size();
+    absl::string_view level = filter.substr(start, slash - start);
+    if (level == "+" || level == "#") break;
+    end = slash;
+    start = slash + 1;
+  }
+  return std::string(filter.substr(0, end));
+}
+
+void FakeBroker::Index(FakeTransport* t, const std::string& filter) {
+  index_[LiteralPrefix(filter)].push_back({filter, t});
+}
+
+std::vector<FakeTransport*> FakeBroker::Subscribers(absl::string_view topic) const {
+  std::vector<FakeTransport*> out;
+  auto visit = [&](absl::string_view prefix) {
+    auto it = index_.find(prefix);
+    if (it == index_.end()) return;
+    for (const Subscription& s : it->second) {
+      if (TopicMatchesFilter(s.filter, topic) &&
+          std::find(out.begin(), out.end(), s.transport) == out.end()) {
+        out.push_back(s.transport);
+      }
+    }
+  };
+  visit("");  // filters that begin with a wildcard
+  for (size_t slash = topic.find('/'); slash != absl::string_view::npos;
+       slash = topic.find('/', slash + 1)) {
+    visit(topic.substr(0, slash));
+  }
+  visit(topic);
+  return out;
+}
+
 void FakeBroker::Attach(FakeTransport* t) {
   std::vector<MqttMessage> retained;
   {
     absl::MutexLock lock(&mu_);
-    clients_.push_back(t);
-    for (const auto& [topic, m] : retained_) retained.push_back(m);
+    std::vector<std::string> filters;
+    {
+      // Read under both locks: a subscription added meanwhile is either here or indexed by
+      // Subscribe() once we are registered (twice is harmless: Subscribers() delivers once).
+      absl::MutexLock transport_lock(&t->mu_);
+      filters = t->filters_;
+    }
+    clients_[t] = filters;
+    for (const std::string& f : filters) Index(t, f);
+    for (const auto& [topic, m] : retained_) {
+      for (const std::string& f : filters) {
+        if (TopicMatchesFilter(f, topic)) {
+          retained.push_back(m);
+          break;
+        }
+      }
+    }
   }
   for (const MqttMessage& m : retained) Deliver(t, m);
+}
+
+void FakeBroker::Subscribe(FakeTransport* t, const std::string& filter) {
+  absl::MutexLock lock(&mu_);
+  auto it = clients_.find(t);
+  if (it == clients_.end()) return;  // not connected (any more): subscribed at the next connect
+  it->second.push_back(filter);
+  Index(t, filter);
 }
 
 namespace {
@@ -67,7 +129,14 @@ void FakeBroker::Detach(FakeTransport* t, bool send_will) {
   std::optional<MqttMessage> will;
   {
     absl::MutexLock lock(&mu_);
-    std::erase(clients_, t);
+    if (auto it = clients_.find(t); it != clients_.end()) {
+      for (const std::string& f : it->second) {
+        auto& subs = index_[LiteralPrefix(f)];
+        std::erase_if(subs, [t](const Subscription& s) { return s.transport == t; });
+        if (subs.empty()) index_.erase(LiteralPrefix(f));
+      }
+      clients_.erase(it);
+    }
     bool self = DeliveringHere(t);
     auto idle = [this, t, self]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       auto it = busy_.find(t);
@@ -99,7 +168,9 @@ void FakeBroker::Route(const MqttMessage& message) {
         retained_[message.topic] = message;
       }
     }
-    targets = clients_;
+    // Matched under the lock: a registered transport cannot be destroyed meanwhile (its Detach
+    // waits for the lock), and only the subscribers are visited again below.
+    targets = Subscribers(message.topic);
     duplicate = duplicate_;
   }
   MqttMessage live = message;
@@ -114,12 +185,12 @@ void FakeBroker::Deliver(FakeTransport* t, const MqttMessage& message) {
   {
     absl::MutexLock lock(&mu_);
     // `t` may have been detached (and be about to be destroyed) since the caller listed it.
-    if (std::find(clients_.begin(), clients_.end(), t) == clients_.end()) return;
+    if (!clients_.contains(t)) return;
     ++busy_[t];
   }
   DeliveryFrame frame{t, delivering_here};
   delivering_here = &frame;
-  if (t->Subscribed(message.topic)) t->Receive(message);
+  t->Receive(message);
   delivering_here = frame.outer;
   absl::MutexLock lock(&mu_);
   if (--busy_[t] == 0) busy_.erase(t);
@@ -148,17 +219,11 @@ void FakeTransport::SetWillProvider(WillProvider provider) {
 }
 
 void FakeTransport::AddSubscription(const std::string& filter) {
-  absl::MutexLock lock(&mu_);
-  filters_.push_back(filter);
-}
-
-bool FakeTransport::Subscribed(const std::string& topic) const {
-  absl::MutexLock lock(&mu_);
-  if (!connected_) return false;
-  for (const std::string& f : filters_) {
-    if (TopicMatchesFilter(f, topic)) return true;
+  {
+    absl::MutexLock lock(&mu_);
+    filters_.push_back(filter);
   }
-  return false;
+  broker_->Subscribe(this, filter);  // at once when connected
 }
 
 void FakeTransport::Receive(const MqttMessage& message) {

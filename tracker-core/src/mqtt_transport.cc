@@ -31,17 +31,6 @@
 
 namespace x1368::core {
 
-bool TopicMatchesFilter(absl::string_view filter, absl::string_view topic) {
-  std::vector<absl::string_view> f = absl::StrSplit(filter, '/');
-  std::vector<absl::string_view> t = absl::StrSplit(topic, '/');
-  for (size_t i = 0; i < f.size(); ++i) {
-    if (f[i] == "#") return true;
-    if (i >= t.size()) return false;
-    if (f[i] != "+" && f[i] != t[i]) return false;
-  }
-  return f.size() == t.size();
-}
-
 namespace {
 
 constexpr int kPahoBufferLimit = 1 << 24;

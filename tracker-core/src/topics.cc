@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "x1368/core/reason.h"
+#include "x1368/core/transport.h"
 
 namespace x1368::core {
 namespace {
@@ -138,6 +139,29 @@ std::string BroadcastDownFilter(absl::string_view prefix, absl::string_view pare
 
 std::string ParentUpFilter(absl::string_view prefix, absl::string_view parent) {
   return absl::StrCat(prefix, "/", parent, "/+/up/#");
+}
+
+// Level by level, without splitting into a vector: the in-memory broker runs this for every
+// candidate subscription of every message.
+bool TopicMatchesFilter(absl::string_view filter, absl::string_view topic) {
+  size_t fi = 0, ti = 0;
+  while (true) {
+    size_t fe = filter.find('/', fi);
+    if (fe == absl::string_view::npos) fe = filter.size();
+    absl::string_view flevel = filter.substr(fi, fe - fi);
+    if (flevel == "#") return true;
+    size_t te = topic.find('/', ti);
+    if (te == absl::string_view::npos) te = topic.size();
+    if (flevel != "+" && flevel != topic.substr(ti, te - ti)) return false;
+    bool filter_ends = fe == filter.size(), topic_ends = te == topic.size();
+    if (filter_ends || topic_ends) {
+      if (filter_ends && topic_ends) return true;
+      // The topic ended first: only a final "#" also matches the parent level (MQTT 4.7.1.2).
+      return topic_ends && filter.substr(fe + 1) == "#";
+    }
+    fi = fe + 1;
+    ti = te + 1;
+  }
 }
 
 }  // namespace x1368::core

@@ -5,7 +5,7 @@
 // times is reverted by the "bootloader" (Open() is the power-on). The active slot always holds a
 // complete, verified image, so no crash or fault can brick the device.
 //
-// Thread-safe (one mutex): the client's worker drives it while the event loop reads Status().
+// Thread-safe (one mutex): the client drives it from its loop and its blocking threads.
 #ifndef X1368_STUB_STUB_CONSUMER_H_
 #define X1368_STUB_STUB_CONSUMER_H_
 
@@ -42,7 +42,6 @@ struct StubOptions {
   std::string initial_version{"1.0.0"};  // factory image, written on first start
   uint64_t initial_sequence = 1;
   uint32_t max_trial_boots = 2;
-  uint32_t chunk_size = 32 * 1024;
   StubFaults faults;
 };
 
@@ -54,8 +53,9 @@ class StubConsumer final : public client::FirmwareConsumer {
 
   client::ConsumerStatus Status() override;
   absl::Status Accept(const v1::Manifest& m) override;
-  absl::Status Download(const v1::Manifest& m, client::ImageSource* source,
-                        const Progress& progress) override;
+  absl::StatusOr<uint64_t> BeginDownload(const v1::Manifest& m) override;
+  absl::Status WriteChunk(const v1::Manifest& m, uint64_t offset, absl::string_view data) override;
+  absl::Status FinishDownload(const v1::Manifest& m) override;
   absl::Status Verify(const v1::Manifest& m) override;
   absl::Status Install(const v1::Manifest& m) override;
   absl::Status BootTrial(const v1::Manifest& m) override;
@@ -81,6 +81,8 @@ class StubConsumer final : public client::FirmwareConsumer {
   v1::BootEnv env_ ABSL_GUARDED_BY(mu_);
   StubFaults faults_ ABSL_GUARDED_BY(mu_);
   bool download_fault_fired_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t fail_at_ ABSL_GUARDED_BY(mu_) = -1;     // of the download in progress
+  uint64_t since_sync_ ABSL_GUARDED_BY(mu_) = 0;  // bytes written since the last fsync
 };
 
 }  // namespace x1368::stub

@@ -4,10 +4,11 @@
 // persisting each state before acting in it and reporting every transition.
 //
 // Threads: everything runs on the node's event loop (a strand on the shared Executor), which owns
-// the update record; no lock guards domain state. The consumer's calls, which may block (download,
-// flashing, reboot), run on the executor's blocking threads one at a time and post their result
-// back to the loop, where a result for a record that moved on meanwhile is dropped. Start and Stop
-// are called from the owner's thread; record() and crashed() from any thread.
+// the update record; no lock guards domain state. The image is fetched by a ChunkFetcher on the
+// loop and written chunk by chunk (short consumer calls); the consumer's calls that may block
+// (sync, verify, flash, reboot) run on the executor's blocking threads one at a time and post
+// their result back to the loop, where a result for a record that moved on meanwhile is dropped.
+// Start and Stop are called from the owner's thread; record() and crashed() from any thread.
 #ifndef X1368_CLIENT_CLIENT_H_
 #define X1368_CLIENT_CLIENT_H_
 
@@ -61,7 +62,7 @@ class Client {
   // Loads the persisted update record (resuming an update cut short), subscribes and connects.
   // Call on the loop (or before anything else can run on it).
   absl::Status Start();
-  // Aborts a download, waits for a consumer call in progress, and disconnects cleanly. Nothing
+  // Waits for a consumer call in progress, and disconnects cleanly. Nothing
   // persisted is lost. Call from outside the loop, after the loop was stopped or with it idle.
   void Stop();
 

@@ -16,6 +16,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "x1368/core/transport.h"
 
@@ -41,7 +42,10 @@ class FakeBroker {
 
  private:
   friend class FakeTransport;
+  // Registers `t` with its subscriptions (a connect) and delivers the retained messages they match.
   void Attach(FakeTransport* t);
+  // Adds a subscription of a registered transport.
+  void Subscribe(FakeTransport* t, const std::string& filter);
   // Unregisters `t` (idempotent) and waits until no other thread is delivering to it.
   void Detach(FakeTransport* t, bool send_will);
   void Route(const MqttMessage& message);
@@ -49,8 +53,23 @@ class FakeBroker {
   // Detach() can wait for it.
   void Deliver(FakeTransport* t, const MqttMessage& message);
 
+  struct Subscription {
+    std::string filter;
+    FakeTransport* transport;
+  };
+  // The subscribers a message may reach, without looking at every transport: `index_` is keyed by
+  // a filter's literal levels before its first wildcard ("x1368/gw1" for "x1368/gw1/+/up/#"), so
+  // a topic is matched only against the filters keyed by one of its level prefixes.
+  static std::string LiteralPrefix(absl::string_view filter);
+  void Index(FakeTransport* t, const std::string& filter) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The registered transports that `topic` reaches, each once.
+  std::vector<FakeTransport*> Subscribers(absl::string_view topic) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
   mutable absl::Mutex mu_;
-  std::vector<FakeTransport*> clients_ ABSL_GUARDED_BY(mu_);
+  // Registered (connected) transports and their filters.
+  absl::flat_hash_map<FakeTransport*, std::vector<std::string>> clients_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::vector<Subscription>> index_ ABSL_GUARDED_BY(mu_);
   // Deliveries running now, per transport.
   absl::flat_hash_map<const FakeTransport*, int> busy_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, MqttMessage> retained_ ABSL_GUARDED_BY(mu_);
@@ -82,7 +101,6 @@ class FakeTransport final : public Transport {
 
  private:
   friend class FakeBroker;
-  bool Subscribed(const std::string& topic) const;
   void Receive(const MqttMessage& message);
 
   FakeBroker* broker_;

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "x1368/v1/manifest.pb.h"
 
 namespace x1368::client {
@@ -28,12 +29,12 @@ struct ConsumerStatus {
   bool in_trial = false;     // running a trial image not yet confirmed
 };
 
-// Where the image comes from: the parent's chunk service, or later an http(s) URL.
+// A source that can be read with blocking calls (a file, an http(s) URL), for DownloadFrom().
+// The client itself never blocks: it fetches from its parent with a ChunkFetcher on its loop.
 class ImageSource {
  public:
   virtual ~ImageSource() = default;
-  // Up to `length` bytes at `offset`; fewer only at the end of the image. Blocks until the data
-  // arrives or bounded retries are exhausted (IMAGE_UNAVAILABLE / DOWNLOAD_FAILED).
+  // Up to `length` bytes at `offset`; fewer only at the end of the image.
   virtual absl::StatusOr<std::string> Read(uint64_t offset, uint32_t length) = 0;
 };
 
@@ -46,9 +47,19 @@ class FirmwareConsumer {
 
   // May decline an offered update (CONSUMER_DECLINED), e.g. low battery or policy.
   virtual absl::Status Accept(const v1::Manifest& manifest) = 0;
-  // Fetches the image into the inactive slot, resuming after what is already there.
-  virtual absl::Status Download(const v1::Manifest& manifest, ImageSource* source,
-                                const Progress& progress) = 0;
+
+  // The download, driven by the client one chunk at a time as chunks arrive. These three calls
+  // are short (no network; at most a periodic sync), so the client makes them on its loop.
+  //
+  // Prepares the inactive slot for the image and returns how many bytes of it the slot already
+  // holds: a download cut short (link lost, power cut) resumes there.
+  virtual absl::StatusOr<uint64_t> BeginDownload(const v1::Manifest& manifest) = 0;
+  // Writes `data`, which starts at `offset`: where the slot's content ends.
+  virtual absl::Status WriteChunk(const v1::Manifest& manifest, uint64_t offset,
+                                  absl::string_view data) = 0;
+  // Every byte is written: makes the image durable. Verify() judges it next.
+  virtual absl::Status FinishDownload(const v1::Manifest& manifest) = 0;
+
   // Checks the downloaded image: size, digest, sequence number, hardware class.
   virtual absl::Status Verify(const v1::Manifest& manifest) = 0;
   // Makes the inactive slot bootable as a trial (the active slot stays the fallback).
@@ -63,6 +74,12 @@ class FirmwareConsumer {
   // Forgets a partial or rejected download.
   virtual void Discard() = 0;
 };
+
+// The whole download from a blocking source: BeginDownload, then chunks of `chunk` bytes read from
+// `source` and written in order, then FinishDownload. `progress` gets the bytes held after each.
+absl::Status DownloadFrom(FirmwareConsumer& consumer, const v1::Manifest& manifest,
+                          ImageSource* source, uint32_t chunk,
+                          const FirmwareConsumer::Progress& progress = nullptr);
 
 }  // namespace x1368::client
 
