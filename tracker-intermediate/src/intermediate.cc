@@ -17,7 +17,6 @@ using core::Reject;
 
 namespace {
 constexpr size_t kMaxWaitingRequests = 100'000;
-constexpr absl::Duration kFillTick = absl::Milliseconds(250);
 // Room left in a batch for the envelope around it.
 constexpr size_t kBatchOverhead = 4096;
 // The largest image the cache fills: root never publishes more (release.max_image_bytes is at
@@ -118,7 +117,11 @@ void Intermediate::FromParent(const core::Topic& topic, const std::string& paylo
       // Pacing from above arrives as go; with no pacing of our own yet, our children go at once.
       return;
     case v1::Body::kChunkResponse:
-      if (topic.channel == Channel::kFw) return OnUpstreamChunk(body.chunk_response());
+      if (topic.channel == Channel::kFw) {
+        auto fill = fills_.find(body.chunk_response().image_sha256());
+        if (fill != fills_.end()) fill->second->OnResponse(body.chunk_response());
+        return;
+      }
       break;
     default:
       break;
@@ -283,108 +286,61 @@ void Intermediate::ServeChunk(const std::string& child, const v1::FirmwareChunkR
 }
 
 void Intermediate::StartFill(const v1::Manifest& manifest) {
-  const std::string& sha = manifest.sha256();
+  const std::string sha = manifest.sha256();
   if (fills_.count(sha)) return;
   if (manifest.size() > kMaxCachedImageBytes) return FinishFill(sha, v1::IMAGE_UNAVAILABLE);
   if (absl::Status s = cache_.Begin(sha, manifest.size()); !s.ok()) {
     spdlog::error("event=cache.begin_failed error=\"{}\"", s.message());
     return FinishFill(sha, v1::STORAGE_ERROR);
   }
-  Fill& f = fills_[sha];
-  f.size = manifest.size();
-  f.done.assign((manifest.size() + opts_.fetch_chunk_size - 1) / opts_.fetch_chunk_size, false);
+  core::ChunkFetcherOptions fetch;
+  fetch.window = opts_.fetch_window;
+  fetch.timeout = opts_.fetch_timeout;
+  fetch.max_tries = opts_.fetch_max_tries;
+  auto fetcher = std::make_shared<core::ChunkFetcher>(
+      loop_,
+      [this](const v1::FirmwareChunkRequest& req) {
+        v1::Body body;
+        *body.mutable_chunk_request() = req;
+        return links_.SendUp(Channel::kFw, std::move(body));
+      },
+      fetch);
+  fills_[sha] = fetcher;
   spdlog::info("event=cache.fill_started image={} size={}", core::HexEncode(sha).substr(0, 16),
-               f.size);
-  PumpFill(sha);
-  if (!fill_timer_) {
-    fill_timer_ = true;
-    loop_->PostAfter(kFillTick, [this] { FillTick(); });
-  }
-}
-
-void Intermediate::PumpFill(const std::string& sha) {
-  auto it = fills_.find(sha);
-  if (it == fills_.end()) return;
-  Fill& f = it->second;
-  while (f.in_flight.size() < opts_.fetch_window && f.next < f.done.size()) {
-    size_t idx = f.next++;
-    if (f.done[idx]) continue;
-    uint64_t offset = uint64_t{idx} * opts_.fetch_chunk_size;
-    v1::Body body;
-    v1::FirmwareChunkRequest* req = body.mutable_chunk_request();
-    req->set_image_sha256(sha);
-    req->set_offset(offset);
-    req->set_length(
-        static_cast<uint32_t>(std::min<uint64_t>(opts_.fetch_chunk_size, f.size - offset)));
-    req->set_request_id(next_request_id_++);
-    f.in_flight[offset] = {req->request_id(), loop_->clock().MonotonicMs()};
-    (void)links_.SendUp(Channel::kFw, std::move(body));
-  }
-}
-
-void Intermediate::OnUpstreamChunk(const v1::FirmwareChunkResponse& r) {
-  auto it = fills_.find(r.image_sha256());
-  if (it == fills_.end()) return;
-  Fill& f = it->second;
-  auto pending = f.in_flight.find(r.offset());
-  if (pending == f.in_flight.end() || pending->second.first != r.request_id()) return;
-  f.in_flight.erase(pending);
-  size_t idx = r.offset() / opts_.fetch_chunk_size;
-  uint64_t expected = std::min<uint64_t>(opts_.fetch_chunk_size, f.size - r.offset());
-  if (r.error() != v1::REASON_UNSPECIFIED || r.data().size() != expected) {
-    if (++f.tries[r.offset()] >= opts_.fetch_max_tries) {
-      return FinishFill(r.image_sha256(),
-                        r.error() != v1::REASON_UNSPECIFIED ? r.error() : v1::SIZE_MISMATCH);
-    }
-    f.next = std::min(f.next, idx);  // ask again
-    return PumpFill(r.image_sha256());
-  }
-  if (absl::Status s = cache_.Write(r.image_sha256(), r.offset(), r.data()); !s.ok()) {
-    return FinishFill(r.image_sha256(), v1::STORAGE_ERROR);
-  }
-  upstream_chunks_->Add();
-  f.done[idx] = true;
-  if (std::all_of(f.done.begin(), f.done.end(), [](bool b) { return b; })) {
-    absl::Status s = cache_.Complete(r.image_sha256(), f.size);
-    if (!s.ok()) {
-      links_.Reject(s, "cache.fill");  // counted: a tampered image upstream is an attack
-      return FinishFill(r.image_sha256(), core::ReasonOf(s));
-    }
-    return FinishFill(r.image_sha256(), v1::REASON_UNSPECIFIED);
-  }
-  PumpFill(r.image_sha256());
-}
-
-void Intermediate::FillTick() {
-  fill_timer_ = false;
-  if (fills_.empty() || stopped_) return;
-  int64_t now = loop_->clock().MonotonicMs();
-  const int64_t timeout_ms = absl::ToInt64Milliseconds(opts_.fetch_timeout);
-  std::vector<std::pair<std::string, v1::Reason>> failed;
-  for (auto& [sha, f] : fills_) {
-    for (auto it = f.in_flight.begin(); it != f.in_flight.end();) {
-      if (now - it->second.second < timeout_ms) {
-        ++it;
-        continue;
-      }
-      if (++f.tries[it->first] >= opts_.fetch_max_tries) {
-        failed.emplace_back(sha, v1::DOWNLOAD_FAILED);
-        break;
-      }
-      f.next = std::min<size_t>(f.next, it->first / opts_.fetch_chunk_size);
-      it = f.in_flight.erase(it);
-    }
-  }
-  for (const auto& [sha, reason] : failed) FinishFill(sha, reason);
-  for (auto& [sha, f] : fills_) PumpFill(sha);
-  if (!fills_.empty()) {
-    fill_timer_ = true;
-    loop_->PostAfter(kFillTick, [this] { FillTick(); });
-  }
+               manifest.size());
+  fetcher->Start(
+      sha, manifest.size(), 0, opts_.fetch_chunk_size,
+      [this, sha](uint64_t offset, const std::string& data) -> absl::Status {
+        if (absl::Status s = cache_.Write(sha, offset, data); !s.ok()) {
+          return core::Reject(v1::STORAGE_ERROR, s.message());
+        }
+        upstream_chunks_->Add();
+        return absl::OkStatus();
+      },
+      [this, sha, size = manifest.size()](const absl::Status& fetched) {
+        if (!fetched.ok()) {
+          if (core::ReasonOf(fetched) == v1::STORAGE_ERROR) {
+            spdlog::error("event=cache.write_failed error=\"{}\"", fetched.message());
+          }
+          return FinishFill(sha, core::ReasonOf(fetched) != v1::REASON_UNSPECIFIED
+                                     ? core::ReasonOf(fetched)
+                                     : v1::DOWNLOAD_FAILED);
+        }
+        absl::Status s = cache_.Complete(sha, size);
+        if (!s.ok()) {
+          links_.Reject(s, "cache.fill");  // counted: a tampered image upstream is an attack
+          return FinishFill(sha, core::ReasonOf(s));
+        }
+        FinishFill(sha, v1::REASON_UNSPECIFIED);
+      });
 }
 
 void Intermediate::FinishFill(const std::string& sha, v1::Reason failure) {
-  fills_.erase(sha);
+  if (auto it = fills_.find(sha); it != fills_.end()) {
+    // This may run inside the fetcher's own callback: it is destroyed later, on the loop.
+    loop_->Post([done = std::move(it->second)] {});
+    fills_.erase(it);
+  }
   auto waiting = std::move(waiting_[sha]);
   waiting_.erase(sha);
   if (failure == v1::REASON_UNSPECIFIED) {

@@ -21,7 +21,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "x1368/client/chunk_fetcher.h"
+#include "x1368/core/chunk_fetcher.h"
 #include "x1368/client/firmware_consumer.h"
 #include "x1368/client/update_state.h"
 #include "x1368/core/event_loop.h"
@@ -36,7 +36,7 @@ namespace x1368::client {
 struct ClientOptions {
   std::string parent_id;
   uint32_t chunk_size = 32 * 1024;
-  ChunkFetcherOptions fetch;
+  core::ChunkFetcherOptions fetch;
   int max_attempts = 3;                                // per state, then FAILED
   absl::Duration retry_delay = absl::Seconds(2);       // between attempts
   absl::Duration report_interval = absl::Seconds(60);  // full-state report (heartbeat)
@@ -116,7 +116,7 @@ class Client {
   core::EventLoop* loop_;
   core::NodeLinks links_;
   const ClientHooks hooks_;
-  ChunkFetcher fetcher_;
+  core::ChunkFetcher fetcher_;
 
   // Loop only.
   v1::UpdateRecord record_;

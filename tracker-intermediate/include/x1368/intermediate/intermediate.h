@@ -19,6 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "x1368/core/chunk_fetcher.h"
 #include "x1368/core/event_loop.h"
 #include "x1368/core/links.h"
 #include "x1368/core/node.h"
@@ -60,14 +61,6 @@ class Intermediate {
     core::ActiveDirective active;
     v1::Manifest manifest;
   };
-  struct Fill {
-    uint64_t size = 0;
-    std::vector<bool> done;
-    size_t next = 0;  // next chunk index to request
-    std::map<uint64_t, std::pair<uint64_t, int64_t>>
-        in_flight;  // offset -> (id, sent at, monotonic ms)
-    std::map<uint64_t, int> tries;
-  };
 
   void FromParent(const core::Topic& topic, const std::string& payload, core::OpenedMessage m);
   void FromChild(const core::Topic& topic, const std::string& payload, core::OpenedMessage m);
@@ -79,9 +72,6 @@ class Intermediate {
 
   void ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& request);
   void StartFill(const v1::Manifest& manifest);
-  void PumpFill(const std::string& sha256);
-  void OnUpstreamChunk(const v1::FirmwareChunkResponse& response);
-  void FillTick();
   void FinishFill(const std::string& sha256, v1::Reason failure);
 
   void Relay(const std::string& device, const std::string& envelope);
@@ -99,10 +89,9 @@ class Intermediate {
 
   std::map<std::string, Directive> directives_;  // by campaign id
   std::map<std::string, bool> children_;         // child id -> online
-  std::map<std::string, Fill> fills_;            // by image SHA-256
+  // Cache fills from upstream, by image SHA-256: the same windowed fetcher a client uses.
+  std::map<std::string, std::shared_ptr<core::ChunkFetcher>> fills_;
   std::map<std::string, std::vector<std::pair<std::string, v1::FirmwareChunkRequest>>> waiting_;
-  uint64_t next_request_id_ = 1;
-  bool fill_timer_ = false;
 
   std::map<std::string, std::string> batch_;  // device -> its latest signed report
   size_t batch_bytes_ = 0;

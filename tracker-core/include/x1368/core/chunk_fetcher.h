@@ -1,4 +1,5 @@
-// Fetches one image from the parent tracker in chunks over MQTT: FirmwareChunkRequest up,
+// Fetches one image from the parent tracker (a client's gateway, or a gateway's parent filling
+// its cache) in chunks over MQTT: FirmwareChunkRequest up,
 // FirmwareChunkResponse down. It runs on the node's event loop and never blocks: it keeps a
 // window of requests in flight, hands the chunks to a sink strictly in offset order, re-requests a
 // chunk that does not arrive within the timeout (on the loop's clock) or arrives malformed, and
@@ -6,8 +7,8 @@
 // image digest in the author-signed manifest is checked once the image is complete.
 //
 // Not thread-safe: every call, and every callback, is on the loop.
-#ifndef X1368_CLIENT_CHUNK_FETCHER_H_
-#define X1368_CLIENT_CHUNK_FETCHER_H_
+#ifndef X1368_CORE_CHUNK_FETCHER_H_
+#define X1368_CORE_CHUNK_FETCHER_H_
 
 #include <cstdint>
 #include <functional>
@@ -19,7 +20,7 @@
 #include "x1368/core/event_loop.h"
 #include "x1368/v1/messages.pb.h"
 
-namespace x1368::client {
+namespace x1368::core {
 
 struct ChunkFetcherOptions {
   uint32_t window = 8;  // chunks requested ahead of the one the sink waits for
@@ -35,7 +36,7 @@ class ChunkFetcher {
   using ChunkSink = std::function<absl::Status(uint64_t offset, const std::string& data)>;
   using Done = std::function<void(const absl::Status&)>;
 
-  ChunkFetcher(core::EventLoop* loop, RequestSender send, ChunkFetcherOptions options);
+  ChunkFetcher(EventLoop* loop, RequestSender send, ChunkFetcherOptions options);
   ~ChunkFetcher();
   ChunkFetcher(const ChunkFetcher&) = delete;
   ChunkFetcher& operator=(const ChunkFetcher&) = delete;
@@ -66,7 +67,7 @@ class ChunkFetcher {
   void OnTimer();
   void Finish(const absl::Status& status);
 
-  core::EventLoop* const loop_;
+  EventLoop* const loop_;
   const RequestSender send_;
   const ChunkFetcherOptions opts_;
 
@@ -83,10 +84,10 @@ class ChunkFetcher {
   std::map<uint64_t, int> tries_;             // requests sent per offset
   uint64_t next_request_id_ = 1;
   uint64_t requests_sent_ = 0;
-  core::EventLoop::TimerId timer_ = 0;
+  EventLoop::TimerId timer_ = 0;
   bool timer_armed_ = false;
 };
 
-}  // namespace x1368::client
+}  // namespace x1368::core
 
-#endif  // X1368_CLIENT_CHUNK_FETCHER_H_
+#endif  // X1368_CORE_CHUNK_FETCHER_H_

@@ -1,13 +1,13 @@
-#include "x1368/client/chunk_fetcher.h"
+#include "x1368/core/chunk_fetcher.h"
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "x1368/core/reason.h"
 
-namespace x1368::client {
+namespace x1368::core {
 
-ChunkFetcher::ChunkFetcher(core::EventLoop* loop, RequestSender send, ChunkFetcherOptions options)
+ChunkFetcher::ChunkFetcher(EventLoop* loop, RequestSender send, ChunkFetcherOptions options)
     : loop_(loop), send_(std::move(send)), opts_(options) {}
 
 ChunkFetcher::~ChunkFetcher() { Cancel(); }
@@ -92,7 +92,7 @@ void ChunkFetcher::OnTimer() {
   }
   for (uint64_t offset : expired) {
     if (tries_[offset] >= opts_.max_tries) {
-      return Finish(core::Reject(
+      return Finish(Reject(
           v1::DOWNLOAD_FAILED,
           absl::StrCat("no answer for chunk at ", offset, " after ", tries_[offset], " tries")));
     }
@@ -113,12 +113,12 @@ void ChunkFetcher::OnResponse(const v1::FirmwareChunkResponse& r) {
   }
   in_flight_.erase(it);
   if (r.error() != v1::REASON_UNSPECIFIED) {
-    return Finish(core::Reject(r.error(), absl::StrCat("parent refused chunk at ", r.offset())));
+    return Finish(Reject(r.error(), absl::StrCat("parent refused chunk at ", r.offset())));
   }
   if (r.data().size() != LengthAt(r.offset())) {
     // Not the bytes asked for: asked again (counted against the chunk's tries).
     if (tries_[r.offset()] >= opts_.max_tries) {
-      return Finish(core::Reject(v1::SIZE_MISMATCH,
+      return Finish(Reject(v1::SIZE_MISMATCH,
                                  absl::StrCat("chunk at ", r.offset(), " has ", r.data().size(),
                                               " bytes, not ", LengthAt(r.offset()))));
     }
@@ -147,4 +147,4 @@ void ChunkFetcher::Finish(const absl::Status& status) {
   if (done) done(status);
 }
 
-}  // namespace x1368::client
+}  // namespace x1368::core

@@ -1,4 +1,4 @@
-// ChunkFetcher (x1368/client/chunk_fetcher.h): windowed chunk requests to the parent on the
+// ChunkFetcher (x1368/core/chunk_fetcher.h): windowed chunk requests to the parent on the
 // node's loop, in-order delivery, re-requests after a timeout on the loop's clock, bounded tries,
 // error propagation and cancel. Everything runs on a manual executor with a FakeClock: time moves
 // only when the test says so, and nothing sleeps.
@@ -13,11 +13,11 @@
 
 #include "testing/pki.h"
 #include "testing/status_matchers.h"
-#include "x1368/client/chunk_fetcher.h"
+#include "x1368/core/chunk_fetcher.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/reason.h"
 
-namespace x1368::client {
+namespace x1368::core {
 namespace {
 
 using ::testing::ElementsAre;
@@ -448,4 +448,4 @@ TEST_F(ChunkFetcherTest, StartingAnotherImageForgetsTheFirst) {
 }
 
 }  // namespace
-}  // namespace x1368::client
+}  // namespace x1368::core
