@@ -40,6 +40,21 @@ Intermediate::Intermediate(IntermediateOptions options, core::NodeContext* node,
   chunks_served_ = m.Counter("x1368_chunks_served_total", "Firmware chunks served to children");
   upstream_chunks_ =
       m.Counter("x1368_chunks_fetched_total", "Firmware chunks fetched from upstream");
+  send_failures_ =
+      m.Counter("x1368_send_failures_total", "Messages that could not be sealed or published");
+}
+
+void Intermediate::StorageFailed(const absl::Status& status, absl::string_view event) {
+  if (status.ok()) return;
+  node_->metrics().CountRejection(v1::STORAGE_ERROR);
+  spdlog::error("event={} error=\"{}\"", event, status.message());
+  ScheduleSelfReport();  // the count goes up with the next report
+}
+
+void Intermediate::SendFailed(const absl::Status& status, absl::string_view event) {
+  if (status.ok()) return;
+  send_failures_->Add();
+  spdlog::warn("event={} error=\"{}\"", event, status.message());
 }
 
 absl::Status Intermediate::Start() {
@@ -174,7 +189,7 @@ void Intermediate::AcceptDirective(const std::string& envelope, const core::Open
   v1::Body go;
   go.mutable_go()->set_campaign_id(dir.active.campaign_id);
   go.mutable_go()->set_directive_digest(dir.active.digest);
-  (void)links_.Broadcast(std::move(go));
+  SendFailed(links_.Broadcast(std::move(go)), "go.send_failed");
   // Children that are away find it in their retained desired state when they come back.
   for (const auto& [child, online] : children_) {
     if (!online) SendDesired(child);
@@ -188,9 +203,9 @@ void Intermediate::PruneExpired() {
       ++it;
       continue;
     }
-    if (auto stmt = db_->Prepare("DELETE FROM directives WHERE campaign_id = ?"); stmt.ok()) {
-      (void)(*stmt)->Bind(1, it->first).Run();
-    }
+    auto stmt = db_->Prepare("DELETE FROM directives WHERE campaign_id = ?");
+    StorageFailed(stmt.ok() ? (*stmt)->Bind(1, it->first).Run() : stmt.status(),
+                  "directive.delete_failed");
     it = directives_.erase(it);
   }
 }
@@ -211,9 +226,12 @@ void Intermediate::SetChildOnline(const std::string& child, bool online) {
   auto it = children_.find(child);
   if (it != children_.end() && it->second == online) return;
   children_[child] = online;
-  if (auto stmt = db_->Prepare("INSERT OR REPLACE INTO children VALUES (?, ?, ?)"); stmt.ok()) {
-    (void)(*stmt)->Bind(1, child).Bind(2, online ? 1 : 0).Bind(3, node_->clock().NowMs()).Run();
-  }
+  auto stmt = db_->Prepare("INSERT OR REPLACE INTO children VALUES (?, ?, ?)");
+  StorageFailed(
+      stmt.ok()
+          ? (*stmt)->Bind(1, child).Bind(2, online ? 1 : 0).Bind(3, node_->clock().NowMs()).Run()
+          : stmt.status(),
+      "child.persist_failed");
 }
 
 void Intermediate::FromChild(const core::Topic& topic, const std::string& payload,
@@ -264,7 +282,7 @@ void Intermediate::ServeChunk(const std::string& child, const v1::FirmwareChunkR
     *body.mutable_chunk_response() = size.ok() ? core::ServeChunk(cache_.PathOf(sha), *size, req)
                                                : core::ChunkError(req, v1::IMAGE_UNAVAILABLE);
     chunks_served_->Add();
-    (void)links_.SendDown(child, Channel::kFw, std::move(body));
+    SendFailed(links_.SendDown(child, Channel::kFw, std::move(body)), "chunk.send_failed");
     return;
   }
   // Only images named by a verified directive are fetched: a child cannot make the gateway
@@ -278,7 +296,7 @@ void Intermediate::ServeChunk(const std::string& child, const v1::FirmwareChunkR
   if (manifest == nullptr || waiting >= kMaxWaitingRequests) {
     v1::Body body;
     *body.mutable_chunk_response() = core::ChunkError(req, v1::IMAGE_UNAVAILABLE);
-    (void)links_.SendDown(child, Channel::kFw, std::move(body));
+    SendFailed(links_.SendDown(child, Channel::kFw, std::move(body)), "chunk.send_failed");
     return;
   }
   waiting_[sha].emplace_back(child, req);  // coalesced: one upstream fetch serves them all
@@ -290,7 +308,7 @@ void Intermediate::StartFill(const v1::Manifest& manifest) {
   if (fills_.count(sha)) return;
   if (manifest.size() > kMaxCachedImageBytes) return FinishFill(sha, v1::IMAGE_UNAVAILABLE);
   if (absl::Status s = cache_.Begin(sha, manifest.size()); !s.ok()) {
-    spdlog::error("event=cache.begin_failed error=\"{}\"", s.message());
+    StorageFailed(s, "cache.begin_failed");
     return FinishFill(sha, v1::STORAGE_ERROR);
   }
   core::ChunkFetcherOptions fetch;
@@ -319,9 +337,8 @@ void Intermediate::StartFill(const v1::Manifest& manifest) {
       },
       [this, sha, size = manifest.size()](const absl::Status& fetched) {
         if (!fetched.ok()) {
-          if (core::ReasonOf(fetched) == v1::STORAGE_ERROR) {
-            spdlog::error("event=cache.write_failed error=\"{}\"", fetched.message());
-          }
+          if (core::ReasonOf(fetched) == v1::STORAGE_ERROR)
+            StorageFailed(fetched, "cache.write_failed");
           return FinishFill(sha, core::ReasonOf(fetched) != v1::REASON_UNSPECIFIED
                                      ? core::ReasonOf(fetched)
                                      : v1::DOWNLOAD_FAILED);
@@ -355,7 +372,7 @@ void Intermediate::FinishFill(const std::string& sha, v1::Reason failure) {
     } else {
       v1::Body body;
       *body.mutable_chunk_response() = core::ChunkError(req, v1::IMAGE_UNAVAILABLE);
-      (void)links_.SendDown(child, Channel::kFw, std::move(body));
+      SendFailed(links_.SendDown(child, Channel::kFw, std::move(body)), "chunk.send_failed");
     }
   }
 }
@@ -421,7 +438,7 @@ void Intermediate::ReportSelf() {
   r->set_device_id(node_->id());
   r->set_state(v1::IDLE);
   for (const v1::ReasonCount& rc : node_->metrics().RejectionCounts()) *r->add_rejections() = rc;
-  (void)links_.SendUp(Channel::kStatus, std::move(body));
+  SendFailed(links_.SendUp(Channel::kStatus, std::move(body)), "report.send_failed");
 }
 
 }  // namespace x1368::intermediate

@@ -74,6 +74,11 @@ class Intermediate {
   void StartFill(const v1::Manifest& manifest);
   void FinishFill(const std::string& sha256, v1::Reason failure);
 
+  // Errors are never dropped: a failed store write is counted as STORAGE_ERROR (reported upward
+  // with the rejections) and logged; a message that could not be sent is counted and logged.
+  void StorageFailed(const absl::Status& status, absl::string_view event);
+  void SendFailed(const absl::Status& status, absl::string_view event);
+
   void Relay(const std::string& device, const std::string& envelope);
   void FlushBatch();
   void ReportSelf();
@@ -103,6 +108,7 @@ class Intermediate {
   core::Metric* batches_ = nullptr;
   core::Metric* chunks_served_ = nullptr;
   core::Metric* upstream_chunks_ = nullptr;
+  core::Metric* send_failures_ = nullptr;
 };
 
 }  // namespace x1368::intermediate

@@ -1,0 +1,80 @@
+// The intermediate module on the in-memory broker (no Mosquitto): one cache fill from upstream
+// for the whole subtree, and storage failures that are counted and reported upward, never
+// dropped.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "testing/status_matchers.h"
+#include "testing/tree.h"
+#include "testing/wait.h"
+#include "x1368/core/file_util.h"
+
+namespace x1368::testing {
+namespace {
+
+class IntermediateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    tree_ = std::make_unique<TestTree>(nullptr);
+    tree_->AddRoot();
+    gw_ = tree_->AddIntermediate("gw1", "root", {"dev-*"});
+    image_ = TestPki::MakeImage(200 * 1024, 3);
+  }
+
+  // A counter of the gateway's, read on its loop.
+  int64_t GatewayCounter(const std::string& name) {
+    return OnLoop(*gw_->loop, [&] { return gw_->node->metrics().Counter(name, "")->value(); });
+  }
+
+  // Count of `reason` among the rejections a gateway reported to root about itself.
+  uint64_t NodeRejections(const std::string& id, v1::Reason reason) {
+    const v1::FleetStatus fleet = tree_->Fleet();
+    for (const v1::NodeRecord& n : fleet.nodes()) {
+      if (n.node_id() != id) continue;
+      for (const v1::ReasonCount& rc : n.rejections()) {
+        if (rc.reason() == reason) return rc.count();
+      }
+    }
+    return 0;
+  }
+
+  std::unique_ptr<TestTree> tree_;
+  IntermediateNode* gw_ = nullptr;
+  std::string image_;
+};
+
+TEST_F(IntermediateTest, FetchesTheImageOnceForTheWholeSubtree) {
+  std::vector<std::string> ids = {"dev-1", "dev-2", "dev-3", "dev-4"};
+  for (const std::string& id : ids) tree_->AddClient(id, "gw1");
+  ASSERT_TRUE(tree_->WaitForDevices(ids, [](const auto& d) { return d.version() == "1.0.0"; }));
+  ASSERT_OK(tree_->Publish(image_, "2.0.0", 2));
+  ASSERT_OK(tree_->StartCampaign("2.0.0"));
+  ASSERT_TRUE(tree_->WaitForVersion(ids, "2.0.0"));
+  // 200 KiB in the gateway's 64 KiB fetch chunks: 4 chunks from root, whatever the children.
+  EXPECT_EQ(GatewayCounter("x1368_chunks_fetched_total"), 4);
+  EXPECT_GE(GatewayCounter("x1368_chunks_served_total"), 4 * 13);  // 16 KiB chunks to each
+}
+
+TEST_F(IntermediateTest, ACacheThatCannotBeWrittenIsCountedAndReportedUpward) {
+  tree_->AddClient("dev-1", "gw1");
+  ASSERT_TRUE(
+      tree_->WaitForDevices({"dev-1"}, [](const auto& d) { return d.version() == "1.0.0"; }));
+  // The cache directory becomes a file: the gateway cannot store the image.
+  std::string cache = gw_->dir + "/cache";
+  std::filesystem::remove_all(cache);
+  ASSERT_OK(core::WriteFileAtomic(cache, "not a directory"));
+  ASSERT_OK(tree_->Publish(image_, "2.0.0", 2));
+  ASSERT_OK(tree_->StartCampaign("2.0.0"));
+  // The device is told the image is unavailable and keeps its firmware ...
+  EXPECT_TRUE(tree_->WaitForDevices({"dev-1"}, [](const v1::DeviceRecord& d) {
+    return d.state() == v1::FAILED;
+  })) << tree_->Device("dev-1")->ShortDebugString();
+  EXPECT_EQ(tree_->Device("dev-1")->version(), "1.0.0");
+  // ... and root sees the gateway's storage error in the gateway's own report.
+  EXPECT_TRUE(WaitFor([&] { return NodeRejections("gw1", v1::STORAGE_ERROR) > 0; }))
+      << "root never heard of the gateway's storage error";
+}
+
+}  // namespace
+}  // namespace x1368::testing
