@@ -809,16 +809,24 @@ TEST_F(DaemonsProcessTest, MetricsEndpointsAndAdminAuthentication) {
   ASSERT_NO_FATAL_FAILURE(StartBroker());
   ASSERT_TRUE(MakePki({"dev-1"}));
   ASSERT_TRUE(StartRoot());
-  std::string gw_metrics = absl::StrCat("127.0.0.1:", FreeTcpPort());
-  std::string dev_metrics = absl::StrCat("127.0.0.1:", FreeTcpPort());
+  // Port 0: each daemon binds a free port itself and writes it to <data_dir>/metrics.port (a port
+  // picked in advance could be taken by a parallel test meanwhile).
   StartDaemon("tracker-intermediate", "gw1",
-              WriteConfig("gw1.toml", IntermediateLines("gw1", "root", gw_metrics)));
-  StartDaemon(
-      "tracker-client", "dev-1",
-      WriteConfig("dev-1.toml",
-                  ClientLines("dev-1", "gw1", {},
-                              {"[metrics]", absl::StrCat("listen = \"", dev_metrics, "\"")})));
+              WriteConfig("gw1.toml", IntermediateLines("gw1", "root", "127.0.0.1:0")));
+  StartDaemon("tracker-client", "dev-1",
+              WriteConfig("dev-1.toml", ClientLines("dev-1", "gw1", {},
+                                                    {"[metrics]", "listen = \"127.0.0.1:0\""})));
   ASSERT_TRUE(FleetWait("1.0.0", 1, 60));
+  auto metrics_at = [this](const std::string& id) {
+    auto text = core::ReadFile(File("data/" + id + "/metrics.port"));
+    int port = 0;
+    EXPECT_TRUE(text.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port))
+        << id << " wrote no metrics.port\n"
+        << Logs();
+    return absl::StrCat("127.0.0.1:", port);
+  };
+  const std::string gw_metrics = metrics_at("gw1");
+  const std::string dev_metrics = metrics_at("dev-1");
 
   // GET /metrics on each node's endpoint: Prometheus text with the x1368_ counters.
   auto fetch = [this](const std::string& url, const std::string& path, const std::string& token,

@@ -7,7 +7,9 @@
 #include <iostream>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "x1368/core/file_util.h"
 #include "x1368/core/log.h"
 
 namespace x1368::core {
@@ -123,6 +125,16 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
       return 1;
     }
     metrics_server = std::move(*server);
+    // With port 0 the kernel picks a free port (no race with another process for a port chosen
+    // in advance): it is logged and written to <data_dir>/metrics.port for whoever scrapes.
+    spdlog::info("event=metrics.listening port={}", metrics_server->port());
+    if (!setup.node.data_dir.empty()) {
+      if (absl::Status s = WriteFileAtomic(setup.node.data_dir + "/metrics.port",
+                                           absl::StrCat(metrics_server->port(), "\n"));
+          !s.ok()) {
+        spdlog::error("event=metrics.port_file_failed error=\"{}\"", s.message());
+      }
+    }
   }
   absl::Notification stop;
   std::thread signals = WatchTerminationSignals([&stop](int sig) {

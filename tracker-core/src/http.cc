@@ -67,6 +67,7 @@ absl::StatusOr<int> HttpServer::Start(const std::string& listen) {
   } else if (!impl_->server.bind_to_port(host, port)) {
     return absl::UnavailableError(absl::StrCat("cannot bind ", listen));
   }
+  port_ = port;
   thread_ = std::thread([this] { impl_->server.listen_after_bind(); });
   return port;
 }

@@ -47,10 +47,12 @@ class HttpServer {
   // Returns the bound port.
   absl::StatusOr<int> Start(const std::string& listen);
   void Stop();
+  int port() const { return port_; }  // once started
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  int port_ = 0;
   std::thread thread_;
 };
 
