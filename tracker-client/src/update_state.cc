@@ -1,5 +1,7 @@
 #include "x1368/client/update_state.h"
 
+#include <iterator>
+
 namespace x1368::client {
 namespace {
 
@@ -55,7 +57,14 @@ constexpr StateAction kActions[] = {
 
 }  // namespace
 
+constexpr Event kEvents[] = {E::kOffer,    E::kGo,      E::kDecline,   E::kDownloaded,
+                             E::kVerified, E::kInstall, E::kInstalled, E::kConfirmed,
+                             E::kRollBack, E::kFail};
+static_assert(std::size(kEvents) == static_cast<size_t>(E::kFail) + 1,
+              "kEvents must list every Event, and kFail must stay the last one");
+
 std::span<const Transition> TransitionTable() { return kTransitions; }
+std::span<const Event> AllEvents() { return kEvents; }
 
 std::optional<State> Apply(State from, Event event) {
   for (const Transition& t : kTransitions) {

@@ -54,6 +54,8 @@ enum class Action {
 };
 
 std::span<const Transition> TransitionTable();
+// Every event, once (tests iterate it instead of keeping their own list).
+std::span<const Event> AllEvents();
 
 // The state after `event` in `from`, or nullopt when the move is illegal.
 std::optional<State> Apply(State from, Event event);
