@@ -314,10 +314,19 @@ TEST_F(TransportTest, BuffersWhileDisconnectedAndDropsTheOldestBeyondTheBound) {
   Inbox inbox;
   auto sub = Connect("sub", &inbox, {"buf/#"});
   ASSERT_TRUE(WaitFor([&] { return inbox.size() >= 5; }));
-  absl::SleepFor(absl::Milliseconds(300));
+  // A sentinel instead of a sleep: the broker sends the retained messages on subscribe, before
+  // anything published later, so once the sentinel is in, every survivor is too.
+  ASSERT_OK(pub->Publish({"buf/sentinel", "s"}));
+  ASSERT_TRUE(WaitFor([&] {
+    for (const auto& m : inbox.Get()) {
+      if (m.topic == "buf/sentinel") return true;
+    }
+    return false;
+  }));
   std::set<std::string> topics;
   for (const auto& m : inbox.Get()) topics.insert(m.topic);
-  EXPECT_EQ(topics, (std::set<std::string>{"buf/5", "buf/6", "buf/7", "buf/8", "buf/9"}));
+  EXPECT_EQ(topics,
+            (std::set<std::string>{"buf/5", "buf/6", "buf/7", "buf/8", "buf/9", "buf/sentinel"}));
 }
 
 TEST_F(TransportTest, ReconnectsAndResubscribesAfterTheBrokerDies) {
