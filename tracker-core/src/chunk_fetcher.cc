@@ -92,9 +92,8 @@ void ChunkFetcher::OnTimer() {
   }
   for (uint64_t offset : expired) {
     if (tries_[offset] >= opts_.max_tries) {
-      return Finish(Reject(
-          v1::DOWNLOAD_FAILED,
-          absl::StrCat("no answer for chunk at ", offset, " after ", tries_[offset], " tries")));
+      return Finish(Reject(v1::DOWNLOAD_FAILED, absl::StrCat("no answer for chunk at ", offset,
+                                                             " after ", tries_[offset], " tries")));
     }
     Send(offset);  // lost: ask again, as a new request
   }
@@ -118,9 +117,9 @@ void ChunkFetcher::OnResponse(const v1::FirmwareChunkResponse& r) {
   if (r.data().size() != LengthAt(r.offset())) {
     // Not the bytes asked for: asked again (counted against the chunk's tries).
     if (tries_[r.offset()] >= opts_.max_tries) {
-      return Finish(Reject(v1::SIZE_MISMATCH,
-                                 absl::StrCat("chunk at ", r.offset(), " has ", r.data().size(),
-                                              " bytes, not ", LengthAt(r.offset()))));
+      return Finish(
+          Reject(v1::SIZE_MISMATCH, absl::StrCat("chunk at ", r.offset(), " has ", r.data().size(),
+                                                 " bytes, not ", LengthAt(r.offset()))));
     }
     Send(r.offset());
     return ArmTimer();
