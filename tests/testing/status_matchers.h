@@ -1,5 +1,5 @@
-// Shared test matchers: EXPECT_OK / ASSERT_OK for absl::Status and StatusOr, and HasReason for
-// the typed x1368::v1::Reason carried by a Status.
+// Shared test matchers: EXPECT_OK / ASSERT_OK / ASSERT_OK_AND_ASSIGN for absl::Status and
+// StatusOr, IsOkAndHolds, and HasReason for the typed x1368::v1::Reason carried by a Status.
 #ifndef X1368_TESTING_STATUS_MATCHERS_H_
 #define X1368_TESTING_STATUS_MATCHERS_H_
 
@@ -24,11 +24,29 @@ MATCHER_P(HasReason, reason, "carries reason " + x1368::core::ReasonName(reason)
   return x1368::core::ReasonOf(s) == reason;
 }
 
+// A StatusOr that is OK and whose value matches `matcher`.
+MATCHER_P(IsOkAndHolds, matcher, "is OK and holds a matching value") {
+  if (!arg.ok()) {
+    *result_listener << "status is " << arg.status().ToString();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(matcher, *arg, result_listener);
+}
+
 }  // namespace x1368::testing
 
 #define EXPECT_OK(expr) \
   EXPECT_TRUE(::x1368::testing::ToStatus(expr).ok()) << ::x1368::testing::ToStatus(expr).ToString()
 #define ASSERT_OK(expr) \
   ASSERT_TRUE(::x1368::testing::ToStatus(expr).ok()) << ::x1368::testing::ToStatus(expr).ToString()
+
+#define X1368_TESTING_CONCAT_INNER_(a, b) a##b
+#define X1368_TESTING_CONCAT_(a, b) X1368_TESTING_CONCAT_INNER_(a, b)
+#define ASSERT_OK_AND_ASSIGN(lhs, expr) \
+  ASSERT_OK_AND_ASSIGN_IMPL_(X1368_TESTING_CONCAT_(status_or_, __LINE__), lhs, expr)
+#define ASSERT_OK_AND_ASSIGN_IMPL_(tmp, lhs, expr) \
+  auto tmp = (expr);                               \
+  ASSERT_OK(tmp);                                  \
+  lhs = std::move(*tmp)
 
 #endif  // X1368_TESTING_STATUS_MATCHERS_H_

@@ -1,5 +1,6 @@
 #include "x1368/core/file_util.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@ absl::Status ErrnoError(absl::string_view what, const std::string& path) {
   std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
   if (err == ENOENT) return absl::NotFoundError(msg);
   if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
+  if (err == ENOSPC || err == EDQUOT) return absl::ResourceExhaustedError(msg);
   return absl::InternalError(msg);
 }
 
@@ -72,6 +74,11 @@ absl::StatusOr<std::string> ReadAll(const std::string& path, uint64_t max_bytes)
   return out;
 }
 
+void SyncDir(const std::string& path) {
+  Fd dfd(::open(DirName(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dfd.get() >= 0) ::fsync(dfd.get());
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) { return ReadAll(path, UINT64_MAX); }
@@ -89,9 +96,7 @@ absl::Status WriteFileAtomic(const std::string& path, absl::string_view data, in
     if (::fsync(fd.get()) != 0) return ErrnoError("fsync", tmp);
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError("rename", tmp);
-  std::string dir = DirName(path);
-  Fd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dfd.get() >= 0) ::fsync(dfd.get());
+  SyncDir(path);
   return absl::OkStatus();
 }
 
@@ -161,6 +166,40 @@ absl::Status SyncFile(const std::string& path) {
   if (fd.get() < 0) return ErrnoError("open", path);
   if (::fsync(fd.get()) != 0) return ErrnoError("fsync", path);
   return absl::OkStatus();
+}
+
+absl::Status TruncateFile(const std::string& path, uint64_t size) {
+  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  if (fd.get() < 0) return ErrnoError("open", path);
+  if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) return ErrnoError("truncate", path);
+  return absl::OkStatus();
+}
+
+absl::Status RenameFile(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0) return ErrnoError("rename", from);
+  SyncDir(to);
+  return absl::OkStatus();
+}
+
+absl::Status RemoveFile(const std::string& path) {
+  if (::unlink(path.c_str()) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return ErrnoError("remove", path);
+  }
+  SyncDir(path);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> ListDir(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return ErrnoError("list", dir);
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(std::move(name));
+  }
+  ::closedir(d);
+  return names;
 }
 
 bool PathExists(const std::string& path) {

@@ -2,7 +2,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "x1368/core/crypto.h"
-#include "x1368/core/file_util.h"
 #include "x1368/core/reason.h"
 #include "x1368/core/sqlite_db.h"
 #include "x1368/v1/storage.pb.h"
@@ -27,10 +26,11 @@ absl::Status MemKvStore::Write(const Pairs& puts) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<FileKvStore>> FileKvStore::Open(const std::string& path) {
-  std::unique_ptr<FileKvStore> store(new FileKvStore(path));
-  if (!PathExists(path)) return store;
-  X1368_ASSIGN_OR_RETURN(std::string raw, ReadFileLimited(path, kMaxKvFileBytes));
+absl::StatusOr<std::unique_ptr<FileKvStore>> FileKvStore::Open(const std::string& path,
+                                                               FileSystem* fs) {
+  std::unique_ptr<FileKvStore> store(new FileKvStore(path, fs));
+  if (!fs->Exists(path)) return store;
+  X1368_ASSIGN_OR_RETURN(std::string raw, fs->Read(path, kMaxKvFileBytes));
   v1::KvSnapshot snapshot;
   absl::string_view payload = absl::string_view(raw).substr(std::min(raw.size(), kDigestBytes));
   if (raw.size() < kDigestBytes || Sha256(payload) != raw.substr(0, kDigestBytes) ||
@@ -57,7 +57,7 @@ absl::Status FileKvStore::Write(const Pairs& puts) {
   for (const auto& [k, v] : next) (*snapshot.mutable_entries())[k] = v;
   std::string payload;
   snapshot.SerializeToString(&payload);
-  absl::Status s = WriteFileAtomic(path_, absl::StrCat(Sha256(payload), payload), 0600);
+  absl::Status s = fs_->WriteAtomic(path_, absl::StrCat(Sha256(payload), payload), 0600);
   if (!s.ok()) return Reject(v1::STORAGE_ERROR, s.message());
   data_ = std::move(next);
   return absl::OkStatus();

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -36,6 +37,15 @@ absl::StatusOr<std::string> ReadFileRange(const std::string& path, uint64_t offs
 absl::Status WriteFileRange(const std::string& path, uint64_t offset, absl::string_view data);
 
 absl::Status SyncFile(const std::string& path);
+
+// Sets the size of a file, creating it if needed (no fsync).
+absl::Status TruncateFile(const std::string& path, uint64_t size);
+// rename(2), then fsyncs the directory: durable when it returns OK.
+absl::Status RenameFile(const std::string& from, const std::string& to);
+// unlink(2), then fsyncs the directory; a missing file is OK.
+absl::Status RemoveFile(const std::string& path);
+// Names of the entries in `dir`, without "." and "..".
+absl::StatusOr<std::vector<std::string>> ListDir(const std::string& dir);
 
 bool PathExists(const std::string& path);
 

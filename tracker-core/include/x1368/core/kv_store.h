@@ -20,6 +20,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "x1368/core/file_system.h"
 
 namespace x1368::core {
 
@@ -53,13 +54,15 @@ class MemKvStore final : public KvStore {
 class FileKvStore final : public KvStore {
  public:
   // Loads `path` if it exists; a corrupt file is an error, never silently reset.
-  static absl::StatusOr<std::unique_ptr<FileKvStore>> Open(const std::string& path);
+  static absl::StatusOr<std::unique_ptr<FileKvStore>> Open(const std::string& path,
+                                                           FileSystem* fs = PosixFileSystem());
   absl::StatusOr<std::optional<std::string>> Get(const std::string& key) override;
   absl::Status Write(const Pairs& puts) override;
 
  private:
-  explicit FileKvStore(std::string path) : path_(std::move(path)) {}
+  FileKvStore(std::string path, FileSystem* fs) : path_(std::move(path)), fs_(fs) {}
   const std::string path_;
+  FileSystem* const fs_;
   absl::Mutex mu_;
   std::map<std::string, std::string> data_ ABSL_GUARDED_BY(mu_);
 };

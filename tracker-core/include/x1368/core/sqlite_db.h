@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "x1368/core/file_system.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -46,7 +47,9 @@ class SqliteStatement {
 
 class SqliteDb {
  public:
-  static absl::StatusOr<std::unique_ptr<SqliteDb>> Open(const std::string& path);
+  // On `fs` (a VFS over it), or on the disk when `fs` is null or PosixFileSystem().
+  static absl::StatusOr<std::unique_ptr<SqliteDb>> Open(const std::string& path,
+                                                        FileSystem* fs = nullptr);
   ~SqliteDb();
   SqliteDb(const SqliteDb&) = delete;
   SqliteDb& operator=(const SqliteDb&) = delete;

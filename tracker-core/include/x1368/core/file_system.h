@@ -1,0 +1,123 @@
+// Where a node's files live, behind one interface (as LevelDB's Env does for its files).
+//
+// Every byte a node persists goes through a FileSystem: the device's key-value state, the stub's
+// A/B slots, the gateway's firmware cache, root's images, and (through a SQLite VFS, see
+// SqliteDb::Open) the trackers' databases. Two implementations:
+//   - PosixFileSystem(): the real disk (file_util.h), used by the daemons;
+//   - MemFileSystem: files in memory, for tests and for simulated fleets too large for the disk.
+//     It knows which bytes were synced, so PowerCut() can drop everything that was not, and it
+//     can fail writes (a broken disk) or run out of space (a full one).
+// SqliteDb::Open(path, fs) opens a database on any of them (a VFS over the interface for all
+// but the disk).
+//
+// Durability contract, the same for both:
+//   - WriteAtomic, Rename and Remove are durable when they return OK;
+//   - WriteRange and Truncate are not, until Sync(path) returns OK;
+//   - a file created by WriteRange/Truncate and never synced does not survive a power cut.
+// Thread-safe.
+#ifndef X1368_CORE_FILE_SYSTEM_H_
+#define X1368_CORE_FILE_SYSTEM_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+
+namespace x1368::core {
+
+class FileSystem {
+ public:
+  virtual ~FileSystem() = default;
+
+  // The whole file; one larger than `max_bytes` is an error, so a corrupt or hostile file cannot
+  // make the reader allocate without bound.
+  virtual absl::StatusOr<std::string> Read(const std::string& path,
+                                           uint64_t max_bytes = UINT64_MAX) = 0;
+  // `length` bytes at `offset`, fewer at the end of the file.
+  virtual absl::StatusOr<std::string> ReadRange(const std::string& path, uint64_t offset,
+                                                uint64_t length) = 0;
+  virtual absl::StatusOr<uint64_t> Size(const std::string& path) = 0;  // NotFound if missing
+  virtual bool Exists(const std::string& path) = 0;
+  // Names (not paths) of the files directly in `dir`.
+  virtual absl::StatusOr<std::vector<std::string>> List(const std::string& dir) = 0;
+
+  virtual absl::Status WriteAtomic(const std::string& path, absl::string_view data,
+                                   int mode = 0644) = 0;
+  // Creates the file if needed; a gap before `offset` reads as zeros.
+  virtual absl::Status WriteRange(const std::string& path, uint64_t offset,
+                                  absl::string_view data) = 0;
+  virtual absl::Status Truncate(const std::string& path, uint64_t size) = 0;  // creates if needed
+  virtual absl::Status Sync(const std::string& path) = 0;
+  virtual absl::Status Rename(const std::string& from, const std::string& to) = 0;
+  virtual absl::Status Remove(const std::string& path) = 0;  // OK if already gone
+  virtual absl::Status MakeDirs(const std::string& path, int mode = 0755) = 0;
+};
+
+// The real disk. Process-wide and stateless.
+FileSystem* PosixFileSystem();
+
+// SHA-256 of a file, read in pieces.
+absl::StatusOr<std::string> Sha256Of(FileSystem& fs, const std::string& path);
+
+class MemFileSystem final : public FileSystem {
+ public:
+  MemFileSystem() = default;
+
+  absl::StatusOr<std::string> Read(const std::string& path,
+                                   uint64_t max_bytes = UINT64_MAX) override;
+  absl::StatusOr<std::string> ReadRange(const std::string& path, uint64_t offset,
+                                        uint64_t length) override;
+  absl::StatusOr<uint64_t> Size(const std::string& path) override;
+  bool Exists(const std::string& path) override;
+  absl::StatusOr<std::vector<std::string>> List(const std::string& dir) override;
+  absl::Status WriteAtomic(const std::string& path, absl::string_view data,
+                           int mode = 0644) override;
+  absl::Status WriteRange(const std::string& path, uint64_t offset,
+                          absl::string_view data) override;
+  absl::Status Truncate(const std::string& path, uint64_t size) override;
+  absl::Status Sync(const std::string& path) override;
+  absl::Status Rename(const std::string& from, const std::string& to) override;
+  absl::Status Remove(const std::string& path) override;
+  absl::Status MakeDirs(const std::string& path, int mode = 0755) override;
+
+  // Faults. PowerCut() puts every file back to what was last synced (files never synced vanish)
+  // and counts the bytes it dropped; the node that used the files must be rebuilt afterwards,
+  // as after a reboot. FailWrites() makes every mutating call fail with DataLoss (a broken
+  // disk); SetCapacity() makes writes beyond `bytes` in all fail with ResourceExhausted (a full
+  // disk). Heal() undoes both.
+  void PowerCut();
+  void FailWrites(bool on);
+  void SetCapacity(uint64_t bytes);
+  void Heal();
+
+  uint64_t bytes_dropped() const;
+  uint64_t unsynced_bytes() const;  // bytes a power cut now would drop, roughly
+  uint64_t syncs() const;
+
+ private:
+  struct File {
+    std::string data;
+    std::optional<std::string> synced;  // what a power cut leaves; nullopt: the file vanishes
+  };
+  absl::Status CheckWrite(uint64_t grow_by) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t UsedBytes() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, File> files_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> dirs_ ABSL_GUARDED_BY(mu_);
+  bool fail_writes_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t capacity_ ABSL_GUARDED_BY(mu_) = UINT64_MAX;
+  uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t syncs_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace x1368::core
+
+#endif  // X1368_CORE_FILE_SYSTEM_H_
