@@ -149,18 +149,16 @@ int AuthorSign(const SignArgs& a) {
   auto size = core::FileSize(a.image);
   if (!digest.ok()) return Fail(digest.status());
   if (!size.ok()) return Fail(size.status());
-  v1::Manifest m;
-  m.set_component(a.component);
-  m.set_version(a.version);
-  m.set_sequence_number(a.sequence);
-  for (const std::string& hw : SplitList(a.hardware)) m.add_hardware_classes(hw);
-  m.set_size(*size);
-  m.set_sha256(*digest);
-  m.set_uri(a.uri);
-  m.set_author_id(body.node_id());
-  m.set_created_at_ms(absl::ToUnixMillis(absl::Now()));
-  m.set_description(a.description);
-  auto signed_manifest = core::SignManifest(*key, cert, m);
+  core::ManifestSpec spec;
+  spec.component = a.component;
+  spec.version = a.version;
+  spec.sequence_number = a.sequence;
+  spec.hardware_classes = SplitList(a.hardware);
+  spec.uri = a.uri;
+  spec.author_id = body.node_id();
+  spec.created_at_ms = absl::ToUnixMillis(absl::Now());
+  spec.description = a.description;
+  auto signed_manifest = core::SignManifest(*key, cert, core::BuildManifest(spec, *digest, *size));
   if (!signed_manifest.ok()) return Fail(signed_manifest.status());
   if (absl::Status s = core::WriteFileAtomic(a.out, signed_manifest->SerializeAsString()); !s.ok())
     return Fail(s);

@@ -77,17 +77,14 @@ v1::Manifest TestPki::ManifestFor(const std::string& image, const std::string& c
                                   const std::string& version, uint64_t sequence,
                                   std::vector<std::string> hardware_classes,
                                   const std::string& author_id) {
-  v1::Manifest m;
-  m.set_component(component);
-  m.set_version(version);
-  m.set_sequence_number(sequence);
-  for (auto& hw : hardware_classes) m.add_hardware_classes(hw);
-  m.set_size(image.size());
-  m.set_sha256(core::Sha256(image));
-  m.set_uri(std::string(core::kChunkServiceUri));
-  m.set_author_id(author_id);
-  m.set_created_at_ms(1'700'000'000'000);
-  return m;
+  core::ManifestSpec spec;
+  spec.component = component;
+  spec.version = version;
+  spec.sequence_number = sequence;
+  spec.hardware_classes = std::move(hardware_classes);
+  spec.author_id = author_id;
+  spec.created_at_ms = 1'700'000'000'000;
+  return core::BuildManifest(spec, core::Sha256(image), image.size());
 }
 
 v1::SignedManifest TestPki::Sign(const TestNode& author, const v1::Manifest& manifest) {

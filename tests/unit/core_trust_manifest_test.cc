@@ -239,6 +239,49 @@ TEST_F(ManifestTest, VerifiesAValidManifest) {
   EXPECT_EQ(m->sha256(), Sha256(image_));
 }
 
+// BuildManifest is the one place a manifest is put together (trackerctl author sign, the tests'
+// TestPki): every field of the spec lands in its field, the digest and size come from the image.
+TEST_F(ManifestTest, BuildManifestFillsEveryFieldAndSignsAndVerifies) {
+  ManifestSpec spec;
+  spec.component = "fw-main";
+  spec.version = "3.1.0-rc1";
+  spec.sequence_number = 31;
+  spec.hardware_classes = {"board-b", "board-a"};
+  spec.author_id = "author-1";
+  spec.created_at_ms = 1'234'567;
+  spec.description = "fixes the radio";
+  v1::Manifest m = BuildManifest(spec, Sha256(image_), image_.size());
+
+  v1::Manifest expected;
+  expected.set_component("fw-main");
+  expected.set_version("3.1.0-rc1");
+  expected.set_sequence_number(31);
+  expected.add_hardware_classes("board-b");  // order kept
+  expected.add_hardware_classes("board-a");
+  expected.set_size(5000);
+  expected.set_sha256(Sha256(image_));
+  expected.set_uri("x1368:chunks");  // the chunk service unless told otherwise
+  expected.set_author_id("author-1");
+  expected.set_created_at_ms(1'234'567);
+  expected.set_description("fixes the radio");
+  EXPECT_EQ(m.SerializeAsString(), expected.SerializeAsString()) << m.DebugString();
+
+  auto sm = SignManifest(author_.key, author_.cert, m);
+  ASSERT_OK(sm);
+  auto verified = VerifyManifest(trust_, *sm);
+  ASSERT_OK(verified);
+  EXPECT_EQ(verified->SerializeAsString(), expected.SerializeAsString());
+
+  spec.uri = "https://fw.example/fw-main-3.1.0";
+  EXPECT_EQ(BuildManifest(spec, Sha256(image_), image_.size()).uri(),
+            "https://fw.example/fw-main-3.1.0");
+  // Built as told, invalid or not: signing is where a manifest is checked.
+  spec.sequence_number = 0;
+  EXPECT_EQ(BuildManifest(spec, "short", 0).sha256(), "short");
+  EXPECT_THAT(SignManifest(author_.key, author_.cert, BuildManifest(spec, Sha256(image_), 1)),
+              HasReason(v1::MANIFEST_MALFORMED));
+}
+
 TEST_F(ManifestTest, AuthorWithoutComponentListMaySignAny) {
   TestNode any_author = pki_.Issue("author-2", v1::ROLE_AUTHOR);
   v1::Manifest m = manifest_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "x1368/core/directive.h"
 #include "x1368/core/log.h"
 #include "x1368/core/manifest.h"
 #include "x1368/core/reason.h"
@@ -143,16 +144,13 @@ void Client::OnMessage(const core::Topic& topic, const std::string& payload,
     case v1::Body::kGo:
       return HandleGo(body.go());
     case v1::Body::kDesired:
-      for (const std::string& d : body.desired().directives()) {
-        auto inner = node_->opener().Open(d, {core::Origin::kEmbedded, {}});
-        if (!inner.ok()) {
-          Reject(inner.status(), "desired.directive");
-        } else if (!inner->body.has_directive()) {
-          Reject(core::Reject(v1::UNKNOWN_TYPE, "desired state holds a non-directive"), "desired");
-        } else {
-          HandleDirective(d, *inner);
-        }
-      }
+      // A device counts anything but a directive in its desired state: it has no other use.
+      core::ForEachDesiredDirective(
+          node_->opener(), body.desired(), core::NonDirective::kReject,
+          [this](const std::string& envelope, const core::OpenedMessage& inner) {
+            HandleDirective(envelope, inner);
+          },
+          [this](const absl::Status& s, absl::string_view where) { Reject(s, where); });
       for (const v1::Go& go : body.desired().grants()) HandleGo(go);
       return;
     case v1::Body::kChunkResponse:
@@ -163,9 +161,7 @@ void Client::OnMessage(const core::Topic& topic, const std::string& payload,
 }
 
 void Client::HandleDirective(const std::string& envelope, const core::OpenedMessage& opened) {
-  if (!opened.signer->is_root) {
-    return Reject(core::Reject(v1::OUT_OF_SCOPE, "directives must be root-signed"), "directive");
-  }
+  if (absl::Status s = core::CheckRootSigned(opened); !s.ok()) return Reject(s, "directive");
   const v1::UpdateDirective& d = opened.body.directive();
   ConsumerStatus status = consumer_->Status();
   // Not for this device: silently not ours (X.1368 §10 d, §11.2 c: only the needed update).
@@ -265,7 +261,7 @@ void Client::Step() {
     if (queued_directive_) {
       std::string d = std::move(*queued_directive_);
       queued_directive_.reset();
-      auto inner = node_->opener().Open(d, {core::Origin::kEmbedded, {}});
+      auto inner = core::OpenEmbeddedDirective(node_->opener(), d);
       if (inner.ok()) HandleDirective(d, *inner);
     }
     return;

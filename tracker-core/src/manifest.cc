@@ -9,6 +9,21 @@ namespace {
 constexpr size_t kMaxManifestBytes = 16 << 10;
 }  // namespace
 
+v1::Manifest BuildManifest(const ManifestSpec& spec, absl::string_view sha256, uint64_t size) {
+  v1::Manifest m;
+  m.set_component(spec.component);
+  m.set_version(spec.version);
+  m.set_sequence_number(spec.sequence_number);
+  for (const std::string& hw : spec.hardware_classes) m.add_hardware_classes(hw);
+  m.set_size(size);
+  m.set_sha256(std::string(sha256));
+  m.set_uri(spec.uri);
+  m.set_author_id(spec.author_id);
+  m.set_created_at_ms(spec.created_at_ms);
+  m.set_description(spec.description);
+  return m;
+}
+
 absl::Status ValidateManifest(const v1::Manifest& m) {
   if (!IsValidNodeId(m.component()))
     return Reject(v1::MANIFEST_MALFORMED, "invalid component name");

@@ -293,7 +293,15 @@ absl::StatusOr<std::unique_ptr<SqliteStatement>> SqliteDb::Prepare(absl::string_
 }
 
 absl::Status SqliteDb::Begin() { return Exec("BEGIN IMMEDIATE"); }
-absl::Status SqliteDb::Commit() { return Exec("COMMIT"); }
+absl::Status SqliteDb::Commit() {
+  absl::Status s = Exec("COMMIT");
+  // A failed COMMIT may leave the transaction open (a deferred constraint, SQLITE_BUSY; after
+  // an I/O error SQLite may or may not have rolled back). Left open, every later Begin() fails
+  // and every later write joins a transaction that never commits, so it is ended here. When
+  // SQLite already rolled back, this ROLLBACK fails harmlessly.
+  if (!s.ok()) Rollback();
+  return s;
+}
 void SqliteDb::Rollback() { (void)Exec("ROLLBACK"); }
 
 }  // namespace x1368::core

@@ -12,17 +12,36 @@
 
 namespace x1368::intermediate {
 
+namespace {
+
+bool IsHexDigestName(const std::string& name) {
+  return name.size() == 64 && name.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+absl::Status CheckDigest(const std::string& sha256) {
+  if (sha256.size() != 32) {
+    return core::Reject(v1::MALFORMED, absl::StrCat("image id is not a SHA-256 (", sha256.size(),
+                                                    " bytes, not 32)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status FirmwareCache::Open() {
   X1368_RETURN_IF_ERROR(core::MakeDirs(dir_, 0700));
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
     std::string name = entry.path().filename().string();
-    if (absl::EndsWith(name, ".part")) {
+    if (absl::EndsWith(name, ".part") || absl::EndsWith(name, ".part.tmp")) {
       std::filesystem::remove(entry.path(), ec);
-    } else if (name.size() == 64) {
+    } else if (IsHexDigestName(name) && entry.is_regular_file(ec)) {
+      // Only Complete() names a file by its bare digest, after verifying it.
       last_used_[name] = ++clock_;
     }
   }
+  // A smaller max_images than the previous run's applies at once.
+  Evict();
   return absl::OkStatus();
 }
 
@@ -44,31 +63,52 @@ void FirmwareCache::Touch(const std::string& sha256) {
 }
 
 absl::Status FirmwareCache::Begin(const std::string& sha256, uint64_t size) {
-  if (sha256.size() != 32) return core::Reject(v1::MALFORMED, "image id is not a SHA-256");
+  X1368_RETURN_IF_ERROR(CheckDigest(sha256));
   std::string part = PartPath(sha256);
+  filling_.erase(core::HexEncode(sha256));
   X1368_RETURN_IF_ERROR(core::WriteFileAtomic(part, ""));
   if (size > 0 && ::truncate(part.c_str(), static_cast<off_t>(size)) != 0) {
+    std::error_code ec;
+    std::filesystem::remove(part, ec);
     return core::Reject(v1::STORAGE_ERROR, absl::StrCat("cannot size ", part));
   }
+  filling_[core::HexEncode(sha256)] = size;
   return absl::OkStatus();
 }
 
 absl::Status FirmwareCache::Write(const std::string& sha256, uint64_t offset,
                                   const std::string& data) {
+  X1368_RETURN_IF_ERROR(CheckDigest(sha256));
+  auto it = filling_.find(core::HexEncode(sha256));
+  if (it == filling_.end()) {
+    return core::Reject(v1::IMAGE_UNAVAILABLE, "no fill of this image was begun");
+  }
+  // Checked before writing: a chunk past the end would grow the file beyond what the manifest
+  // allows (and a huge offset would make a huge sparse file). Written so it cannot overflow.
+  if (offset > it->second || data.size() > it->second - offset) {
+    return core::Reject(v1::SIZE_MISMATCH,
+                        absl::StrCat(data.size(), " bytes at offset ", offset,
+                                     " do not fit in an image of ", it->second, " bytes"));
+  }
   return core::WriteFileRange(PartPath(sha256), offset, data);
 }
 
 absl::Status FirmwareCache::Complete(const std::string& sha256, uint64_t size) {
+  X1368_RETURN_IF_ERROR(CheckDigest(sha256));
+  if (filling_.erase(core::HexEncode(sha256)) == 0) {
+    return core::Reject(v1::IMAGE_UNAVAILABLE, "no fill of this image was begun");
+  }
   std::string part = PartPath(sha256);
+  std::error_code ec;
   auto actual_size = core::FileSize(part);
   if (!actual_size.ok() || *actual_size != size) {
-    std::filesystem::remove(part);
+    std::filesystem::remove(part, ec);
     return core::Reject(v1::SIZE_MISMATCH, "cached image has the wrong size");
   }
   X1368_ASSIGN_OR_RETURN(std::string digest, core::Sha256File(part));
   if (digest != sha256) {
     // What upstream sent is not what the author signed: never serve it.
-    std::filesystem::remove(part);
+    std::filesystem::remove(part, ec);
     return core::Reject(v1::DIGEST_MISMATCH,
                         "image from upstream does not match its manifest digest");
   }

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "x1368/core/chunk_service.h"
 #include "x1368/core/crypto.h"
+#include "x1368/core/directive.h"
 #include "x1368/core/file_util.h"
 #include "x1368/core/log.h"
 #include "x1368/core/manifest.h"
@@ -95,9 +96,8 @@ absl::Status Intermediate::LoadState() {
     if (!row) break;
     std::string envelope = stmt->ColumnText(0);
     // Re-verified on load: a directive is only as good as its root signature.
-    auto opened = node_->opener().Open(envelope, {core::Origin::kEmbedded, {}});
-    if (opened.ok() && opened->body.has_directive())
-      AcceptDirective(envelope, *opened, /*fresh=*/false);
+    auto opened = core::OpenEmbeddedDirective(node_->opener(), envelope);
+    if (opened.ok()) AcceptDirective(envelope, *opened, /*fresh=*/false);
   }
   X1368_ASSIGN_OR_RETURN(auto children, db_->Prepare("SELECT id, online FROM children"));
   while (true) {
@@ -119,14 +119,14 @@ void Intermediate::FromParent(const core::Topic& topic, const std::string& paylo
     case v1::Body::kDirective:
       return AcceptDirective(payload, m, /*fresh=*/true);
     case v1::Body::kDesired:
-      for (const std::string& d : body.desired().directives()) {
-        auto inner = node_->opener().Open(d, {core::Origin::kEmbedded, {}});
-        if (!inner.ok()) {
-          links_.Reject(inner.status(), "desired.directive");
-        } else if (inner->body.has_directive()) {
-          AcceptDirective(d, *inner, /*fresh=*/true);
-        }
-      }
+      // Unlike a device, a gateway has always skipped a root-signed non-directive here without
+      // counting it; the grants are its parent's go for it, which it does not wait for.
+      core::ForEachDesiredDirective(
+          node_->opener(), body.desired(), core::NonDirective::kIgnore,
+          [this](const std::string& envelope, const core::OpenedMessage& inner) {
+            AcceptDirective(envelope, inner, /*fresh=*/true);
+          },
+          [this](const absl::Status& s, absl::string_view where) { links_.Reject(s, where); });
       return;
     case v1::Body::kGo:
       // Pacing from above arrives as go; with no pacing of our own yet, our children go at once.
@@ -146,9 +146,7 @@ void Intermediate::FromParent(const core::Topic& topic, const std::string& paylo
 
 void Intermediate::AcceptDirective(const std::string& envelope, const core::OpenedMessage& m,
                                    bool fresh) {
-  if (!m.signer->is_root) {
-    return links_.Reject(Reject(v1::OUT_OF_SCOPE, "directives must be root-signed"), "directive");
-  }
+  if (absl::Status s = core::CheckRootSigned(m); !s.ok()) return links_.Reject(s, "directive");
   const v1::UpdateDirective& d = m.body.directive();
   if (directives_.count(d.campaign_id())) return;  // idempotent
   auto manifest = core::VerifyManifest(node_->trust(), d.manifest());

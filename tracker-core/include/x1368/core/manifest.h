@@ -5,6 +5,10 @@
 #ifndef X1368_CORE_MANIFEST_H_
 #define X1368_CORE_MANIFEST_H_
 
+#include <cstdint>
+#include <string>
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "x1368/core/crypto.h"
@@ -14,6 +18,23 @@
 namespace x1368::core {
 
 inline constexpr absl::string_view kChunkServiceUri = "x1368:chunks";
+
+// What an author states about an image: every Manifest field but the two taken from the image
+// itself (its SHA-256 and size).
+struct ManifestSpec {
+  std::string component;
+  std::string version;
+  uint64_t sequence_number = 0;
+  std::vector<std::string> hardware_classes;
+  std::string uri = std::string(kChunkServiceUri);
+  std::string author_id;
+  int64_t created_at_ms = 0;
+  std::string description;
+};
+
+// The manifest of an image of `size` bytes whose SHA-256 is `sha256` (raw bytes). Not checked:
+// SignManifest validates what it signs (and tests build invalid manifests on purpose).
+v1::Manifest BuildManifest(const ManifestSpec& spec, absl::string_view sha256, uint64_t size);
 
 // Checks the fields a device relies on: component and author ids, version label, a positive
 // sequence number, at least one hardware class, a 32-byte digest, a size. MANIFEST_MALFORMED.

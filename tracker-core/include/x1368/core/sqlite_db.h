@@ -57,7 +57,8 @@ class SqliteDb {
   absl::Status Exec(absl::string_view sql);
   absl::StatusOr<std::unique_ptr<SqliteStatement>> Prepare(absl::string_view sql);
 
-  // BEGIN IMMEDIATE / COMMIT / ROLLBACK.
+  // BEGIN IMMEDIATE / COMMIT / ROLLBACK. A Commit() that fails has rolled back: the connection
+  // is never left inside a transaction.
   absl::Status Begin();
   absl::Status Commit();
   void Rollback();

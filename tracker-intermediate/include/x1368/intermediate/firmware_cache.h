@@ -27,7 +27,10 @@ class FirmwareCache {
 
   // Filling: Begin() starts a partial file, Write() puts chunks anywhere in it, Complete()
   // verifies size and digest and makes it servable (DIGEST_MISMATCH / SIZE_MISMATCH otherwise,
-  // and the partial file is dropped).
+  // and the partial file is dropped). `sha256` is the raw 32-byte digest (MALFORMED otherwise);
+  // files are named by its hex form, so no digest names a path outside the directory. Write()
+  // and Complete() need a Begin() of the same image (IMAGE_UNAVAILABLE otherwise), and a chunk
+  // that does not fit in the size given to Begin() is refused (SIZE_MISMATCH), never written.
   absl::Status Begin(const std::string& sha256, uint64_t size);
   absl::Status Write(const std::string& sha256, uint64_t offset, const std::string& data);
   absl::Status Complete(const std::string& sha256, uint64_t size);
@@ -41,6 +44,7 @@ class FirmwareCache {
   const std::string dir_;
   const size_t max_images_;
   std::map<std::string, uint64_t> last_used_;  // complete images -> use counter
+  std::map<std::string, uint64_t> filling_;    // images begun, not complete -> their size
   uint64_t clock_ = 0;
 };
 
