@@ -5,7 +5,6 @@
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 #include "x1368/core/crypto.h"
-#include "x1368/core/file_util.h"
 #include "x1368/core/log.h"
 #include "x1368/core/reason.h"
 
@@ -54,8 +53,8 @@ absl::StatusOr<StubFaults> ParseFaults(const std::vector<std::string>& names) {
 }
 
 absl::StatusOr<std::unique_ptr<StubConsumer>> StubConsumer::Open(StubOptions options) {
-  X1368_RETURN_IF_ERROR(core::MakeDirs(options.dir));
-  X1368_ASSIGN_OR_RETURN(auto store, core::FileKvStore::Open(options.dir + "/bootenv"));
+  X1368_RETURN_IF_ERROR(options.fs->MakeDirs(options.dir));
+  X1368_ASSIGN_OR_RETURN(auto store, core::FileKvStore::Open(options.dir + "/bootenv", options.fs));
   std::unique_ptr<StubConsumer> c(new StubConsumer(std::move(options), std::move(store)));
   absl::MutexLock lock(&c->mu_);
   c->faults_ = c->opts_.faults;
@@ -67,7 +66,7 @@ absl::StatusOr<std::unique_ptr<StubConsumer>> StubConsumer::Open(StubOptions opt
   } else {
     // First power-on: the factory image in slot A.
     std::string image = FactoryImage(c->opts_);
-    X1368_RETURN_IF_ERROR(core::WriteFileAtomic(c->SlotPath(0), image));
+    X1368_RETURN_IF_ERROR(c->opts_.fs->WriteAtomic(c->SlotPath(0), image));
     v1::SlotInfo* a = c->env_.add_slots();
     a->set_component(c->opts_.component);
     a->set_version(c->opts_.initial_version);
@@ -140,17 +139,17 @@ absl::StatusOr<uint64_t> StubConsumer::BeginDownload(const v1::Manifest& m) {
   absl::MutexLock lock(&mu_);
   if (env_.trial_pending()) return Reject(v1::INSTALL_FAILED, "a trial is still pending");
   std::string path = SlotPath(inactive());
-  if (env_.download_sha256() != m.sha256() || !core::PathExists(path)) {
+  if (env_.download_sha256() != m.sha256() || !opts_.fs->Exists(path)) {
     // A different image than the partial one: start over in the inactive slot.
-    X1368_RETURN_IF_ERROR(core::WriteFileAtomic(path, ""));
+    X1368_RETURN_IF_ERROR(opts_.fs->WriteAtomic(path, ""));
     env_.mutable_slots(static_cast<int>(inactive()))->Clear();
     env_.set_download_sha256(m.sha256());
     X1368_RETURN_IF_ERROR(Persist());
   }
-  auto size = core::FileSize(path);
+  auto size = opts_.fs->Size(path);
   uint64_t offset = size.ok() ? *size : 0;
   if (offset > m.size()) {  // longer than the image: garbage, start over
-    X1368_RETURN_IF_ERROR(core::WriteFileAtomic(path, ""));
+    X1368_RETURN_IF_ERROR(opts_.fs->WriteAtomic(path, ""));
     offset = 0;
   }
   fail_at_ = download_fault_fired_ ? -1 : faults_.fail_download_at;
@@ -172,13 +171,13 @@ absl::Status StubConsumer::WriteChunk(const v1::Manifest& m, uint64_t offset,
   if (fail_at_ >= 0 && offset + data.size() > static_cast<uint64_t>(fail_at_)) {
     download_fault_fired_ = true;
     fail_at_ = -1;
-    (void)core::SyncFile(path);
+    (void)opts_.fs->Sync(path);
     return Reject(v1::DOWNLOAD_FAILED, absl::StrCat("link broke at byte ", offset, " (fault)"));
   }
-  X1368_RETURN_IF_ERROR(core::WriteFileRange(path, offset, data));
+  X1368_RETURN_IF_ERROR(opts_.fs->WriteRange(path, offset, data));
   since_sync_ += data.size();
   if (since_sync_ >= kSyncEvery) {
-    X1368_RETURN_IF_ERROR(core::SyncFile(path));
+    X1368_RETURN_IF_ERROR(opts_.fs->Sync(path));
     since_sync_ = 0;
   }
   return absl::OkStatus();
@@ -187,12 +186,12 @@ absl::Status StubConsumer::WriteChunk(const v1::Manifest& m, uint64_t offset,
 absl::Status StubConsumer::FinishDownload(const v1::Manifest& m) {
   absl::MutexLock lock(&mu_);
   std::string path = SlotPath(inactive());
-  X1368_RETURN_IF_ERROR(core::SyncFile(path));
+  X1368_RETURN_IF_ERROR(opts_.fs->Sync(path));
   since_sync_ = 0;
   if (faults_.corrupt_download) {
-    X1368_ASSIGN_OR_RETURN(std::string first, core::ReadFileRange(path, 0, 1));
+    X1368_ASSIGN_OR_RETURN(std::string first, opts_.fs->ReadRange(path, 0, 1));
     if (!first.empty())
-      X1368_RETURN_IF_ERROR(core::WriteFileRange(path, 0, std::string(1, first[0] ^ 0x5a)));
+      X1368_RETURN_IF_ERROR(opts_.fs->WriteRange(path, 0, std::string(1, first[0] ^ 0x5a)));
   }
   (void)m;
   return absl::OkStatus();
@@ -210,12 +209,12 @@ absl::Status StubConsumer::CheckImage(const v1::Manifest& m) {
                                               running.sequence_number()));
   }
   std::string path = SlotPath(inactive());
-  auto size = core::FileSize(path);
+  auto size = opts_.fs->Size(path);
   if (!size.ok() || *size != m.size()) {
     return Reject(v1::SIZE_MISMATCH, absl::StrCat("slot holds ", size.ok() ? *size : 0,
                                                   " bytes, manifest says ", m.size()));
   }
-  X1368_ASSIGN_OR_RETURN(std::string digest, core::Sha256File(path));
+  X1368_ASSIGN_OR_RETURN(std::string digest, core::Sha256Of(*opts_.fs, path));
   if (digest != m.sha256())
     return Reject(v1::DIGEST_MISMATCH, "image digest differs from the manifest");
   return absl::OkStatus();
@@ -293,7 +292,7 @@ absl::Status StubConsumer::Rollback() {
 void StubConsumer::Discard() {
   absl::MutexLock lock(&mu_);
   if (env_.trial_pending()) return;
-  (void)core::WriteFileAtomic(SlotPath(inactive()), "");
+  (void)opts_.fs->WriteAtomic(SlotPath(inactive()), "");
   env_.mutable_slots(static_cast<int>(inactive()))->Clear();
   env_.clear_download_sha256();
   (void)Persist();

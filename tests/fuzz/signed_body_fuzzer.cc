@@ -240,14 +240,17 @@ class Fixture {
   // for). A loop that does not get there in kDrainTimeout is a hang: abort, so libFuzzer keeps
   // the input.
   void Drain() {
-    std::array<testing::NodeRuntime*, 3> nodes = {device_, gateway_, root_};
+    std::array<std::pair<core::EventLoop*, const std::string*>, 3> loops = {
+        std::pair{device_->loop.get(), &device_->id},
+        std::pair{gateway_->loop.get(), &gateway_->id},
+        std::pair{root_->loop.get(), &root_->id}};
     for (int round = 0; round < 2; ++round) {
-      for (testing::NodeRuntime* n : nodes) {
+      for (auto [loop, id] : loops) {
         auto done = std::make_shared<std::promise<void>>();
         std::future<void> f = done->get_future();
-        n->loop->Post([done] { done->set_value(); });
+        loop->Post([done] { done->set_value(); });
         if (f.wait_for(kDrainTimeout) != std::future_status::ready) {
-          fprintf(stderr, "signed_body: the event loop of %s did not drain\n", n->id.c_str());
+          fprintf(stderr, "signed_body: the event loop of %s did not drain\n", id->c_str());
           abort();
         }
       }

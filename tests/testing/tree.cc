@@ -24,24 +24,24 @@ void Must(const absl::Status& s, const char* what) {
 }
 }  // namespace
 
-TestTree::TestTree(MosquittoBroker* broker)
+TestTree::TestTree(MosquittoBroker* broker, Storage storage)
     : broker_(broker),
+      storage_(storage),
       pki_(dir_.path()),
       author_(pki_.Issue("author-1", v1::ROLE_AUTHOR, {}, {"fw"})) {}
 
 TestTree::~TestTree() {
-  for (auto& c : clients_) {
-    c->StopLoop();
-    if (c->client) c->client->Stop();
-  }
-  for (auto& i : intermediates_) {
-    i->StopLoop();
-    i->intermediate->Stop();
-  }
-  if (root_) {
-    root_->StopLoop();
-    root_->root->Stop();
-  }
+  // Every node's strand first, so none acts on a node that is already gone.
+  for (auto& c : clients_) c->Stop();
+  for (auto& i : intermediates_) i->Stop();
+  if (root_) root_->Stop();
+}
+
+core::TransportOptions TestTree::LinkFor(const std::string& id) {
+  if (broker_ != nullptr) return broker_->ClientOptions(id);
+  core::TransportOptions o;
+  o.client_id = id;
+  return o;
 }
 
 std::unique_ptr<core::Transport> TestTree::MakeTransport(const std::string& id) {
@@ -65,25 +65,28 @@ core::NodeConfig TestTree::NodeConfigFor(const std::string& id, const std::strin
   return c;
 }
 
+template <typename N>
+void TestTree::Prepare(TreeNode<N>* n, const std::string& id) {
+  n->id = id;
+  n->dir = dir_.File(id);
+  n->env.executor = &executor_;
+  n->env.transports = broker_ != nullptr ? core::MqttTransports() : fake_.Transports();
+  if (storage_ == Storage::kMemory) {
+    n->memfs = std::make_unique<core::MemFileSystem>();
+    n->env.fs = n->memfs.get();
+  }
+}
+
 RootNode* TestTree::AddRoot() {
   root_ = std::make_unique<RootNode>();
   RootNode* r = root_.get();
-  r->loop = std::make_unique<core::EventLoop>(&executor_);
-  r->id = pki_.root_id();
-  r->dir = dir_.File(r->id);
-  Must(core::MakeDirs(r->dir), "root dir");
-  r->db = Must(core::SqliteDb::Open(r->dir + "/root.db"), "root db");
-  r->store = Must(core::SqliteKvStore::Open(r->db.get()), "root kv");
-  r->node = Must(core::NodeContext::Create(NodeConfigFor(r->id, pki_.root_key_path(), "", r->dir),
-                                           r->store.get(), core::RealClock::Get()),
-                 "root node");
-  r->transport = MakeTransport(r->id);
-  root::RootOptions opts;
-  opts.images_dir = r->dir + "/images";
-  r->root = std::make_unique<root::Root>(opts, r->node.get(), r->db.get(), r->transport.get(),
-                                         r->loop.get());
-  // Started on its loop, as the daemons do: nothing of the node runs beside its own strand.
-  Must(OnLoop(*r->loop, [r] { return r->root->Start(); }), "root start");
+  Prepare(r, pki_.root_id());
+  nodes::RootSpec spec;
+  spec.node = NodeConfigFor(r->id, pki_.root_key_path(), "", r->dir);
+  spec.options.images_dir = r->dir + "/images";
+  spec.downstream = LinkFor(r->id);
+  Must(nodes::Build(r->env, spec, r), "root build");
+  Must(r->Start(), "root start");
   return r;
 }
 
@@ -92,26 +95,18 @@ IntermediateNode* TestTree::AddIntermediate(const std::string& id, const std::st
   auto owned = std::make_unique<IntermediateNode>();
   IntermediateNode* n = owned.get();
   intermediates_.push_back(std::move(owned));
-  n->id = id;
-  n->loop = std::make_unique<core::EventLoop>(&executor_);
-  n->dir = dir_.File(id);
-  Must(core::MakeDirs(n->dir), "intermediate dir");
+  Prepare(n, id);
   TestNode cert = pki_.Issue(id, v1::ROLE_INTERMEDIATE, std::move(scope));
-  n->db = Must(core::SqliteDb::Open(n->dir + "/intermediate.db"), "intermediate db");
-  n->store = Must(core::SqliteKvStore::Open(n->db.get()), "intermediate kv");
-  n->node = Must(core::NodeContext::Create(NodeConfigFor(id, cert.key_path, cert.cert_path, n->dir),
-                                           n->store.get(), core::RealClock::Get()),
-                 "intermediate node");
-  n->transport = MakeTransport(id);
-  intermediate::IntermediateOptions opts;
-  opts.parent_id = parent;
-  opts.cache_dir = n->dir + "/cache";
-  opts.batch_delay = absl::Milliseconds(30);
-  opts.fetch_timeout = absl::Seconds(2);
-  opts.report_interval = absl::Seconds(2);
-  n->intermediate = std::make_unique<intermediate::Intermediate>(
-      opts, n->node.get(), n->db.get(), n->transport.get(), n->transport.get(), n->loop.get());
-  Must(OnLoop(*n->loop, [n] { return n->intermediate->Start(); }), "intermediate start");
+  nodes::IntermediateSpec spec;
+  spec.node = NodeConfigFor(id, cert.key_path, cert.cert_path, n->dir);
+  spec.options.parent_id = parent;
+  spec.options.cache_dir = n->dir + "/cache";
+  spec.options.batch_delay = absl::Milliseconds(30);
+  spec.options.fetch_timeout = absl::Seconds(2);
+  spec.options.report_interval = absl::Seconds(2);
+  spec.upstream = LinkFor(id);
+  Must(nodes::Build(n->env, spec, n), "intermediate build");
+  Must(n->Start(), "intermediate start");
   return n;
 }
 
@@ -119,58 +114,43 @@ ClientNode* TestTree::AddClient(const std::string& id, const std::string& parent
   auto owned = std::make_unique<ClientNode>();
   ClientNode* c = owned.get();
   clients_.push_back(std::move(owned));
-  c->id = id;
-  c->loop = std::make_unique<core::EventLoop>(&executor_);
+  Prepare(c, id);
   c->parent = parent;
-  c->dir = dir_.File(id);
-  Must(core::MakeDirs(c->dir), "client dir");
   pki_.Issue(id, v1::ROLE_CLIENT);
-  c->stub_options.dir = c->dir + "/slots";
-  c->stub_options.component = "fw";
-  c->stub_options.hardware_class = spec.hardware_class;
-  c->stub_options.initial_version = spec.initial_version;
-  c->stub_options.initial_sequence = spec.initial_sequence;
-  c->stub_options.faults = spec.faults;
-  c->options.parent_id = parent;
-  c->options.chunk_size = 16 * 1024;
-  c->options.fetch.timeout = absl::Seconds(2);
-  c->options.fetch.max_tries = 3;
-  c->options.max_attempts = 2;
-  c->options.retry_delay = absl::Milliseconds(200);
-  c->options.report_interval = absl::Seconds(2);
-  c->hooks = spec.hooks;
+  nodes::ClientSpec& s = c->spec;
+  s.node = NodeConfigFor(id, dir_.File(id + ".key"), dir_.File(id + ".cert"), c->dir);
+  s.consumer.dir = c->dir + "/slots";
+  s.consumer.fs = c->env.fs;
+  s.consumer.component = "fw";
+  s.consumer.hardware_class = spec.hardware_class;
+  s.consumer.initial_version = spec.initial_version;
+  s.consumer.initial_sequence = spec.initial_sequence;
+  s.consumer.faults = spec.faults;
+  s.options.parent_id = parent;
+  s.options.chunk_size = 16 * 1024;
+  s.options.fetch.timeout = absl::Seconds(2);
+  s.options.fetch.max_tries = 3;
+  s.options.max_attempts = 2;
+  s.options.retry_delay = absl::Milliseconds(200);
+  s.options.report_interval = absl::Seconds(2);
+  s.hooks = spec.hooks;
+  s.upstream = LinkFor(id);
   Must(StartClient(c), "client start");
   return c;
 }
 
 absl::Status TestTree::StartClient(ClientNode* c) {
-  X1368_ASSIGN_OR_RETURN(auto store, core::FileKvStore::Open(c->dir + "/state.kv"));
-  c->store = std::move(store);
-  X1368_ASSIGN_OR_RETURN(
-      c->node, core::NodeContext::Create(NodeConfigFor(c->id, dir_.File(c->id + ".key"),
-                                                       dir_.File(c->id + ".cert"), c->dir),
-                                         c->store.get(), core::RealClock::Get()));
-  X1368_ASSIGN_OR_RETURN(c->consumer, stub::StubConsumer::Open(c->stub_options));
-  c->transport = MakeTransport(c->id);
-  c->client = std::make_unique<client::Client>(c->options, c->node.get(), c->consumer.get(),
-                                               c->transport.get(), c->loop.get(), c->hooks);
-  X1368_RETURN_IF_ERROR(OnLoop(*c->loop, [c] { return c->client->Start(); }));
-  return absl::OkStatus();
+  X1368_RETURN_IF_ERROR(nodes::Build(c->env, c->spec, c));
+  return c->Start();
 }
 
 void TestTree::CrashClient(ClientNode* c) {
-  c->StopLoop();
-  c->client->Stop();
-  c->client.reset();
-  c->transport.reset();
-  c->consumer.reset();
-  c->node.reset();
-  c->store.reset();
+  c->Reset();
+  if (c->memfs) c->memfs->PowerCut();
 }
 
 absl::Status TestTree::RestartClient(ClientNode* c) {
-  c->loop = std::make_unique<core::EventLoop>(&executor_);
-  c->hooks = {};
+  c->spec.hooks = {};
   return StartClient(c);
 }
 

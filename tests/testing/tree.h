@@ -1,6 +1,7 @@
-// An x1368 tree in the test process: root, intermediates and clients as real module objects,
-// each with its own event loop (a strand on the tree's one shared Executor) and store, connected
-// through a real Mosquitto (or the in-memory FakeBroker). Tests build the shape they need, publish
+// An x1368 tree in the test process: root, intermediates and clients built by tracker-nodes as
+// the daemons build them, each on its own strand of the tree's one shared Executor, with its
+// files on the disk or in memory, connected through a real Mosquitto (or the in-memory
+// FakeBroker). Tests build the shape they need, publish
 // releases, start campaigns and wait for the fleet to converge, then look inside any node.
 #ifndef X1368_TESTING_TREE_H_
 #define X1368_TESTING_TREE_H_
@@ -15,15 +16,12 @@
 #include "testing/mosquitto.h"
 #include "testing/pki.h"
 #include "x1368/client/client.h"
+#include "x1368/core/env.h"
 #include "x1368/core/event_loop.h"
 #include "x1368/core/executor.h"
 #include "x1368/core/fake_transport.h"
-#include "x1368/core/kv_store.h"
-#include "x1368/core/node.h"
-#include "x1368/core/sqlite_db.h"
-#include "x1368/intermediate/intermediate.h"
-#include "x1368/root/root.h"
-#include "x1368/stub/stub_consumer.h"
+#include "x1368/core/file_system.h"
+#include "x1368/nodes/nodes.h"
 
 namespace x1368::testing {
 
@@ -37,34 +35,25 @@ auto OnLoop(core::EventLoop& loop, F fn) -> decltype(fn()) {
   return f.get();
 }
 
-// What every node in the tree has.
-struct NodeRuntime {
+// Where the tree's nodes keep their files: a real temporary directory, or one MemFileSystem per
+// node (whose PowerCut() drops what that node had not synced).
+enum class Storage { kDisk, kMemory };
+
+// A node of the tree: the node the daemons run (tracker-nodes), plus what the tree needs to
+// restart it over the same files.
+template <typename N>
+struct TreeNode : N {
+  ~TreeNode() override { this->Reset(); }  // before `memfs` goes
   std::string id;
   std::string dir;
-  std::unique_ptr<core::SqliteDb> db;    // trackers
-  std::unique_ptr<core::KvStore> store;  // SqliteKvStore or FileKvStore
-  std::unique_ptr<core::NodeContext> node;
-  std::unique_ptr<core::Transport> transport;
-  std::unique_ptr<core::EventLoop> loop;
-  void StopLoop() {
-    if (loop) loop->Stop();
-  }
-  ~NodeRuntime() { StopLoop(); }
+  std::unique_ptr<core::MemFileSystem> memfs;  // Storage::kMemory only
+  core::Env env;
 };
-
-struct RootNode : NodeRuntime {
-  std::unique_ptr<root::Root> root;
-};
-struct IntermediateNode : NodeRuntime {
-  std::unique_ptr<intermediate::Intermediate> intermediate;
-};
-struct ClientNode : NodeRuntime {
+using RootNode = TreeNode<nodes::RootNode>;
+using IntermediateNode = TreeNode<nodes::IntermediateNode>;
+struct ClientNode : TreeNode<nodes::ClientNode> {
   std::string parent;
-  stub::StubOptions stub_options;
-  client::ClientOptions options;
-  client::ClientHooks hooks;
-  std::unique_ptr<stub::StubConsumer> consumer;
-  std::unique_ptr<client::Client> client;
+  nodes::ClientSpec spec;
 };
 
 struct ClientSpec {
@@ -78,7 +67,7 @@ struct ClientSpec {
 class TestTree {
  public:
   // With a real broker (`broker` set) or the in-memory one (`broker` null).
-  explicit TestTree(MosquittoBroker* broker);
+  explicit TestTree(MosquittoBroker* broker, Storage storage = Storage::kDisk);
   ~TestTree();
 
   TestPki& pki() { return pki_; }
@@ -92,7 +81,8 @@ class TestTree {
   ClientNode* AddClient(const std::string& id, const std::string& parent, ClientSpec spec = {});
 
   // Stops a client (as a power cut would: nothing more runs) and brings it back over the same
-  // files: the stub's Open() is the reboot.
+  // files: the stub's Open() is the reboot. With Storage::kMemory, CrashClient also drops every
+  // write the client had not synced.
   void CrashClient(ClientNode* c);
   absl::Status RestartClient(ClientNode* c);
 
@@ -127,9 +117,14 @@ class TestTree {
   std::unique_ptr<core::Transport> MakeTransport(const std::string& id);
   core::NodeConfig NodeConfigFor(const std::string& id, const std::string& key,
                                  const std::string& cert, const std::string& data_dir);
+  core::TransportOptions LinkFor(const std::string& id);
+  // Sets id, dir and env (with a MemFileSystem of its own under Storage::kMemory).
+  template <typename N>
+  void Prepare(TreeNode<N>* n, const std::string& id);
   absl::Status StartClient(ClientNode* c);
 
   MosquittoBroker* broker_;
+  const Storage storage_;
   // Every node of the tree runs on these threads (declared first: destroyed last).
   core::Executor executor_{core::RealClock::Get(), /*threads=*/2, /*blocking_threads=*/2};
   core::FakeBroker fake_;

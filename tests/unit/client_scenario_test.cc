@@ -185,7 +185,7 @@ TEST_F(ScenarioTest, ACrashDuringTheTrialIsToleratedOnceThenTheBootloaderReverts
     StartUpdate();
     ASSERT_TRUE(WaitFor([&] { return c->client->crashed(); }));
     tree_->CrashClient(c);
-    ASSERT_OK(stub::StubConsumer::Open(c->stub_options).status());  // a reboot the client never saw
+    ASSERT_OK(stub::StubConsumer::Open(c->spec.consumer).status());  // a reboot the client never saw
     ASSERT_OK(tree_->RestartClient(c));
     ExpectConverged(c, {{}, v1::ROLLED_BACK, v1::TRIAL_BOOT_FAILED, "1.0.0"}, "trial reboot loop");
   }

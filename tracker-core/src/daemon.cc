@@ -93,24 +93,14 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
   }
   // A daemon is one node: two threads run its loop and timers, two more its blocking calls.
   Executor executor(RealClock::Get(), /*threads=*/2, /*blocking_threads=*/2);
-  EventLoop loop(&executor);
-  auto daemon = setup.build(&loop);
+  Env env{.executor = &executor, .fs = PosixFileSystem(), .transports = MqttTransports()};
+  auto daemon = setup.build(env);
   if (!daemon.ok()) {
     spdlog::critical("event=start_failed error=\"{}\"", daemon.status().message());
     std::cerr << name << ": " << daemon.status().message() << "\n";
     return 1;
   }
-  // Started on its own loop: nothing else of the node runs until Start() has returned.
-  absl::Status started;
-  {
-    absl::Notification done;
-    loop.Post([&] {
-      started = (*daemon)->Start();
-      done.Notify();
-    });
-    done.WaitForNotification();
-  }
-  if (absl::Status s = started; !s.ok()) {
+  if (absl::Status s = (*daemon)->Start(); !s.ok()) {
     std::cerr << name << ": " << s.message() << "\n";
     return 1;
   }
@@ -143,7 +133,6 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
   });
   spdlog::info("event=started");
   stop.WaitForNotification();
-  loop.Stop();
   if (metrics_server) metrics_server->Stop();
   (*daemon)->Stop();
   signals.join();

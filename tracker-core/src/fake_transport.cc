@@ -4,6 +4,12 @@
 
 namespace x1368::core {
 
+TransportFactory FakeBroker::Transports() {
+  return [this](const TransportOptions& options) -> std::unique_ptr<Transport> {
+    return Connect(options.client_id);
+  };
+}
+
 std::unique_ptr<FakeTransport> FakeBroker::Connect(const std::string& client_id) {
   return std::make_unique<FakeTransport>(this, client_id);
 }

@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "x1368/core/env.h"
 #include "x1368/core/log.h"
 #include "x1368/core/transport.h"
 
@@ -369,6 +370,10 @@ class MqttTransport final : public Transport, private mqtt::iaction_listener {
 
 std::unique_ptr<Transport> MakeMqttTransport(TransportOptions options) {
   return std::make_unique<MqttTransport>(std::move(options));
+}
+
+TransportFactory MqttTransports() {
+  return [](const TransportOptions& options) { return MakeMqttTransport(options); };
 }
 
 }  // namespace x1368::core

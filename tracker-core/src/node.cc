@@ -58,11 +58,12 @@ TransportOptions ReadLinkConfig(ConfigFile& file, absl::string_view section,
 }
 
 absl::StatusOr<std::unique_ptr<NodeContext>> NodeContext::Create(const NodeConfig& config,
-                                                                 KvStore* store,
-                                                                 const Clock* clock) {
+                                                                 KvStore* store, const Clock* clock,
+                                                                 FileSystem* fs) {
   std::unique_ptr<NodeContext> ctx(new NodeContext());
   ctx->config_ = config;
   ctx->clock_ = clock;
+  ctx->fs_ = fs;
   ctx->store_ = store;
   X1368_ASSIGN_OR_RETURN(PrivateKey key, PrivateKey::LoadPemFile(config.key_file));
   X1368_ASSIGN_OR_RETURN(PublicKey root_key, PublicKey::LoadPemFile(config.root_public_key_file));

@@ -1,13 +1,8 @@
 #include "x1368/intermediate/firmware_cache.h"
 
-#include <unistd.h>
-
-#include <filesystem>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "x1368/core/crypto.h"
-#include "x1368/core/file_util.h"
 #include "x1368/core/reason.h"
 
 namespace x1368::intermediate {
@@ -29,13 +24,13 @@ absl::Status CheckDigest(const std::string& sha256) {
 }  // namespace
 
 absl::Status FirmwareCache::Open() {
-  X1368_RETURN_IF_ERROR(core::MakeDirs(dir_, 0700));
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
-    std::string name = entry.path().filename().string();
+  X1368_RETURN_IF_ERROR(fs_->MakeDirs(dir_, 0700));
+  X1368_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_->List(dir_));
+  for (const std::string& name : names) {
+    std::string path = absl::StrCat(dir_, "/", name);
     if (absl::EndsWith(name, ".part") || absl::EndsWith(name, ".part.tmp")) {
-      std::filesystem::remove(entry.path(), ec);
-    } else if (IsHexDigestName(name) && entry.is_regular_file(ec)) {
+      (void)fs_->Remove(path);
+    } else if (IsHexDigestName(name) && fs_->Size(path).ok()) {
       // Only Complete() names a file by its bare digest, after verifying it.
       last_used_[name] = ++clock_;
     }
@@ -66,10 +61,9 @@ absl::Status FirmwareCache::Begin(const std::string& sha256, uint64_t size) {
   X1368_RETURN_IF_ERROR(CheckDigest(sha256));
   std::string part = PartPath(sha256);
   filling_.erase(core::HexEncode(sha256));
-  X1368_RETURN_IF_ERROR(core::WriteFileAtomic(part, ""));
-  if (size > 0 && ::truncate(part.c_str(), static_cast<off_t>(size)) != 0) {
-    std::error_code ec;
-    std::filesystem::remove(part, ec);
+  X1368_RETURN_IF_ERROR(fs_->WriteAtomic(part, ""));
+  if (size > 0 && !fs_->Truncate(part, size).ok()) {
+    (void)fs_->Remove(part);
     return core::Reject(v1::STORAGE_ERROR, absl::StrCat("cannot size ", part));
   }
   filling_[core::HexEncode(sha256)] = size;
@@ -90,7 +84,7 @@ absl::Status FirmwareCache::Write(const std::string& sha256, uint64_t offset,
                         absl::StrCat(data.size(), " bytes at offset ", offset,
                                      " do not fit in an image of ", it->second, " bytes"));
   }
-  return core::WriteFileRange(PartPath(sha256), offset, data);
+  return fs_->WriteRange(PartPath(sha256), offset, data);
 }
 
 absl::Status FirmwareCache::Complete(const std::string& sha256, uint64_t size) {
@@ -99,21 +93,20 @@ absl::Status FirmwareCache::Complete(const std::string& sha256, uint64_t size) {
     return core::Reject(v1::IMAGE_UNAVAILABLE, "no fill of this image was begun");
   }
   std::string part = PartPath(sha256);
-  std::error_code ec;
-  auto actual_size = core::FileSize(part);
+  auto actual_size = fs_->Size(part);
   if (!actual_size.ok() || *actual_size != size) {
-    std::filesystem::remove(part, ec);
+    (void)fs_->Remove(part);
     return core::Reject(v1::SIZE_MISMATCH, "cached image has the wrong size");
   }
-  X1368_ASSIGN_OR_RETURN(std::string digest, core::Sha256File(part));
+  X1368_ASSIGN_OR_RETURN(std::string digest, core::Sha256Of(*fs_, part));
   if (digest != sha256) {
     // What upstream sent is not what the author signed: never serve it.
-    std::filesystem::remove(part, ec);
+    (void)fs_->Remove(part);
     return core::Reject(v1::DIGEST_MISMATCH,
                         "image from upstream does not match its manifest digest");
   }
-  X1368_RETURN_IF_ERROR(core::SyncFile(part));
-  if (::rename(part.c_str(), PathOf(sha256).c_str()) != 0) {
+  X1368_RETURN_IF_ERROR(fs_->Sync(part));
+  if (!fs_->Rename(part, PathOf(sha256)).ok()) {
     return core::Reject(v1::STORAGE_ERROR, "cannot move the verified image into the cache");
   }
   last_used_[core::HexEncode(sha256)] = ++clock_;
@@ -127,8 +120,7 @@ void FirmwareCache::Evict() {
     for (auto it = last_used_.begin(); it != last_used_.end(); ++it) {
       if (it->second < oldest->second) oldest = it;
     }
-    std::error_code ec;
-    std::filesystem::remove(absl::StrCat(dir_, "/", oldest->first), ec);
+    (void)fs_->Remove(absl::StrCat(dir_, "/", oldest->first));
     last_used_.erase(oldest);
   }
 }

@@ -34,7 +34,7 @@ Intermediate::Intermediate(IntermediateOptions options, core::NodeContext* node,
       db_(db),
       loop_(loop),
       links_(node, loop, upstream, opts_.parent_id, downstream),
-      cache_(opts_.cache_dir, opts_.cache_max_images) {
+      cache_(opts_.cache_dir, opts_.cache_max_images, &node->fs()) {
   core::Metrics& m = node_->metrics();
   relayed_ = m.Counter("x1368_reports_relayed_total", "Child status reports relayed upward");
   batches_ = m.Counter("x1368_batches_sent_total", "Status batches sent upward");
@@ -275,10 +275,11 @@ void Intermediate::ServeChunk(const std::string& child, const v1::FirmwareChunkR
   const std::string& sha = req.image_sha256();
   if (cache_.Has(sha)) {
     cache_.Touch(sha);
-    auto size = core::FileSize(cache_.PathOf(sha));
+    auto size = node_->fs().Size(cache_.PathOf(sha));
     v1::Body body;
-    *body.mutable_chunk_response() = size.ok() ? core::ServeChunk(cache_.PathOf(sha), *size, req)
-                                               : core::ChunkError(req, v1::IMAGE_UNAVAILABLE);
+    *body.mutable_chunk_response() =
+        size.ok() ? core::ServeChunk(node_->fs(), cache_.PathOf(sha), *size, req)
+                  : core::ChunkError(req, v1::IMAGE_UNAVAILABLE);
     chunks_served_->Add();
     SendFailed(links_.SendDown(child, Channel::kFw, std::move(body)), "chunk.send_failed");
     return;

@@ -99,7 +99,7 @@ Root::Root(RootOptions options, core::NodeContext* node, core::SqliteDb* db,
 Root::~Root() { Stop(); }
 
 absl::Status Root::Start() {
-  X1368_RETURN_IF_ERROR(core::MakeDirs(opts_.images_dir, 0700));
+  X1368_RETURN_IF_ERROR(node_->fs().MakeDirs(opts_.images_dir, 0700));
   X1368_ASSIGN_OR_RETURN(registry_, Registry::Open(db_));
   core::NodeLinks::Handlers h;
   h.from_child = [this](const core::Topic& t, const std::string& p, core::OpenedMessage m) {
@@ -173,7 +173,7 @@ absl::StatusOr<v1::ReleaseInfo> Root::PublishRelease(const v1::ReleaseSubmission
     }
   }
   Release release{sub.manifest(), m, absl::StrCat(opts_.images_dir, "/", info.sha256_hex())};
-  X1368_RETURN_IF_ERROR(core::WriteFileAtomic(release.image_path, sub.image(), 0600));
+  X1368_RETURN_IF_ERROR(node_->fs().WriteAtomic(release.image_path, sub.image(), 0600));
   X1368_RETURN_IF_ERROR(registry_->AddRelease(release));
   spdlog::info("event=release.published component={} version={} sequence={} author={}",
                m.component(), m.version(), m.sequence_number(), m.author_id());
@@ -242,8 +242,9 @@ void Root::SendDesired(const std::string& child) {
 void Root::ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& req) {
   v1::Body body;
   std::optional<Release> r = registry_->FindReleaseByDigest(req.image_sha256());
-  *body.mutable_chunk_response() = r ? core::ServeChunk(r->image_path, r->manifest.size(), req)
-                                     : core::ChunkError(req, v1::IMAGE_UNAVAILABLE);
+  *body.mutable_chunk_response() =
+      r ? core::ServeChunk(node_->fs(), r->image_path, r->manifest.size(), req)
+        : core::ChunkError(req, v1::IMAGE_UNAVAILABLE);
   chunks_served_->Add();
   (void)links_.SendDown(child, Channel::kFw, std::move(body));
 }

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "x1368/client/firmware_consumer.h"
+#include "x1368/core/file_system.h"
 #include "x1368/core/kv_store.h"
 #include "x1368/v1/storage.pb.h"
 
@@ -36,7 +37,8 @@ struct StubFaults {
 absl::StatusOr<StubFaults> ParseFaults(const std::vector<std::string>& names);
 
 struct StubOptions {
-  std::string dir;  // holds slot-a.img, slot-b.img and bootenv
+  std::string dir;                                 // holds slot-a.img, slot-b.img and bootenv
+  core::FileSystem* fs = core::PosixFileSystem();  // where `dir` is
   std::string component;
   std::string hardware_class;
   std::string initial_version{"1.0.0"};  // factory image, written on first start

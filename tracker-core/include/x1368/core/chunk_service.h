@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "x1368/core/file_system.h"
 #include "x1368/v1/messages.pb.h"
 
 namespace x1368::core {
@@ -14,9 +15,9 @@ namespace x1368::core {
 // default 256 KiB message limit with room for the envelope.
 inline constexpr uint32_t kMaxChunkBytes = 128 * 1024;
 
-// Answers `request` from the complete image at `path` (`size` bytes). Out-of-range offsets and
-// read errors come back as a response carrying an error reason, never as a crash.
-v1::FirmwareChunkResponse ServeChunk(const std::string& path, uint64_t size,
+// Answers `request` from the complete image at `path` (`size` bytes) on `fs`. Out-of-range
+// offsets and read errors come back as a response carrying an error reason, never as a crash.
+v1::FirmwareChunkResponse ServeChunk(FileSystem& fs, const std::string& path, uint64_t size,
                                      const v1::FirmwareChunkRequest& request);
 
 // A response that says "not here" (IMAGE_UNAVAILABLE or another reason).

@@ -9,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "x1368/core/config.h"
-#include "x1368/core/event_loop.h"
+#include "x1368/core/env.h"
 #include "x1368/core/http.h"
 #include "x1368/core/metrics.h"
 #include "x1368/core/node.h"
@@ -33,7 +33,9 @@ absl::StatusOr<std::unique_ptr<HttpServer>> StartMetricsServer(
 class Daemon {
  public:
   virtual ~Daemon() = default;
+  // Starts the node on its own strand and returns once it has started.
   virtual absl::Status Start() = 0;
+  // Stops its strand (nothing more of it runs), then disconnects.
   virtual void Stop() = 0;
   virtual Metrics* metrics() = 0;
   // Extra Prometheus lines (transport counters and the like).
@@ -42,8 +44,9 @@ class Daemon {
 
 struct DaemonSetup {
   NodeConfig node;
-  // Called once the configuration file is valid; builds the daemon on `loop`.
-  std::function<absl::StatusOr<std::unique_ptr<Daemon>>(EventLoop* loop)> build;
+  // Called once the configuration file is valid; builds the daemon from `env` (the real clock,
+  // the process's executor, the disk, MQTT).
+  std::function<absl::StatusOr<std::unique_ptr<Daemon>>(const Env& env)> build;
 };
 
 // The whole main() of a daemon: flags (--config FILE, --check-config, --help), the config file

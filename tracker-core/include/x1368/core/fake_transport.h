@@ -18,6 +18,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "x1368/core/env.h"
 #include "x1368/core/transport.h"
 
 namespace x1368::core {
@@ -27,6 +28,8 @@ class FakeTransport;
 class FakeBroker {
  public:
   std::unique_ptr<FakeTransport> Connect(const std::string& client_id);
+  // Connects each link by its client id (for core::Env::transports).
+  TransportFactory Transports();
 
   // Every message published so far (for assertions on what crossed the wire).
   std::vector<MqttMessage> Published() const;

@@ -14,6 +14,7 @@
 #include "x1368/core/clock.h"
 #include "x1368/core/config.h"
 #include "x1368/core/envelope.h"
+#include "x1368/core/file_system.h"
 #include "x1368/core/kv_store.h"
 #include "x1368/core/metrics.h"
 #include "x1368/core/sequence.h"
@@ -48,15 +49,18 @@ TransportOptions ReadLinkConfig(ConfigFile& file, absl::string_view section,
 
 class NodeContext {
  public:
-  // Loads the key, certificate and root anchor named by `config`; `store` keeps the sequence
-  // state and must outlive the context.
+  // Loads the key, certificate and root anchor named by `config` (configuration: always from the
+  // disk); `store` keeps the sequence state and must outlive the context. The node's own files
+  // (images, cache, slots) live on `fs`.
   static absl::StatusOr<std::unique_ptr<NodeContext>> Create(const NodeConfig& config,
-                                                             KvStore* store, const Clock* clock);
+                                                             KvStore* store, const Clock* clock,
+                                                             FileSystem* fs = PosixFileSystem());
 
   const NodeConfig& config() const { return config_; }
   const std::string& id() const { return config_.node_id; }
   const std::string& prefix() const { return config_.topic_prefix; }
   const Clock& clock() const { return *clock_; }
+  FileSystem& fs() const { return *fs_; }
   TrustStore& trust() { return *trust_; }
   EnvelopeSealer& sealer() { return *sealer_; }
   EnvelopeOpener& opener() { return *opener_; }
@@ -82,6 +86,7 @@ class NodeContext {
 
   NodeConfig config_;
   const Clock* clock_ = nullptr;
+  FileSystem* fs_ = nullptr;
   KvStore* store_ = nullptr;
   std::shared_ptr<const Identity> self_;
   std::unique_ptr<TrustStore> trust_;

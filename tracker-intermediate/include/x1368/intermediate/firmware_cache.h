@@ -12,13 +12,15 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "x1368/core/file_system.h"
 
 namespace x1368::intermediate {
 
 class FirmwareCache {
  public:
-  FirmwareCache(std::string dir, size_t max_images)
-      : dir_(std::move(dir)), max_images_(max_images) {}
+  // Files live on `fs` (the disk unless told otherwise).
+  FirmwareCache(std::string dir, size_t max_images, core::FileSystem* fs = core::PosixFileSystem())
+      : dir_(std::move(dir)), max_images_(max_images), fs_(fs) {}
 
   absl::Status Open();  // creates the directory, forgets partial files of a previous run
 
@@ -43,6 +45,7 @@ class FirmwareCache {
 
   const std::string dir_;
   const size_t max_images_;
+  core::FileSystem* const fs_;
   std::map<std::string, uint64_t> last_used_;  // complete images -> use counter
   std::map<std::string, uint64_t> filling_;    // images begun, not complete -> their size
   uint64_t clock_ = 0;

@@ -1,6 +1,6 @@
 // tracker-root: the root status tracker with its firmware server and admin API.
-// Flags, config and lifecycle come from core::RunDaemon; this file maps the config onto Root.
-#include <fstream>
+// Flags, config and lifecycle come from core::RunDaemon and the wiring from tracker-nodes; this
+// file maps the configuration file onto a RootSpec and keeps the admin token.
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -8,34 +8,11 @@
 #include "x1368/core/crypto.h"
 #include "x1368/core/daemon.h"
 #include "x1368/core/file_util.h"
-#include "x1368/core/kv_store.h"
 #include "x1368/core/reason.h"
-#include "x1368/core/sqlite_db.h"
-#include "x1368/root/root.h"
+#include "x1368/nodes/nodes.h"
 
 namespace x1368::root {
 namespace {
-
-class RootDaemon final : public core::Daemon {
- public:
-  absl::Status Start() override {
-    X1368_RETURN_IF_ERROR(root->Start());
-    if (root->admin_port() > 0) {
-      return core::WriteFileAtomic(data_dir + "/admin.port",
-                                   absl::StrCat(root->admin_port(), "\n"));
-    }
-    return absl::OkStatus();
-  }
-  void Stop() override { root->Stop(); }
-  core::Metrics* metrics() override { return &node->metrics(); }
-
-  std::string data_dir;
-  std::unique_ptr<core::SqliteDb> db;
-  std::unique_ptr<core::SqliteKvStore> store;
-  std::unique_ptr<core::NodeContext> node;
-  std::unique_ptr<core::Transport> downstream;
-  std::unique_ptr<Root> root;
-};
 
 // The admin token: read from the file, or made (random, mode 0600) when the file does not exist.
 absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
@@ -74,20 +51,12 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
       f.Int("campaign.default_deadline_s", 7 * 86400, 60, 365LL * 86400) * 1000;
   opts.device_stale_after_ms = f.Int("fleet.stale_after_s", 180, 1, 30 * 86400) * 1000;
 
-  setup.build =
-      [node_config = setup.node, opts, downstream,
-       token_file](core::EventLoop* loop) mutable -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
-    auto d = std::make_unique<RootDaemon>();
-    d->data_dir = node_config.data_dir;
-    X1368_RETURN_IF_ERROR(core::MakeDirs(node_config.data_dir, 0700));
-    X1368_ASSIGN_OR_RETURN(opts.admin_token, LoadOrCreateToken(token_file));
-    X1368_ASSIGN_OR_RETURN(d->db, core::SqliteDb::Open(node_config.data_dir + "/root.db"));
-    X1368_ASSIGN_OR_RETURN(d->store, core::SqliteKvStore::Open(d->db.get()));
-    X1368_ASSIGN_OR_RETURN(
-        d->node, core::NodeContext::Create(node_config, d->store.get(), core::RealClock::Get()));
-    d->downstream = core::MakeMqttTransport(downstream);
-    d->root = std::make_unique<Root>(opts, d->node.get(), d->db.get(), d->downstream.get(), loop);
-    return std::unique_ptr<core::Daemon>(std::move(d));
+  nodes::RootSpec spec{.node = setup.node, .options = opts, .downstream = downstream};
+  setup.build = [spec, token_file](
+                    const core::Env& env) mutable -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
+    X1368_RETURN_IF_ERROR(env.fs->MakeDirs(spec.node.data_dir, 0700));
+    X1368_ASSIGN_OR_RETURN(spec.options.admin_token, LoadOrCreateToken(token_file));
+    return nodes::Make<nodes::RootNode>(env, spec);
   };
   return setup;
 }

@@ -1,36 +1,13 @@
 // tracker-client: the status tracker client module on a device, driving fw-consumer-stub.
-// Flags, config and lifecycle come from core::RunDaemon; this file maps the config onto the
-// Client and its consumer.
+// Flags, config and lifecycle come from core::RunDaemon and the wiring from tracker-nodes; this
+// file maps the configuration file onto a ClientSpec.
 #include "absl/strings/str_cat.h"
-#include "x1368/client/client.h"
 #include "x1368/core/daemon.h"
-#include "x1368/core/file_util.h"
-#include "x1368/core/kv_store.h"
-#include "x1368/core/reason.h"
 #include "x1368/core/topics.h"
-#include "x1368/stub/stub_consumer.h"
+#include "x1368/nodes/nodes.h"
 
 namespace x1368::client {
 namespace {
-
-class ClientDaemon final : public core::Daemon {
- public:
-  absl::Status Start() override { return client->Start(); }
-  void Stop() override { client->Stop(); }
-  core::Metrics* metrics() override { return &node->metrics(); }
-  std::string ExtraMetrics() override {
-    core::TransportStats t = transport->stats();
-    return absl::StrCat("x1368_mqtt_connects_total ", t.connects, "\n",
-                        "x1368_mqtt_published_total ", t.published, "\n",
-                        "x1368_mqtt_received_total ", t.received, "\n");
-  }
-
-  std::unique_ptr<core::FileKvStore> store;
-  std::unique_ptr<core::NodeContext> node;
-  std::unique_ptr<stub::StubConsumer> consumer;
-  std::unique_ptr<core::Transport> transport;
-  std::unique_ptr<Client> client;
-};
 
 core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   core::DaemonSetup setup;
@@ -74,18 +51,10 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   opts.retry_delay = absl::Milliseconds(f.Int("update.retry_delay_ms", 2000, 0, 3'600'000));
   opts.report_interval = absl::Seconds(f.Int("update.report_interval_s", 60, 1, 86400));
 
-  setup.build = [node_config = setup.node, opts, upstream,
-                 stub](core::EventLoop* loop) -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
-    auto d = std::make_unique<ClientDaemon>();
-    X1368_RETURN_IF_ERROR(core::MakeDirs(node_config.data_dir, 0700));
-    X1368_ASSIGN_OR_RETURN(d->store, core::FileKvStore::Open(node_config.data_dir + "/state.kv"));
-    X1368_ASSIGN_OR_RETURN(
-        d->node, core::NodeContext::Create(node_config, d->store.get(), core::RealClock::Get()));
-    X1368_ASSIGN_OR_RETURN(d->consumer, stub::StubConsumer::Open(stub));
-    d->transport = core::MakeMqttTransport(upstream);
-    d->client =
-        std::make_unique<Client>(opts, d->node.get(), d->consumer.get(), d->transport.get(), loop);
-    return std::unique_ptr<core::Daemon>(std::move(d));
+  nodes::ClientSpec spec{
+      .node = setup.node, .options = opts, .hooks = {}, .upstream = upstream, .consumer = stub};
+  setup.build = [spec](const core::Env& env) -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
+    return nodes::Make<nodes::ClientNode>(env, spec);
   };
   return setup;
 }
