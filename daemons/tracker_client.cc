@@ -3,6 +3,7 @@
 // file maps the configuration file onto a ClientSpec.
 #include "absl/strings/str_cat.h"
 #include "x1368/core/daemon.h"
+#include "x1368/core/node_config.h"
 #include "x1368/core/topics.h"
 #include "x1368/nodes/nodes.h"
 

@@ -2,6 +2,7 @@
 // Flags, config and lifecycle come from core::RunDaemon and the wiring from tracker-nodes; this
 // file maps the configuration file onto an IntermediateSpec.
 #include "x1368/core/daemon.h"
+#include "x1368/core/node_config.h"
 #include "x1368/core/topics.h"
 #include "x1368/nodes/nodes.h"
 

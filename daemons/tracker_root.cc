@@ -8,6 +8,7 @@
 #include "x1368/core/crypto.h"
 #include "x1368/core/daemon.h"
 #include "x1368/core/file_util.h"
+#include "x1368/core/node_config.h"
 #include "x1368/core/reason.h"
 #include "x1368/nodes/nodes.h"
 

@@ -14,7 +14,7 @@ packages=(
   libgtest-dev libgmock-dev
   libtomlplusplus-dev libcli11-dev
   libspdlog-dev libfmt-dev
-  libcpp-httplib-dev
+  libcpp-httplib-dev libcurl4-openssl-dev
   libbenchmark-dev
   clang libclang-rt-14-dev
   procps

@@ -23,7 +23,7 @@
 #include "absl/time/clock.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/file_util.h"
-#include "x1368/core/http.h"
+#include "x1368/core/http_client.h"
 #include "x1368/core/manifest.h"
 #include "x1368/core/reason.h"
 #include "x1368/core/topics.h"
@@ -191,7 +191,7 @@ struct Admin {
   }
 };
 
-absl::Status ReplyError(const core::HttpResponse& r) {
+absl::Status ReplyError(const core::HttpReply& r) {
   v1::ErrorReply e;
   if (google::protobuf::util::JsonStringToMessage(r.body, &e).ok() && !e.error().empty()) {
     return absl::FailedPreconditionError(
@@ -246,7 +246,7 @@ int CampaignStart(const Admin& admin, const std::string& component, const std::s
 }
 
 absl::StatusOr<v1::FleetStatus> GetFleet(core::HttpClient& client) {
-  X1368_ASSIGN_OR_RETURN(core::HttpResponse r, client.Get("/v1/fleet"));
+  X1368_ASSIGN_OR_RETURN(core::HttpReply r, client.Get("/v1/fleet"));
   if (r.status != 200) return ReplyError(r);
   v1::FleetStatus fleet;
   google::protobuf::util::JsonParseOptions o;

@@ -82,12 +82,14 @@ absl::StatusOr<std::unique_ptr<StubConsumer>> StubConsumer::Open(StubOptions opt
   // goes back to the other slot, which still holds the previous, confirmed image.
   if (c->env_.trial_pending()) {
     c->env_.set_boot_attempts(c->env_.boot_attempts() + 1);
-    if (c->env_.boot_attempts() > c->opts_.max_trial_boots) {
+    // An image that does not boot (the trial_boot_fails fault) fails every boot, this one too.
+    if (c->env_.boot_attempts() > c->opts_.max_trial_boots || c->faults_.trial_boot_fails) {
+      spdlog::warn("event=stub.bootloader_reverted boots={}", c->env_.boot_attempts());
+      c->env_.set_failed_trial_sha256(c->env_.slots(static_cast<int>(c->env_.active())).sha256());
       c->env_.set_active(1 - c->env_.active());
       c->env_.set_trial_pending(false);
       c->env_.set_boot_attempts(0);
       c->env_.set_last_trial_failed(true);
-      spdlog::warn("event=stub.bootloader_reverted reason=too_many_trial_boots");
     }
     X1368_RETURN_IF_ERROR(c->Persist());
   }
@@ -124,6 +126,7 @@ client::ConsumerStatus StubConsumer::Status() {
   out.hardware_class = opts_.hardware_class;
   out.image_sha256 = s.sha256();
   out.in_trial = env_.trial_pending();
+  out.failed_trial_sha256 = env_.failed_trial_sha256();
   return out;
 }
 
@@ -186,14 +189,16 @@ absl::Status StubConsumer::WriteChunk(const v1::Manifest& m, uint64_t offset,
 absl::Status StubConsumer::FinishDownload(const v1::Manifest& m) {
   absl::MutexLock lock(&mu_);
   std::string path = SlotPath(inactive());
-  X1368_RETURN_IF_ERROR(opts_.fs->Sync(path));
-  since_sync_ = 0;
   if (faults_.corrupt_download) {
+    // Bytes that arrived damaged are on disk like any others (synced below), and finishing the
+    // same download again after a restart leaves them damaged.
+    X1368_ASSIGN_OR_RETURN(std::string digest, core::Sha256Of(*opts_.fs, path));
     X1368_ASSIGN_OR_RETURN(std::string first, opts_.fs->ReadRange(path, 0, 1));
-    if (!first.empty())
+    if (digest == m.sha256() && !first.empty())
       X1368_RETURN_IF_ERROR(opts_.fs->WriteRange(path, 0, std::string(1, first[0] ^ 0x5a)));
   }
-  (void)m;
+  X1368_RETURN_IF_ERROR(opts_.fs->Sync(path));
+  since_sync_ = 0;
   return absl::OkStatus();
 }
 
@@ -253,9 +258,11 @@ absl::Status StubConsumer::BootTrial(const v1::Manifest& m) {
   env_.set_trial_pending(true);
   env_.set_boot_attempts(1);
   env_.set_last_trial_failed(false);
+  env_.clear_failed_trial_sha256();
   X1368_RETURN_IF_ERROR(Persist());
   if (faults_.trial_boot_fails) {
     // The new image does not come up: the bootloader falls back to the previous slot.
+    env_.set_failed_trial_sha256(m.sha256());
     env_.set_active(inactive());
     env_.set_trial_pending(false);
     env_.set_boot_attempts(0);
@@ -282,6 +289,7 @@ absl::Status StubConsumer::Confirm(const v1::Manifest& m) {
 absl::Status StubConsumer::Rollback() {
   absl::MutexLock lock(&mu_);
   if (!env_.trial_pending()) return absl::OkStatus();
+  env_.set_failed_trial_sha256(env_.slots(static_cast<int>(env_.active())).sha256());
   env_.set_active(inactive());
   env_.set_trial_pending(false);
   env_.set_boot_attempts(0);

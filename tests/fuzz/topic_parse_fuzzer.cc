@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "x1368/core/node_config.h"
 #include "x1368/core/reason.h"
 #include "x1368/core/topics.h"
 #include "x1368/core/transport.h"

@@ -42,7 +42,7 @@
 #include "testing/wait.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/file_util.h"
-#include "x1368/core/http.h"
+#include "x1368/core/http_client.h"
 #include "x1368/v1/admin.pb.h"
 
 #ifndef X1368_BIN_DIR
@@ -830,9 +830,9 @@ TEST_F(DaemonsProcessTest, MetricsEndpointsAndAdminAuthentication) {
 
   // GET /metrics on each node's endpoint: Prometheus text with the x1368_ counters.
   auto fetch = [this](const std::string& url, const std::string& path, const std::string& token,
-                      core::HttpResponse* out) {
+                      core::HttpReply* out) {
     core::HttpClient http(url, token);
-    absl::StatusOr<core::HttpResponse> r = absl::UnknownError("not fetched");
+    absl::StatusOr<core::HttpReply> r = absl::UnknownError("not fetched");
     bool ok = WaitFor(
         [&] {
           r = http.Get(path);
@@ -844,7 +844,7 @@ TEST_F(DaemonsProcessTest, MetricsEndpointsAndAdminAuthentication) {
               : ::testing::AssertionFailure() << "GET " << url << path << ": " << r.status() << "\n"
                                               << Logs();
   };
-  core::HttpResponse r;
+  core::HttpReply r;
   ASSERT_TRUE(fetch("http://" + dev_metrics, "/metrics", "", &r));
   EXPECT_EQ(r.status, 200);
   EXPECT_TRUE(absl::StrContains(r.body, "x1368_")) << r.body;

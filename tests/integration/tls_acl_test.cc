@@ -8,6 +8,7 @@
 #include "testing/status_matchers.h"
 #include "testing/tree.h"
 #include "testing/wait.h"
+#include "x1368/core/mqtt_transport.h"
 
 namespace x1368::testing {
 namespace {

@@ -2,6 +2,7 @@
 // signed before each connect and sent by the broker when a connection is lost without a
 // DISCONNECT, the bounded buffer while disconnected (oldest dropped first), and reconnection with
 // re-subscription after the broker dies.
+#include "x1368/core/mqtt_transport.h"
 #include "x1368/core/transport.h"
 
 #include <arpa/inet.h>

@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "testing/wait.h"
 #include "x1368/core/file_util.h"
+#include "x1368/core/mqtt_transport.h"
 #include "x1368/core/reason.h"
 
 namespace x1368::testing {

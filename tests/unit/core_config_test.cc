@@ -10,6 +10,7 @@
 #include "x1368/core/config.h"
 #include "x1368/core/file_util.h"
 #include "x1368/core/node.h"
+#include "x1368/core/node_config.h"
 
 namespace x1368::core {
 namespace {

@@ -97,6 +97,30 @@ TEST(MemFileSystemTest, PowerCutKeepsWhatWasSyncedAndDropsTheRest) {
   EXPECT_GT(fs.bytes_dropped(), 0u);
 }
 
+TEST(MemFileSystemTest, CutPowerAfterStopsEveryWriteFromThatPointOn) {
+  MemFileSystem fs;
+  int cuts = 0;
+  ASSERT_OK(fs.WriteAtomic("/before", "kept"));
+  fs.CutPowerAfter(2, [&cuts] { ++cuts; });
+  ASSERT_OK(fs.WriteRange("/a", 0, "1"));
+  ASSERT_OK(fs.Sync("/a"));
+  EXPECT_FALSE(fs.powered_off());
+  EXPECT_TRUE(absl::IsDataLoss(fs.WriteRange("/a", 1, "2"))) << "the third mutation meets the cut";
+  EXPECT_TRUE(fs.powered_off());
+  EXPECT_TRUE(absl::IsDataLoss(fs.WriteAtomic("/b", "x")));
+  EXPECT_TRUE(absl::IsDataLoss(fs.Remove("/before")));
+  EXPECT_EQ(cuts, 1);
+  EXPECT_THAT(fs.Read("/a"), IsOkAndHolds(std::string("1"))) << "nothing after the cut applied";
+
+  fs.PowerCut();  // and back on
+  EXPECT_FALSE(fs.powered_off());
+  EXPECT_THAT(fs.Read("/a"), IsOkAndHolds(std::string("1")));
+  EXPECT_THAT(fs.Read("/before"), IsOkAndHolds(std::string("kept")));
+  EXPECT_FALSE(fs.Exists("/b"));
+  ASSERT_OK(fs.WriteAtomic("/b", "x"));
+  EXPECT_EQ(cuts, 1);
+}
+
 TEST(MemFileSystemTest, FullAndBrokenDisksFailWritesWithDistinctErrors) {
   MemFileSystem fs;
   ASSERT_OK(fs.WriteAtomic("/a", std::string(100, 'a')));

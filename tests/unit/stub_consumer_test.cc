@@ -335,6 +335,7 @@ TEST_F(StubConsumerTest, TrialBootFailureKeepsTheOldImage) {
   EXPECT_EQ(env.active(), 0u);
   EXPECT_TRUE(env.last_trial_failed());
   EXPECT_FALSE(env.trial_pending());
+  EXPECT_EQ(s.failed_trial_sha256, manifest_.sha256()) << "the client tells a revert by this";
 }
 
 TEST_F(StubConsumerTest, FailedHealthCheckRollsBack) {
@@ -354,6 +355,7 @@ TEST_F(StubConsumerTest, FailedHealthCheckRollsBack) {
   EXPECT_FALSE(s.in_trial);
   EXPECT_EQ(c->boot_env().active(), 0u);
   EXPECT_TRUE(c->boot_env().last_trial_failed());
+  EXPECT_EQ(s.failed_trial_sha256, manifest_.sha256());
   EXPECT_OK(c->Rollback());  // idempotent
   EXPECT_EQ(c->Status().version, "1.0.0");
 }
@@ -376,8 +378,10 @@ TEST_F(StubConsumerTest, PowerCutDuringTrialRevertsAfterMaxTrialBoots) {
     auto c = Open();
     ASSERT_NE(c, nullptr);
     Stage(*c);
+    EXPECT_EQ(c->Status().failed_trial_sha256, "");
     ASSERT_OK(c->BootTrial(manifest_));
     EXPECT_TRUE(c->Status().in_trial);
+    EXPECT_EQ(c->Status().failed_trial_sha256, "") << "a trial that is up has not failed";
     EXPECT_EQ(c->boot_env().boot_attempts(), 1u);
   }  // power cut before Confirm
   {
@@ -396,6 +400,7 @@ TEST_F(StubConsumerTest, PowerCutDuringTrialRevertsAfterMaxTrialBoots) {
   v1::BootEnv env = c->boot_env();
   EXPECT_EQ(env.active(), 0u);
   EXPECT_TRUE(env.last_trial_failed());
+  EXPECT_EQ(s.failed_trial_sha256, manifest_.sha256());
   // Confirming the reverted trial is refused.
   EXPECT_THAT(c->Confirm(manifest_), HasReason(v1::TRIAL_BOOT_FAILED));
 }

@@ -73,6 +73,8 @@ absl::Status Client::Start() {
   };
   X1368_RETURN_IF_ERROR(links_.Start(std::move(handlers)));
   loop_->PostAfter(opts_.report_interval, [this] { PeriodicReport(); });
+  // A failure whose cleanup a power cut interrupted: the slot may still hold what failed.
+  if (record_.state() == v1::FAILED) DiscardSlot();
   StepSoon();  // resumes an update cut short, by the action of its state
   return absl::OkStatus();
 }
@@ -369,19 +371,31 @@ void Client::Download() {
 }
 
 void Client::VerifyImage() {
+  CallConsumer([this, m = *manifest_] { return consumer_->Verify(m); },
+               [this](const absl::Status& s) {
+                 if (!s.ok()) {
+                   Fail(ReasonOf(s), std::string(s.message()));
+                 } else {
+                   Transition(Event::kVerified);
+                 }
+               });
+}
+
+void Client::Fail(v1::Reason reason, const std::string& detail) {
+  // The failure reaches disk before the slot is cleaned: a power cut in between leaves FAILED
+  // with its true reason (and a slot that Start() cleans), never a clean slot that a restart
+  // would then fail on for another reason.
+  if (!Transition(Event::kFail, reason, detail)) return;
+  DiscardSlot();
+}
+
+void Client::DiscardSlot() {
   CallConsumer(
-      [this, m = *manifest_] {
-        absl::Status s = consumer_->Verify(m);
-        if (!s.ok()) consumer_->Discard();
-        return s;
+      [this] {
+        consumer_->Discard();
+        return absl::OkStatus();
       },
-      [this](const absl::Status& s) {
-        if (!s.ok()) {
-          Transition(Event::kFail, ReasonOf(s), s.message());
-        } else {
-          Transition(Event::kVerified);
-        }
-      });
+      [this](const absl::Status&) { Step(); });  // a directive may have queued meanwhile
 }
 
 void Client::InstallImage() {
@@ -399,6 +413,17 @@ void Client::TrialBoot() {
   auto check = [this, m] {
     ConsumerStatus status = consumer_->Status();
     if (status.image_sha256 != m.sha256()) {
+      if (status.failed_trial_sha256 != m.sha256() && !rearmed_) {
+        // Not running the new image, and no trial of it was reverted: the power went before the
+        // consumer switched slots. The install stands; boot the trial now (once per start, so a
+        // consumer that cannot tell the two apart never loops).
+        rearmed_ = true;
+        spdlog::info("event=update.trial_rearmed campaign={}", record_.campaign_id());
+        v1::UpdateRecord rec = record_;
+        rec.set_trial_started(false);
+        if (Persist(rec)) StepSoon();
+        return;
+      }
       // Not running the new image: the bootloader went back to the previous slot.
       Transition(Event::kRollBack, v1::TRIAL_BOOT_FAILED, "the bootloader reverted the trial");
       return;
@@ -443,13 +468,7 @@ void Client::Retry(const absl::Status& status) {
   if (static_cast<int>(rec.attempts()) >= opts_.max_attempts) {
     v1::Reason reason = ReasonOf(status);
     if (reason == v1::REASON_UNSPECIFIED) reason = v1::DOWNLOAD_FAILED;
-    std::string detail(status.message());
-    CallConsumer(
-        [this] {
-          consumer_->Discard();
-          return absl::OkStatus();
-        },
-        [this, reason, detail](const absl::Status&) { Transition(Event::kFail, reason, detail); });
+    Fail(reason, std::string(status.message()));
     return;
   }
   rec.set_detail(std::string(status.message()));

@@ -11,6 +11,7 @@
 #include "absl/synchronization/notification.h"
 #include "x1368/core/file_util.h"
 #include "x1368/core/log.h"
+#include "x1368/core/mqtt_transport.h"
 
 namespace x1368::core {
 namespace {

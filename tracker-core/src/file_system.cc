@@ -66,6 +66,13 @@ absl::StatusOr<std::string> Sha256Of(FileSystem& fs, const std::string& path) {
 // --- MemFileSystem ---
 
 absl::Status MemFileSystem::CheckWrite(uint64_t grow_by) {
+  ++mutations_;
+  if (!powered_off_ && mutations_left_ == 0) {
+    powered_off_ = true;
+    if (on_cut_) std::exchange(on_cut_, nullptr)();
+  }
+  if (powered_off_) return absl::DataLossError("the power is off (injected power cut)");
+  if (mutations_left_ > 0) --mutations_left_;
   if (fail_writes_) return absl::DataLossError("write failed (injected disk fault)");
   if (capacity_ != UINT64_MAX && UsedBytes() + grow_by > capacity_) {
     return absl::ResourceExhaustedError("no space left on device (injected)");
@@ -161,7 +168,7 @@ absl::Status MemFileSystem::Truncate(const std::string& path, uint64_t size) {
 
 absl::Status MemFileSystem::Sync(const std::string& path) {
   absl::MutexLock lock(&mu_);
-  if (fail_writes_) return absl::DataLossError("fsync failed (injected disk fault)");
+  X1368_RETURN_IF_ERROR(CheckWrite(0));
   auto it = files_.find(path);
   if (it == files_.end()) return absl::NotFoundError(absl::StrCat("fsync ", path, ": no file"));
   it->second.synced = it->second.data;
@@ -190,6 +197,7 @@ absl::Status MemFileSystem::Remove(const std::string& path) {
 
 absl::Status MemFileSystem::MakeDirs(const std::string& path, int) {
   absl::MutexLock lock(&mu_);
+  X1368_RETURN_IF_ERROR(CheckWrite(0));
   if (path.empty()) return absl::InvalidArgumentError("empty directory path");
   if (files_.count(path) > 0) {
     return absl::FailedPreconditionError(absl::StrCat(path, " is not a directory"));
@@ -203,6 +211,9 @@ absl::Status MemFileSystem::MakeDirs(const std::string& path, int) {
 
 void MemFileSystem::PowerCut() {
   absl::MutexLock lock(&mu_);
+  powered_off_ = false;
+  mutations_left_ = -1;
+  on_cut_ = nullptr;
   for (auto it = files_.begin(); it != files_.end();) {
     File& f = it->second;
     if (!f.synced) {
@@ -216,6 +227,22 @@ void MemFileSystem::PowerCut() {
     }
     ++it;
   }
+}
+
+void MemFileSystem::CutPowerAfter(int64_t n, std::function<void()> on_cut) {
+  absl::MutexLock lock(&mu_);
+  mutations_left_ = n;
+  on_cut_ = std::move(on_cut);
+}
+
+bool MemFileSystem::powered_off() const {
+  absl::MutexLock lock(&mu_);
+  return powered_off_;
+}
+
+uint64_t MemFileSystem::mutations() const {
+  absl::MutexLock lock(&mu_);
+  return mutations_;
 }
 
 void MemFileSystem::FailWrites(bool on) {

@@ -77,41 +77,4 @@ void HttpServer::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-HttpClient::HttpClient(std::string base_url, std::string bearer_token)
-    : base_url_(std::move(base_url)), token_(std::move(bearer_token)) {}
-
-namespace {
-
-absl::StatusOr<HttpResponse> Convert(const httplib::Result& res, const std::string& what) {
-  if (!res) {
-    return absl::UnavailableError(absl::StrCat(what, ": ", httplib::to_string(res.error())));
-  }
-  HttpResponse out;
-  out.status = res->status;
-  out.body = res->body;
-  out.content_type = res->get_header_value("Content-Type");
-  return out;
-}
-
-}  // namespace
-
-absl::StatusOr<HttpResponse> HttpClient::Get(const std::string& path) {
-  httplib::Client cli(base_url_);
-  cli.set_read_timeout(30, 0);
-  httplib::Headers headers;
-  if (!token_.empty()) headers.emplace("Authorization", absl::StrCat("Bearer ", token_));
-  return Convert(cli.Get(path, headers), absl::StrCat("GET ", base_url_, path));
-}
-
-absl::StatusOr<HttpResponse> HttpClient::Post(const std::string& path, const std::string& body,
-                                              const std::string& content_type) {
-  httplib::Client cli(base_url_);
-  cli.set_read_timeout(120, 0);
-  cli.set_write_timeout(120, 0);
-  httplib::Headers headers;
-  if (!token_.empty()) headers.emplace("Authorization", absl::StrCat("Bearer ", token_));
-  return Convert(cli.Post(path, headers, body, content_type),
-                 absl::StrCat("POST ", base_url_, path));
-}
-
 }  // namespace x1368::core

@@ -8,6 +8,8 @@
 // whenever it reaches that limit itself (paho.mqtt.c#1457), and its own offline buffer drops
 // messages that are merely queued while connected. The outbox is bounded by max_buffered and
 // drops its oldest message first (status is state: the newest report supersedes older ones).
+#include "x1368/core/mqtt_transport.h"
+
 #include <dirent.h>
 #include <mqtt/async_client.h>
 #include <netinet/in.h>
@@ -26,9 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
-#include "x1368/core/env.h"
 #include "x1368/core/log.h"
-#include "x1368/core/transport.h"
 
 namespace x1368::core {
 

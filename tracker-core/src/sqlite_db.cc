@@ -304,4 +304,34 @@ absl::Status SqliteDb::Commit() {
 }
 void SqliteDb::Rollback() { (void)Exec("ROLLBACK"); }
 
+absl::StatusOr<std::unique_ptr<SqliteKvStore>> SqliteKvStore::Open(SqliteDb* db) {
+  X1368_RETURN_IF_ERROR(
+      db->Exec("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)"));
+  return std::unique_ptr<SqliteKvStore>(new SqliteKvStore(db));
+}
+
+absl::StatusOr<std::optional<std::string>> SqliteKvStore::Get(const std::string& key) {
+  X1368_ASSIGN_OR_RETURN(auto stmt, db_->Prepare("SELECT value FROM kv WHERE key = ?"));
+  stmt->Bind(1, key);
+  X1368_ASSIGN_OR_RETURN(bool row, stmt->Step());
+  if (!row) return std::nullopt;
+  return stmt->ColumnText(0);
+}
+
+absl::Status SqliteKvStore::Write(const Pairs& puts) {
+  X1368_ASSIGN_OR_RETURN(auto stmt,
+                         db_->Prepare("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)"));
+  X1368_RETURN_IF_ERROR(db_->Begin());
+  for (const auto& [k, v] : puts) {
+    stmt->Bind(1, k).BindBlob(2, v);
+    if (absl::Status s = stmt->Run(); !s.ok()) {
+      db_->Rollback();
+      return Reject(v1::STORAGE_ERROR, s.message());
+    }
+  }
+  absl::Status s = db_->Commit();
+  if (!s.ok()) return Reject(v1::STORAGE_ERROR, s.message());
+  return absl::OkStatus();
+}
+
 }  // namespace x1368::core

@@ -89,6 +89,9 @@ class Client {
   // whose result comes back through Then().
   void Step();
   void StepSoon();
+  // Records FAILED with `reason`, then discards the partial or failed image.
+  void Fail(v1::Reason reason, const std::string& detail);
+  void DiscardSlot();
   void AwaitGoThenAccept();
   void Download();
   void VerifyImage();
@@ -124,6 +127,7 @@ class Client {
   std::optional<std::string> queued_directive_;  // arrived mid-install
   uint64_t generation_ = 0;                      // bumped on every persisted record
   bool busy_ = false;                            // a consumer call or a retry wait is pending
+  bool rearmed_ = false;  // a trial that never started was booted again since Start()
   bool step_posted_ = false;
   bool stopping_ = false;
   bool report_scheduled_ = false;

@@ -15,8 +15,8 @@
 
 namespace x1368::core {
 
-// Makes the transport for one link (MQTT: MqttTransports(); the in-memory broker:
-// FakeBroker::Transports()).
+// Makes the transport for one link (MQTT: MqttTransports() in mqtt_transport.h; the in-memory
+// broker: FakeBroker::Transports()).
 using TransportFactory = std::function<std::unique_ptr<Transport>(const TransportOptions&)>;
 
 struct Env {
@@ -26,9 +26,6 @@ struct Env {
 
   const Clock* clock() const { return &executor->clock(); }
 };
-
-// Paho MQTT transports.
-TransportFactory MqttTransports();
 
 }  // namespace x1368::core
 

@@ -19,6 +19,7 @@
 #define X1368_CORE_FILE_SYSTEM_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -93,6 +94,15 @@ class MemFileSystem final : public FileSystem {
   // disk); SetCapacity() makes writes beyond `bytes` in all fail with ResourceExhausted (a full
   // disk). Heal() undoes both.
   void PowerCut();
+  // A power cut at an arbitrary point, unknown to the code using the files: the next `n`
+  // mutating calls (writes, truncates, syncs, renames, removes) succeed, then the power goes.
+  // That call and every later one fail with DataLoss and change nothing, and `on_cut` runs once,
+  // on the thread of the call that met the cut, with this file system's lock held (it must not
+  // call back into it; cutting the node's links is what it is for). PowerCut() then drops what
+  // was not synced and brings the power back.
+  void CutPowerAfter(int64_t n, std::function<void()> on_cut);
+  bool powered_off() const;
+  uint64_t mutations() const;  // mutating calls so far, counted as CutPowerAfter counts them
   void FailWrites(bool on);
   void SetCapacity(uint64_t bytes);
   void Heal();
@@ -113,6 +123,10 @@ class MemFileSystem final : public FileSystem {
   std::map<std::string, File> files_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> dirs_ ABSL_GUARDED_BY(mu_);
   bool fail_writes_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t mutations_left_ ABSL_GUARDED_BY(mu_) = -1;  // -1: no cut planned
+  bool powered_off_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void()> on_cut_ ABSL_GUARDED_BY(mu_);
+  uint64_t mutations_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t capacity_ ABSL_GUARDED_BY(mu_) = UINT64_MAX;
   uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t syncs_ ABSL_GUARDED_BY(mu_) = 0;

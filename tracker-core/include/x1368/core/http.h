@@ -1,7 +1,7 @@
-// A small HTTP server and client (cpp-httplib behind this header) for the metrics endpoint,
-// root's admin API and trackerctl. Handlers run on the server's worker threads: a handler that
-// needs node state posts to the node's EventLoop and waits for the answer.
-// HttpServer and HttpClient are thread-safe.
+// A small HTTP server (cpp-httplib behind this header) for the metrics endpoint and root's
+// admin API; the client trackerctl uses is in http_client.h. Handlers run on the server's worker
+// threads: a handler that needs node state posts to the node's EventLoop and waits for the answer.
+// HttpServer is thread-safe.
 #ifndef X1368_CORE_HTTP_H_
 #define X1368_CORE_HTTP_H_
 
@@ -58,19 +58,6 @@ class HttpServer {
 
 // Splits "host:port"; the port must be 0-65535.
 absl::Status ParseHostPort(const std::string& listen, std::string* host, int* port);
-
-class HttpClient {
- public:
-  // `base_url`: "http://host:port". `bearer_token` is sent as Authorization when non-empty.
-  HttpClient(std::string base_url, std::string bearer_token);
-  absl::StatusOr<HttpResponse> Get(const std::string& path);
-  absl::StatusOr<HttpResponse> Post(const std::string& path, const std::string& body,
-                                    const std::string& content_type);
-
- private:
-  std::string base_url_;
-  std::string token_;
-};
 
 }  // namespace x1368::core
 

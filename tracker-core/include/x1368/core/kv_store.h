@@ -2,7 +2,7 @@
 // numbers, the client's update record.
 //
 // KvStore is the interface; FileKvStore (one atomically replaced file, for devices),
-// SqliteKvStore (a table in the node's SQLite database, for trackers), MemKvStore (the fake for
+// MemKvStore (the fake for
 // tests) and FaultyKvStore (a wrapper that fails on command, for fault-injection tests)
 // implement it. Write() is all-or-nothing and durable when it returns OK.
 // Implementations are thread-safe.
@@ -23,8 +23,6 @@
 #include "x1368/core/file_system.h"
 
 namespace x1368::core {
-
-class SqliteDb;
 
 class KvStore {
  public:
@@ -65,18 +63,6 @@ class FileKvStore final : public KvStore {
   FileSystem* const fs_;
   absl::Mutex mu_;
   std::map<std::string, std::string> data_ ABSL_GUARDED_BY(mu_);
-};
-
-class SqliteKvStore final : public KvStore {
- public:
-  // Creates the table if needed. `db` must outlive the store.
-  static absl::StatusOr<std::unique_ptr<SqliteKvStore>> Open(SqliteDb* db);
-  absl::StatusOr<std::optional<std::string>> Get(const std::string& key) override;
-  absl::Status Write(const Pairs& puts) override;
-
- private:
-  explicit SqliteKvStore(SqliteDb* db) : db_(db) {}
-  SqliteDb* db_;
 };
 
 // Passes everything to `base` until told to fail; then every Write (and Get, if asked) returns

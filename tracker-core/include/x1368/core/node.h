@@ -12,7 +12,6 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "x1368/core/clock.h"
-#include "x1368/core/config.h"
 #include "x1368/core/envelope.h"
 #include "x1368/core/file_system.h"
 #include "x1368/core/kv_store.h"
@@ -36,16 +35,6 @@ struct NodeConfig {
   std::string log_level{"warn"};
   std::string metrics_listen;  // "host:port"; empty: no endpoint
 };
-
-// Reads the common keys: node_id, topic_prefix, key, cert, data_dir, root.id,
-// root.public_key, limits.max_message_bytes, limits.clock_skew_s, limits.message_ttl_s,
-// log.level, metrics.listen. Errors are recorded in `file`.
-NodeConfig ReadNodeConfig(ConfigFile& file, bool needs_cert);
-
-// Reads [<section>]: broker, tls.ca, tls.cert, tls.key, keepalive_s, session_expiry_s,
-// max_buffered.
-TransportOptions ReadLinkConfig(ConfigFile& file, absl::string_view section,
-                                absl::string_view client_id);
 
 class NodeContext {
  public:

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "x1368/core/file_system.h"
+#include "x1368/core/kv_store.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -69,6 +70,19 @@ class SqliteDb {
   SqliteDb(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   sqlite3* db_;
   std::string path_;
+};
+
+// The KvStore of a tracker: a table in its SQLite database.
+class SqliteKvStore final : public KvStore {
+ public:
+  // Creates the table if needed. `db` must outlive the store.
+  static absl::StatusOr<std::unique_ptr<SqliteKvStore>> Open(SqliteDb* db);
+  absl::StatusOr<std::optional<std::string>> Get(const std::string& key) override;
+  absl::Status Write(const Pairs& puts) override;
+
+ private:
+  explicit SqliteKvStore(SqliteDb* db) : db_(db) {}
+  SqliteDb* db_;
 };
 
 }  // namespace x1368::core

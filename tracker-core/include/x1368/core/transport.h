@@ -88,9 +88,6 @@ class Transport {
   virtual const TransportOptions& options() const = 0;
 };
 
-// The Paho MQTT C++ implementation.
-std::unique_ptr<Transport> MakeMqttTransport(TransportOptions options);
-
 // MQTT topic filter matching, with the `+` and `#` wildcards.
 bool TopicMatchesFilter(absl::string_view filter, absl::string_view topic);
 

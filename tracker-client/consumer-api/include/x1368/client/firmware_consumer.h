@@ -27,6 +27,10 @@ struct ConsumerStatus {
   std::string hardware_class;
   std::string image_sha256;  // digest of the running image
   bool in_trial = false;     // running a trial image not yet confirmed
+  // The image whose last trial was reverted (by the bootloader, or by Rollback()); empty if none.
+  // This is how the client tells a trial that failed from one that never started because the
+  // power went before BootTrial() switched slots: only the first is a rollback.
+  std::string failed_trial_sha256;
 };
 
 // A source that can be read with blocking calls (a file, an http(s) URL), for DownloadFrom().

@@ -1,0 +1,86 @@
+#include "x1368/core/http_client.h"
+
+#include <curl/curl.h>
+
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+
+namespace x1368::core {
+namespace {
+
+size_t Append(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+// curl_global_init is not thread-safe; done once, before the first handle.
+void InitCurlOnce() {
+  static const bool done = [] { return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK; }();
+  (void)done;
+}
+
+}  // namespace
+
+HttpClient::HttpClient(std::string base_url, std::string bearer_token)
+    : base_url_(std::move(base_url)), token_(std::move(bearer_token)) {}
+
+absl::StatusOr<HttpReply> HttpClient::Get(const std::string& path) {
+  return Perform("GET", path, nullptr, "", 30);
+}
+
+absl::StatusOr<HttpReply> HttpClient::Post(const std::string& path, const std::string& body,
+                                           const std::string& content_type) {
+  return Perform("POST", path, &body, content_type, 120);
+}
+
+absl::StatusOr<HttpReply> HttpClient::Perform(const std::string& method, const std::string& path,
+                                              const std::string* body,
+                                              const std::string& content_type, long timeout_s) {
+  InitCurlOnce();
+  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
+  if (!curl) return absl::InternalError("curl: cannot create a handle");
+  std::string url = absl::StrCat(base_url_, path);
+  std::string received;
+  char error[CURL_ERROR_SIZE] = {0};
+  curl_slist* headers = nullptr;
+  if (!token_.empty()) {
+    headers = curl_slist_append(headers, absl::StrCat("Authorization: Bearer ", token_).c_str());
+  }
+  if (body != nullptr) {
+    headers = curl_slist_append(headers, absl::StrCat("Content-Type: ", content_type).c_str());
+  }
+  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> owned_headers(headers,
+                                                                            curl_slist_free_all);
+  CURL* h = curl.get();
+  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, Append);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, &received);
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+  if (body != nullptr) {
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->data());
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
+  }
+  CURLcode rc = curl_easy_perform(h);
+  if (rc != CURLE_OK) {
+    return absl::UnavailableError(
+        absl::StrCat(method, " ", url, ": ", error[0] != 0 ? error : curl_easy_strerror(rc)));
+  }
+  HttpReply reply;
+  long status = 0;
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+  reply.status = static_cast<int>(status);
+  char* type = nullptr;
+  curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &type);
+  if (type != nullptr) reply.content_type = type;
+  reply.body = std::move(received);
+  return reply;
+}
+
+}  // namespace x1368::core
