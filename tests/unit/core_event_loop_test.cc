@@ -263,3 +263,55 @@ TEST(ExecutorTest, ShutdownDropsWhatHasNotStarted) {
 
 }  // namespace
 }  // namespace x1368::core
+
+namespace x1368::core {
+namespace {
+
+TEST(CoalescedTest, ABurstOfSchedulesRunsTheTaskOnceAfterTheDelay) {
+  Manual m;
+  int runs = 0;
+  Coalesced report(&m.loop, absl::Milliseconds(200), [&] { ++runs; });
+  m.loop.Post([&] {
+    for (int i = 0; i < 5; ++i) report.Schedule();
+  });
+  m.executor.RunUntilIdle();
+  EXPECT_TRUE(report.pending());
+  m.clock.Advance(199);
+  m.executor.RunUntilIdle();
+  EXPECT_EQ(runs, 0);
+  m.clock.Advance(1);
+  m.executor.RunUntilIdle();
+  EXPECT_EQ(runs, 1);
+  EXPECT_FALSE(report.pending());
+  m.loop.Post([&] { report.Schedule(); });  // a later burst gets a run of its own
+  m.executor.RunUntilIdle();
+  m.clock.Advance(200);
+  m.executor.RunUntilIdle();
+  EXPECT_EQ(runs, 2);
+}
+
+TEST(CoalescedTest, ZeroDelayRunsBehindWhatIsQueuedAndAGoneOwnerDropsItsRun) {
+  Manual m;
+  std::vector<int> seen;
+  Coalesced flush(&m.loop, absl::ZeroDuration(), [&] { seen.push_back(0); });
+  m.loop.Post([&] {
+    flush.Schedule();
+    flush.Schedule();
+  });
+  m.loop.Post([&] { seen.push_back(1); });  // queued before the flush runs
+  m.executor.RunUntilIdle();
+  EXPECT_THAT(seen, ElementsAre(1, 0));
+
+  int runs = 0;
+  {
+    auto gone = std::make_unique<Coalesced>(&m.loop, absl::Milliseconds(5), [&] { ++runs; });
+    m.loop.Post([&] { gone->Schedule(); });
+    m.executor.RunUntilIdle();
+  }
+  m.clock.Advance(10);
+  m.executor.RunUntilIdle();
+  EXPECT_EQ(runs, 0);
+}
+
+}  // namespace
+}  // namespace x1368::core

@@ -123,14 +123,7 @@ void Client::Reject(const absl::Status& status, absl::string_view where) {
   links_.Reject(status, where);
 }
 
-void Client::ScheduleReport() {
-  if (report_scheduled_) return;
-  report_scheduled_ = true;
-  loop_->PostAfter(absl::Milliseconds(200), [this] {
-    report_scheduled_ = false;
-    Report();
-  });
-}
+void Client::ScheduleReport() { report_soon_.Schedule(); }
 
 void Client::PeriodicReport() {
   Report();

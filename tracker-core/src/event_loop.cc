@@ -132,4 +132,19 @@ bool EventLoop::InLoopThread() const {
   return state_->running_on == std::this_thread::get_id();
 }
 
+void Coalesced::Schedule() {
+  if (pending_) return;
+  pending_ = true;
+  auto run = [this, alive = alive_] {
+    if (!*alive) return;
+    pending_ = false;
+    task_();
+  };
+  if (delay_ <= absl::ZeroDuration()) {
+    loop_->Post(std::move(run));
+  } else {
+    loop_->PostAfter(delay_, std::move(run));
+  }
+}
+
 }  // namespace x1368::core

@@ -70,17 +70,13 @@ void NodeLinks::ForEachRelayedReport(
   }
 }
 
-void NodeLinks::ScheduleFlush() {
-  if (flush_scheduled_) return;
-  flush_scheduled_ = true;
-  // Queued behind the messages already waiting, so one write covers the whole burst.
-  loop_->Post([this] {
-    flush_scheduled_ = false;
-    if (absl::Status s = node_->replay().Flush(); !s.ok()) {
-      node_->metrics().CountRejection(v1::STORAGE_ERROR);
-      spdlog::error("event=replay.flush_failed error=\"{}\"", s.message());
-    }
-  });
+void NodeLinks::ScheduleFlush() { flush_.Schedule(); }
+
+void NodeLinks::FlushReplay() {
+  if (absl::Status s = node_->replay().Flush(); !s.ok()) {
+    node_->metrics().CountRejection(v1::STORAGE_ERROR);
+    spdlog::error("event=replay.flush_failed error=\"{}\"", s.message());
+  }
 }
 
 void NodeLinks::OnMessage(const MqttMessage& m) {

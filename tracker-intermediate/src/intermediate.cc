@@ -393,13 +393,7 @@ void Intermediate::Relay(const std::string& device, const std::string& envelope)
       batch_bytes_ + kBatchOverhead >= node_->config().limits.max_message_bytes / 2) {
     return FlushBatch();
   }
-  if (!batch_timer_) {
-    batch_timer_ = true;
-    loop_->PostAfter(opts_.batch_delay, [this] {
-      batch_timer_ = false;
-      FlushBatch();
-    });
-  }
+  batch_due_.Schedule();
 }
 
 void Intermediate::FlushBatch() {
@@ -415,14 +409,7 @@ void Intermediate::FlushBatch() {
   }
 }
 
-void Intermediate::ScheduleSelfReport() {
-  if (self_report_scheduled_) return;
-  self_report_scheduled_ = true;
-  loop_->PostAfter(absl::Milliseconds(200), [this] {
-    self_report_scheduled_ = false;
-    ReportSelf();
-  });
-}
+void Intermediate::ScheduleSelfReport() { self_report_soon_.Schedule(); }
 
 void Intermediate::PeriodicSelfReport() {
   if (stopped_) return;

@@ -321,18 +321,14 @@ void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const
   ScheduleCommit();
 }
 
-void Root::ScheduleCommit() {
-  if (commit_scheduled_) return;
-  commit_scheduled_ = true;
-  // One transaction for the whole burst of reports queued before it.
-  loop_->Post([this] {
-    commit_scheduled_ = false;
-    if (!registry_) return;
-    if (absl::Status s = registry_->Commit(); !s.ok()) {
-      node_->metrics().CountRejection(v1::STORAGE_ERROR);
-      spdlog::error("event=registry.commit_failed error=\"{}\"", s.message());
-    }
-  });
+void Root::ScheduleCommit() { commit_.Schedule(); }
+
+void Root::CommitStaged() {
+  if (!registry_) return;
+  if (absl::Status s = registry_->Commit(); !s.ok()) {
+    node_->metrics().CountRejection(v1::STORAGE_ERROR);
+    spdlog::error("event=registry.commit_failed error=\"{}\"", s.message());
+  }
 }
 
 v1::FleetStatus Root::Fleet() const {

@@ -130,7 +130,7 @@ class Client {
   bool rearmed_ = false;  // a trial that never started was booted again since Start()
   bool step_posted_ = false;
   bool stopping_ = false;
-  bool report_scheduled_ = false;
+  core::Coalesced report_soon_{loop_, absl::Milliseconds(200), [this] { Report(); }};
   uint64_t last_progress_report_ = 0;
   std::map<std::string, std::string> pending_go_;  // campaign -> directive digest
 

@@ -50,6 +50,29 @@ class EventLoop {
   std::shared_ptr<State> state_;
 };
 
+// One run of `task` for a burst of Schedule() calls: the first schedules it `delay` later (zero:
+// behind whatever is queued on the loop now), the others join that run. One report for many state
+// changes, one commit or replay flush for many messages, one batch for many reports.
+// On the loop only. A run still pending when the object goes is dropped.
+class Coalesced {
+ public:
+  Coalesced(EventLoop* loop, absl::Duration delay, std::function<void()> task)
+      : loop_(loop), delay_(delay), task_(std::move(task)) {}
+  ~Coalesced() { *alive_ = false; }
+  Coalesced(const Coalesced&) = delete;
+  Coalesced& operator=(const Coalesced&) = delete;
+
+  void Schedule();
+  bool pending() const { return pending_; }
+
+ private:
+  EventLoop* loop_;
+  const absl::Duration delay_;
+  std::function<void()> task_;
+  bool pending_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
 }  // namespace x1368::core
 
 #endif  // X1368_CORE_EVENT_LOOP_H_

@@ -92,7 +92,9 @@ class NodeLinks {
   const std::string parent_id_;
   Transport* downstream_;
   Handlers handlers_;
-  bool flush_scheduled_ = false;
+  void FlushReplay();
+  // Queued behind the messages already waiting, so one write covers the whole burst.
+  Coalesced flush_{loop_, absl::ZeroDuration(), [this] { FlushReplay(); }};
 };
 
 }  // namespace x1368::core

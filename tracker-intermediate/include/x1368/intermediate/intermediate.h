@@ -100,8 +100,8 @@ class Intermediate {
 
   std::map<std::string, std::string> batch_;  // device -> its latest signed report
   size_t batch_bytes_ = 0;
-  bool batch_timer_ = false;
-  bool self_report_scheduled_ = false;
+  core::Coalesced batch_due_{loop_, opts_.batch_delay, [this] { FlushBatch(); }};
+  core::Coalesced self_report_soon_{loop_, absl::Milliseconds(200), [this] { ReportSelf(); }};
   bool stopped_ = false;
 
   core::Metric* relayed_ = nullptr;

@@ -70,7 +70,9 @@ class Root {
   std::unique_ptr<Registry> registry_;
   std::unique_ptr<core::HttpServer> admin_;
   int admin_port_ = 0;
-  bool commit_scheduled_ = false;
+  void CommitStaged();
+  // One transaction for the whole burst of reports queued before it.
+  core::Coalesced commit_{loop_, absl::ZeroDuration(), [this] { CommitStaged(); }};
   core::Metric* reports_ = nullptr;
   core::Metric* chunks_served_ = nullptr;
 };
