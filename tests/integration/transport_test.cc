@@ -199,7 +199,7 @@ class TransportTest : public ::testing::Test {
     core::TransportOptions o = broker_->ClientOptions(id);
     o.max_buffered = max_buffered;
     o.session_expiry_s = 0;
-    auto t = core::MakeMqttTransport(o);
+    auto t = core::MakeMqttTransport(o, &executor_);
     if (inbox != nullptr) t->SetMessageHandler(inbox->Handler());
     for (const auto& f : filters) t->AddSubscription(f);
     EXPECT_OK(t->Start());
@@ -207,6 +207,8 @@ class TransportTest : public ::testing::Test {
     return t;
   }
 
+  // Every transport of a test runs on these threads (declared first: destroyed last).
+  core::Executor executor_{core::RealClock::Get(), /*threads=*/2, /*blocking_threads=*/2};
   TempDir dir_;
   std::unique_ptr<MosquittoBroker> broker_;
 };
@@ -233,9 +235,9 @@ TEST_F(TransportTest, LastWillIsFreshForEveryConnectionAndSentOnAbruptLoss) {
   o.broker_uri = absl::StrCat("tcp://127.0.0.1:", relay->port());
   o.session_expiry_s = 0;
   o.min_backoff = absl::Milliseconds(50);
-  auto mortal = core::MakeMqttTransport(o);
+  auto mortal = core::MakeMqttTransport(o, &executor_);
   // The provider runs before each connect attempt and the connect handler after each successful
-  // one, both on the transport's connect thread: the last Will signed before a connect handler
+  // one, one at a time on the transport's strand: the last Will signed before a connect handler
   // call is the Will of that connection.
   absl::Mutex mu;
   int signed_wills = 0;
@@ -290,7 +292,7 @@ TEST_F(TransportTest, CleanStopSendsNoWill) {
   auto watcher = Connect("watcher", &inbox, {"will/#"});
   core::TransportOptions o = broker_->ClientOptions("mortal");
   o.session_expiry_s = 0;
-  auto mortal = core::MakeMqttTransport(o);
+  auto mortal = core::MakeMqttTransport(o, &executor_);
   mortal->SetWillProvider([] { return core::MqttMessage{"will/mortal", "offline", false}; });
   ASSERT_OK(mortal->Start());
   ASSERT_TRUE(WaitFor([&] { return mortal->connected(); }));

@@ -45,7 +45,7 @@ TestTree::~TestTree() {
 }
 
 std::unique_ptr<core::Transport> TestTree::MakeTransport(const std::string& id) {
-  if (broker_ != nullptr) return core::MakeMqttTransport(broker_->ClientOptions(id));
+  if (broker_ != nullptr) return core::MakeMqttTransport(broker_->ClientOptions(id), &executor_);
   return fake_.Connect(id);
 }
 

@@ -82,7 +82,7 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
     X1368_ASSIGN_OR_RETURN(
         d->node, core::NodeContext::Create(node_config, d->store.get(), core::RealClock::Get()));
     X1368_ASSIGN_OR_RETURN(d->consumer, stub::StubConsumer::Open(stub));
-    d->transport = core::MakeMqttTransport(upstream);
+    d->transport = core::MakeMqttTransport(upstream, loop->executor());
     d->client =
         std::make_unique<Client>(opts, d->node.get(), d->consumer.get(), d->transport.get(), loop);
     return std::unique_ptr<core::Daemon>(std::move(d));

@@ -72,8 +72,8 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
     X1368_ASSIGN_OR_RETURN(d->store, core::SqliteKvStore::Open(d->db.get()));
     X1368_ASSIGN_OR_RETURN(
         d->node, core::NodeContext::Create(node_config, d->store.get(), core::RealClock::Get()));
-    d->upstream = core::MakeMqttTransport(upstream);
-    if (downstream) d->downstream = core::MakeMqttTransport(*downstream);
+    d->upstream = core::MakeMqttTransport(upstream, loop->executor());
+    if (downstream) d->downstream = core::MakeMqttTransport(*downstream, loop->executor());
     core::Transport* down = d->downstream ? d->downstream.get() : d->upstream.get();
     d->intermediate = std::make_unique<Intermediate>(opts, d->node.get(), d->db.get(),
                                                      d->upstream.get(), down, loop);

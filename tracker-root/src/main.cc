@@ -85,7 +85,7 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
     X1368_ASSIGN_OR_RETURN(d->store, core::SqliteKvStore::Open(d->db.get()));
     X1368_ASSIGN_OR_RETURN(
         d->node, core::NodeContext::Create(node_config, d->store.get(), core::RealClock::Get()));
-    d->downstream = core::MakeMqttTransport(downstream);
+    d->downstream = core::MakeMqttTransport(downstream, loop->executor());
     d->root = std::make_unique<Root>(opts, d->node.get(), d->db.get(), d->downstream.get(), loop);
     return std::unique_ptr<core::Daemon>(std::move(d));
   };
