@@ -387,7 +387,8 @@ class MqttTransport final : public Transport {
     }
     int receive_max = 65535;
     try {
-      const mqtt::properties& props = tok.get_connect_response().get_properties();
+      mqtt::connect_response connack = tok.get_connect_response();  // props refer into it
+      const mqtt::properties& props = connack.get_properties();
       if (props.contains(mqtt::property::RECEIVE_MAXIMUM)) {
         receive_max = mqtt::get<uint16_t>(props, mqtt::property::RECEIVE_MAXIMUM);
       }
