@@ -1,10 +1,12 @@
 // The MQTT transport against a real Mosquitto: QoS 1 delivery, retained messages, the Last Will
 // signed before each connect and sent by the broker when a connection is lost without a
 // DISCONNECT, the bounded buffer while disconnected (oldest dropped first), and reconnection with
-// re-subscription after the broker dies.
+// re-subscription after the broker dies; a transport owns no thread, and backs off on the
+// executor's clock.
 #include "x1368/core/transport.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -19,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "testing/mosquitto.h"
 #include "testing/pki.h"
 #include "testing/status_matchers.h"
@@ -343,6 +346,105 @@ TEST_F(TransportTest, ReconnectsAndResubscribesAfterTheBrokerDies) {
   ASSERT_TRUE(WaitFor([&] { return inbox.size() == 1; }));
   EXPECT_EQ(inbox.Get()[0].payload, "after");
   EXPECT_GE(sub->stats().connection_losses, 1u);
+}
+
+// Threads in this process, from /proc/self/task.
+int ProcessThreads() {
+  int n = 0;
+  DIR* dir = ::opendir("/proc/self/task");
+  if (dir == nullptr) return -1;
+  while (dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] != '.') ++n;
+  }
+  ::closedir(dir);
+  return n;
+}
+
+// A transport owns no thread: 50 of them, connected and exchanging messages, run on the
+// executor's threads plus Paho C's two, which its asynchronous library shares process-wide.
+TEST_F(TransportTest, ManyTransportsCreateNoThreadsOfTheirOwn) {
+  constexpr int kTransports = 50;
+  Inbox inbox;
+  auto sub = Connect("sub", &inbox, {"many/#"});  // Paho's threads run from here on
+  const int before = ProcessThreads();
+  std::vector<std::unique_ptr<core::Transport>> transports;
+  for (int i = 0; i < kTransports; ++i) {
+    core::TransportOptions o = broker_->ClientOptions(absl::StrCat("t", i));
+    o.session_expiry_s = 0;
+    transports.push_back(core::MakeMqttTransport(o, &executor_));
+    transports.back()->AddSubscription(absl::StrCat("many/", i));
+    ASSERT_OK(transports.back()->Start());
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    for (auto& t : transports) {
+      if (!t->connected()) return false;
+    }
+    return true;
+  }));
+  for (int i = 0; i < kTransports; ++i) {
+    ASSERT_OK(transports[i]->Publish({absl::StrCat("many/", i), "x"}));
+  }
+  ASSERT_TRUE(WaitFor([&] { return inbox.size() == kTransports; })) << "got " << inbox.size();
+  const int during = ProcessThreads();
+  // Two threads per transport before this change: 100 more. Slack for the threads Paho or the
+  // C++ runtime may start once; none may scale with the number of transports.
+  EXPECT_LE(during - before, 4) << before << " threads before, " << during << " with "
+                                << kTransports << " transports";
+  for (auto& t : transports) t->Stop();
+}
+
+// A transport whose own subscription also covers what it publishes: after the broker restarts
+// empty it must subscribe again before sending what it buffered meanwhile, or that message has
+// no subscriber when it arrives.
+TEST_F(TransportTest, AfterABrokerRestartResubscribesThenResendsWhatWasBuffered) {
+  Inbox inbox;
+  auto loop = Connect("loop", &inbox, {"echo/#"});
+  ASSERT_OK(loop->Publish({"echo/x", "before"}));
+  ASSERT_TRUE(WaitFor([&] { return inbox.size() == 1; }));
+  uint64_t connects = loop->stats().connects;
+  broker_->Kill();
+  ASSERT_TRUE(WaitFor([&] { return !loop->connected(); }));
+  ASSERT_OK(loop->Publish({"echo/x", "while-down"}));
+  ASSERT_OK(broker_->Restart());  // no session, no subscription survives
+  ASSERT_TRUE(WaitFor([&] { return loop->stats().connects > connects && loop->connected(); }));
+  ASSERT_TRUE(WaitFor([&] { return inbox.size() == 2; })) << "got " << inbox.size();
+  EXPECT_EQ(inbox.Payloads(), (std::vector<std::string>{"before", "while-down"}));
+  EXPECT_GE(loop->stats().connection_losses, 1u);
+}
+
+// Backoff runs on the executor's Clock: with a FakeClock no retry happens until time moves,
+// and the delays grow (jittered, within [0.5, 1] of the doubling backoff).
+TEST(TransportBackoffTest, RetriesOnlyWhenTheExecutorsClockMoves) {
+  core::FakeClock clock;
+  core::Executor executor(&clock, /*threads=*/1, /*blocking_threads=*/1);
+  core::TransportOptions o;
+  o.broker_uri = absl::StrCat("tcp://127.0.0.1:", FreeTcpPort());  // nobody listens
+  o.client_id = "lonely";
+  o.min_backoff = absl::Seconds(1);
+  o.max_backoff = absl::Seconds(4);
+  auto t = core::MakeMqttTransport(o, &executor);
+  std::atomic<int> attempts{0};
+  t->SetWillProvider([&]() -> std::optional<core::MqttMessage> {
+    ++attempts;
+    return std::nullopt;
+  });
+  ASSERT_OK(t->Start());
+  ASSERT_TRUE(WaitFor([&] { return attempts == 1 && executor.pending_timers() == 1; }));
+  // Paho answers a refused connect at once; the next attempt waits for the clock.
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(attempts, 1);
+  clock.Advance(499);  // below the shortest jittered first delay (0.5 s)
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(attempts, 1);
+  clock.Advance(501);  // 1 s: the first delay is over
+  ASSERT_TRUE(WaitFor([&] { return attempts == 2 && executor.pending_timers() == 1; }));
+  clock.Advance(999);  // the second delay is at least 1 s (0.5 of 2 s)
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(attempts, 2);
+  clock.Advance(1001);
+  ASSERT_TRUE(WaitFor([&] { return attempts == 3; }));
+  EXPECT_FALSE(t->connected());
+  t->Stop();
 }
 
 }  // namespace

@@ -227,9 +227,8 @@ class MqttTransport final : public Transport {
       absl::MutexLock lock(&mu_);
       // A connect in progress is let to finish, so that an accepted one gets its DISCONNECT and
       // the broker does not announce this node offline with its Will.
-      auto settled = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return phase_ != Phase::kConnecting;
-      };
+      auto settled = [this]()
+                         ABSL_SHARED_LOCKS_REQUIRED(mu_) { return phase_ != Phase::kConnecting; };
       mu_.AwaitWithDeadline(absl::Condition(&settled), deadline);
     }
     // A clean shutdown lets what is already queued go out (bounded), sent from this thread.
@@ -625,7 +624,7 @@ class MqttTransport final : public Transport {
   std::vector<std::string> filters_ ABSL_GUARDED_BY(mu_);
   std::deque<MqttMessage> outbox_ ABSL_GUARDED_BY(mu_);
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kIdle;
-  uint64_t attempt_ ABSL_GUARDED_BY(mu_) = 0;  // the current connect attempt, from 1
+  uint64_t attempt_ ABSL_GUARDED_BY(mu_) = 0;   // the current connect attempt, from 1
   size_t subscribed_ ABSL_GUARDED_BY(mu_) = 0;  // filters_ subscribed on this connection
   int outstanding_subscribes_ ABSL_GUARDED_BY(mu_) = 0;
   int inflight_ ABSL_GUARDED_BY(mu_) = 0;
