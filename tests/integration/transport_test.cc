@@ -21,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "testing/mosquitto.h"
 #include "testing/pki.h"
@@ -410,6 +411,28 @@ TEST_F(TransportTest, AfterABrokerRestartResubscribesThenResendsWhatWasBuffered)
   ASSERT_TRUE(WaitFor([&] { return inbox.size() == 2; })) << "got " << inbox.size();
   EXPECT_EQ(inbox.Payloads(), (std::vector<std::string>{"before", "while-down"}));
   EXPECT_GE(loop->stats().connection_losses, 1u);
+}
+
+// Stop() from the executor's only thread: it drains what is queued and disconnects without
+// needing any executor thread (it sends from its own, and Paho's threads do the rest).
+TEST_F(TransportTest, StopFromTheExecutorsOnlyThreadDrainsAndReturns) {
+  Inbox inbox;
+  auto sub = Connect("sub", &inbox, {"drain/#"});
+  core::Executor single(core::RealClock::Get(), /*threads=*/1, /*blocking_threads=*/1);
+  core::TransportOptions o = broker_->ClientOptions("pub");
+  o.session_expiry_s = 0;
+  auto pub = core::MakeMqttTransport(o, &single);
+  ASSERT_OK(pub->Start());
+  ASSERT_TRUE(WaitFor([&] { return pub->connected(); }));
+  absl::Notification stopped;
+  single.Submit([&] {
+    for (int i = 0; i < 100; ++i) (void)pub->Publish({"drain/x", std::to_string(i)});
+    pub->Stop();  // the drain cannot run on this executor: its only thread is here
+    stopped.Notify();
+  });
+  ASSERT_TRUE(stopped.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(WaitFor([&] { return inbox.size() == 100; })) << "got " << inbox.size();
+  EXPECT_EQ(inbox.Payloads().back(), "99");
 }
 
 // Backoff runs on the executor's Clock: with a FakeClock no retry happens until time moves,
