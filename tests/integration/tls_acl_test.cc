@@ -87,7 +87,7 @@ TEST_F(TlsAclTest, NoCertificateNoConnection) {
   core::TransportOptions o = broker_->ClientOptions("intruder");
   o.tls.cert_file.clear();
   o.tls.key_file.clear();
-  auto intruder = core::MakeMqttTransport(o);
+  auto intruder = core::MakeMqttTransport(o, tree_->executor());
   ASSERT_OK(intruder->Start());
   EXPECT_FALSE(WaitFor([&] { return intruder->connected(); }, absl::Seconds(3)));
   intruder->Stop();
@@ -95,7 +95,7 @@ TEST_F(TlsAclTest, NoCertificateNoConnection) {
   core::TransportOptions plain = broker_->ClientOptions("plain");
   plain.tls = {};
   plain.broker_uri = "tcp://127.0.0.1:" + std::to_string(broker_->port());
-  auto cleartext = core::MakeMqttTransport(plain);
+  auto cleartext = core::MakeMqttTransport(plain, tree_->executor());
   ASSERT_OK(cleartext->Start());
   EXPECT_FALSE(WaitFor([&] { return cleartext->connected(); }, absl::Seconds(3)));
   cleartext->Stop();

@@ -1,11 +1,13 @@
 // The MQTT transport against a real Mosquitto: QoS 1 delivery, retained messages, the Last Will
 // signed before each connect and sent by the broker when a connection is lost without a
 // DISCONNECT, the bounded buffer while disconnected (oldest dropped first), and reconnection with
-// re-subscription after the broker dies.
+// re-subscription after the broker dies; a transport owns no thread, and backs off on the
+// executor's clock.
 #include "x1368/core/mqtt_transport.h"
 #include "x1368/core/transport.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -20,6 +22,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "testing/mosquitto.h"
 #include "testing/pki.h"
 #include "testing/status_matchers.h"
@@ -200,7 +204,7 @@ class TransportTest : public ::testing::Test {
     core::TransportOptions o = broker_->ClientOptions(id);
     o.max_buffered = max_buffered;
     o.session_expiry_s = 0;
-    auto t = core::MakeMqttTransport(o);
+    auto t = core::MakeMqttTransport(o, &executor_);
     if (inbox != nullptr) t->SetMessageHandler(inbox->Handler());
     for (const auto& f : filters) t->AddSubscription(f);
     EXPECT_OK(t->Start());
@@ -208,6 +212,8 @@ class TransportTest : public ::testing::Test {
     return t;
   }
 
+  // Every transport of a test runs on these threads (declared first: destroyed last).
+  core::Executor executor_{core::RealClock::Get(), /*threads=*/2, /*blocking_threads=*/2};
   TempDir dir_;
   std::unique_ptr<MosquittoBroker> broker_;
 };
@@ -234,9 +240,9 @@ TEST_F(TransportTest, LastWillIsFreshForEveryConnectionAndSentOnAbruptLoss) {
   o.broker_uri = absl::StrCat("tcp://127.0.0.1:", relay->port());
   o.session_expiry_s = 0;
   o.min_backoff = absl::Milliseconds(50);
-  auto mortal = core::MakeMqttTransport(o);
+  auto mortal = core::MakeMqttTransport(o, &executor_);
   // The provider runs before each connect attempt and the connect handler after each successful
-  // one, both on the transport's connect thread: the last Will signed before a connect handler
+  // one, one at a time on the transport's strand: the last Will signed before a connect handler
   // call is the Will of that connection.
   absl::Mutex mu;
   int signed_wills = 0;
@@ -291,7 +297,7 @@ TEST_F(TransportTest, CleanStopSendsNoWill) {
   auto watcher = Connect("watcher", &inbox, {"will/#"});
   core::TransportOptions o = broker_->ClientOptions("mortal");
   o.session_expiry_s = 0;
-  auto mortal = core::MakeMqttTransport(o);
+  auto mortal = core::MakeMqttTransport(o, &executor_);
   mortal->SetWillProvider([] { return core::MqttMessage{"will/mortal", "offline", false}; });
   ASSERT_OK(mortal->Start());
   ASSERT_TRUE(WaitFor([&] { return mortal->connected(); }));
@@ -342,6 +348,127 @@ TEST_F(TransportTest, ReconnectsAndResubscribesAfterTheBrokerDies) {
   ASSERT_TRUE(WaitFor([&] { return inbox.size() == 1; }));
   EXPECT_EQ(inbox.Get()[0].payload, "after");
   EXPECT_GE(sub->stats().connection_losses, 1u);
+}
+
+// Threads in this process, from /proc/self/task.
+int ProcessThreads() {
+  int n = 0;
+  DIR* dir = ::opendir("/proc/self/task");
+  if (dir == nullptr) return -1;
+  while (dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] != '.') ++n;
+  }
+  ::closedir(dir);
+  return n;
+}
+
+// A transport owns no thread: 50 of them, connected and exchanging messages, run on the
+// executor's threads plus Paho C's two, which its asynchronous library shares process-wide.
+TEST_F(TransportTest, ManyTransportsCreateNoThreadsOfTheirOwn) {
+  constexpr int kTransports = 50;
+  Inbox inbox;
+  auto sub = Connect("sub", &inbox, {"many/#"});  // Paho's threads run from here on
+  const int before = ProcessThreads();
+  std::vector<std::unique_ptr<core::Transport>> transports;
+  for (int i = 0; i < kTransports; ++i) {
+    core::TransportOptions o = broker_->ClientOptions(absl::StrCat("t", i));
+    o.session_expiry_s = 0;
+    transports.push_back(core::MakeMqttTransport(o, &executor_));
+    transports.back()->AddSubscription(absl::StrCat("many/", i));
+    ASSERT_OK(transports.back()->Start());
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    for (auto& t : transports) {
+      if (!t->connected()) return false;
+    }
+    return true;
+  }));
+  for (int i = 0; i < kTransports; ++i) {
+    ASSERT_OK(transports[i]->Publish({absl::StrCat("many/", i), "x"}));
+  }
+  ASSERT_TRUE(WaitFor([&] { return inbox.size() == kTransports; })) << "got " << inbox.size();
+  const int during = ProcessThreads();
+  // Two threads per transport before this change: 100 more. Slack for the threads Paho or the
+  // C++ runtime may start once; none may scale with the number of transports.
+  EXPECT_LE(during - before, 4) << before << " threads before, " << during << " with "
+                                << kTransports << " transports";
+  for (auto& t : transports) t->Stop();
+}
+
+// A transport whose own subscription also covers what it publishes: after the broker restarts
+// empty it must subscribe again before sending what it buffered meanwhile, or that message has
+// no subscriber when it arrives.
+TEST_F(TransportTest, AfterABrokerRestartResubscribesThenResendsWhatWasBuffered) {
+  Inbox inbox;
+  auto loop = Connect("loop", &inbox, {"echo/#"});
+  ASSERT_OK(loop->Publish({"echo/x", "before"}));
+  ASSERT_TRUE(WaitFor([&] { return inbox.size() == 1; }));
+  uint64_t connects = loop->stats().connects;
+  broker_->Kill();
+  ASSERT_TRUE(WaitFor([&] { return !loop->connected(); }));
+  ASSERT_OK(loop->Publish({"echo/x", "while-down"}));
+  ASSERT_OK(broker_->Restart());  // no session, no subscription survives
+  ASSERT_TRUE(WaitFor([&] { return loop->stats().connects > connects && loop->connected(); }));
+  ASSERT_TRUE(WaitFor([&] { return inbox.size() == 2; })) << "got " << inbox.size();
+  EXPECT_EQ(inbox.Payloads(), (std::vector<std::string>{"before", "while-down"}));
+  EXPECT_GE(loop->stats().connection_losses, 1u);
+}
+
+// Stop() from the executor's only thread: it drains what is queued and disconnects without
+// needing any executor thread (it sends from its own, and Paho's threads do the rest).
+TEST_F(TransportTest, StopFromTheExecutorsOnlyThreadDrainsAndReturns) {
+  Inbox inbox;
+  auto sub = Connect("sub", &inbox, {"drain/#"});
+  core::Executor single(core::RealClock::Get(), /*threads=*/1, /*blocking_threads=*/1);
+  core::TransportOptions o = broker_->ClientOptions("pub");
+  o.session_expiry_s = 0;
+  auto pub = core::MakeMqttTransport(o, &single);
+  ASSERT_OK(pub->Start());
+  ASSERT_TRUE(WaitFor([&] { return pub->connected(); }));
+  absl::Notification stopped;
+  single.Submit([&] {
+    for (int i = 0; i < 100; ++i) (void)pub->Publish({"drain/x", std::to_string(i)});
+    pub->Stop();  // the drain cannot run on this executor: its only thread is here
+    stopped.Notify();
+  });
+  ASSERT_TRUE(stopped.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(WaitFor([&] { return inbox.size() == 100; })) << "got " << inbox.size();
+  EXPECT_EQ(inbox.Payloads().back(), "99");
+}
+
+// Backoff runs on the executor's Clock: with a FakeClock no retry happens until time moves,
+// and the delays grow (jittered, within [0.5, 1] of the doubling backoff).
+TEST(TransportBackoffTest, RetriesOnlyWhenTheExecutorsClockMoves) {
+  core::FakeClock clock;
+  core::Executor executor(&clock, /*threads=*/1, /*blocking_threads=*/1);
+  core::TransportOptions o;
+  o.broker_uri = absl::StrCat("tcp://127.0.0.1:", FreeTcpPort());  // nobody listens
+  o.client_id = "lonely";
+  o.min_backoff = absl::Seconds(1);
+  o.max_backoff = absl::Seconds(4);
+  auto t = core::MakeMqttTransport(o, &executor);
+  std::atomic<int> attempts{0};
+  t->SetWillProvider([&]() -> std::optional<core::MqttMessage> {
+    ++attempts;
+    return std::nullopt;
+  });
+  ASSERT_OK(t->Start());
+  ASSERT_TRUE(WaitFor([&] { return attempts == 1 && executor.pending_timers() == 1; }));
+  // Paho answers a refused connect at once; the next attempt waits for the clock.
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(attempts, 1);
+  clock.Advance(499);  // below the shortest jittered first delay (0.5 s)
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(attempts, 1);
+  clock.Advance(501);  // 1 s: the first delay is over
+  ASSERT_TRUE(WaitFor([&] { return attempts == 2 && executor.pending_timers() == 1; }));
+  clock.Advance(999);  // the second delay is at least 1 s (0.5 of 2 s)
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(attempts, 2);
+  clock.Advance(1001);
+  ASSERT_TRUE(WaitFor([&] { return attempts == 3; }));
+  EXPECT_FALSE(t->connected());
+  t->Stop();
 }
 
 }  // namespace

@@ -46,7 +46,7 @@ core::TransportOptions TestTree::LinkFor(const std::string& id) {
 }
 
 std::unique_ptr<core::Transport> TestTree::MakeTransport(const std::string& id) {
-  if (broker_ != nullptr) return core::MakeMqttTransport(broker_->ClientOptions(id));
+  if (broker_ != nullptr) return core::MakeMqttTransport(broker_->ClientOptions(id), &executor_);
   return fake_.Connect(id);
 }
 
@@ -71,7 +71,7 @@ void TestTree::Prepare(TreeNode<N>* n, const std::string& id) {
   n->id = id;
   n->dir = dir_.File(id);
   n->env.executor = &executor_;
-  n->env.transports = broker_ != nullptr ? core::MqttTransports() : fake_.Transports();
+  n->env.transports = broker_ != nullptr ? core::MqttTransports(&executor_) : fake_.Transports();
   if (storage_ == Storage::kMemory) {
     n->memfs = std::make_unique<core::MemFileSystem>();
     n->env.fs = n->memfs.get();

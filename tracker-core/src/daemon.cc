@@ -92,9 +92,10 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
     std::cerr << name << ": " << s.message() << "\n";
     return 2;
   }
-  // A daemon is one node: two threads run its loop and timers, two more its blocking calls.
+  // A daemon is one node: two threads run its loop, its timers and its MQTT transports (which
+  // own no thread), two more its blocking calls.
   Executor executor(RealClock::Get(), /*threads=*/2, /*blocking_threads=*/2);
-  Env env{.executor = &executor, .fs = PosixFileSystem(), .transports = MqttTransports()};
+  Env env{.executor = &executor, .fs = PosixFileSystem(), .transports = MqttTransports(&executor)};
   auto daemon = setup.build(env);
   if (!daemon.ok()) {
     spdlog::critical("event=start_failed error=\"{}\"", daemon.status().message());

@@ -1,13 +1,25 @@
 // The only file that includes Paho. See transport.h for the contract.
 //
-// Two threads of our own drive the Paho async client:
-//   - the connect loop (re)connects with jittered exponential backoff, signs a fresh Will for
-//     each attempt, re-subscribes, and reads the broker's Receive Maximum;
-//   - the sender drains one FIFO outbox, keeping at most that many QoS 1 publishes in flight.
+// No thread of its own: a transport is a state machine driven by Paho's asynchronous callbacks
+// (connect, subscribe and delivery listeners, connection lost), which only do bookkeeping under
+// the transport's lock, and by tasks on its strand (an EventLoop on the shared Executor):
+//   - a connect attempt signs a fresh Will, starts Paho's asynchronous connect and returns; the
+//     listener then subscribes every filter, reads the broker's Receive Maximum, and once every
+//     SUBACK is in, the link is up; a failed attempt schedules the next one with jittered
+//     exponential backoff (a timer on the executor's Clock, so a FakeClock drives it);
+//   - the sender drains one FIFO outbox, keeping at most that many QoS 1 publishes in flight;
+//     each PUBACK frees a slot and schedules the next drain.
+// So 1,000 transports in one process cost no thread beyond the executor's and Paho C's own two,
+// which its asynchronous library shares across every client of the process.
 // Keeping under the broker's Receive Maximum ourselves matters: Paho C 1.3 stalls up to a second
 // whenever it reaches that limit itself (paho.mqtt.c#1457), and its own offline buffer drops
 // messages that are merely queued while connected. The outbox is bounded by max_buffered and
 // drops its oldest message first (status is state: the newest report supersedes older ones).
+//
+// Paho C calls every callback with its process-wide lock held, and that lock guards every Paho
+// call: so nothing here calls Paho while holding mu_ (a callback waiting for mu_ would then wait
+// on a thread that waits for Paho's lock), and callbacks never call Paho (paho.mqtt.cpp#155) nor
+// wait for anything; what they start runs on the strand.
 #include "x1368/core/mqtt_transport.h"
 
 #include <dirent.h>
@@ -17,17 +29,18 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <deque>
 #include <random>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "x1368/core/event_loop.h"
 #include "x1368/core/log.h"
 
 namespace x1368::core {
@@ -35,37 +48,95 @@ namespace x1368::core {
 namespace {
 
 constexpr int kPahoBufferLimit = 1 << 24;
+constexpr int kMaxInflight = 256;
+// How long Stop() lets queued messages go out, and waits for a connect in progress to settle.
+constexpr absl::Duration kDrainOnStop = absl::Seconds(2);
+// How long Stop() waits for the DISCONNECT to be written.
+constexpr absl::Duration kDisconnectOnStop = absl::Seconds(2);
+// A connection whose SUBACKs have not all come back by then is dropped and made again.
+constexpr absl::Duration kSubscribeTimeout = absl::Seconds(10);
 
 // Paho C never sets TCP_NODELAY, and MQTT's small packets (a PUBACK, then the next PUBLISH)
 // then wait for the peer's delayed ACK under Nagle's algorithm: ~40 ms per hop. Paho does not
-// expose its socket, so after each connect every TCP socket of the process gets the option;
-// for the others (HTTP) it is harmless.
-void SetNoDelayOnTcpSockets() {
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return;
-  while (dirent* e = ::readdir(dir)) {
-    int fd = std::atoi(e->d_name);
-    if (fd <= 2 || fd == ::dirfd(dir)) continue;
-    struct stat st;
-    if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
-    int type = 0;
-    socklen_t len = sizeof(type);
-    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) continue;
-    sockaddr_storage addr;
-    socklen_t alen = sizeof(addr);
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
-    if (addr.ss_family != AF_INET && addr.ss_family != AF_INET6) continue;
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  }
-  ::closedir(dir);
-}
-constexpr int kMaxInflight = 256;
-constexpr absl::Duration kDrainOnStop = absl::Seconds(2);
-
-class MqttTransport final : public Transport, private mqtt::iaction_listener {
+// expose its socket, so after each connect the process's TCP sockets get the option (for the
+// others, HTTP, it is harmless), found through /proc/self/fd.
+//
+// Examining every descriptor after every connect made hosting N connections quadratic: five
+// system calls per descriptor, N descriptors, N connects. So each socket is examined once: the
+// registry remembers the descriptors that hold a socket already examined, and a scan lists the
+// directory (a few getdents calls for the whole table, no call per descriptor) and examines only
+// the others: the new sockets, plus the few descriptors that are not sockets (files, pipes),
+// which are not remembered because the kernel may give their number to a socket next.
+// A remembered number is reused only after its socket was closed. Every listing forgets the
+// numbers that are gone, and every connect attempt lists (Forget) right before Paho creates its
+// socket, after Paho has closed the one of the previous connection: so the new socket's number
+// is never a remembered one, unless another thread closes a socket in the instant between that
+// listing and Paho's socket() and Paho gets its number; that connection then keeps Nagle's
+// algorithm (slower, still correct).
+class NoDelayRegistry {
  public:
-  explicit MqttTransport(TransportOptions options) : opts_(std::move(options)) {}
+  static NoDelayRegistry& Get() {
+    static auto* registry = new NoDelayRegistry();
+    return *registry;
+  }
+
+  // Forgets the remembered descriptors that are closed now.
+  void Forget() {
+    absl::MutexLock lock(&mu_);
+    std::vector<int> open = ListDescriptors();
+    std::vector<bool> still(seen_.size(), false);
+    for (int fd : open) {
+      if (static_cast<size_t>(fd) < seen_.size() && seen_[fd]) still[fd] = true;
+    }
+    seen_ = std::move(still);
+  }
+
+  // Sets TCP_NODELAY on every TCP socket not examined before.
+  void SetOnNewSockets() {
+    absl::MutexLock lock(&mu_);
+    for (int fd : ListDescriptors()) {
+      if (static_cast<size_t>(fd) < seen_.size() && seen_[fd]) continue;
+      struct stat st;
+      if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+      if (static_cast<size_t>(fd) >= seen_.size()) seen_.resize(fd + 1, false);
+      seen_[fd] = true;
+      int type = 0;
+      socklen_t len = sizeof(type);
+      if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) continue;
+      sockaddr_storage addr;
+      socklen_t alen = sizeof(addr);
+      if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+      if (addr.ss_family != AF_INET && addr.ss_family != AF_INET6) continue;
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+  }
+
+ private:
+  static std::vector<int> ListDescriptors() {
+    std::vector<int> fds;
+    DIR* dir = ::opendir("/proc/self/fd");
+    if (dir == nullptr) return fds;
+    while (dirent* e = ::readdir(dir)) {
+      int fd = std::atoi(e->d_name);
+      if (fd <= 2 || fd == ::dirfd(dir)) continue;
+      fds.push_back(fd);
+    }
+    ::closedir(dir);
+    return fds;
+  }
+
+  absl::Mutex mu_;
+  std::vector<bool> seen_ ABSL_GUARDED_BY(mu_);  // by descriptor: a socket already examined
+};
+
+class MqttTransport final : public Transport {
+ public:
+  MqttTransport(TransportOptions options, Executor* executor)
+      : opts_(std::move(options)),
+        strand_(executor),
+        rng_(std::random_device{}()),
+        backoff_(opts_.min_backoff) {}
 
   ~MqttTransport() override { Stop(); }
 
@@ -83,106 +154,123 @@ class MqttTransport final : public Transport, private mqtt::iaction_listener {
   }
 
   void AddSubscription(const std::string& filter) override {
-    bool now = false;
     {
       absl::MutexLock lock(&mu_);
       filters_.push_back(filter);
-      now = connected_;
+      if (!LinkUp()) return;  // the next connect subscribes it with the others
     }
-    if (now) {
-      try {
-        client_->subscribe(filter, 1)->wait_for(std::chrono::seconds(5));
-      } catch (const mqtt::exception& e) {
-        spdlog::warn("event=mqtt.subscribe_failed filter={} error=\"{}\"", filter, e.what());
-      }
-    }
+    strand_.Post([this] { SubscribePending(); });
   }
 
   absl::Status Start() override {
+    auto create = mqtt::create_options_builder()
+                      .mqtt_version(MQTTVERSION_5)
+                      .send_while_disconnected(true, /*anyTime=*/true)
+                      .max_buffered_messages(kPahoBufferLimit)
+                      .delete_oldest_messages(false)
+                      .finalize();
+    std::unique_ptr<mqtt::async_client> client;
     try {
-      auto create = mqtt::create_options_builder()
-                        .mqtt_version(MQTTVERSION_5)
-                        .send_while_disconnected(true, /*anyTime=*/true)
-                        .max_buffered_messages(kPahoBufferLimit)
-                        .delete_oldest_messages(false)
-                        .finalize();
-      client_ = std::make_unique<mqtt::async_client>(opts_.broker_uri, opts_.client_id, create);
+      client = std::make_unique<mqtt::async_client>(opts_.broker_uri, opts_.client_id, create);
     } catch (const mqtt::exception& e) {
       return absl::InvalidArgumentError(
           absl::StrCat("MQTT client for ", opts_.broker_uri, ": ", e.what()));
     }
-    client_->set_message_callback([this](mqtt::const_message_ptr msg) {
-      stats_received_.fetch_add(1);
-      MessageHandler handler;
-      {
-        absl::MutexLock lock(&mu_);
-        if (stop_ || !on_message_) return;
-        handler = on_message_;
-        ++delivering_;
-      }
-      handler(MqttMessage{msg->get_topic(), msg->get_payload_str(), msg->is_retained()});
-      absl::MutexLock lock(&mu_);
-      --delivering_;
-    });
-    auto lost = [this](const std::string& cause) {
-      absl::MutexLock lock(&mu_);
-      if (connected_) stats_losses_.fetch_add(1);
-      connected_ = false;
-      want_connect_ = true;
-      spdlog::info("event=mqtt.connection_lost broker={} cause=\"{}\"", opts_.broker_uri, cause);
-    };
-    client_->set_connection_lost_handler(lost);
-    client_->set_disconnected_handler([lost](const mqtt::properties&, mqtt::ReasonCode rc) {
-      lost(absl::StrCat("server disconnect ", static_cast<int>(rc)));
+    client->set_message_callback([this](mqtt::const_message_ptr msg) { OnMessage(*msg); });
+    client->set_connection_lost_handler([this](const std::string& cause) { OnLost(cause); });
+    client->set_disconnected_handler([this](const mqtt::properties&, mqtt::ReasonCode rc) {
+      OnLost(absl::StrCat("server disconnect ", static_cast<int>(rc)));
     });
     {
       absl::MutexLock lock(&mu_);
-      want_connect_ = true;
+      if (client_ != nullptr || stopping_) {
+        return absl::FailedPreconditionError("transport already started");
+      }
+      client_ = std::move(client);
     }
-    connector_ = std::thread([this] { ConnectLoop(); });
-    sender_ = std::thread([this] { SendLoop(); });
+    strand_.Post([this] { Attempt(); });
     return absl::OkStatus();
   }
 
   absl::Status Publish(const MqttMessage& m) override {
-    if (client_ == nullptr) return absl::FailedPreconditionError("transport not started");
-    absl::MutexLock lock(&mu_);
-    if (stop_) return absl::FailedPreconditionError("transport stopped");
-    outbox_.push_back(m);
-    if (outbox_.size() > static_cast<size_t>(opts_.max_buffered)) {
-      outbox_.pop_front();
-      stats_dropped_.fetch_add(1);
+    {
+      absl::MutexLock lock(&mu_);
+      if (client_ == nullptr) return absl::FailedPreconditionError("transport not started");
+      if (stop_) return absl::FailedPreconditionError("transport stopped");
+      outbox_.push_back(m);
+      if (outbox_.size() > static_cast<size_t>(opts_.max_buffered)) {
+        outbox_.pop_front();
+        stats_dropped_.fetch_add(1);
+      }
+      if (!ShouldSchedulePump()) return absl::OkStatus();
     }
+    strand_.Post([this] { Pump(); });
     return absl::OkStatus();
   }
 
+  // Blocks its caller for a bounded time (kDrainOnStop, then kDisconnectOnStop) and needs no
+  // executor thread to finish: what it waits for runs on Paho's threads or on the caller itself.
+  // So it cannot deadlock when called from an executor thread, even with every other one busy.
   void Stop() override {
     {
       absl::MutexLock lock(&mu_);
-      if (stop_ || client_ == nullptr) return;
-      // A clean shutdown first lets what is already queued go out (bounded).
-      auto drained = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return !connected_ || (outbox_.empty() && inflight_ == 0);
+      if (stopping_ || client_ == nullptr) {
+        stopping_ = true;
+        return;
+      }
+      stopping_ = true;
+    }
+    // From here no attempt, timer, drain or connect handler of ours runs on the executor: one
+    // running now is waited for.
+    strand_.Stop();
+    absl::Time deadline = absl::Now() + kDrainOnStop;
+    {
+      absl::MutexLock lock(&mu_);
+      // A connect in progress is let to finish, so that an accepted one gets its DISCONNECT and
+      // the broker does not announce this node offline with its Will.
+      auto settled = [this]()
+                         ABSL_SHARED_LOCKS_REQUIRED(mu_) { return phase_ != Phase::kConnecting; };
+      mu_.AwaitWithDeadline(absl::Condition(&settled), deadline);
+    }
+    // A clean shutdown lets what is already queued go out (bounded), sent from this thread.
+    while (true) {
+      Pump();
+      absl::MutexLock lock(&mu_);
+      if (phase_ != Phase::kConnected || (outbox_.empty() && inflight_ == 0)) break;
+      uint64_t seen = deliveries_;
+      auto changed = [this, seen]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+        return phase_ != Phase::kConnected || deliveries_ != seen;
       };
-      mu_.AwaitWithTimeout(absl::Condition(&drained), kDrainOnStop);
+      if (!mu_.AwaitWithDeadline(absl::Condition(&changed), deadline)) break;
+    }
+    bool disconnect = false;
+    {
+      absl::MutexLock lock(&mu_);
       stop_ = true;
       // No handler runs once Stop() has returned: the node behind it may be destroyed next.
       auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return delivering_ == 0; };
       mu_.Await(absl::Condition(&idle));
+      disconnect = LinkUp();
     }
-    if (connector_.joinable()) connector_.join();
-    if (sender_.joinable()) sender_.join();
-    try {
-      if (client_->is_connected()) client_->disconnect()->wait_for(std::chrono::seconds(2));
-    } catch (const mqtt::exception&) {
+    if (disconnect) {
+      bool sent = false;
+      try {
+        client_->disconnect(0, ToContext(kStopContext), disconnect_listener_);
+        sent = true;
+      } catch (const mqtt::exception&) {
+        // Already disconnected: nothing to say goodbye on.
+      }
+      absl::MutexLock lock(&mu_);
+      auto done = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_disconnected_; };
+      if (sent) mu_.AwaitWithTimeout(absl::Condition(&done), kDisconnectOnStop);
     }
     absl::MutexLock lock(&mu_);
-    connected_ = false;
+    phase_ = Phase::kStopped;
   }
 
   bool connected() const override {
     absl::MutexLock lock(&mu_);
-    return connected_;
+    return phase_ == Phase::kConnected;
   }
 
   TransportStats stats() const override {
@@ -199,32 +287,295 @@ class MqttTransport final : public Transport, private mqtt::iaction_listener {
   const TransportOptions& options() const override { return opts_; }
 
  private:
-  // mqtt::iaction_listener: a publish completed (PUBACK) or failed. Called on a Paho thread:
-  // only bookkeeping here, never a call back into Paho.
-  void on_success(const mqtt::token&) override { Delivered(true); }
-  void on_failure(const mqtt::token&) override { Delivered(false); }
-  void Delivered(bool ok) {
-    absl::MutexLock lock(&mu_);
-    if (inflight_ > 0) --inflight_;
-    if (!ok) stats_publish_errors_.fetch_add(1);
+  enum class Phase {
+    kIdle,         // not started, or waiting for the next attempt
+    kConnecting,   // Paho's connect is in progress
+    kSubscribing,  // connected; waiting for the SUBACKs
+    kConnected,    // subscriptions in place: publishing
+    kStopped,
+  };
+  // The context of Stop()'s disconnect (connect attempts are numbered from 1).
+  static constexpr uint64_t kStopContext = 0;
+
+  // Routes a Paho action listener's outcome to a member function. Paho calls it on its own
+  // thread, under its lock.
+  class Listener final : public mqtt::iaction_listener {
+   public:
+    using Fn = void (MqttTransport::*)(const mqtt::token&, bool ok);
+    Listener(MqttTransport* t, Fn fn) : t_(t), fn_(fn) {}
+
+   private:
+    void on_success(const mqtt::token& tok) override { (t_->*fn_)(tok, true); }
+    void on_failure(const mqtt::token& tok) override { (t_->*fn_)(tok, false); }
+    MqttTransport* t_;
+    Fn fn_;
+  };
+
+  static void* ToContext(uint64_t attempt) {
+    return reinterpret_cast<void*>(static_cast<uintptr_t>(attempt));
+  }
+  static uint64_t FromContext(const mqtt::token& tok) {
+    return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(tok.get_user_context()));
   }
 
-  void SendLoop() {
+  // Paho holds a live connection.
+  bool LinkUp() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return phase_ == Phase::kSubscribing || phase_ == Phase::kConnected;
+  }
+
+  // True (and marks a drain as scheduled) when the outbox can send and no drain is queued.
+  bool ShouldSchedulePump() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (pump_scheduled_ || stopping_ || phase_ != Phase::kConnected) return false;
+    if (outbox_.empty() || inflight_ >= inflight_limit_) return false;
+    pump_scheduled_ = true;
+    return true;
+  }
+
+  // On the strand: one connect attempt, under a freshly signed Will.
+  void Attempt() {
+    WillProvider provider;
+    uint64_t attempt;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_ || phase_ != Phase::kIdle) return;
+      phase_ = Phase::kConnecting;
+      attempt = ++attempt_;
+      outstanding_subscribes_ = 0;
+      subscribed_ = 0;
+      provider = will_provider_;
+    }
+    // Paho closes the previous connection's socket under its lock, which is_connected() takes:
+    // after it, the registry can forget that socket's number before Paho reuses it.
+    (void)client_->is_connected();
+    NoDelayRegistry::Get().Forget();
+    std::optional<MqttMessage> will;
+    if (provider) will = provider();
+    try {
+      mqtt::connect_options options;
+      BuildConnectOptions(will, &options);
+      client_->connect(options, ToContext(attempt), connect_listener_);
+    } catch (const mqtt::exception& e) {
+      spdlog::debug("event=mqtt.connect_failed broker={} error=\"{}\"", opts_.broker_uri, e.what());
+      Backoff(attempt);
+    }
+  }
+
+  // The attempt failed: the next one starts after a jittered, growing delay.
+  void Backoff(uint64_t attempt) {
+    absl::Duration wait;
+    {
+      absl::MutexLock lock(&mu_);
+      if (attempt != attempt_ || phase_ != Phase::kConnecting) return;
+      phase_ = Phase::kIdle;
+      // Full jitter keeps a fleet that lost its broker from reconnecting in lockstep.
+      double jitter = std::uniform_real_distribution<double>(0.5, 1.0)(rng_);
+      wait = backoff_ * jitter;
+      backoff_ = std::min(backoff_ * 2, opts_.max_backoff);
+    }
+    strand_.PostAfter(wait, [this] { Attempt(); });
+  }
+
+  // Paho: the CONNACK came back, or the attempt failed.
+  void OnConnectDone(const mqtt::token& tok, bool ok) {
+    uint64_t attempt = FromContext(tok);
+    if (!ok) {
+      spdlog::debug("event=mqtt.connect_failed broker={} rc={}", opts_.broker_uri,
+                    tok.get_return_code());
+      // Here rather than on the strand: Stop() waits for the attempt to settle.
+      Backoff(attempt);
+      return;
+    }
+    int receive_max = 65535;
+    try {
+      mqtt::connect_response connack = tok.get_connect_response();  // props refer into it
+      const mqtt::properties& props = connack.get_properties();
+      if (props.contains(mqtt::property::RECEIVE_MAXIMUM)) {
+        receive_max = mqtt::get<uint16_t>(props, mqtt::property::RECEIVE_MAXIMUM);
+      }
+    } catch (const mqtt::exception&) {
+    }
+    bool ready = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (attempt != attempt_ || phase_ != Phase::kConnecting) return;
+      // One below the broker's limit, so Paho itself never reaches it.
+      inflight_limit_ = std::clamp(receive_max - 1, 1, kMaxInflight);
+      inflight_ = 0;  // what was in flight before was re-sent by Paho or lost with the link
+      phase_ = Phase::kSubscribing;
+      if (filters_.empty()) ready = MarkReady();
+    }
+    if (ready) {
+      strand_.Post([this, attempt] { OnReady(attempt); });
+      return;
+    }
+    strand_.Post([this] { SubscribePending(); });
+    strand_.PostAfter(kSubscribeTimeout, [this, attempt] { SubscribeTimedOut(attempt); });
+  }
+
+  // Called when the last SUBACK of a connection is in. Returns true to run OnReady().
+  bool MarkReady() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    phase_ = Phase::kConnected;
+    backoff_ = opts_.min_backoff;
+    stats_connects_.fetch_add(1);
+    return true;
+  }
+
+  // On the strand: subscribes the filters this connection has not subscribed yet.
+  void SubscribePending() {
+    std::vector<std::string> filters;
+    uint64_t attempt;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!LinkUp()) return;
+      attempt = attempt_;
+      filters.assign(filters_.begin() + subscribed_, filters_.end());
+      subscribed_ = filters_.size();
+      outstanding_subscribes_ += static_cast<int>(filters.size());
+    }
+    for (const std::string& f : filters) {
+      try {
+        client_->subscribe(f, 1, ToContext(attempt), subscribe_listener_);
+      } catch (const mqtt::exception& e) {
+        spdlog::warn("event=mqtt.subscribe_failed filter={} error=\"{}\"", f, e.what());
+        absl::MutexLock lock(&mu_);
+        // The link went down meanwhile (the next connect subscribes again), or the filter is
+        // invalid: either way not a SUBACK to wait for.
+        if (attempt == attempt_) --outstanding_subscribes_;
+      }
+    }
+    bool ready = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (attempt == attempt_ && phase_ == Phase::kSubscribing && outstanding_subscribes_ == 0) {
+        ready = MarkReady();
+      }
+    }
+    if (ready) OnReady(attempt);
+  }
+
+  // Paho: a SUBACK came back, or the subscribe failed.
+  void OnSubscribeDone(const mqtt::token& tok, bool ok) {
+    uint64_t attempt = FromContext(tok);
+    if (!ok || static_cast<int>(tok.get_reason_code()) >= 0x80) {
+      // Refused by the broker (an ACL): retrying would not change its answer.
+      spdlog::warn("event=mqtt.subscribe_failed client_id={} rc={} reason={}", opts_.client_id,
+                   tok.get_return_code(), static_cast<int>(tok.get_reason_code()));
+    }
+    bool ready = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (attempt != attempt_) return;
+      --outstanding_subscribes_;
+      if (phase_ == Phase::kSubscribing && outstanding_subscribes_ == 0) ready = MarkReady();
+    }
+    if (ready) strand_.Post([this, attempt] { OnReady(attempt); });
+  }
+
+  // On the strand: a broker that does not answer SUBSCRIBE is treated as a broken link.
+  void SubscribeTimedOut(uint64_t attempt) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (attempt != attempt_ || phase_ != Phase::kSubscribing) return;
+    }
+    spdlog::warn("event=mqtt.subscribe_timeout broker={} client_id={}", opts_.broker_uri,
+                 opts_.client_id);
+    try {
+      client_->disconnect(0, ToContext(attempt), disconnect_listener_);
+    } catch (const mqtt::exception&) {
+      // Lost meanwhile: OnLost() reconnects.
+    }
+  }
+
+  // Paho: our DISCONNECT went out (or could not).
+  void OnDisconnectDone(const mqtt::token& tok, bool) {
+    uint64_t attempt = FromContext(tok);
+    {
+      absl::MutexLock lock(&mu_);
+      if (attempt == kStopContext) {
+        stop_disconnected_ = true;
+        return;
+      }
+      // Dropped after a subscribe timeout: the next attempt backs off.
+      if (attempt != attempt_ || !LinkUp()) return;
+      phase_ = Phase::kConnecting;
+    }
+    Backoff(attempt);
+  }
+
+  // On the strand: the connection of `attempt` is up with its subscriptions.
+  void OnReady(uint64_t attempt) {
+    ConnectHandler handler;
+    {
+      absl::MutexLock lock(&mu_);
+      if (attempt != attempt_ || phase_ != Phase::kConnected) return;
+      handler = on_connect_;
+    }
+    NoDelayRegistry::Get().SetOnNewSockets();
+    spdlog::info("event=mqtt.connected broker={} client_id={}", opts_.broker_uri, opts_.client_id);
+    if (handler) handler();
+    Pump();
+  }
+
+  // Paho: the connection is gone (a network loss, or the broker's DISCONNECT).
+  void OnLost(const std::string& cause) {
+    {
+      absl::MutexLock lock(&mu_);
+      // Paho reports a broker's DISCONNECT twice (disconnected, then connection lost).
+      if (!LinkUp()) return;
+      if (phase_ == Phase::kConnected) stats_losses_.fetch_add(1);
+      phase_ = Phase::kIdle;
+      spdlog::info("event=mqtt.connection_lost broker={} client_id={} cause=\"{}\"",
+                   opts_.broker_uri, opts_.client_id, cause);
+    }
+    strand_.Post([this] { Attempt(); });
+  }
+
+  // Paho: a message for us. Runs the handler on Paho's thread (it only posts to a loop).
+  void OnMessage(const mqtt::message& msg) {
+    stats_received_.fetch_add(1);
+    MessageHandler handler;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stop_ || !on_message_) return;
+      handler = on_message_;
+      ++delivering_;
+    }
+    handler(MqttMessage{msg.get_topic(), msg.get_payload_str(), msg.is_retained()});
+    absl::MutexLock lock(&mu_);
+    --delivering_;
+  }
+
+  // Paho: a publish completed (PUBACK) or failed.
+  void OnDelivered(const mqtt::token&, bool ok) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (inflight_ > 0) --inflight_;
+      ++deliveries_;
+      if (!ok) stats_publish_errors_.fetch_add(1);
+      if (!ShouldSchedulePump()) return;
+    }
+    strand_.Post([this] { Pump(); });
+  }
+
+  // Sends from the outbox while the window has room. On the strand, or on Stop()'s thread once
+  // the strand has stopped: never two at once, so the outbox's order is the order on the wire.
+  void Pump() {
+    {
+      absl::MutexLock lock(&mu_);
+      pump_scheduled_ = false;
+    }
     while (true) {
       MqttMessage m;
       {
         absl::MutexLock lock(&mu_);
-        auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-          return stop_ || (connected_ && inflight_ < inflight_limit_ && !outbox_.empty());
-        };
-        mu_.Await(absl::Condition(&ready));
-        if (stop_) return;
+        if (phase_ != Phase::kConnected || inflight_ >= inflight_limit_ || outbox_.empty()) return;
         m = std::move(outbox_.front());
         outbox_.pop_front();
         ++inflight_;
       }
       try {
-        client_->publish(mqtt::make_message(m.topic, m.payload, 1, m.retained), nullptr, *this);
+        client_->publish(mqtt::make_message(m.topic, m.payload, 1, m.retained), nullptr,
+                         delivery_listener_);
         stats_published_.fetch_add(1);
       } catch (const mqtt::exception& e) {
         absl::MutexLock lock(&mu_);
@@ -237,7 +588,8 @@ class MqttTransport final : public Transport, private mqtt::iaction_listener {
 
   // Paho C++ 1.2 copies connect_options with raw pointers into the copied-from object's
   // properties, Will and TLS options (its builder's finalize() and connect()'s by-value parameter
-  // both copy), so those are set on the object that stays alive until connect() has returned.
+  // both copy), so those are set on the object that stays alive until connect() has returned
+  // (Paho C copies them all before MQTTAsync_connect returns).
   void BuildConnectOptions(const std::optional<MqttMessage>& will, mqtt::connect_options* out) {
     mqtt::connect_options_builder b;
     b.mqtt_version(MQTTVERSION_5)
@@ -262,118 +614,52 @@ class MqttTransport final : public Transport, private mqtt::iaction_listener {
     if (will) out->set_will_message(mqtt::message(will->topic, will->payload, 1, will->retained));
   }
 
-  // Connects and subscribes; returns the broker's Receive Maximum, or 0 on failure.
-  int TryConnect() {
-    WillProvider provider;
-    {
-      absl::MutexLock lock(&mu_);
-      provider = will_provider_;
-    }
-    std::optional<MqttMessage> will;
-    if (provider) will = provider();
-    try {
-      mqtt::connect_options options;
-      BuildConnectOptions(will, &options);
-      auto tok = client_->connect(options);
-      int64_t timeout_ms = absl::ToInt64Milliseconds(opts_.connect_timeout) + 1000;
-      if (!tok->wait_for(std::chrono::milliseconds(timeout_ms)) || !client_->is_connected()) {
-        try {
-          client_->disconnect()->wait_for(std::chrono::seconds(1));
-        } catch (const mqtt::exception&) {
-        }
-        return 0;
-      }
-      int receive_max = 65535;
-      mqtt::connect_response connack = tok->get_connect_response();
-      const mqtt::properties& props = connack.get_properties();
-      if (props.contains(mqtt::property::RECEIVE_MAXIMUM)) {
-        receive_max = mqtt::get<uint16_t>(props, mqtt::property::RECEIVE_MAXIMUM);
-      }
-      std::vector<std::string> filters;
-      {
-        absl::MutexLock lock(&mu_);
-        filters = filters_;
-      }
-      for (const std::string& f : filters) {
-        if (!client_->subscribe(f, 1)->wait_for(std::chrono::seconds(10))) return 0;
-      }
-      return std::max(receive_max, 1);
-    } catch (const mqtt::exception& e) {
-      spdlog::debug("event=mqtt.connect_failed broker={} error=\"{}\"", opts_.broker_uri, e.what());
-      return 0;
-    }
-  }
-
-  void ConnectLoop() {
-    std::mt19937_64 rng(std::random_device{}());
-    absl::Duration backoff = opts_.min_backoff;
-    while (true) {
-      {
-        absl::MutexLock lock(&mu_);
-        auto wake = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || want_connect_; };
-        mu_.Await(absl::Condition(&wake));
-        if (stop_) return;
-      }
-      if (int receive_max = TryConnect(); receive_max > 0) {
-        ConnectHandler handler;
-        {
-          absl::MutexLock lock(&mu_);
-          // One below the broker's limit, so Paho itself never reaches it.
-          inflight_limit_ = std::clamp(receive_max - 1, 1, kMaxInflight);
-          inflight_ = 0;  // what was in flight before was re-sent by Paho or lost with the link
-          connected_ = true;
-          want_connect_ = false;
-          handler = on_connect_;
-        }
-        SetNoDelayOnTcpSockets();
-        stats_connects_.fetch_add(1);
-        backoff = opts_.min_backoff;
-        spdlog::info("event=mqtt.connected broker={} client_id={}", opts_.broker_uri,
-                     opts_.client_id);
-        if (handler) handler();
-        continue;
-      }
-      // Full jitter keeps a fleet that lost its broker from reconnecting in lockstep.
-      double jitter = std::uniform_real_distribution<double>(0.5, 1.0)(rng);
-      absl::Duration wait = backoff * jitter;
-      backoff = std::min(backoff * 2, opts_.max_backoff);
-      absl::MutexLock lock(&mu_);
-      auto stopping = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_; };
-      mu_.AwaitWithTimeout(absl::Condition(&stopping), wait);
-      if (stop_) return;
-    }
-  }
-
+  // Declared in destruction order: client_ goes first (Paho calls nothing after its destructor,
+  // which takes Paho's lock and so waits for a callback in progress), while everything its
+  // callbacks touch is still alive.
   const TransportOptions opts_;
-  std::unique_ptr<mqtt::async_client> client_;
-  std::thread connector_;
-  std::thread sender_;
-
   mutable absl::Mutex mu_;
   MessageHandler on_message_ ABSL_GUARDED_BY(mu_);
   ConnectHandler on_connect_ ABSL_GUARDED_BY(mu_);
   WillProvider will_provider_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> filters_ ABSL_GUARDED_BY(mu_);
   std::deque<MqttMessage> outbox_ ABSL_GUARDED_BY(mu_);
+  Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kIdle;
+  uint64_t attempt_ ABSL_GUARDED_BY(mu_) = 0;   // the current connect attempt, from 1
+  size_t subscribed_ ABSL_GUARDED_BY(mu_) = 0;  // filters_ subscribed on this connection
+  int outstanding_subscribes_ ABSL_GUARDED_BY(mu_) = 0;
   int inflight_ ABSL_GUARDED_BY(mu_) = 0;
-  int delivering_ ABSL_GUARDED_BY(mu_) = 0;  // message handlers running now
   int inflight_limit_ ABSL_GUARDED_BY(mu_) = 1;
-  bool connected_ ABSL_GUARDED_BY(mu_) = false;
-  bool want_connect_ ABSL_GUARDED_BY(mu_) = false;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t deliveries_ ABSL_GUARDED_BY(mu_) = 0;  // PUBACKs and failures so far
+  int delivering_ ABSL_GUARDED_BY(mu_) = 0;       // message handlers running now
+  bool pump_scheduled_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;  // Stop() has begun
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;      // no more publishes or handlers
+  bool stop_disconnected_ ABSL_GUARDED_BY(mu_) = false;
+  EventLoop strand_;
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  absl::Duration backoff_ ABSL_GUARDED_BY(mu_);
 
   std::atomic<uint64_t> stats_connects_{0}, stats_losses_{0}, stats_published_{0},
       stats_publish_errors_{0}, stats_received_{0}, stats_dropped_{0};
+
+  Listener connect_listener_{this, &MqttTransport::OnConnectDone};
+  Listener subscribe_listener_{this, &MqttTransport::OnSubscribeDone};
+  Listener disconnect_listener_{this, &MqttTransport::OnDisconnectDone};
+  Listener delivery_listener_{this, &MqttTransport::OnDelivered};
+  // Set once by Start(); read without the lock afterwards (only the strand and Stop() call Paho).
+  std::unique_ptr<mqtt::async_client> client_;
 };
 
 }  // namespace
 
-std::unique_ptr<Transport> MakeMqttTransport(TransportOptions options) {
-  return std::make_unique<MqttTransport>(std::move(options));
+std::unique_ptr<Transport> MakeMqttTransport(TransportOptions options, Executor* executor) {
+  return std::make_unique<MqttTransport>(std::move(options), executor);
 }
 
-TransportFactory MqttTransports() {
-  return [](const TransportOptions& options) { return MakeMqttTransport(options); };
+TransportFactory MqttTransports(Executor* executor) {
+  return
+      [executor](const TransportOptions& options) { return MakeMqttTransport(options, executor); };
 }
 
 }  // namespace x1368::core

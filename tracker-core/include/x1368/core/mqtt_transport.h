@@ -9,10 +9,12 @@
 
 namespace x1368::core {
 
-std::unique_ptr<Transport> MakeMqttTransport(TransportOptions options);
+// Its reconnects, backoff timers (on the executor's Clock) and sending run on `executor`, which
+// must outlive the transport: a transport owns no thread.
+std::unique_ptr<Transport> MakeMqttTransport(TransportOptions options, Executor* executor);
 
-// A TransportFactory of Paho MQTT transports (for Env::transports).
-TransportFactory MqttTransports();
+// A TransportFactory of Paho MQTT transports on `executor` (for Env::transports).
+TransportFactory MqttTransports(Executor* executor);
 
 }  // namespace x1368::core
 

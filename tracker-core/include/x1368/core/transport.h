@@ -5,9 +5,11 @@
 // (WillProvider), and buffers a bounded number of publishes while disconnected, dropping the
 // oldest first (status is state, so the newest report supersedes older ones).
 //
-// Handlers run on the transport's own threads and must only hand work to the node's EventLoop;
-// never call back into the Transport from inside a handler (paho.mqtt.cpp#155, #356).
-// All methods are thread-safe.
+// A transport owns no thread: the MQTT one runs on a shared Executor and on Paho's own threads,
+// so one process can host many. Handlers run on those threads (the message handler on Paho's,
+// the Will provider and connect handler on the executor, one at a time) and must only hand work
+// to the node's EventLoop; never call back into the Transport from inside a handler
+// (paho.mqtt.cpp#155, #356). All methods are thread-safe.
 #ifndef X1368_CORE_TRANSPORT_H_
 #define X1368_CORE_TRANSPORT_H_
 
@@ -20,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "x1368/core/executor.h"
 
 namespace x1368::core {
 
@@ -80,7 +83,9 @@ class Transport {
   virtual absl::Status Start() = 0;
   // QoS 1. While disconnected the message waits in the bounded buffer.
   virtual absl::Status Publish(const MqttMessage& message) = 0;
-  // Disconnects cleanly (the broker discards the Will) and stops reconnecting.
+  // Disconnects cleanly (the broker discards the Will) and stops reconnecting. Waits (bounded)
+  // for queued messages to go out and for a handler that is running; once it returns no handler
+  // runs. May be called from an executor thread.
   virtual void Stop() = 0;
 
   virtual bool connected() const = 0;
