@@ -148,7 +148,8 @@ class Fleet {
  private:
   struct Gateway {
     std::string id;
-    std::string path;  // "2-1": the second of tier 1, its first child
+    std::string path;                            // "2-1": the second of tier 1, its first child
+    std::unique_ptr<core::MemFileSystem> memfs;  // --tracker-storage memory
     core::Env env;
     nodes::IntermediateNode node;
   };
@@ -174,6 +175,8 @@ class Fleet {
   core::TransportOptions MemoryLink(const std::string& id) const;
   core::TransportOptions BrokerLink(const std::string& id) const;
   Counts Count();
+  // What root and the nodes it knows refused, by reason ("none" if nothing).
+  std::string RootRejections();
   // Rebuilds the devices whose power was cut; returns how many.
   int RebootCutDevices();
   int Bricked();
@@ -188,6 +191,7 @@ class Fleet {
   TestPki pki_;
   std::string image_sha256_;
   std::string campaign_id_;
+  std::unique_ptr<core::MemFileSystem> root_memfs_;  // --tracker-storage memory
   core::Env root_env_;
   nodes::RootNode root_;
   std::vector<std::unique_ptr<Gateway>> gateways_;
@@ -240,6 +244,10 @@ absl::Status Fleet::StartBroker() {
 absl::Status Fleet::BuildRoot() {
   root_env_.executor = &executor_;
   root_env_.transports = transports_;
+  if (o_.tracker_storage_memory) {
+    root_memfs_ = std::make_unique<core::MemFileSystem>();
+    root_env_.fs = root_memfs_.get();
+  }
   nodes::RootSpec spec;
   spec.node.node_id = pki_.root_id();
   spec.node.key_file = pki_.root_key_path();
@@ -268,6 +276,10 @@ absl::Status Fleet::BuildGateways() {
                       {absl::StrCat("gw-", g->path, "-*"), absl::StrCat("dev-", g->path, "-*")});
         g->env.executor = &executor_;
         g->env.transports = transports_;
+        if (o_.tracker_storage_memory) {
+          g->memfs = std::make_unique<core::MemFileSystem>();
+          g->env.fs = g->memfs.get();
+        }
         nodes::IntermediateSpec spec;
         spec.node = ConfigFor(cert, dir_.File(g->id));
         spec.options.parent_id = parent;
@@ -424,6 +436,22 @@ Counts Fleet::Count() {
   return c;
 }
 
+std::string Fleet::RootRejections() {
+  v1::FleetStatus fleet = OnLoop(*root_.loop, [this] { return root_.root->Fleet(); });
+  std::string out;
+  for (const v1::ReasonCount& rc : fleet.rejections()) {
+    absl::StrAppend(&out, out.empty() ? "" : " ", "root:", v1::Reason_Name(rc.reason()), "=",
+                    rc.count());
+  }
+  for (const v1::NodeRecord& n : fleet.nodes()) {
+    for (const v1::ReasonCount& rc : n.rejections()) {
+      absl::StrAppend(&out, out.empty() ? "" : " ", n.node_id(), ":", v1::Reason_Name(rc.reason()),
+                      "=", rc.count());
+    }
+  }
+  return out.empty() ? "no rejections" : "rejections: " + out;
+}
+
 int Fleet::Bricked() {
   int bricked = 0;
   for (const auto& d : devices_) {
@@ -460,9 +488,15 @@ absl::StatusOr<SimResult> Fleet::Run() {
   for (const auto& d : devices_) expected_up += d->built ? 1 : 0;
   const absl::Time deadline = t0 + o_.timeout;
   // The campaign starts once root has heard from every device that is online.
+  absl::Time next_note = absl::Now() + absl::Seconds(5);
   while (true) {
     Counts c = Count();
     if (c.seen >= expected_up) break;
+    if (o_.progress && absl::Now() > next_note) {
+      next_note += absl::Seconds(5);
+      fprintf(stderr, "tracker-sim: root has heard from %d of %d devices; %s\n", c.seen,
+              expected_up, RootRejections().c_str());
+    }
     if (absl::Now() > deadline) {
       return absl::DeadlineExceededError(
           absl::StrCat("root heard from only ", c.seen, " of ", expected_up, " devices"));

@@ -29,6 +29,9 @@ struct SimOptions {
   int threads = 3;           // of the shared executor
   int blocking_threads = 2;  // its threads for blocking consumer calls
   bool device_storage_memory = true;
+  // Root's and the gateways' files (SQLite databases, images, caches) in MemFileSystems instead
+  // of the temp dir: shows what their fsyncs cost, all of them sharing one disk here.
+  bool tracker_storage_memory = false;
 
   // Faults, each on a disjoint random share of the devices (so outcomes can be counted exactly).
   double install_fail_share = 0;

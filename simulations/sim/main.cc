@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
   x1368::sim::SimOptions o;
   std::string json_path, timeline_path;
   std::string topology = "hierarchical", device_links = "in-process", brokers = "shared";
-  std::string device_storage = "memory";
+  std::string device_storage = "memory", tracker_storage = "disk";
   double timeout_s = 600, offline_delay_s = 5;
   bool quiet = false;
   std::string log_level = "critical";
@@ -60,6 +60,10 @@ int main(int argc, char** argv) {
   app.add_option("--device-storage", device_storage,
                  "memory: each device's files in a MemFileSystem; disk: under the temp dir")
       ->check(CLI::IsMember({"memory", "disk"}));
+  app.add_option("--tracker-storage", tracker_storage,
+                 "disk: root's and the gateways' files under the temp dir (fsynced); memory: in "
+                 "MemFileSystems")
+      ->check(CLI::IsMember({"memory", "disk"}));
   app.add_option("--json", json_path, "write the results as JSON here");
   app.add_option("--timeline", timeline_path, "write per-second counts by state as CSV here");
   app.add_flag(
@@ -80,6 +84,7 @@ int main(int argc, char** argv) {
   o.timeout = absl::Seconds(timeout_s);
   o.offline_delay = absl::Seconds(offline_delay_s);
   o.device_storage_memory = device_storage == "memory";
+  o.tracker_storage_memory = tracker_storage == "memory";
   o.progress = !quiet;
   spdlog::set_level(spdlog::level::from_str(log_level));
 
