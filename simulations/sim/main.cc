@@ -6,6 +6,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "simulations/sim/fleet_sim.h"
 #include "spdlog/spdlog.h"
@@ -18,6 +19,7 @@ int main(int argc, char** argv) {
   std::string device_storage = "memory", tracker_storage = "disk";
   double timeout_s = 600, offline_delay_s = 5;
   bool quiet = false;
+  bool deadlock_detection = false;
   std::string log_level = "critical";
 
   CLI::App app{"tracker-sim: a whole X.1368 fleet on one machine (root, gateways, devices)"};
@@ -70,6 +72,9 @@ int main(int argc, char** argv) {
       "--no-limits", [&o](int64_t) { o.measure_limits = false; },
       "skip measuring the in-run limits (Ed25519 verifies, raw broker throughput)");
   app.add_flag("--quiet", quiet, "no live progress line");
+  app.add_flag("--deadlock-detection", deadlock_detection,
+               "keep Abseil's mutex deadlock detection on (Debian's Abseil enables it; its global "
+               "graph lock serializes every mutex of the process)");
   app.add_option("--log-level", log_level,
                  "the modules' log level (their event lines would drown the progress line; "
                  "power cuts log errors by design)")
@@ -87,6 +92,7 @@ int main(int argc, char** argv) {
   o.tracker_storage_memory = tracker_storage == "memory";
   o.progress = !quiet;
   spdlog::set_level(spdlog::level::from_str(log_level));
+  if (!deadlock_detection) absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
   auto result = x1368::sim::RunSim(o);
   if (!result.ok()) {
