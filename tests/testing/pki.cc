@@ -49,14 +49,10 @@ TestPki::TestPki(std::string dir, std::string root_id)
   Must(core::WriteFileAtomic(root_pub_path(), root_key_.public_key().ToPem()));
 }
 
-TestNode TestPki::Issue(const std::string& id, v1::Role role, std::vector<std::string> scope_nodes,
-                        std::vector<std::string> components, int64_t valid_from_ms,
-                        int64_t valid_until_ms) {
-  TestNode n{id,
-             Must(core::PrivateKey::Generate()),
-             {},
-             dir_ + "/" + id + ".key",
-             dir_ + "/" + id + ".cert"};
+TestNode TestPki::Make(const std::string& id, v1::Role role, std::vector<std::string> scope_nodes,
+                       std::vector<std::string> components, int64_t valid_from_ms,
+                       int64_t valid_until_ms) {
+  TestNode n{id, Must(core::PrivateKey::Generate()), {}, "", ""};
   v1::CertBody body;
   body.set_node_id(id);
   body.set_role(role);
@@ -68,6 +64,16 @@ TestNode TestPki::Issue(const std::string& id, v1::Role role, std::vector<std::s
   body.set_issuer(root_id_);
   body.set_serial(1);
   n.cert = Must(core::IssueCert(root_key_, body));
+  return n;
+}
+
+TestNode TestPki::Issue(const std::string& id, v1::Role role, std::vector<std::string> scope_nodes,
+                        std::vector<std::string> components, int64_t valid_from_ms,
+                        int64_t valid_until_ms) {
+  TestNode n =
+      Make(id, role, std::move(scope_nodes), std::move(components), valid_from_ms, valid_until_ms);
+  n.key_path = dir_ + "/" + id + ".key";
+  n.cert_path = dir_ + "/" + id + ".cert";
   Must(core::WriteFileAtomic(n.key_path, n.key.ToPem(), 0600));
   Must(core::WriteFileAtomic(n.cert_path, n.cert.SerializeAsString()));
   return n;

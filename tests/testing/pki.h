@@ -44,7 +44,12 @@ class TestPki {
   std::string root_key_path() const { return dir_ + "/" + root_id_ + ".key"; }
   std::string root_pub_path() const { return dir_ + "/" + root_id_ + ".pub"; }
 
-  // A node key and a root-issued certificate, both written to `dir` as <id>.key / <id>.cert.
+  // A node key and a root-issued certificate, kept in memory only (key_path and cert_path
+  // empty): for fleets too large to write two files per node.
+  TestNode Make(const std::string& id, v1::Role role, std::vector<std::string> scope_nodes = {},
+                std::vector<std::string> components = {}, int64_t valid_from_ms = 0,
+                int64_t valid_until_ms = 4'000'000'000'000);
+  // Make(), with both written to `dir` as <id>.key / <id>.cert.
   TestNode Issue(const std::string& id, v1::Role role, std::vector<std::string> scope_nodes = {},
                  std::vector<std::string> components = {}, int64_t valid_from_ms = 0,
                  int64_t valid_until_ms = 4'000'000'000'000);

@@ -17,7 +17,9 @@ absl::StatusOr<std::unique_ptr<NodeContext>> NodeContext::Create(const NodeConfi
   ctx->clock_ = clock;
   ctx->fs_ = fs;
   ctx->store_ = store;
-  X1368_ASSIGN_OR_RETURN(PrivateKey key, PrivateKey::LoadPemFile(config.key_file));
+  X1368_ASSIGN_OR_RETURN(PrivateKey key, config.key_pem.empty()
+                                             ? PrivateKey::LoadPemFile(config.key_file)
+                                             : PrivateKey::FromPem(config.key_pem));
   X1368_ASSIGN_OR_RETURN(PublicKey root_key, PublicKey::LoadPemFile(config.root_public_key_file));
   ctx->trust_ = std::make_unique<TrustStore>(config.root_id, root_key, clock);
   std::optional<v1::DelegationCert> cert;
@@ -28,7 +30,10 @@ absl::StatusOr<std::unique_ptr<NodeContext>> NodeContext::Create(const NodeConfi
     }
     ctx->self_ = ctx->trust_->root();
   } else {
-    X1368_ASSIGN_OR_RETURN(std::string raw, ReadFileLimited(config.cert_file, 64 << 10));
+    std::string raw = config.cert_bytes;
+    if (raw.empty()) {
+      X1368_ASSIGN_OR_RETURN(raw, ReadFileLimited(config.cert_file, 64 << 10));
+    }
     v1::DelegationCert c;
     if (!c.ParseFromString(raw)) {
       return absl::InvalidArgumentError(absl::StrCat(config.cert_file, " is not a certificate"));

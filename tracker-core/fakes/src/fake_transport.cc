@@ -2,11 +2,23 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
+
 namespace x1368::core {
 
 TransportFactory FakeBroker::Transports() {
   return [this](const TransportOptions& options) -> std::unique_ptr<Transport> {
     return Connect(options.client_id);
+  };
+}
+
+TransportFactory FakeBroker::TransportsOr(TransportFactory others) {
+  return [this, others = std::move(others)](
+             const TransportOptions& options) -> std::unique_ptr<Transport> {
+    if (absl::StartsWith(options.broker_uri, kMemoryScheme) || others == nullptr) {
+      return Connect(options.client_id);
+    }
+    return others(options);
   };
 }
 

@@ -16,8 +16,15 @@
 namespace x1368::core {
 
 // Makes the transport for one link (MQTT: MqttTransports() in mqtt_transport.h; the in-memory
-// broker: FakeBroker::Transports()).
+// broker: FakeBroker::Transports()). A factory decides by the link's options alone, so one
+// factory can serve a node whose links go to different brokers (a gateway with its subtree on
+// another broker than its parent).
 using TransportFactory = std::function<std::unique_ptr<Transport>(const TransportOptions&)>;
+
+// The broker URI scheme of the in-process broker: a link whose broker_uri starts with it is
+// served by a FakeBroker (FakeBroker::TransportsOr routes by it). The simulator gives gateways a
+// downstream "memory://" link and an upstream tcp:// one, for fleets beyond the machine's sockets.
+inline constexpr char kMemoryScheme[] = "memory://";
 
 struct Env {
   Executor* executor = nullptr;  // every node's strand and timers; its clock is the node's clock

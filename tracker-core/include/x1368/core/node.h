@@ -27,6 +27,11 @@ struct NodeConfig {
   std::string topic_prefix{"x1368"};
   std::string key_file;
   std::string cert_file;  // absent for the root
+  // The same credentials given inline (PEM key, serialized certificate), used instead of the
+  // files when set: a process hosting many nodes (the fleet simulator) keeps no two files per
+  // node, and writing them (two fsyncs each) would dominate building a large fleet.
+  std::string key_pem;
+  std::string cert_bytes;
   std::string root_id{"root"};
   std::string root_public_key_file;
   std::string data_dir;
@@ -39,8 +44,8 @@ struct NodeConfig {
 class NodeContext {
  public:
   // Loads the key, certificate and root anchor named by `config` (configuration: always from the
-  // disk); `store` keeps the sequence state and must outlive the context. The node's own files
-  // (images, cache, slots) live on `fs`.
+  // disk, unless the key and certificate are given inline); `store` keeps the sequence state and
+  // must outlive the context. The node's own files (images, cache, slots) live on `fs`.
   static absl::StatusOr<std::unique_ptr<NodeContext>> Create(const NodeConfig& config,
                                                              KvStore* store, const Clock* clock,
                                                              FileSystem* fs = PosixFileSystem());

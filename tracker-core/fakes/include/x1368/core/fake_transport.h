@@ -30,6 +30,9 @@ class FakeBroker {
   std::unique_ptr<FakeTransport> Connect(const std::string& client_id);
   // Connects each link by its client id (for core::Env::transports).
   TransportFactory Transports();
+  // Connects here the links whose broker_uri starts with kMemoryScheme (env.h); `others` makes
+  // every other link (e.g. MqttTransports()). `others` may be null when every link is in memory.
+  TransportFactory TransportsOr(TransportFactory others);
 
   // Every message published so far (for assertions on what crossed the wire).
   std::vector<MqttMessage> Published() const;

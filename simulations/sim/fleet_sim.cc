@@ -1,0 +1,653 @@
+#include "simulations/sim/fleet_sim.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <memory>
+#include <random>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "testing/mosquitto.h"
+#include "testing/pki.h"
+#include "x1368/core/crypto.h"
+#include "x1368/core/env.h"
+#include "x1368/core/executor.h"
+#include "x1368/core/fake_transport.h"
+#include "x1368/core/file_system.h"
+#include "x1368/core/mqtt_transport.h"
+#include "x1368/nodes/nodes.h"
+
+namespace x1368::sim {
+namespace {
+
+using testing::MosquittoBroker;
+using testing::TempDir;
+using testing::TestNode;
+using testing::TestPki;
+
+constexpr char kComponent[] = "fw";
+constexpr char kHardware[] = "board-a";
+constexpr char kOldVersion[] = "1.0.0";
+constexpr char kNewVersion[] = "2.0.0";
+// A power cut lands at a device's k-th write from the campaign's start, k uniform in [1, this]:
+// an update ending confirmed makes a few dozen writes (client_scenario_test measures them), so
+// most cuts land inside the update and some after it (a cut then still reboots the device).
+constexpr int64_t kMaxCutWrite = 40;
+
+// The one place the sim makes MQTT links: on the fleet's executor, like every other node task.
+core::TransportFactory MqttLinks(core::Executor* executor) {
+  return core::MqttTransports(executor);
+}
+
+// A field of /proc/self/status ("VmRSS", "VmHWM"), in kB.
+int64_t ProcStatusKb(const std::string& key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + ":", 0) != 0) continue;
+    std::string v = line.substr(key.size() + 1);
+    v.erase(0, v.find_first_not_of(" \t"));
+    v = v.substr(0, v.find_first_of(" \t"));
+    int64_t n = 0;
+    if (absl::SimpleAtoi(v, &n)) return n;
+  }
+  return -1;
+}
+
+// Runs `fn` on `loop` and returns its result.
+template <typename F>
+auto OnLoop(core::EventLoop& loop, F fn) -> decltype(fn()) {
+  using T = decltype(fn());
+  auto p = std::make_shared<std::promise<T>>();
+  auto f = p->get_future();
+  loop.Post([p, fn = std::move(fn)]() mutable { p->set_value(fn()); });
+  return f.get();
+}
+
+// Limit: Ed25519 verifications one thread does per second (every report root reads, every
+// directive and manifest a device checks costs at least one).
+double MeasureEd25519VerifiesPerSecond() {
+  auto key = core::PrivateKey::Generate();
+  if (!key.ok()) return 0;
+  const std::string data(200, 'x');  // about a report's body
+  auto sig = key->Sign(core::SignedKind::kEnvelopeBody, data);
+  if (!sig.ok()) return 0;
+  const core::PublicKey pub = key->public_key();
+  int64_t n = 0;
+  absl::Time start = absl::Now();
+  absl::Duration elapsed;
+  do {
+    for (int i = 0; i < 100; ++i) {
+      if (pub.Verify(core::SignedKind::kEnvelopeBody, data, *sig)) ++n;
+    }
+    elapsed = absl::Now() - start;
+  } while (elapsed < absl::Milliseconds(500) && n < 10'000'000);
+  return static_cast<double>(n) / absl::ToDoubleSeconds(elapsed);
+}
+
+// Limit: QoS 1 messages per second from one publisher through the sim's Mosquitto to one
+// subscriber, with at most `kWindow` unacknowledged end to end (the transport's outbox is bounded
+// and drops its oldest beyond that, so an open loop would measure the drops). About one second.
+double MeasureBrokerMessagesPerSecond(const core::TransportFactory& mqtt, MosquittoBroker* broker) {
+  constexpr int64_t kWindow = 1000;
+  core::TransportOptions po = broker->ClientOptions("sim-raw-pub");
+  core::TransportOptions so = broker->ClientOptions("sim-raw-sub");
+  po.session_expiry_s = so.session_expiry_s = 0;
+  std::unique_ptr<core::Transport> pub = mqtt(po);
+  std::unique_ptr<core::Transport> sub = mqtt(so);
+  std::atomic<int64_t> received{0};
+  std::atomic<bool> subscribed{false};
+  sub->SetMessageHandler([&](core::MqttMessage) { received.fetch_add(1); });
+  sub->SetConnectHandler([&] { subscribed = true; });
+  sub->AddSubscription("sim-raw/#");
+  if (!sub->Start().ok() || !pub->Start().ok()) return 0;
+  absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while ((!subscribed || !pub->connected()) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  double rate = 0;
+  if (subscribed && pub->connected()) {
+    const core::MqttMessage m{"sim-raw/t", std::string(200, 'x'), false};
+    int64_t sent = 0;
+    absl::Time start = absl::Now();
+    absl::Time stop_sending = start + absl::Seconds(1);
+    absl::Time hard_stop = start + absl::Seconds(5);
+    while (absl::Now() < stop_sending) {
+      if (sent - received.load() < kWindow) {
+        if (pub->Publish(m).ok()) ++sent;
+      } else {
+        absl::SleepFor(absl::Microseconds(100));
+      }
+    }
+    while (received.load() < sent && absl::Now() < hard_stop) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    rate = static_cast<double>(received.load()) / absl::ToDoubleSeconds(absl::Now() - start);
+  }
+  pub->Stop();
+  sub->Stop();
+  return rate;
+}
+
+enum class Fault { kNone, kInstall, kBoot, kPowerCut, kOffline };
+
+class Fleet {
+ public:
+  explicit Fleet(const SimOptions& o) : o_(o), pki_(dir_.path()) {}
+  ~Fleet();
+
+  absl::StatusOr<SimResult> Run();
+
+ private:
+  struct Gateway {
+    std::string id;
+    std::string path;                            // "2-1": the second of tier 1, its first child
+    std::unique_ptr<core::MemFileSystem> memfs;  // --tracker-storage memory
+    core::Env env;
+    nodes::IntermediateNode node;
+  };
+  struct Device {
+    std::string id;
+    Fault fault = Fault::kNone;
+    int64_t cut_after = 0;
+    bool built = false;
+    std::string factory_sha256;  // of the image it shipped with, read at its first power-on
+    std::unique_ptr<core::MemFileSystem> memfs;  // before `node`: it outlives it
+    core::Env env;
+    nodes::ClientSpec spec;
+    nodes::ClientNode node;
+  };
+
+  absl::Status StartBroker();
+  absl::Status BuildRoot();
+  absl::Status BuildGateways();
+  absl::Status BuildDevices();
+  absl::Status StartDevice(Device* d);
+  void AssignFaults();
+  core::NodeConfig ConfigFor(const TestNode& n, const std::string& data_dir) const;
+  core::TransportOptions MemoryLink(const std::string& id) const;
+  core::TransportOptions BrokerLink(const std::string& id) const;
+  Counts Count();
+  // What root and the nodes it knows refused, by reason ("none" if nothing).
+  std::string RootRejections();
+  // Rebuilds the devices whose power was cut; returns how many.
+  int RebootCutDevices();
+  int Bricked();
+
+  const SimOptions o_;
+  // Every node runs on these threads (declared first: destroyed last).
+  core::Executor executor_{core::RealClock::Get(), o_.threads, o_.blocking_threads};
+  core::FakeBroker fake_;
+  TempDir dir_;
+  std::unique_ptr<MosquittoBroker> broker_;
+  core::TransportFactory transports_;
+  TestPki pki_;
+  std::string image_sha256_;
+  std::string campaign_id_;
+  std::unique_ptr<core::MemFileSystem> root_memfs_;  // --tracker-storage memory
+  core::Env root_env_;
+  nodes::RootNode root_;
+  std::vector<std::unique_ptr<Gateway>> gateways_;
+  std::vector<Gateway*> lowest_;  // the gateways devices hang under
+  std::vector<std::unique_ptr<Device>> devices_;
+
+  absl::Mutex cut_mu_;
+  std::vector<Device*> cut_ ABSL_GUARDED_BY(cut_mu_);
+};
+
+Fleet::~Fleet() {
+  // Every strand first, so none acts on a node that is already gone.
+  for (auto& d : devices_) d->node.Stop();
+  for (auto it = gateways_.rbegin(); it != gateways_.rend(); ++it) (*it)->node.Stop();
+  root_.Stop();
+}
+
+core::NodeConfig Fleet::ConfigFor(const TestNode& n, const std::string& data_dir) const {
+  core::NodeConfig c;
+  c.node_id = n.id;
+  c.key_pem = n.key.ToPem();
+  c.cert_bytes = n.cert.SerializeAsString();
+  c.root_id = pki_.root_id();
+  c.root_public_key_file = pki_.root_pub_path();
+  c.data_dir = data_dir;
+  return c;
+}
+
+core::TransportOptions Fleet::MemoryLink(const std::string& id) const {
+  core::TransportOptions t;
+  t.broker_uri = core::kMemoryScheme;
+  t.client_id = id;
+  return t;
+}
+
+core::TransportOptions Fleet::BrokerLink(const std::string& id) const {
+  return broker_->ClientOptions(id);
+}
+
+absl::Status Fleet::StartBroker() {
+  std::string dir = dir_.File("mosquitto");
+  if (absl::Status s = core::PosixFileSystem()->MakeDirs(dir); !s.ok()) return s;
+  auto b = MosquittoBroker::Start(dir);
+  if (!b.ok()) return b.status();
+  broker_ = *std::move(b);
+  transports_ = fake_.TransportsOr(MqttLinks(&executor_));
+  return absl::OkStatus();
+}
+
+absl::Status Fleet::BuildRoot() {
+  root_env_.executor = &executor_;
+  root_env_.transports = transports_;
+  if (o_.tracker_storage_memory) {
+    root_memfs_ = std::make_unique<core::MemFileSystem>();
+    root_env_.fs = root_memfs_.get();
+  }
+  nodes::RootSpec spec;
+  spec.node.node_id = pki_.root_id();
+  spec.node.key_file = pki_.root_key_path();
+  spec.node.root_id = pki_.root_id();
+  spec.node.root_public_key_file = pki_.root_pub_path();
+  spec.node.data_dir = dir_.File("root");
+  spec.options.images_dir = dir_.File("root/images");
+  // Client-server: the devices are root's children, on the in-process broker.
+  spec.downstream = o_.tiers == 0 ? MemoryLink(pki_.root_id()) : BrokerLink(pki_.root_id());
+  if (absl::Status s = nodes::Build(root_env_, spec, &root_); !s.ok()) return s;
+  return root_.Start();
+}
+
+absl::Status Fleet::BuildGateways() {
+  std::vector<std::pair<std::string, std::string>> tier = {{pki_.root_id(), ""}};  // (id, path)
+  for (int t = 1; t <= o_.tiers; ++t) {
+    std::vector<std::pair<std::string, std::string>> next;
+    for (const auto& [parent, parent_path] : tier) {
+      for (int i = 1; i <= o_.fanout; ++i) {
+        auto g = std::make_unique<Gateway>();
+        g->path = parent_path.empty() ? absl::StrCat(i) : absl::StrCat(parent_path, "-", i);
+        g->id = absl::StrCat("gw-", g->path);
+        // Its certificate covers exactly its subtree: the gateways and devices named under it.
+        TestNode cert =
+            pki_.Make(g->id, v1::ROLE_INTERMEDIATE,
+                      {absl::StrCat("gw-", g->path, "-*"), absl::StrCat("dev-", g->path, "-*")});
+        g->env.executor = &executor_;
+        g->env.transports = transports_;
+        if (o_.tracker_storage_memory) {
+          g->memfs = std::make_unique<core::MemFileSystem>();
+          g->env.fs = g->memfs.get();
+        }
+        nodes::IntermediateSpec spec;
+        spec.node = ConfigFor(cert, dir_.File(g->id));
+        spec.options.parent_id = parent;
+        spec.options.cache_dir = dir_.File(g->id + "/cache");
+        spec.upstream = BrokerLink(g->id);
+        if (t == o_.tiers) spec.downstream = MemoryLink(g->id);
+        if (absl::Status s = nodes::Build(g->env, spec, &g->node); !s.ok()) return s;
+        if (absl::Status s = g->node.Start(); !s.ok()) return s;
+        next.emplace_back(g->id, g->path);
+        if (t == o_.tiers) lowest_.push_back(g.get());
+        gateways_.push_back(std::move(g));
+      }
+    }
+    tier = std::move(next);
+  }
+  return absl::OkStatus();
+}
+
+void Fleet::AssignFaults() {
+  // Disjoint shares, drawn from one seeded shuffle: the outcome of each device is known in
+  // advance, so the counts at the end can be checked exactly.
+  std::vector<int> order(devices_.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+  std::mt19937_64 rng(o_.seed);
+  std::shuffle(order.begin(), order.end(), rng);
+  size_t next = 0;
+  auto take = [&](double share, Fault f) {
+    size_t n = static_cast<size_t>(share * static_cast<double>(devices_.size()) + 0.5);
+    for (size_t i = 0; i < n && next < order.size(); ++i) devices_[order[next++]]->fault = f;
+  };
+  take(o_.install_fail_share, Fault::kInstall);
+  take(o_.boot_fail_share, Fault::kBoot);
+  take(o_.power_cut_share, Fault::kPowerCut);
+  take(o_.offline_share, Fault::kOffline);
+  std::uniform_int_distribution<int64_t> cut(1, kMaxCutWrite);
+  for (auto& d : devices_) {
+    if (d->fault == Fault::kPowerCut) d->cut_after = cut(rng);
+  }
+}
+
+absl::Status Fleet::BuildDevices() {
+  const int n = o_.devices;
+  devices_.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    auto d = std::make_unique<Device>();
+    if (lowest_.empty()) {
+      d->id = absl::StrCat("dev-", i);
+    } else {
+      d->id = absl::StrCat("dev-", lowest_[i % lowest_.size()]->path, "-", i);
+    }
+    devices_.push_back(std::move(d));
+  }
+  AssignFaults();
+  for (int i = 0; i < n; ++i) {
+    Device* d = devices_[i].get();
+    TestNode cert = pki_.Make(d->id, v1::ROLE_CLIENT);
+    d->env.executor = &executor_;
+    d->env.transports = transports_;
+    std::string data_dir;
+    if (o_.device_storage_memory) {
+      d->memfs = std::make_unique<core::MemFileSystem>();
+      d->env.fs = d->memfs.get();
+      data_dir = "/data";
+    } else {
+      data_dir = dir_.File("devices/" + d->id);
+    }
+    nodes::ClientSpec& s = d->spec;
+    s.node = ConfigFor(cert, data_dir);
+    s.options.parent_id = lowest_.empty() ? pki_.root_id() : lowest_[i % lowest_.size()]->id;
+    s.consumer.dir = data_dir + "/slots";
+    s.consumer.component = kComponent;
+    s.consumer.hardware_class = kHardware;
+    s.consumer.initial_version = kOldVersion;
+    s.consumer.initial_sequence = 1;
+    s.consumer.faults.fail_install = d->fault == Fault::kInstall;
+    s.consumer.faults.trial_boot_fails = d->fault == Fault::kBoot;
+    s.upstream = MemoryLink(d->id);
+    if (d->fault == Fault::kOffline) continue;  // started once the campaign runs
+    if (absl::Status s = StartDevice(d); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Fleet::StartDevice(Device* d) {
+  d->built = true;
+  if (absl::Status s = nodes::Build(d->env, d->spec, &d->node); !s.ok()) return s;
+  if (d->factory_sha256.empty()) {
+    v1::BootEnv env = d->node.consumer->boot_env();
+    if (env.slots_size() > 0) d->factory_sha256 = env.slots(0).sha256();
+  }
+  return d->node.Start();
+}
+
+int Fleet::RebootCutDevices() {
+  std::vector<Device*> cut;
+  {
+    absl::MutexLock lock(&cut_mu_);
+    cut.swap(cut_);
+  }
+  for (Device* d : cut) {
+    // As tests/unit/client_scenario_test.cc PowerCutTest: the node goes, unsynced writes go,
+    // and the device boots again over what was left.
+    d->node.Reset();
+    d->memfs->PowerCut();
+    if (absl::Status s = StartDevice(d); !s.ok()) {
+      fprintf(stderr, "tracker-sim: %s did not come back after its power cut: %s\n", d->id.c_str(),
+              s.ToString().c_str());
+    }
+  }
+  return static_cast<int>(cut.size());
+}
+
+Counts Fleet::Count() {
+  v1::FleetStatus fleet = OnLoop(*root_.loop, [this] { return root_.root->Fleet(); });
+  absl::flat_hash_map<absl::string_view, const v1::DeviceRecord*> by_id;
+  by_id.reserve(fleet.devices_size());
+  for (const v1::DeviceRecord& r : fleet.devices()) by_id[r.device_id()] = &r;
+  Counts c;
+  for (const auto& d : devices_) {
+    auto it = by_id.find(d->id);
+    if (it == by_id.end()) {
+      ++c.offline;
+      continue;
+    }
+    const v1::DeviceRecord& r = *it->second;
+    ++c.seen;
+    if (!r.online()) ++c.offline;
+    bool ours = !campaign_id_.empty() && r.campaign_id() == campaign_id_;
+    switch (r.state()) {
+      case v1::OFFERED:
+      case v1::DOWNLOADING:
+      case v1::DOWNLOADED:
+      case v1::VERIFIED:
+      case v1::INSTALLING:
+      case v1::TRIAL_BOOT:
+        ++c.downloading;
+        break;
+      case v1::CONFIRMED:
+        if (r.version() == kNewVersion) ++c.confirmed;
+        break;
+      case v1::FAILED:
+      case v1::DECLINED:
+        if (ours) ++c.failed;
+        break;
+      case v1::ROLLED_BACK:
+        if (ours) ++c.rolled_back;
+        break;
+      default:
+        break;
+    }
+    bool past_idle = r.state() != v1::IDLE && r.state() != v1::UPDATE_STATE_UNSPECIFIED;
+    if (ours || (past_idle && r.version() == kNewVersion)) ++c.commanded;
+  }
+  return c;
+}
+
+std::string Fleet::RootRejections() {
+  v1::FleetStatus fleet = OnLoop(*root_.loop, [this] { return root_.root->Fleet(); });
+  std::string out;
+  for (const v1::ReasonCount& rc : fleet.rejections()) {
+    absl::StrAppend(&out, out.empty() ? "" : " ", "root:", v1::Reason_Name(rc.reason()), "=",
+                    rc.count());
+  }
+  for (const v1::NodeRecord& n : fleet.nodes()) {
+    for (const v1::ReasonCount& rc : n.rejections()) {
+      absl::StrAppend(&out, out.empty() ? "" : " ", n.node_id(), ":", v1::Reason_Name(rc.reason()),
+                      "=", rc.count());
+    }
+  }
+  return out.empty() ? "no rejections" : "rejections: " + out;
+}
+
+int Fleet::Bricked() {
+  int bricked = 0;
+  for (const auto& d : devices_) {
+    if (d->node.consumer == nullptr) continue;  // never powered on: still its factory image
+    v1::BootEnv env = d->node.consumer->boot_env();
+    if (env.slots_size() != 2 || env.active() > 1) {
+      ++bricked;
+      continue;
+    }
+    const v1::SlotInfo& slot = env.slots(static_cast<int>(env.active()));
+    auto on_disk = core::Sha256Of(*d->env.fs, d->node.consumer->SlotPath(env.active()));
+    bool ok = slot.installed() && on_disk.ok() && *on_disk == slot.sha256() &&
+              (slot.sha256() == d->factory_sha256 || slot.sha256() == image_sha256_);
+    if (!ok) ++bricked;
+  }
+  return bricked;
+}
+
+absl::StatusOr<SimResult> Fleet::Run() {
+  SimResult r;
+  r.devices = o_.devices;
+  absl::Time t0 = absl::Now();
+  if (absl::Status s = StartBroker(); !s.ok()) return s;
+  if (o_.measure_limits) {
+    r.ed25519_verify_per_second = MeasureEd25519VerifiesPerSecond();
+    r.broker_raw_messages_per_second =
+        MeasureBrokerMessagesPerSecond(MqttLinks(&executor_), broker_.get());
+  }
+  r.rss_before_fleet_kb = ProcStatusKb("VmRSS");
+  if (absl::Status s = BuildRoot(); !s.ok()) return s;
+  if (absl::Status s = BuildGateways(); !s.ok()) return s;
+  if (absl::Status s = BuildDevices(); !s.ok()) return s;
+  int expected_up = 0;
+  for (const auto& d : devices_) expected_up += d->built ? 1 : 0;
+  const absl::Time deadline = t0 + o_.timeout;
+  // The campaign starts once root has heard from every device that is online.
+  absl::Time next_note = absl::Now() + absl::Seconds(5);
+  while (true) {
+    Counts c = Count();
+    if (c.seen >= expected_up) break;
+    if (o_.progress && absl::Now() > next_note) {
+      next_note += absl::Seconds(5);
+      fprintf(stderr, "tracker-sim: root has heard from %d of %d devices; %s\n", c.seen,
+              expected_up, RootRejections().c_str());
+    }
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("root heard from only ", c.seen, " of ", expected_up, " devices"));
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  r.setup_seconds = absl::ToDoubleSeconds(absl::Now() - t0);
+
+  const std::string image = TestPki::MakeImage(o_.image_size, static_cast<uint32_t>(o_.seed));
+  image_sha256_ = core::Sha256(image);
+  TestNode author = pki_.Make("author-1", v1::ROLE_AUTHOR, {}, {kComponent});
+  v1::ReleaseSubmission sub;
+  *sub.mutable_manifest() = TestPki::Sign(
+      author, TestPki::ManifestFor(image, kComponent, kNewVersion, 2, {kHardware}, author.id));
+  sub.set_image(image);
+  auto release = OnLoop(*root_.loop, [&] { return root_.root->PublishRelease(sub); });
+  if (!release.ok()) return release.status();
+  // Power cuts are armed now so that they land in the update, not in the boot before it.
+  for (auto& d : devices_) {
+    if (d->fault != Fault::kPowerCut) continue;
+    auto* link = dynamic_cast<core::FakeTransport*>(d->node.transport.get());
+    Device* dev = d.get();
+    d->memfs->CutPowerAfter(d->cut_after, [this, link, dev] {
+      // From the cut on the device neither persists nor says anything; its Will goes out as the
+      // broker would send it when the connection dies. The reboot happens off this thread (the
+      // file system's lock is held here).
+      if (link != nullptr) link->Cut();
+      absl::MutexLock lock(&cut_mu_);
+      cut_.push_back(dev);
+    });
+  }
+  v1::CampaignStartRequest req;
+  req.set_component(kComponent);
+  req.set_version(kNewVersion);
+  auto campaign = OnLoop(*root_.loop, [&] { return root_.root->StartCampaign(req); });
+  if (!campaign.ok()) return campaign.status();
+  campaign_id_ = campaign->campaign_id();
+  const absl::Time start = absl::Now();
+
+  bool offline_started = expected_up == o_.devices;
+  absl::Time next_sample = start;
+  while (true) {
+    absl::Time now = absl::Now();
+    r.power_cuts_fired += RebootCutDevices();
+    if (!offline_started && now - start >= o_.offline_delay) {
+      offline_started = true;
+      for (auto& d : devices_) {
+        if (d->built) continue;
+        if (absl::Status s = StartDevice(d.get()); !s.ok()) return s;
+      }
+    }
+    if (now >= next_sample) {
+      next_sample += absl::Seconds(1);
+      double t = absl::ToDoubleSeconds(now - start);
+      Counts c = Count();
+      r.timeline.push_back({t, c});
+      if (r.seconds_to_all_commanded < 0 && c.commanded >= o_.devices) {
+        r.seconds_to_all_commanded = t;
+      }
+      if (o_.progress) {
+        fprintf(stderr,
+                "\r%6.0fs  commanded %d  downloading %d  confirmed %d  failed %d  "
+                "rolled back %d  offline %d  / %d   ",
+                t, c.commanded, c.downloading, c.confirmed, c.failed, c.rolled_back, c.offline,
+                o_.devices);
+        fflush(stderr);
+      }
+      if (c.final() >= o_.devices && offline_started) {
+        r.all_final = true;
+        r.seconds_to_all_final = t;
+        r.end = c;
+        break;
+      }
+      if (now > deadline) {
+        r.end = c;
+        break;
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  if (o_.progress) fprintf(stderr, "\n");
+  // A final count at the exact moment everything became final is the sampled one; the
+  // commanded time is at most that.
+  if (r.all_final && r.seconds_to_all_commanded < 0) {
+    r.seconds_to_all_commanded = r.seconds_to_all_final;
+  }
+  core::TransportStats root_stats = root_.transport->stats();
+  r.root_messages_in = root_stats.received;
+  r.root_messages_out = root_stats.published;
+  r.root_messages_per_device =
+      static_cast<double>(r.root_messages_in + r.root_messages_out) / std::max(1, o_.devices);
+  for (auto& d : devices_) d->node.Stop();
+  r.bricked = Bricked();
+  r.peak_rss_kb = ProcStatusKb("VmHWM");
+  return r;
+}
+
+}  // namespace
+
+absl::StatusOr<SimResult> RunSim(const SimOptions& options) {
+  if (options.devices < 1) return absl::InvalidArgumentError("--devices must be at least 1");
+  if (options.tiers < 0 || options.fanout < 1) {
+    return absl::InvalidArgumentError("--tiers must be >= 0 and --fanout >= 1");
+  }
+  Fleet fleet(options);
+  return fleet.Run();
+}
+
+std::string ResultJson(const SimOptions& o, const SimResult& r) {
+  std::string out = "{\n";
+  auto num = [&out](const char* key, double v, bool last = false) {
+    absl::StrAppendFormat(&out, "  \"%s\": %.6g%s\n", key, v, last ? "" : ",");
+  };
+  auto integer = [&out](const char* key, int64_t v) {
+    absl::StrAppendFormat(&out, "  \"%s\": %d,\n", key, v);
+  };
+  integer("devices", r.devices);
+  integer("tiers", o.tiers);
+  integer("fanout", o.fanout);
+  integer("image_size", static_cast<int64_t>(o.image_size));
+  integer("seed", static_cast<int64_t>(o.seed));
+  absl::StrAppend(&out, "  \"all_final\": ", r.all_final ? "true" : "false", ",\n");
+  integer("confirmed", r.end.confirmed);
+  integer("failed", r.end.failed);
+  integer("rolled_back", r.end.rolled_back);
+  integer("bricked", r.bricked);
+  integer("offline_at_end", r.end.offline);
+  integer("power_cuts_fired", r.power_cuts_fired);
+  num("setup_seconds", r.setup_seconds);
+  num("seconds_to_all_commanded", r.seconds_to_all_commanded);
+  num("seconds_to_all_final", r.seconds_to_all_final);
+  integer("root_messages_in", static_cast<int64_t>(r.root_messages_in));
+  integer("root_messages_out", static_cast<int64_t>(r.root_messages_out));
+  num("root_messages_per_device", r.root_messages_per_device);
+  integer("rss_before_fleet_kb", r.rss_before_fleet_kb);
+  integer("peak_rss_kb", r.peak_rss_kb);
+  num("ed25519_verify_per_second", r.ed25519_verify_per_second);
+  num("broker_raw_messages_per_second", r.broker_raw_messages_per_second, /*last=*/true);
+  out += "}\n";
+  return out;
+}
+
+std::string TimelineCsv(const SimResult& r) {
+  std::string out = "t,seen,commanded,downloading,confirmed,failed,rolled_back,offline\n";
+  for (const TimelineRow& row : r.timeline) {
+    const Counts& c = row.counts;
+    absl::StrAppendFormat(&out, "%.1f,%d,%d,%d,%d,%d,%d,%d\n", row.t, c.seen, c.commanded,
+                          c.downloading, c.confirmed, c.failed, c.rolled_back, c.offline);
+  }
+  return out;
+}
+
+}  // namespace x1368::sim

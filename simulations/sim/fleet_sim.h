@@ -1,0 +1,93 @@
+// tracker-sim: a whole fleet on one machine, every node the real module built by tracker-nodes.
+//
+// Root and the intermediates (`tiers` levels of `fanout` each) talk over a real Mosquitto that the
+// sim starts on a free loopback port; the devices, spread evenly over the lowest tier, talk to
+// their gateway over the in-process broker (FakeBroker), each with its files in a MemFileSystem
+// of its own, so a fleet of 100,000 needs neither sockets nor disk. Every node is a strand on one
+// shared Executor. The sim publishes a signed release, starts a campaign, injects the faults it
+// was asked for (seeded, so a run repeats) and waits until every device is final.
+#ifndef X1368_SIM_FLEET_SIM_H_
+#define X1368_SIM_FLEET_SIM_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace x1368::sim {
+
+struct SimOptions {
+  int devices = 100;
+  int tiers = 1;   // levels of intermediates; 0: devices directly under root (client-server)
+  int fanout = 2;  // intermediates under each node of the tier above
+  uint64_t image_size = 256 * 1024;
+  uint64_t seed = 1;
+  absl::Duration timeout = absl::Seconds(600);
+  int threads = 3;           // of the shared executor
+  int blocking_threads = 2;  // its threads for blocking consumer calls
+  bool device_storage_memory = true;
+  // Root's and the gateways' files (SQLite databases, images, caches) in MemFileSystems instead
+  // of the temp dir: shows what their fsyncs cost, all of them sharing one disk here.
+  bool tracker_storage_memory = false;
+
+  // Faults, each on a disjoint random share of the devices (so outcomes can be counted exactly).
+  double install_fail_share = 0;
+  double boot_fail_share = 0;
+  double power_cut_share = 0;
+  double offline_share = 0;
+  absl::Duration offline_delay = absl::Seconds(5);  // after the campaign starts
+
+  // Measure the in-run limits (Ed25519 verifies, raw broker throughput).
+  bool measure_limits = true;
+  bool progress = true;  // a live line on stderr each second
+};
+
+// Counts by state, as root sees them.
+struct Counts {
+  int seen = 0;       // devices root has a record of
+  int commanded = 0;  // reached by the campaign (any state past idle, or its campaign id)
+  int downloading = 0;
+  int confirmed = 0;  // running the new version
+  int failed = 0;     // FAILED or DECLINED
+  int rolled_back = 0;
+  int offline = 0;  // not seen yet, or shown offline
+  int final() const { return confirmed + failed + rolled_back; }
+};
+
+struct TimelineRow {
+  double t = 0;  // seconds since the campaign started
+  Counts counts;
+};
+
+struct SimResult {
+  int devices = 0;
+  Counts end;
+  int bricked = 0;  // active slot not holding an installed, intact, expected image
+  int power_cuts_fired = 0;
+  bool all_final = false;
+  double setup_seconds = 0;  // building the PKI and the fleet until root heard every device
+  double seconds_to_all_commanded = -1;
+  double seconds_to_all_final = -1;
+  uint64_t root_messages_in = 0;
+  uint64_t root_messages_out = 0;
+  double root_messages_per_device = 0;
+  int64_t peak_rss_kb = 0;
+  int64_t rss_before_fleet_kb = 0;
+  double ed25519_verify_per_second = 0;
+  double broker_raw_messages_per_second = 0;
+  std::vector<TimelineRow> timeline;
+};
+
+absl::StatusOr<SimResult> RunSim(const SimOptions& options);
+
+// Writes `r` as one JSON object (the fields of SimResult, except the timeline).
+std::string ResultJson(const SimOptions& o, const SimResult& r);
+// The timeline as CSV, one row per second.
+std::string TimelineCsv(const SimResult& r);
+
+}  // namespace x1368::sim
+
+#endif  // X1368_SIM_FLEET_SIM_H_
