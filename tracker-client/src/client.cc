@@ -211,6 +211,7 @@ void Client::Offer(const std::string& envelope, const core::OpenedMessage& opene
   rec.set_campaign_id(d.campaign_id());
   rec.set_directive_envelope(envelope);
   rec.set_directive_digest(opened.body_digest);
+  rec.set_deadline_ms(d.deadline_ms());
   rec.set_bytes_done(0);
   rec.set_trial_started(false);
   rec.set_go_received(go_ok);
@@ -310,11 +311,7 @@ void Client::CallConsumer(std::function<absl::Status()> call,
 
 void Client::AwaitGoThenAccept() {
   if (!record_.go_received()) return;  // the parent's go arrives as a message
-  v1::Envelope env;
-  v1::Body body;
-  if (env.ParseFromString(record_.directive_envelope()) && body.ParseFromString(env.body()) &&
-      body.directive().deadline_ms() != 0 &&
-      body.directive().deadline_ms() < node_->clock().NowMs()) {
+  if (record_.deadline_ms() != 0 && record_.deadline_ms() < node_->clock().NowMs()) {
     Transition(Event::kFail, v1::DEADLINE_PASSED, "deadline passed before go");
     return;
   }
