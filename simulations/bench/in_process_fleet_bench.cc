@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "simulations/common/proc_status.h"
 #include "testing/mosquitto.h"
 #include "testing/pki.h"
 #include "testing/tree.h"
@@ -33,21 +34,6 @@
 
 namespace x1368::testing {
 namespace {
-
-// A field of /proc/self/status ("VmRSS", "Threads"), in its own unit (kB for sizes).
-int64_t ProcStatus(const std::string& key) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(key + ":", 0) != 0) continue;
-    std::string v = line.substr(key.size() + 1);
-    v.erase(0, v.find_first_not_of(" \t"));
-    v = v.substr(0, v.find_first_of(" \t"));
-    int64_t n = 0;
-    if (absl::SimpleAtoi(v, &n)) return n;
-  }
-  return -1;
-}
 
 void BM_Fleet(benchmark::State& state) {
   const int devices = static_cast<int>(state.range(0));
@@ -59,7 +45,7 @@ void BM_Fleet(benchmark::State& state) {
     tree->AddRoot();
     tree->AddIntermediate("gw1", "root", {"dev-*"});
     tree->AddIntermediate("gw2", "root", {"dev-*"});
-    int64_t rss_before = ProcStatus("VmRSS");
+    int64_t rss_before = sim::ProcStatus("VmRSS");
     std::vector<std::string> ids;
     for (int i = 0; i < devices; ++i) {
       ids.push_back(absl::StrCat("dev-", i));
@@ -67,8 +53,8 @@ void BM_Fleet(benchmark::State& state) {
     }
     bool seen = tree->WaitForDevices(
         ids, [](const v1::DeviceRecord& d) { return d.version() == "1.0.0"; }, absl::Seconds(120));
-    int64_t rss_clients = ProcStatus("VmRSS");
-    int64_t threads = ProcStatus("Threads");
+    int64_t rss_clients = sim::ProcStatus("VmRSS");
+    int64_t threads = sim::ProcStatus("Threads");
     if (!seen || !tree->Publish(image, "2.0.0", 2).ok()) {
       state.SkipWithError("the fleet did not come up");
       return;
@@ -206,7 +192,7 @@ void BM_MosquittoFleet(benchmark::State& state) {
     tree->AddRoot();
     tree->AddIntermediate("gw1", "root", {"dev-*"});
     tree->AddIntermediate("gw2", "root", {"dev-*"});
-    int64_t rss_before = ProcStatus("VmRSS");
+    int64_t rss_before = sim::ProcStatus("VmRSS");
     int64_t threads_before = ProcessThreads();
     std::vector<std::string> ids;
     for (int i = 0; i < devices; ++i) {
@@ -215,7 +201,7 @@ void BM_MosquittoFleet(benchmark::State& state) {
     }
     bool seen = tree->WaitForDevices(
         ids, [](const v1::DeviceRecord& d) { return d.version() == "1.0.0"; }, absl::Seconds(300));
-    int64_t rss_clients = ProcStatus("VmRSS");
+    int64_t rss_clients = sim::ProcStatus("VmRSS");
     int64_t threads = ProcessThreads();
     if (!seen || !tree->Publish(image, "2.0.0", 2).ok()) {
       state.SkipWithError("the fleet did not come up");

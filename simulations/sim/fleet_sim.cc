@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "simulations/common/proc_status.h"
 #include "testing/mosquitto.h"
 #include "testing/pki.h"
 #include "x1368/core/crypto.h"
@@ -45,31 +46,6 @@ constexpr int64_t kMaxCutWrite = 40;
 // The one place the sim makes MQTT links: on the fleet's executor, like every other node task.
 core::TransportFactory MqttLinks(core::Executor* executor) {
   return core::MqttTransports(executor);
-}
-
-// A field of /proc/self/status ("VmRSS", "VmHWM"), in kB.
-int64_t ProcStatusKb(const std::string& key) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(key + ":", 0) != 0) continue;
-    std::string v = line.substr(key.size() + 1);
-    v.erase(0, v.find_first_not_of(" \t"));
-    v = v.substr(0, v.find_first_of(" \t"));
-    int64_t n = 0;
-    if (absl::SimpleAtoi(v, &n)) return n;
-  }
-  return -1;
-}
-
-// Runs `fn` on `loop` and returns its result.
-template <typename F>
-auto OnLoop(core::EventLoop& loop, F fn) -> decltype(fn()) {
-  using T = decltype(fn());
-  auto p = std::make_shared<std::promise<T>>();
-  auto f = p->get_future();
-  loop.Post([p, fn = std::move(fn)]() mutable { p->set_value(fn()); });
-  return f.get();
 }
 
 // Limit: Ed25519 verifications one thread does per second (every report root reads, every
@@ -394,7 +370,7 @@ int Fleet::RebootCutDevices() {
 }
 
 Counts Fleet::Count() {
-  v1::FleetStatus fleet = OnLoop(*root_.loop, [this] { return root_.root->Fleet(); });
+  v1::FleetStatus fleet = core::CallOnLoop(*root_.loop, [this] { return root_.root->Fleet(); });
   absl::flat_hash_map<absl::string_view, const v1::DeviceRecord*> by_id;
   by_id.reserve(fleet.devices_size());
   for (const v1::DeviceRecord& r : fleet.devices()) by_id[r.device_id()] = &r;
@@ -438,7 +414,7 @@ Counts Fleet::Count() {
 }
 
 std::string Fleet::RootRejections() {
-  v1::FleetStatus fleet = OnLoop(*root_.loop, [this] { return root_.root->Fleet(); });
+  v1::FleetStatus fleet = core::CallOnLoop(*root_.loop, [this] { return root_.root->Fleet(); });
   std::string out;
   for (const v1::ReasonCount& rc : fleet.rejections()) {
     absl::StrAppend(&out, out.empty() ? "" : " ", "root:", v1::Reason_Name(rc.reason()), "=",
@@ -481,7 +457,7 @@ absl::StatusOr<SimResult> Fleet::Run() {
     r.broker_raw_messages_per_second =
         MeasureBrokerMessagesPerSecond(MqttLinks(&executor_), broker_.get());
   }
-  r.rss_before_fleet_kb = ProcStatusKb("VmRSS");
+  r.rss_before_fleet_kb = sim::ProcStatus("VmRSS");
   if (absl::Status s = BuildRoot(); !s.ok()) return s;
   if (absl::Status s = BuildGateways(); !s.ok()) return s;
   if (absl::Status s = BuildDevices(); !s.ok()) return s;
@@ -513,7 +489,7 @@ absl::StatusOr<SimResult> Fleet::Run() {
   *sub.mutable_manifest() = TestPki::Sign(
       author, TestPki::ManifestFor(image, kComponent, kNewVersion, 2, {kHardware}, author.id));
   sub.set_image(image);
-  auto release = OnLoop(*root_.loop, [&] { return root_.root->PublishRelease(sub); });
+  auto release = core::CallOnLoop(*root_.loop, [&] { return root_.root->PublishRelease(sub); });
   if (!release.ok()) return release.status();
   // Power cuts are armed now so that they land in the update, not in the boot before it.
   for (auto& d : devices_) {
@@ -532,7 +508,7 @@ absl::StatusOr<SimResult> Fleet::Run() {
   v1::CampaignStartRequest req;
   req.set_component(kComponent);
   req.set_version(kNewVersion);
-  auto campaign = OnLoop(*root_.loop, [&] { return root_.root->StartCampaign(req); });
+  auto campaign = core::CallOnLoop(*root_.loop, [&] { return root_.root->StartCampaign(req); });
   if (!campaign.ok()) return campaign.status();
   campaign_id_ = campaign->campaign_id();
   const absl::Time start = absl::Now();
@@ -591,7 +567,7 @@ absl::StatusOr<SimResult> Fleet::Run() {
       static_cast<double>(r.root_messages_in + r.root_messages_out) / std::max(1, o_.devices);
   for (auto& d : devices_) d->node.Stop();
   r.bricked = Bricked();
-  r.peak_rss_kb = ProcStatusKb("VmHWM");
+  r.peak_rss_kb = sim::ProcStatus("VmHWM");
   return r;
 }
 

@@ -28,11 +28,7 @@ namespace x1368::testing {
 // Runs `fn` on `loop` and returns its result.
 template <typename F>
 auto OnLoop(core::EventLoop& loop, F fn) -> decltype(fn()) {
-  using T = decltype(fn());
-  auto p = std::make_shared<std::promise<T>>();
-  auto f = p->get_future();
-  loop.Post([p, fn = std::move(fn)]() mutable { p->set_value(fn()); });
-  return f.get();
+  return core::CallOnLoop(loop, std::move(fn));
 }
 
 // Where the tree's nodes keep their files: a real temporary directory, or one MemFileSystem per

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 
 #include "absl/time/time.h"
@@ -49,6 +50,17 @@ class EventLoop {
   Executor* executor_;
   std::shared_ptr<State> state_;
 };
+
+// Runs `fn` on `loop` and waits for its result: for threads outside the loop (tests, the
+// simulator, admin handlers), never from a task of the loop itself.
+template <typename F>
+auto CallOnLoop(EventLoop& loop, F fn) -> decltype(fn()) {
+  using T = decltype(fn());
+  auto p = std::make_shared<std::promise<T>>();
+  auto f = p->get_future();
+  loop.Post([p, fn = std::move(fn)]() mutable { p->set_value(fn()); });
+  return f.get();
+}
 
 // One run of `task` for a burst of Schedule() calls: the first schedules it `delay` later (zero:
 // behind whatever is queued on the loop now), the others join that run. One report for many state
