@@ -128,6 +128,7 @@ class Fleet {
     std::string path;                            // "2-1": the second of tier 1, its first child
     std::unique_ptr<core::MemFileSystem> memfs;  // --tracker-storage memory
     core::Env env;
+    nodes::IntermediateSpec spec;
     nodes::IntermediateNode node;
   };
   struct Device {
@@ -157,6 +158,10 @@ class Fleet {
   // Rebuilds the devices whose power was cut; returns how many.
   int RebootCutDevices();
   int Bricked();
+  // --kill-intermediate: the gateway dies (its strand stops mid-work, its links drop, and with
+  // tracker storage in memory its unsynced writes are lost); Revive() restarts it.
+  void KillGateway(Gateway* g);
+  absl::Status ReviveGateway(Gateway* g);
 
   const SimOptions o_;
   // Every node runs on these threads (declared first: destroyed last).
@@ -175,6 +180,7 @@ class Fleet {
   std::vector<Gateway*> lowest_;  // the gateways devices hang under
   std::vector<std::unique_ptr<Device>> devices_;
 
+  std::vector<std::pair<double, std::string>> fault_marks_;  // seconds, what happened
   absl::Mutex cut_mu_;
   std::vector<Device*> cut_ ABSL_GUARDED_BY(cut_mu_);
 };
@@ -257,7 +263,7 @@ absl::Status Fleet::BuildGateways() {
           g->memfs = std::make_unique<core::MemFileSystem>();
           g->env.fs = g->memfs.get();
         }
-        nodes::IntermediateSpec spec;
+        nodes::IntermediateSpec& spec = g->spec;
         spec.node = ConfigFor(cert, dir_.File(g->id));
         spec.options.parent_id = parent;
         spec.options.cache_dir = dir_.File(g->id + "/cache");
@@ -514,10 +520,43 @@ absl::StatusOr<SimResult> Fleet::Run() {
   const absl::Time start = absl::Now();
 
   bool offline_started = expected_up == o_.devices;
+  // The faults on the infrastructure: one gateway and/or the broker go down and come back.
+  Gateway* victim = nullptr;
+  if (o_.kill_intermediate && !lowest_.empty()) {
+    std::mt19937_64 pick(o_.seed ^ 0x6b696c6cULL);
+    victim = lowest_[pick() % lowest_.size()];
+  }
+  enum class Outage {
+    kPlanned,
+    kDown,
+    kOver
+  } outage = victim != nullptr || o_.restart_broker ? Outage::kPlanned : Outage::kOver;
   absl::Time next_sample = start;
   while (true) {
     absl::Time now = absl::Now();
     r.power_cuts_fired += RebootCutDevices();
+    if (outage == Outage::kPlanned && now - start >= o_.kill_at) {
+      outage = Outage::kDown;
+      if (victim != nullptr) {
+        KillGateway(victim);
+        ++r.intermediate_kills;
+      }
+      if (o_.restart_broker) {
+        broker_->Kill();
+        ++r.broker_restarts;
+      }
+      fault_marks_.push_back({absl::ToDoubleSeconds(now - start), "down"});
+    }
+    if (outage == Outage::kDown && now - start >= o_.kill_at + o_.downtime) {
+      outage = Outage::kOver;
+      if (o_.restart_broker) {
+        if (absl::Status s = broker_->Restart(); !s.ok()) return s;
+      }
+      if (victim != nullptr) {
+        if (absl::Status s = ReviveGateway(victim); !s.ok()) return s;
+      }
+      fault_marks_.push_back({absl::ToDoubleSeconds(now - start), "back"});
+    }
     if (!offline_started && now - start >= o_.offline_delay) {
       offline_started = true;
       for (auto& d : devices_) {
@@ -567,8 +606,21 @@ absl::StatusOr<SimResult> Fleet::Run() {
       static_cast<double>(r.root_messages_in + r.root_messages_out) / std::max(1, o_.devices);
   for (auto& d : devices_) d->node.Stop();
   r.bricked = Bricked();
+  r.fault_marks = fault_marks_;
   r.peak_rss_kb = sim::ProcStatus("VmHWM");
   return r;
+}
+
+void Fleet::KillGateway(Gateway* g) {
+  // Its children see the link drop (and the gateway's Will) before anything else happens.
+  if (auto* down = dynamic_cast<core::FakeTransport*>(g->node.downstream.get())) down->Cut();
+  g->node.Reset();
+  if (g->memfs) g->memfs->PowerCut();
+}
+
+absl::Status Fleet::ReviveGateway(Gateway* g) {
+  if (absl::Status s = nodes::Build(g->env, g->spec, &g->node); !s.ok()) return s;
+  return g->node.Start();
 }
 
 }  // namespace
@@ -600,6 +652,8 @@ std::string ResultJson(const SimOptions& o, const SimResult& r) {
   integer("failed", r.end.failed);
   integer("rolled_back", r.end.rolled_back);
   integer("bricked", r.bricked);
+  integer("intermediate_kills", r.intermediate_kills);
+  integer("broker_restarts", r.broker_restarts);
   integer("offline_at_end", r.end.offline);
   integer("power_cuts_fired", r.power_cuts_fired);
   num("setup_seconds", r.setup_seconds);
@@ -623,6 +677,99 @@ std::string TimelineCsv(const SimResult& r) {
     absl::StrAppendFormat(&out, "%.1f,%d,%d,%d,%d,%d,%d,%d\n", row.t, c.seen, c.commanded,
                           c.downloading, c.confirmed, c.failed, c.rolled_back, c.offline);
   }
+  return out;
+}
+
+std::string TimelineSvg(const SimOptions& o, const SimResult& r) {
+  // A plain chart a person can read at a glance: one line per state, time across, devices up.
+  constexpr double kWidth = 900, kHeight = 460, kLeft = 70, kRight = 170, kTop = 50, kBottom = 60;
+  const double plot_w = kWidth - kLeft - kRight, plot_h = kHeight - kTop - kBottom;
+  double t_max = 1;
+  for (const TimelineRow& row : r.timeline) t_max = std::max(t_max, row.t);
+  const double n_max = std::max(1, r.devices);
+  auto x = [&](double t) { return kLeft + plot_w * t / t_max; };
+  auto y = [&](double n) { return kTop + plot_h * (1 - n / n_max); };
+  std::string out = absl::StrFormat(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+      "font-family=\"sans-serif\" font-size=\"13\">\n"
+      "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+      kWidth, kHeight);
+  absl::StrAppendFormat(&out,
+                        "<text x=\"%.0f\" y=\"28\" font-size=\"16\" font-weight=\"bold\">"
+                        "Rollout of %d devices (%d tiers x %d, %s image)</text>\n",
+                        kLeft, r.devices, o.tiers, o.fanout,
+                        o.image_size >= 1024 * 1024
+                            ? absl::StrCat(o.image_size / (1024 * 1024), " MiB")
+                            : absl::StrCat(o.image_size / 1024, " KiB"));
+  // Grid and axes: quarters of the fleet, and about eight ticks of time.
+  for (int q = 0; q <= 4; ++q) {
+    double n = n_max * q / 4;
+    absl::StrAppendFormat(&out,
+                          "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+                          "stroke=\"#ddd\"/>\n<text x=\"%.1f\" y=\"%.1f\" "
+                          "text-anchor=\"end\">%.0f</text>\n",
+                          kLeft, y(n), kLeft + plot_w, y(n), kLeft - 8, y(n) + 4, n);
+  }
+  double step = std::max(1.0, std::ceil(t_max / 8));
+  for (double t = 0; t <= t_max + 1e-9; t += step) {
+    absl::StrAppendFormat(&out,
+                          "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+                          "stroke=\"#eee\"/>\n<text x=\"%.1f\" y=\"%.1f\" "
+                          "text-anchor=\"middle\">%.0f</text>\n",
+                          x(t), kTop, x(t), kTop + plot_h, x(t), kTop + plot_h + 18, t);
+  }
+  absl::StrAppendFormat(&out,
+                        "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">seconds since "
+                        "the campaign started</text>\n<text x=\"18\" y=\"%.1f\" "
+                        "transform=\"rotate(-90 18 %.1f)\" text-anchor=\"middle\">devices"
+                        "</text>\n",
+                        kLeft + plot_w / 2, kHeight - 15, kTop + plot_h / 2, kTop + plot_h / 2);
+  // Outages: a shaded band from "down" to "back".
+  for (size_t i = 0; i < r.fault_marks.size(); ++i) {
+    if (r.fault_marks[i].second != "down") continue;
+    double end = i + 1 < r.fault_marks.size() ? r.fault_marks[i + 1].first : t_max;
+    absl::StrAppendFormat(&out,
+                          "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+                          "fill=\"#f4cccc\" opacity=\"0.6\"/>\n<text x=\"%.1f\" y=\"%.1f\" "
+                          "fill=\"#a33\">outage</text>\n",
+                          x(r.fault_marks[i].first), kTop,
+                          std::max(1.0, x(end) - x(r.fault_marks[i].first)), plot_h,
+                          x(r.fault_marks[i].first) + 3, kTop + 14);
+  }
+  struct Series {
+    const char* name;
+    const char* color;
+    int Counts::*field;
+  };
+  const Series series[] = {{"commanded", "#7f7f7f", &Counts::commanded},
+                           {"downloading", "#1f77b4", &Counts::downloading},
+                           {"confirmed", "#2ca02c", &Counts::confirmed},
+                           {"failed", "#d62728", &Counts::failed},
+                           {"rolled back", "#ff7f0e", &Counts::rolled_back},
+                           {"offline", "#9467bd", &Counts::offline}};
+  double legend_y = kTop + 10;
+  for (const Series& s : series) {
+    std::string points;
+    for (const TimelineRow& row : r.timeline) {
+      absl::StrAppendFormat(&points, "%.1f,%.1f ", x(row.t), y(row.counts.*(s.field)));
+    }
+    absl::StrAppendFormat(&out,
+                          "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2.5\" "
+                          "points=\"%s\"/>\n",
+                          s.color, points);
+    int last = r.timeline.empty() ? 0 : r.timeline.back().counts.*(s.field);
+    absl::StrAppendFormat(&out,
+                          "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+                          "stroke=\"%s\" stroke-width=\"3\"/>\n<text x=\"%.1f\" "
+                          "y=\"%.1f\">%s (%d)</text>\n",
+                          kLeft + plot_w + 15, legend_y, kLeft + plot_w + 35, legend_y, s.color,
+                          kLeft + plot_w + 40, legend_y + 4, s.name, last);
+    legend_y += 22;
+  }
+  absl::StrAppendFormat(&out,
+                        "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+                        "fill=\"none\" stroke=\"#333\"/>\n</svg>\n",
+                        kLeft, kTop, plot_w, plot_h);
   return out;
 }
 

@@ -39,6 +39,14 @@ struct SimOptions {
   double power_cut_share = 0;
   double offline_share = 0;
   absl::Duration offline_delay = absl::Seconds(5);  // after the campaign starts
+  // One gateway of the lowest tier (seeded) dies `kill_at` after the campaign starts and comes
+  // back `downtime` later over its own files, as after a kill -9 and a restart by its supervisor.
+  bool kill_intermediate = false;
+  // The shared broker is killed (SIGKILL) `kill_at` after the campaign starts and restarted on
+  // the same port `downtime` later.
+  bool restart_broker = false;
+  absl::Duration kill_at = absl::Seconds(1);
+  absl::Duration downtime = absl::Seconds(3);
 
   // Measure the in-run limits (Ed25519 verifies, raw broker throughput).
   bool measure_limits = true;
@@ -67,6 +75,8 @@ struct SimResult {
   Counts end;
   int bricked = 0;  // active slot not holding an installed, intact, expected image
   int power_cuts_fired = 0;
+  int intermediate_kills = 0;
+  int broker_restarts = 0;
   bool all_final = false;
   double setup_seconds = 0;  // building the PKI and the fleet until root heard every device
   double seconds_to_all_commanded = -1;
@@ -79,6 +89,7 @@ struct SimResult {
   double ed25519_verify_per_second = 0;
   double broker_raw_messages_per_second = 0;
   std::vector<TimelineRow> timeline;
+  std::vector<std::pair<double, std::string>> fault_marks;  // when the outages began and ended
 };
 
 absl::StatusOr<SimResult> RunSim(const SimOptions& options);
@@ -87,6 +98,8 @@ absl::StatusOr<SimResult> RunSim(const SimOptions& options);
 std::string ResultJson(const SimOptions& o, const SimResult& r);
 // The timeline as CSV, one row per second.
 std::string TimelineCsv(const SimResult& r);
+// The timeline as an SVG chart: devices by state over time, with the faults marked.
+std::string TimelineSvg(const SimOptions& o, const SimResult& r);
 
 }  // namespace x1368::sim
 

@@ -14,7 +14,8 @@
 
 int main(int argc, char** argv) {
   x1368::sim::SimOptions o;
-  std::string json_path, timeline_path;
+  std::string json_path, timeline_path, chart_path;
+  double kill_at_s = 1, downtime_s = 3;
   std::string topology = "hierarchical", device_links = "in-process", brokers = "shared";
   std::string device_storage = "memory", tracker_storage = "disk";
   double timeout_s = 600, offline_delay_s = 5;
@@ -68,6 +69,16 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"memory", "disk"}));
   app.add_option("--json", json_path, "write the results as JSON here");
   app.add_option("--timeline", timeline_path, "write per-second counts by state as CSV here");
+  app.add_option("--chart", chart_path, "draw the rollout over time as an SVG chart here");
+  app.add_flag("--kill-intermediate", o.kill_intermediate,
+               "one gateway of the lowest tier dies mid-campaign and restarts over its own files");
+  app.add_flag("--restart-broker", o.restart_broker,
+               "the broker is killed mid-campaign and restarted on the same port");
+  app.add_option("--kill-at", kill_at_s,
+                 "seconds after the campaign start when the gateway or broker goes down")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--downtime", downtime_s, "seconds the gateway or broker stays down")
+      ->check(CLI::NonNegativeNumber);
   app.add_flag(
       "--no-limits", [&o](int64_t) { o.measure_limits = false; },
       "skip measuring the in-run limits (Ed25519 verifies, raw broker throughput)");
@@ -90,6 +101,8 @@ int main(int argc, char** argv) {
   o.offline_delay = absl::Seconds(offline_delay_s);
   o.device_storage_memory = device_storage == "memory";
   o.tracker_storage_memory = tracker_storage == "memory";
+  o.kill_at = absl::Seconds(kill_at_s);
+  o.downtime = absl::Seconds(downtime_s);
   o.progress = !quiet;
   spdlog::set_level(spdlog::level::from_str(log_level));
   if (!deadlock_detection) absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
@@ -109,6 +122,13 @@ int main(int argc, char** argv) {
   }
   if (!timeline_path.empty()) {
     if (auto s = x1368::core::WriteFileAtomic(timeline_path, x1368::sim::TimelineCsv(*result));
+        !s.ok()) {
+      fprintf(stderr, "tracker-sim: %s\n", s.ToString().c_str());
+      return 1;
+    }
+  }
+  if (!chart_path.empty()) {
+    if (auto s = x1368::core::WriteFileAtomic(chart_path, x1368::sim::TimelineSvg(o, *result));
         !s.ok()) {
       fprintf(stderr, "tracker-sim: %s\n", s.ToString().c_str());
       return 1;
