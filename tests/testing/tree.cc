@@ -133,7 +133,7 @@ ClientNode* TestTree::AddClient(const std::string& id, const std::string& parent
   s.options.fetch.max_tries = 3;
   s.options.max_attempts = 2;
   s.options.retry_delay = absl::Milliseconds(200);
-  s.options.report_interval = absl::Seconds(2);
+  s.options.report_interval = spec.report_interval;
   s.hooks = spec.hooks;
   s.upstream = LinkFor(id);
   Must(StartClient(c), "client start");

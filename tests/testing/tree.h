@@ -58,6 +58,8 @@ struct ClientSpec {
   uint64_t initial_sequence = 1;
   stub::StubFaults faults;
   client::ClientHooks hooks;
+  // The full-state report; short, so that a test that loses one does not wait long.
+  absl::Duration report_interval = absl::Seconds(2);
 };
 
 class TestTree {

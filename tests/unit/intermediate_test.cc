@@ -56,6 +56,48 @@ TEST_F(IntermediateTest, FetchesTheImageOnceForTheWholeSubtree) {
   EXPECT_GE(GatewayCounter("x1368_chunks_served_total"), 4 * 13);  // 16 KiB chunks to each
 }
 
+// Issue #13: devices that start together with their gateway publish their first report before
+// the gateway has subscribed, and the broker (no retained message, no session yet) drops it.
+// The gateway asks its children for their state once its link is up, so root hears from every
+// device now, not only at the next periodic report (an hour here).
+TEST_F(IntermediateTest, DevicesThatReportedBeforeTheirGatewaySubscribedAreAskedAgain) {
+  ClientSpec quiet;
+  quiet.report_interval = absl::Hours(1);
+  std::vector<std::string> ids = {"late-1", "late-2", "late-3", "late-4"};
+  for (const std::string& id : ids) tree_->AddClient(id, "gw2", quiet);
+  tree_->AddIntermediate("gw2", "root", {"late-*"});
+  EXPECT_TRUE(tree_->WaitForDevices(
+      ids, [](const auto& d) { return d.version() == "1.0.0"; }, absl::Seconds(10)));
+}
+
+// The same one tier up: the lower gateway heard its devices, but its batch went out before its
+// own parent had subscribed. The upper gateway's request travels down the whole subtree.
+TEST_F(IntermediateTest, AGatewayThatSubscribesLateGetsItsWholeSubtreeReported) {
+  ClientSpec quiet;
+  quiet.report_interval = absl::Hours(1);
+  tree_->fake_broker()->KeepLog(true);
+  tree_->AddIntermediate("gw-low", "gw-mid", {"low-*"});
+  std::vector<std::string> ids = {"low-1", "low-2", "low-3"};
+  for (const std::string& id : ids) tree_->AddClient(id, "gw-low", quiet);
+  // Every report has gone out in gw-low's batches (into nothing) before gw-mid exists.
+  auto batched = [&] {
+    int reports = 0;
+    for (const core::MqttMessage& m : tree_->fake_broker()->Published()) {
+      v1::Envelope env;
+      v1::Body body;
+      if (m.topic == "x1368/gw-mid/gw-low/up/status" && env.ParseFromString(m.payload) &&
+          body.ParseFromString(env.body())) {
+        reports += body.status_batch().reports_size();
+      }
+    }
+    return reports;
+  };
+  ASSERT_TRUE(WaitFor([&] { return batched() >= 3; }, absl::Seconds(10)));
+  tree_->AddIntermediate("gw-mid", "root", {"gw-low", "low-*"});
+  EXPECT_TRUE(tree_->WaitForDevices(
+      ids, [](const auto& d) { return d.version() == "1.0.0"; }, absl::Seconds(10)));
+}
+
 TEST_F(IntermediateTest, ACacheThatCannotBeWrittenIsCountedAndReportedUpward) {
   tree_->AddClient("dev-1", "gw1");
   ASSERT_TRUE(

@@ -150,6 +150,10 @@ void Client::OnMessage(const core::Topic& topic, const std::string& payload,
       return;
     case v1::Body::kChunkResponse:
       return fetcher_.OnResponse(body.chunk_response());
+    case v1::Body::kStatusRequest:
+      // The parent (re)connected and may have missed what we said: coalesced, so a request
+      // that arrives with our own connect report costs one report.
+      return ScheduleReport();
     default:
       return Reject(core::Reject(v1::UNKNOWN_TYPE, "not a message for a client"), topic.ToString());
   }

@@ -26,19 +26,34 @@ absl::Status NodeLinks::Start(Handlers handlers) {
       loop_->Post([this] {
         if (auto online = node_->OnlinePresence()) (void)upstream_->Publish(*online);
         if (handlers_.upstream_connected) handlers_.upstream_connected();
+        if (downstream_ == upstream_) DownstreamConnected();
       });
     });
     upstream_->AddSubscription(ChildDownFilter(node_->prefix(), parent_id_, node_->id()));
     upstream_->AddSubscription(BroadcastDownFilter(node_->prefix(), parent_id_));
   }
   if (downstream_ != nullptr) {
-    if (downstream_ != upstream_) downstream_->SetMessageHandler(post);
+    if (downstream_ != upstream_) {
+      downstream_->SetMessageHandler(post);
+      downstream_->SetConnectHandler([this] { loop_->Post([this] { DownstreamConnected(); }); });
+    }
     downstream_->AddSubscription(ParentUpFilter(node_->prefix(), node_->id()));
   }
   if (upstream_ != nullptr) X1368_RETURN_IF_ERROR(upstream_->Start());
   if (downstream_ != nullptr && downstream_ != upstream_)
     X1368_RETURN_IF_ERROR(downstream_->Start());
   return absl::OkStatus();
+}
+
+void NodeLinks::DownstreamConnected() {
+  // Reports are neither retained nor queued for a subscriber the broker has never seen: a child
+  // that reported before this link subscribed (it started first, or this node restarted on a
+  // broker that kept no session) would otherwise stay unknown until its periodic report. The
+  // request goes out after the subscriptions are in place, so every child hears it or reports
+  // after it anyway (its own connect report).
+  if (absl::Status s = RequestStatus(); !s.ok()) {
+    spdlog::warn("event=status_request.send_failed error=\"{}\"", s.message());
+  }
 }
 
 void NodeLinks::Stop() {
@@ -144,6 +159,12 @@ absl::Status NodeLinks::SendDesiredState(const std::string& child,
   int64_t now = node_->clock().NowMs();
   int64_t ttl = expires > now ? std::clamp(expires - now, kMinTtlMs, kMaxTtlMs) : kMinTtlMs;
   return SendDown(child, Channel::kDesired, std::move(body), /*retained=*/true, ttl);
+}
+
+absl::Status NodeLinks::RequestStatus() {
+  v1::Body body;
+  body.mutable_status_request();
+  return Broadcast(std::move(body));
 }
 
 absl::Status NodeLinks::ForwardToChildren(const std::string& envelope) {

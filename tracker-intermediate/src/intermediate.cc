@@ -131,6 +131,14 @@ void Intermediate::FromParent(const core::Topic& topic, const std::string& paylo
     case v1::Body::kGo:
       // Pacing from above arrives as go; with no pacing of our own yet, our children go at once.
       return;
+    case v1::Body::kStatusRequest:
+      // The parent missed what we relayed (it subscribed after, or lost its session): we keep no
+      // copy of our children's reports, so they are asked for fresh ones, relayed in our
+      // batches as usual, and our own report follows. Coalesced: a request that arrives with
+      // our own connect asks the subtree once.
+      ScheduleSelfReport();
+      ask_children_.Schedule();
+      return;
     case v1::Body::kChunkResponse:
       if (topic.channel == Channel::kFw) {
         auto fill = fills_.find(body.chunk_response().image_sha256());
@@ -407,6 +415,11 @@ void Intermediate::FlushBatch() {
   if (absl::Status s = links_.SendUp(Channel::kStatus, std::move(body)); !s.ok()) {
     spdlog::warn("event=batch.send_failed error=\"{}\"", s.message());
   }
+}
+
+void Intermediate::AskChildren() {
+  if (stopped_) return;
+  SendFailed(links_.RequestStatus(), "status_request.send_failed");
 }
 
 void Intermediate::ScheduleSelfReport() { self_report_soon_.Schedule(); }

@@ -3,7 +3,8 @@
 // topic decides which side a message belongs to.
 //
 // NodeLinks owns the message path every module shares: it subscribes the right filters, signs a
-// fresh Last Will per connection and announces presence on the upstream link, parses each topic,
+// fresh Last Will per connection and announces presence on the upstream link, asks the children
+// for their state each time the downstream link is up (RequestStatus), parses each topic,
 // opens the envelope under the right origin (the parent for down topics, exactly the child the
 // topic names for up topics), counts every rejection by reason, and hands verified messages to
 // the module. Replay state is written back once per burst of messages.
@@ -64,6 +65,8 @@ class NodeLinks {
                         bool retained = false, int64_t ttl_ms = 0);
   // Seals `body` for "_all" and publishes it once on my _all/down/cmd topic.
   absl::Status Broadcast(v1::Body body);
+  // Asks every child for a fresh status report (a signed StatusRequest on _all/down/cmd).
+  absl::Status RequestStatus();
   // Publishes bytes signed by someone else (a root directive) unchanged on _all/down/cmd.
   absl::Status ForwardToChildren(const std::string& envelope);
   // Publishes `directives`, with a go for each, as `child`'s retained desired state: what it
@@ -84,6 +87,7 @@ class NodeLinks {
 
  private:
   void OnMessage(const MqttMessage& m);
+  void DownstreamConnected();
   void ScheduleFlush();
 
   NodeContext* node_;

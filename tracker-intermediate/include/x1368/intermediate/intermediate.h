@@ -82,6 +82,7 @@ class Intermediate {
   void Relay(const std::string& device, const std::string& envelope);
   void FlushBatch();
   void ReportSelf();
+  void AskChildren();
   void PeriodicSelfReport();
   void ScheduleSelfReport();
 
@@ -102,6 +103,7 @@ class Intermediate {
   size_t batch_bytes_ = 0;
   core::Coalesced batch_due_{loop_, opts_.batch_delay, [this] { FlushBatch(); }};
   core::Coalesced self_report_soon_{loop_, absl::Milliseconds(200), [this] { ReportSelf(); }};
+  core::Coalesced ask_children_{loop_, absl::ZeroDuration(), [this] { AskChildren(); }};
   bool stopped_ = false;
 
   core::Metric* relayed_ = nullptr;
