@@ -357,12 +357,17 @@ absl::Status Fleet::StartDevice(Device* d) {
 }
 
 int Fleet::RebootCutDevices() {
+  // A slice at a time (a reboot costs tens of milliseconds), so the loop keeps sampling once a
+  // second and the outages start on time; the rest waits for the next turn.
+  const absl::Time until = absl::Now() + absl::Milliseconds(200);
   std::vector<Device*> cut;
   {
     absl::MutexLock lock(&cut_mu_);
     cut.swap(cut_);
   }
-  for (Device* d : cut) {
+  size_t done = 0;
+  for (; done < cut.size() && absl::Now() < until; ++done) {
+    Device* d = cut[done];
     // As tests/unit/client_scenario_test.cc PowerCutTest: the node goes, unsynced writes go,
     // and the device boots again over what was left.
     d->node.Reset();
@@ -372,7 +377,11 @@ int Fleet::RebootCutDevices() {
               s.ToString().c_str());
     }
   }
-  return static_cast<int>(cut.size());
+  if (done < cut.size()) {
+    absl::MutexLock lock(&cut_mu_);
+    cut_.insert(cut_.begin(), cut.begin() + static_cast<ptrdiff_t>(done), cut.end());
+  }
+  return static_cast<int>(done);
 }
 
 Counts Fleet::Count() {
@@ -534,7 +543,8 @@ absl::StatusOr<SimResult> Fleet::Run() {
   absl::Time next_sample = start;
   while (true) {
     absl::Time now = absl::Now();
-    r.power_cuts_fired += RebootCutDevices();
+    // Outages first: rebooting cut devices below can take a while at scale, and must not move
+    // when the gateway or broker goes down.
     if (outage == Outage::kPlanned && now - start >= o_.kill_at) {
       outage = Outage::kDown;
       if (victim != nullptr) {
@@ -557,6 +567,7 @@ absl::StatusOr<SimResult> Fleet::Run() {
       }
       fault_marks_.push_back({absl::ToDoubleSeconds(now - start), "back"});
     }
+    r.power_cuts_fired += RebootCutDevices();
     if (!offline_started && now - start >= o_.offline_delay) {
       offline_started = true;
       for (auto& d : devices_) {
