@@ -13,7 +13,6 @@
 //   build/bin/in_process_fleet_bench --benchmark_filter=Fleet/1000
 //   build/bin/in_process_fleet_bench --benchmark_filter=MosquittoFleet/1000
 #include <benchmark/benchmark.h>
-#include <dirent.h>
 #include <mqtt/async_client.h>
 #include <sys/resource.h>
 
@@ -35,6 +34,50 @@
 namespace x1368::testing {
 namespace {
 
+// What both fleet benchmarks measure once root and two gateways run on `tree`: N clients are
+// added under the gateways, the fleet comes up, a 256 KiB release goes out, and the campaign is
+// timed (the benchmark's timer runs only for the campaign).
+struct FleetRun {
+  bool ok = false;
+  const char* error = "";
+  double seconds = 0;       // campaign start to every device confirmed
+  int64_t rss_before = 0;   // kB, before the clients
+  int64_t rss_clients = 0;  // kB, with the clients up
+  int64_t threads_before = 0;
+  int64_t threads = 0;  // with the clients up
+};
+
+FleetRun RunFleetUpdate(benchmark::State& state, TestTree& tree, int devices,
+                        const std::string& image, absl::Duration come_up, absl::Duration finish) {
+  FleetRun run;
+  run.rss_before = sim::ProcStatus("VmRSS");
+  run.threads_before = sim::ProcStatus("Threads");
+  std::vector<std::string> ids;
+  for (int i = 0; i < devices; ++i) {
+    ids.push_back(absl::StrCat("dev-", i));
+    tree.AddClient(ids.back(), i % 2 == 0 ? "gw1" : "gw2");
+  }
+  bool seen = tree.WaitForDevices(
+      ids, [](const v1::DeviceRecord& d) { return d.version() == "1.0.0"; }, come_up);
+  run.rss_clients = sim::ProcStatus("VmRSS");
+  run.threads = sim::ProcStatus("Threads");
+  if (!seen || !tree.Publish(image, "2.0.0", 2).ok()) {
+    run.error = "the fleet did not come up";
+    return run;
+  }
+  state.ResumeTiming();
+  absl::Time start = absl::Now();
+  bool done = tree.StartCampaign("2.0.0").ok() && tree.WaitForVersion(ids, "2.0.0", finish);
+  run.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  state.PauseTiming();
+  if (!done) {
+    run.error = "not every device confirmed 2.0.0";
+    return run;
+  }
+  run.ok = true;
+  return run;
+}
+
 void BM_Fleet(benchmark::State& state) {
   const int devices = static_cast<int>(state.range(0));
   const std::string image = TestPki::MakeImage(256 * 1024, 7);
@@ -45,37 +88,22 @@ void BM_Fleet(benchmark::State& state) {
     tree->AddRoot();
     tree->AddIntermediate("gw1", "root", {"dev-*"});
     tree->AddIntermediate("gw2", "root", {"dev-*"});
-    int64_t rss_before = sim::ProcStatus("VmRSS");
-    std::vector<std::string> ids;
-    for (int i = 0; i < devices; ++i) {
-      ids.push_back(absl::StrCat("dev-", i));
-      tree->AddClient(ids.back(), i % 2 == 0 ? "gw1" : "gw2");
-    }
-    bool seen = tree->WaitForDevices(
-        ids, [](const v1::DeviceRecord& d) { return d.version() == "1.0.0"; }, absl::Seconds(120));
-    int64_t rss_clients = sim::ProcStatus("VmRSS");
-    int64_t threads = sim::ProcStatus("Threads");
-    if (!seen || !tree->Publish(image, "2.0.0", 2).ok()) {
-      state.SkipWithError("the fleet did not come up");
+    FleetRun run =
+        RunFleetUpdate(state, *tree, devices, image, absl::Seconds(120), absl::Seconds(600));
+    if (!run.ok) {
+      state.SkipWithError(run.error);
       return;
     }
-    state.ResumeTiming();
-    absl::Time start = absl::Now();
-    if (!tree->StartCampaign("2.0.0").ok() ||
-        !tree->WaitForVersion(ids, "2.0.0", absl::Seconds(600))) {
-      state.SkipWithError("not every device confirmed 2.0.0");
-      return;
-    }
-    double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-    state.PauseTiming();
+    double seconds = run.seconds;
     // The limit: every device hashes the whole image once; nothing can do less.
     absl::Time h0 = absl::Now();
     for (int i = 0; i < devices; ++i) benchmark::DoNotOptimize(core::Sha256(image));
     double hash_seconds = absl::ToDoubleSeconds(absl::Now() - h0);
     state.counters["devices"] = devices;
     state.counters["seconds_to_all_confirmed"] = seconds;
-    state.counters["rss_kb_per_client"] = static_cast<double>(rss_clients - rss_before) / devices;
-    state.counters["threads_in_process"] = static_cast<double>(threads);
+    state.counters["rss_kb_per_client"] =
+        static_cast<double>(run.rss_clients - run.rss_before) / devices;
+    state.counters["threads_in_process"] = static_cast<double>(run.threads);
     state.counters["sha256_only_seconds"] = hash_seconds;
     state.counters["ratio_limit_over_actual"] = hash_seconds / seconds;
     tree.reset();
@@ -96,18 +124,6 @@ BENCHMARK(BM_Fleet)
 
 namespace x1368::testing {
 namespace {
-
-// Threads in this process (/proc/self/task).
-int64_t ProcessThreads() {
-  int64_t n = 0;
-  DIR* dir = ::opendir("/proc/self/task");
-  if (dir == nullptr) return -1;
-  while (dirent* e = ::readdir(dir)) {
-    if (e->d_name[0] != '.') ++n;
-  }
-  ::closedir(dir);
-  return n;
-}
 
 // 1,000 connections and the files of 1,000 nodes need more descriptors than the usual soft limit
 // of 1024; the broker, started after this, inherits it too.
@@ -192,38 +208,23 @@ void BM_MosquittoFleet(benchmark::State& state) {
     tree->AddRoot();
     tree->AddIntermediate("gw1", "root", {"dev-*"});
     tree->AddIntermediate("gw2", "root", {"dev-*"});
-    int64_t rss_before = sim::ProcStatus("VmRSS");
-    int64_t threads_before = ProcessThreads();
-    std::vector<std::string> ids;
-    for (int i = 0; i < devices; ++i) {
-      ids.push_back(absl::StrCat("dev-", i));
-      tree->AddClient(ids.back(), i % 2 == 0 ? "gw1" : "gw2");
-    }
-    bool seen = tree->WaitForDevices(
-        ids, [](const v1::DeviceRecord& d) { return d.version() == "1.0.0"; }, absl::Seconds(300));
-    int64_t rss_clients = sim::ProcStatus("VmRSS");
-    int64_t threads = ProcessThreads();
-    if (!seen || !tree->Publish(image, "2.0.0", 2).ok()) {
-      state.SkipWithError("the fleet did not come up");
+    FleetRun run =
+        RunFleetUpdate(state, *tree, devices, image, absl::Seconds(300), absl::Seconds(900));
+    if (!run.ok) {
+      state.SkipWithError(run.error);
       return;
     }
-    state.ResumeTiming();
-    absl::Time start = absl::Now();
-    if (!tree->StartCampaign("2.0.0").ok() ||
-        !tree->WaitForVersion(ids, "2.0.0", absl::Seconds(900))) {
-      state.SkipWithError("not every device confirmed 2.0.0");
-      return;
-    }
-    double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-    state.PauseTiming();
+    double seconds = run.seconds;
     // Every device receives the image in chunk-sized messages through the broker at least once.
     double chunks = static_cast<double>(devices) * ((kImageBytes + chunk - 1) / chunk);
     double limit_seconds = rate > 0 ? chunks / rate : 0;
     state.counters["devices"] = devices;
     state.counters["seconds_to_all_confirmed"] = seconds;
-    state.counters["rss_kb_per_client"] = static_cast<double>(rss_clients - rss_before) / devices;
-    state.counters["threads_in_process"] = static_cast<double>(threads);
-    state.counters["threads_added_by_clients"] = static_cast<double>(threads - threads_before);
+    state.counters["rss_kb_per_client"] =
+        static_cast<double>(run.rss_clients - run.rss_before) / devices;
+    state.counters["threads_in_process"] = static_cast<double>(run.threads);
+    state.counters["threads_added_by_clients"] =
+        static_cast<double>(run.threads - run.threads_before);
     state.counters["raw_qos1_msgs_per_s"] = rate;
     state.counters["raw_limit_seconds"] = limit_seconds;
     state.counters["ratio_limit_over_actual"] = limit_seconds / seconds;

@@ -10,9 +10,9 @@
 
 #include "absl/strings/string_view.h"
 #include "spdlog/spdlog.h"
-#include "x1368/core/node_config.h"
 #include "x1368/core/config.h"
 #include "x1368/core/node.h"
+#include "x1368/core/node_config.h"
 #include "x1368/core/topics.h"
 
 namespace {

@@ -242,8 +242,7 @@ class Fixture {
   void Drain() {
     std::array<std::pair<core::EventLoop*, const std::string*>, 3> loops = {
         std::pair{device_->loop.get(), &device_->id},
-        std::pair{gateway_->loop.get(), &gateway_->id},
-        std::pair{root_->loop.get(), &root_->id}};
+        std::pair{gateway_->loop.get(), &gateway_->id}, std::pair{root_->loop.get(), &root_->id}};
     for (int round = 0; round < 2; ++round) {
       for (auto [loop, id] : loops) {
         auto done = std::make_shared<std::promise<void>>();

@@ -3,7 +3,6 @@
 // DISCONNECT, the bounded buffer while disconnected (oldest dropped first), and reconnection with
 // re-subscription after the broker dies; a transport owns no thread, and backs off on the
 // executor's clock.
-#include "x1368/core/mqtt_transport.h"
 #include "x1368/core/transport.h"
 
 #include <arpa/inet.h>
@@ -28,6 +27,7 @@
 #include "testing/pki.h"
 #include "testing/status_matchers.h"
 #include "testing/wait.h"
+#include "x1368/core/mqtt_transport.h"
 
 namespace x1368::testing {
 namespace {
