@@ -1,8 +1,16 @@
 #include "simulations/sim/fleet_sim.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <memory>
@@ -13,9 +21,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "simulations/common/proc_status.h"
+#include "simulations/sim/devices.h"
+#include "simulations/sim/sim_link.h"
 #include "testing/mosquitto.h"
 #include "testing/pki.h"
 #include "x1368/core/crypto.h"
@@ -23,8 +35,11 @@
 #include "x1368/core/executor.h"
 #include "x1368/core/fake_transport.h"
 #include "x1368/core/file_system.h"
+#include "x1368/core/file_util.h"
 #include "x1368/core/mqtt_transport.h"
 #include "x1368/nodes/nodes.h"
+
+extern char** environ;
 
 namespace x1368::sim {
 namespace {
@@ -34,10 +49,6 @@ using testing::TempDir;
 using testing::TestNode;
 using testing::TestPki;
 
-constexpr char kComponent[] = "fw";
-constexpr char kHardware[] = "board-a";
-constexpr char kOldVersion[] = "1.0.0";
-constexpr char kNewVersion[] = "2.0.0";
 // A power cut lands at a device's k-th write from the campaign's start, k uniform in [1, this]:
 // an update ending confirmed makes a few dozen writes (client_scenario_test measures them), so
 // most cuts land inside the update and some after it (a cut then still reboots the device).
@@ -113,7 +124,18 @@ double MeasureBrokerMessagesPerSecond(const core::TransportFactory& mqtt, Mosqui
   return rate;
 }
 
-enum class Fault { kNone, kInstall, kBoot, kPowerCut, kOffline };
+LinkTotals Totals(const LinkCounters& c) {
+  return {c.messages.load(), c.image_bytes.load(), c.control_bytes.load(), c.lost.load()};
+}
+
+// A worker process hosting a share of the devices (--device-links mqtt; simulations/sim/worker.h).
+struct Worker {
+  pid_t pid = -1;
+  int to = -1;    // its stdin
+  int from = -1;  // its stdout
+  std::string input;
+  int online = 0;
+};
 
 class Fleet {
  public:
@@ -126,39 +148,30 @@ class Fleet {
   struct Gateway {
     std::string id;
     std::string path;                            // "2-1": the second of tier 1, its first child
+    std::unique_ptr<MosquittoBroker> broker;     // --brokers per-gateway: where its children are
     std::unique_ptr<core::MemFileSystem> memfs;  // --tracker-storage memory
     core::Env env;
     nodes::IntermediateSpec spec;
     nodes::IntermediateNode node;
   };
-  struct Device {
-    std::string id;
-    Fault fault = Fault::kNone;
-    int64_t cut_after = 0;
-    bool built = false;
-    std::string factory_sha256;  // of the image it shipped with, read at its first power-on
-    std::unique_ptr<core::MemFileSystem> memfs;  // before `node`: it outlives it
-    core::Env env;
-    nodes::ClientSpec spec;
-    nodes::ClientNode node;
-  };
 
   absl::Status StartBroker();
   absl::Status BuildRoot();
   absl::Status BuildGateways();
-  absl::Status BuildDevices();
-  absl::Status StartDevice(Device* d);
-  void AssignFaults();
+  void PlanDevices();
+  absl::Status StartDevices();
+  absl::Status SpawnWorkers();
+  // The next line from worker `w`, waiting until `deadline`.
+  absl::StatusOr<std::string> ReadWorkerLine(Worker& w, absl::Time deadline);
+  absl::Status TellWorkers(const std::string& line);
+  // Stops the devices and gathers what the workers measured into `r`.
+  absl::Status StopDevices(SimResult* r);
   core::NodeConfig ConfigFor(const TestNode& n, const std::string& data_dir) const;
   core::TransportOptions MemoryLink(const std::string& id) const;
-  core::TransportOptions BrokerLink(const std::string& id) const;
   Counts Count();
   // What root and the nodes it knows refused, by reason ("none" if nothing).
   std::string RootRejections();
-  // Rebuilds the devices whose power was cut; returns how many.
-  int RebootCutDevices();
-  int Bricked();
-  // --kill-intermediate: the gateway dies (its strand stops mid-work, its links drop, and with
+  // --kill-intermediate: the gateway dies (its strand stops mid-work, its links go dead, and with
   // tracker storage in memory its unsynced writes are lost); Revive() restarts it.
   void KillGateway(Gateway* g);
   absl::Status ReviveGateway(Gateway* g);
@@ -167,8 +180,9 @@ class Fleet {
   // Every node runs on these threads (declared first: destroyed last).
   core::Executor executor_{core::RealClock::Get(), o_.threads, o_.blocking_threads};
   core::FakeBroker fake_;
+  FleetCounters counters_;
   TempDir dir_;
-  std::unique_ptr<MosquittoBroker> broker_;
+  std::unique_ptr<MosquittoBroker> broker_;  // root's (and with --brokers shared, everyone's)
   core::TransportFactory transports_;
   TestPki pki_;
   std::string image_sha256_;
@@ -178,16 +192,24 @@ class Fleet {
   nodes::RootNode root_;
   std::vector<std::unique_ptr<Gateway>> gateways_;
   std::vector<Gateway*> lowest_;  // the gateways devices hang under
-  std::vector<std::unique_ptr<Device>> devices_;
+  std::vector<DevicePlan> plans_;
+  std::unique_ptr<DeviceGroup> local_;  // --device-links in-process
+  std::vector<Worker> workers_;         // --device-links mqtt
 
   std::vector<std::pair<double, std::string>> fault_marks_;  // seconds, what happened
-  absl::Mutex cut_mu_;
-  std::vector<Device*> cut_ ABSL_GUARDED_BY(cut_mu_);
 };
 
 Fleet::~Fleet() {
   // Every strand first, so none acts on a node that is already gone.
-  for (auto& d : devices_) d->node.Stop();
+  if (local_) local_->Stop();
+  for (Worker& w : workers_) {
+    if (w.to >= 0) close(w.to);  // a worker whose stdin closes exits
+    if (w.from >= 0) close(w.from);
+    if (w.pid > 0) {
+      kill(w.pid, SIGKILL);
+      waitpid(w.pid, nullptr, 0);
+    }
+  }
   for (auto it = gateways_.rbegin(); it != gateways_.rend(); ++it) (*it)->node.Stop();
   root_.Stop();
 }
@@ -210,17 +232,17 @@ core::TransportOptions Fleet::MemoryLink(const std::string& id) const {
   return t;
 }
 
-core::TransportOptions Fleet::BrokerLink(const std::string& id) const {
-  return broker_->ClientOptions(id);
+absl::StatusOr<std::unique_ptr<MosquittoBroker>> StartMosquitto(const std::string& dir) {
+  if (absl::Status s = core::PosixFileSystem()->MakeDirs(dir); !s.ok()) return s;
+  return MosquittoBroker::Start(dir);
 }
 
 absl::Status Fleet::StartBroker() {
-  std::string dir = dir_.File("mosquitto");
-  if (absl::Status s = core::PosixFileSystem()->MakeDirs(dir); !s.ok()) return s;
-  auto b = MosquittoBroker::Start(dir);
+  auto b = StartMosquitto(dir_.File("mosquitto"));
   if (!b.ok()) return b.status();
   broker_ = *std::move(b);
-  transports_ = fake_.TransportsOr(MqttLinks(&executor_));
+  transports_ = CountedLinks(fake_.TransportsOr(MqttLinks(&executor_)), &counters_, pki_.root_id(),
+                             o_.loss, o_.seed);
   return absl::OkStatus();
 }
 
@@ -238,20 +260,27 @@ absl::Status Fleet::BuildRoot() {
   spec.node.root_public_key_file = pki_.root_pub_path();
   spec.node.data_dir = dir_.File("root");
   spec.options.images_dir = dir_.File("root/images");
-  // Client-server: the devices are root's children, on the in-process broker.
-  spec.downstream = o_.tiers == 0 ? MemoryLink(pki_.root_id()) : BrokerLink(pki_.root_id());
+  // Client-server with in-process device links: the devices are root's children on the
+  // in-process broker.
+  spec.downstream = o_.tiers == 0 && !o_.device_links_mqtt ? MemoryLink(pki_.root_id())
+                                                           : broker_->ClientOptions(pki_.root_id());
   if (absl::Status s = nodes::Build(root_env_, spec, &root_); !s.ok()) return s;
   return root_.Start();
 }
 
 absl::Status Fleet::BuildGateways() {
-  std::vector<std::pair<std::string, std::string>> tier = {{pki_.root_id(), ""}};  // (id, path)
+  struct Parent {
+    std::string id, path;
+    MosquittoBroker* broker;  // where its children connect
+  };
+  std::vector<Parent> tier = {{pki_.root_id(), "", broker_.get()}};
   for (int t = 1; t <= o_.tiers; ++t) {
-    std::vector<std::pair<std::string, std::string>> next;
-    for (const auto& [parent, parent_path] : tier) {
+    std::vector<Parent> next;
+    const bool lowest = t == o_.tiers;
+    for (const Parent& parent : tier) {
       for (int i = 1; i <= o_.fanout; ++i) {
         auto g = std::make_unique<Gateway>();
-        g->path = parent_path.empty() ? absl::StrCat(i) : absl::StrCat(parent_path, "-", i);
+        g->path = parent.path.empty() ? absl::StrCat(i) : absl::StrCat(parent.path, "-", i);
         g->id = absl::StrCat("gw-", g->path);
         // Its certificate covers exactly its subtree: the gateways and devices named under it.
         TestNode cert =
@@ -263,16 +292,30 @@ absl::Status Fleet::BuildGateways() {
           g->memfs = std::make_unique<core::MemFileSystem>();
           g->env.fs = g->memfs.get();
         }
+        // Its children's broker: its own with --brokers per-gateway (the gateway is the bridge
+        // between the two), else its parent's.
+        MosquittoBroker* down = parent.broker;
+        if (o_.broker_per_gateway && !(lowest && !o_.device_links_mqtt)) {
+          auto b = StartMosquitto(dir_.File("mosquitto-" + g->id));
+          if (!b.ok()) return b.status();
+          g->broker = *std::move(b);
+          down = g->broker.get();
+        }
         nodes::IntermediateSpec& spec = g->spec;
         spec.node = ConfigFor(cert, dir_.File(g->id));
-        spec.options.parent_id = parent;
+        spec.options.parent_id = parent.id;
         spec.options.cache_dir = dir_.File(g->id + "/cache");
-        spec.upstream = BrokerLink(g->id);
-        if (t == o_.tiers) spec.downstream = MemoryLink(g->id);
+        spec.upstream = parent.broker->ClientOptions(g->id);
+        // One link serves both sides when its children share its parent's broker.
+        if (lowest && !o_.device_links_mqtt) {
+          spec.downstream = MemoryLink(g->id);
+        } else if (down != parent.broker) {
+          spec.downstream = down->ClientOptions(g->id);
+        }
         if (absl::Status s = nodes::Build(g->env, spec, &g->node); !s.ok()) return s;
         if (absl::Status s = g->node.Start(); !s.ok()) return s;
-        next.emplace_back(g->id, g->path);
-        if (t == o_.tiers) lowest_.push_back(g.get());
+        next.push_back({g->id, g->path, down});
+        if (lowest) lowest_.push_back(g.get());
         gateways_.push_back(std::move(g));
       }
     }
@@ -281,107 +324,176 @@ absl::Status Fleet::BuildGateways() {
   return absl::OkStatus();
 }
 
-void Fleet::AssignFaults() {
+void Fleet::PlanDevices() {
+  const int n = o_.devices;
+  plans_.resize(n);
+  for (int i = 0; i < n; ++i) {
+    DevicePlan& p = plans_[i];
+    if (lowest_.empty()) {
+      p.id = absl::StrCat("dev-", i);
+      p.parent_id = pki_.root_id();
+      p.broker_uri = o_.device_links_mqtt ? broker_->uri() : core::kMemoryScheme;
+    } else {
+      Gateway* g = lowest_[i % lowest_.size()];
+      p.id = absl::StrCat("dev-", g->path, "-", i);
+      p.parent_id = g->id;
+      p.broker_uri = !o_.device_links_mqtt ? core::kMemoryScheme
+                     : g->broker           ? g->broker->uri()
+                                           : g->spec.upstream.broker_uri;
+    }
+  }
   // Disjoint shares, drawn from one seeded shuffle: the outcome of each device is known in
   // advance, so the counts at the end can be checked exactly.
-  std::vector<int> order(devices_.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+  std::vector<int> order(n);
+  for (int i = 0; i < n; ++i) order[i] = i;
   std::mt19937_64 rng(o_.seed);
   std::shuffle(order.begin(), order.end(), rng);
   size_t next = 0;
   auto take = [&](double share, Fault f) {
-    size_t n = static_cast<size_t>(share * static_cast<double>(devices_.size()) + 0.5);
-    for (size_t i = 0; i < n && next < order.size(); ++i) devices_[order[next++]]->fault = f;
+    size_t k = static_cast<size_t>(share * n + 0.5);
+    for (size_t i = 0; i < k && next < order.size(); ++i) plans_[order[next++]].fault = f;
   };
   take(o_.install_fail_share, Fault::kInstall);
   take(o_.boot_fail_share, Fault::kBoot);
   take(o_.power_cut_share, Fault::kPowerCut);
   take(o_.offline_share, Fault::kOffline);
   std::uniform_int_distribution<int64_t> cut(1, kMaxCutWrite);
-  for (auto& d : devices_) {
-    if (d->fault == Fault::kPowerCut) d->cut_after = cut(rng);
+  for (DevicePlan& p : plans_) {
+    if (p.fault == Fault::kPowerCut) p.cut_after = cut(rng);
   }
 }
 
-absl::Status Fleet::BuildDevices() {
-  const int n = o_.devices;
-  devices_.reserve(n);
-  for (int i = 0; i < n; ++i) {
-    auto d = std::make_unique<Device>();
-    if (lowest_.empty()) {
-      d->id = absl::StrCat("dev-", i);
-    } else {
-      d->id = absl::StrCat("dev-", lowest_[i % lowest_.size()]->path, "-", i);
-    }
-    devices_.push_back(std::move(d));
-  }
-  AssignFaults();
-  for (int i = 0; i < n; ++i) {
-    Device* d = devices_[i].get();
-    TestNode cert = pki_.Make(d->id, v1::ROLE_CLIENT);
-    d->env.executor = &executor_;
-    d->env.transports = transports_;
-    std::string data_dir;
-    if (o_.device_storage_memory) {
-      d->memfs = std::make_unique<core::MemFileSystem>();
-      d->env.fs = d->memfs.get();
-      data_dir = "/data";
-    } else {
-      data_dir = dir_.File("devices/" + d->id);
-    }
-    nodes::ClientSpec& s = d->spec;
-    s.node = ConfigFor(cert, data_dir);
-    s.options.parent_id = lowest_.empty() ? pki_.root_id() : lowest_[i % lowest_.size()]->id;
-    s.consumer.dir = data_dir + "/slots";
-    s.consumer.component = kComponent;
-    s.consumer.hardware_class = kHardware;
-    s.consumer.initial_version = kOldVersion;
-    s.consumer.initial_sequence = 1;
-    s.consumer.faults.fail_install = d->fault == Fault::kInstall;
-    s.consumer.faults.trial_boot_fails = d->fault == Fault::kBoot;
-    s.upstream = MemoryLink(d->id);
-    if (d->fault == Fault::kOffline) continue;  // started once the campaign runs
-    if (absl::Status s = StartDevice(d); !s.ok()) return s;
+absl::Status Fleet::StartDevices() {
+  if (o_.device_links_mqtt) return SpawnWorkers();
+  DeviceGroupOptions go;
+  go.storage_memory = o_.device_storage_memory;
+  go.data_dir = dir_.File("devices");
+  local_ = std::make_unique<DeviceGroup>(&executor_, transports_, &pki_, go);
+  for (const DevicePlan& p : plans_) {
+    if (absl::Status s = local_->Add(p); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
 
-absl::Status Fleet::StartDevice(Device* d) {
-  d->built = true;
-  if (absl::Status s = nodes::Build(d->env, d->spec, &d->node); !s.ok()) return s;
-  if (d->factory_sha256.empty()) {
-    v1::BootEnv env = d->node.consumer->boot_env();
-    if (env.slots_size() > 0) d->factory_sha256 = env.slots(0).sha256();
-  }
-  return d->node.Start();
-}
+absl::Status Fleet::SpawnWorkers() {
+  const int per = std::max(1, o_.devices_per_worker);
+  const int count = (o_.devices + per - 1) / per;
+  workers_.resize(count);
+  for (int w = 0; w < count; ++w) {
+    std::string plan =
+        absl::StrCat("pki_dir ", dir_.path(), "\nroot_id ", pki_.root_id(), "\nstorage ",
+                     o_.device_storage_memory ? "memory" : "disk", "\ndata_dir ",
+                     dir_.File("devices"), "\nloss ", o_.loss, "\nseed ",
+                     o_.seed + static_cast<uint64_t>(w), "\nthreads ", o_.worker_threads,
+                     "\noffline_delay_ms ", absl::ToInt64Milliseconds(o_.offline_delay), "\n");
+    for (int i = w * per; i < std::min(o_.devices, (w + 1) * per); ++i) {
+      absl::StrAppend(&plan, "device ", PlanLine(plans_[i]), "\n");
+    }
+    std::string plan_path = dir_.File(absl::StrCat("worker-", w, ".plan"));
+    if (absl::Status s = core::WriteFileAtomic(plan_path, plan); !s.ok()) return s;
 
-int Fleet::RebootCutDevices() {
-  // A slice at a time (a reboot costs tens of milliseconds), so the loop keeps sampling once a
-  // second and the outages start on time; the rest waits for the next turn.
-  const absl::Time until = absl::Now() + absl::Milliseconds(200);
-  std::vector<Device*> cut;
-  {
-    absl::MutexLock lock(&cut_mu_);
-    cut.swap(cut_);
+    int to[2], from[2];
+    if (pipe2(to, O_CLOEXEC) != 0 || pipe2(from, O_CLOEXEC) != 0) {
+      return absl::InternalError(absl::StrCat("pipe: ", strerror(errno)));
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, to[0], STDIN_FILENO);
+    posix_spawn_file_actions_adddup2(&fa, from[1], STDOUT_FILENO);
+    std::vector<std::string> args = {"tracker-sim", "--worker", plan_path, "--log-level",
+                                     o_.log_level};
+    if (o_.deadlock_detection) args.push_back("--deadlock-detection");
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = -1;
+    int rc = posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(to[0]);
+    close(from[1]);
+    workers_[w].to = to[1];
+    workers_[w].from = from[0];
+    if (rc != 0) return absl::InternalError(absl::StrCat("posix_spawn: ", strerror(rc)));
+    workers_[w].pid = pid;
   }
-  size_t done = 0;
-  for (; done < cut.size() && absl::Now() < until; ++done) {
-    Device* d = cut[done];
-    // As tests/unit/client_scenario_test.cc PowerCutTest: the node goes, unsynced writes go,
-    // and the device boots again over what was left.
-    d->node.Reset();
-    d->memfs->PowerCut();
-    if (absl::Status s = StartDevice(d); !s.ok()) {
-      fprintf(stderr, "tracker-sim: %s did not come back after its power cut: %s\n", d->id.c_str(),
-              s.ToString().c_str());
+  // Every worker has built and started its devices (their certificates are made there, so the
+  // workers do that work side by side).
+  const absl::Time deadline = absl::Now() + o_.timeout;
+  for (size_t w = 0; w < workers_.size(); ++w) {
+    auto line = ReadWorkerLine(workers_[w], deadline);
+    if (!line.ok()) return line.status();
+    absl::string_view rest = *line;
+    if (!absl::ConsumePrefix(&rest, "ready ") || !absl::SimpleAtoi(rest, &workers_[w].online)) {
+      return absl::InternalError(absl::StrCat("worker ", w, " said '", *line, "'"));
     }
   }
-  if (done < cut.size()) {
-    absl::MutexLock lock(&cut_mu_);
-    cut_.insert(cut_.begin(), cut.begin() + static_cast<ptrdiff_t>(done), cut.end());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Fleet::ReadWorkerLine(Worker& w, absl::Time deadline) {
+  while (true) {
+    size_t eol = w.input.find('\n');
+    if (eol != std::string::npos) {
+      std::string line = w.input.substr(0, eol);
+      w.input.erase(0, eol + 1);
+      return line;
+    }
+    int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    if (ms <= 0) return absl::DeadlineExceededError(absl::StrCat("worker ", w.pid, " is silent"));
+    pollfd p{w.from, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(std::min<int64_t>(ms, 1000))) <= 0) continue;
+    char buf[512];
+    ssize_t n = read(w.from, buf, sizeof buf);
+    if (n <= 0) {
+      return absl::InternalError(absl::StrCat("worker ", w.pid, " died (see its messages above)"));
+    }
+    w.input.append(buf, static_cast<size_t>(n));
   }
-  return static_cast<int>(done);
+}
+
+absl::Status Fleet::TellWorkers(const std::string& line) {
+  const std::string out = line + "\n";
+  for (Worker& w : workers_) {
+    if (write(w.to, out.data(), out.size()) != static_cast<ssize_t>(out.size())) {
+      return absl::InternalError(absl::StrCat("worker ", w.pid, " is gone"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Fleet::StopDevices(SimResult* r) {
+  if (local_) {
+    local_->Stop();
+    r->bricked = local_->Bricked(image_sha256_);
+    r->device_rss_kb = sim::ProcStatus("VmHWM") - r->rss_before_devices_kb;
+    r->device_links = Totals(counters_.devices);
+    return absl::OkStatus();
+  }
+  if (absl::Status s = TellWorkers("stop " + image_sha256_); !s.ok()) return s;
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  for (Worker& w : workers_) {
+    auto line = ReadWorkerLine(w, deadline);
+    if (!line.ok()) return line.status();
+    absl::string_view rest = *line;
+    if (!absl::ConsumePrefix(&rest, "result ")) {
+      return absl::InternalError(absl::StrCat("worker ", w.pid, " said '", *line, "'"));
+    }
+    for (absl::string_view field : absl::StrSplit(rest, ' ', absl::SkipEmpty())) {
+      std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(field, '=');
+      int64_t v = 0;
+      if (!absl::SimpleAtoi(kv.second, &v)) continue;
+      if (kv.first == "bricked") r->bricked += static_cast<int>(v);
+      if (kv.first == "power_cuts") r->power_cuts_fired += static_cast<int>(v);
+      if (kv.first == "rss_kb") r->device_rss_kb += v;
+      if (kv.first == "messages") r->device_links.messages += v;
+      if (kv.first == "image_bytes") r->device_links.image_bytes += v;
+      if (kv.first == "control_bytes") r->device_links.control_bytes += v;
+      if (kv.first == "lost") r->device_links.lost += v;
+    }
+    waitpid(w.pid, nullptr, 0);
+    w.pid = -1;
+  }
+  return absl::OkStatus();
 }
 
 Counts Fleet::Count() {
@@ -390,8 +502,8 @@ Counts Fleet::Count() {
   by_id.reserve(fleet.devices_size());
   for (const v1::DeviceRecord& r : fleet.devices()) by_id[r.device_id()] = &r;
   Counts c;
-  for (const auto& d : devices_) {
-    auto it = by_id.find(d->id);
+  for (const DevicePlan& p : plans_) {
+    auto it = by_id.find(p.id);
     if (it == by_id.end()) {
       ++c.offline;
       continue;
@@ -444,24 +556,6 @@ std::string Fleet::RootRejections() {
   return out.empty() ? "no rejections" : "rejections: " + out;
 }
 
-int Fleet::Bricked() {
-  int bricked = 0;
-  for (const auto& d : devices_) {
-    if (d->node.consumer == nullptr) continue;  // never powered on: still its factory image
-    v1::BootEnv env = d->node.consumer->boot_env();
-    if (env.slots_size() != 2 || env.active() > 1) {
-      ++bricked;
-      continue;
-    }
-    const v1::SlotInfo& slot = env.slots(static_cast<int>(env.active()));
-    auto on_disk = core::Sha256Of(*d->env.fs, d->node.consumer->SlotPath(env.active()));
-    bool ok = slot.installed() && on_disk.ok() && *on_disk == slot.sha256() &&
-              (slot.sha256() == d->factory_sha256 || slot.sha256() == image_sha256_);
-    if (!ok) ++bricked;
-  }
-  return bricked;
-}
-
 absl::StatusOr<SimResult> Fleet::Run() {
   SimResult r;
   r.devices = o_.devices;
@@ -475,9 +569,11 @@ absl::StatusOr<SimResult> Fleet::Run() {
   r.rss_before_fleet_kb = sim::ProcStatus("VmRSS");
   if (absl::Status s = BuildRoot(); !s.ok()) return s;
   if (absl::Status s = BuildGateways(); !s.ok()) return s;
-  if (absl::Status s = BuildDevices(); !s.ok()) return s;
-  int expected_up = 0;
-  for (const auto& d : devices_) expected_up += d->built ? 1 : 0;
+  r.rss_before_devices_kb = sim::ProcStatus("VmRSS");
+  PlanDevices();
+  if (absl::Status s = StartDevices(); !s.ok()) return s;
+  int expected_up = local_ ? local_->online() : 0;
+  for (const Worker& w : workers_) expected_up += w.online;
   const absl::Time deadline = t0 + o_.timeout;
   // The campaign starts once root has heard from every device that is online.
   absl::Time next_note = absl::Now() + absl::Seconds(5);
@@ -506,20 +602,6 @@ absl::StatusOr<SimResult> Fleet::Run() {
   sub.set_image(image);
   auto release = core::CallOnLoop(*root_.loop, [&] { return root_.root->PublishRelease(sub); });
   if (!release.ok()) return release.status();
-  // Power cuts are armed now so that they land in the update, not in the boot before it.
-  for (auto& d : devices_) {
-    if (d->fault != Fault::kPowerCut) continue;
-    auto* link = dynamic_cast<core::FakeTransport*>(d->node.transport.get());
-    Device* dev = d.get();
-    d->memfs->CutPowerAfter(d->cut_after, [this, link, dev] {
-      // From the cut on the device neither persists nor says anything; its Will goes out as the
-      // broker would send it when the connection dies. The reboot happens off this thread (the
-      // file system's lock is held here).
-      if (link != nullptr) link->Cut();
-      absl::MutexLock lock(&cut_mu_);
-      cut_.push_back(dev);
-    });
-  }
   v1::CampaignStartRequest req;
   req.set_component(kComponent);
   req.set_version(kNewVersion);
@@ -527,6 +609,9 @@ absl::StatusOr<SimResult> Fleet::Run() {
   if (!campaign.ok()) return campaign.status();
   campaign_id_ = campaign->campaign_id();
   const absl::Time start = absl::Now();
+  // Power cuts are armed now so that they land in the update, not in the boot before it.
+  if (local_) local_->ArmPowerCuts();
+  if (absl::Status s = TellWorkers("campaign"); !s.ok()) return s;
 
   bool offline_started = expected_up == o_.devices;
   // The faults on the infrastructure: one gateway and/or the broker go down and come back.
@@ -567,12 +652,11 @@ absl::StatusOr<SimResult> Fleet::Run() {
       }
       fault_marks_.push_back({absl::ToDoubleSeconds(now - start), "back"});
     }
-    r.power_cuts_fired += RebootCutDevices();
+    if (local_) r.power_cuts_fired += local_->RebootCutDevices(absl::Milliseconds(200));
     if (!offline_started && now - start >= o_.offline_delay) {
-      offline_started = true;
-      for (auto& d : devices_) {
-        if (d->built) continue;
-        if (absl::Status s = StartDevice(d.get()); !s.ok()) return s;
+      offline_started = true;  // the workers start theirs on their own clock
+      if (local_) {
+        if (absl::Status s = local_->StartOffline(); !s.ok()) return s;
       }
     }
     if (now >= next_sample) {
@@ -615,16 +699,23 @@ absl::StatusOr<SimResult> Fleet::Run() {
   r.root_messages_out = root_stats.published;
   r.root_messages_per_device =
       static_cast<double>(r.root_messages_in + r.root_messages_out) / std::max(1, o_.devices);
-  for (auto& d : devices_) d->node.Stop();
-  r.bricked = Bricked();
+  r.peak_rss_root_kb = sim::ProcStatus("VmHWM");
+  if (absl::Status s = StopDevices(&r); !s.ok()) return s;
+  r.root_links = Totals(counters_.root);
+  r.gateway_links = Totals(counters_.gateways);
+  r.upstream_image_bytes = counters_.root_image_out.load();
   r.fault_marks = fault_marks_;
-  r.peak_rss_kb = sim::ProcStatus("VmHWM");
+  r.workers = static_cast<int>(workers_.size());
+  r.brokers = 1;
+  for (const auto& g : gateways_) r.brokers += g->broker ? 1 : 0;
   return r;
 }
 
 void Fleet::KillGateway(Gateway* g) {
-  // Its children see the link drop (and the gateway's Will) before anything else happens.
-  if (auto* down = dynamic_cast<core::FakeTransport*>(g->node.downstream.get())) down->Cut();
+  // Both links go dead first (on the in-process broker its children see its Will), then the
+  // node goes, as after a kill -9.
+  if (auto* down = dynamic_cast<SimLink*>(g->node.downstream.get())) down->Cut();
+  if (auto* up = dynamic_cast<SimLink*>(g->node.transport.get())) up->Cut();
   g->node.Reset();
   if (g->memfs) g->memfs->PowerCut();
 }
@@ -658,6 +749,10 @@ std::string ResultJson(const SimOptions& o, const SimResult& r) {
   integer("fanout", o.fanout);
   integer("image_size", static_cast<int64_t>(o.image_size));
   integer("seed", static_cast<int64_t>(o.seed));
+  absl::StrAppend(&out, "  \"device_links\": \"", o.device_links_mqtt ? "mqtt" : "in-process",
+                  "\",\n  \"brokers_layout\": \"", o.broker_per_gateway ? "per-gateway" : "shared",
+                  "\",\n");
+  num("loss", o.loss);
   absl::StrAppend(&out, "  \"all_final\": ", r.all_final ? "true" : "false", ",\n");
   integer("confirmed", r.end.confirmed);
   integer("failed", r.end.failed);
@@ -673,8 +768,18 @@ std::string ResultJson(const SimOptions& o, const SimResult& r) {
   integer("root_messages_in", static_cast<int64_t>(r.root_messages_in));
   integer("root_messages_out", static_cast<int64_t>(r.root_messages_out));
   num("root_messages_per_device", r.root_messages_per_device);
+  const double n = std::max(1, r.devices);
+  num("control_bytes_per_device", static_cast<double>(r.device_links.control_bytes) / n);
+  num("image_bytes_per_device", static_cast<double>(r.device_links.image_bytes) / n);
+  integer("upstream_image_bytes", static_cast<int64_t>(r.upstream_image_bytes));
+  integer("gateway_link_messages", static_cast<int64_t>(r.gateway_links.messages));
+  integer("device_link_messages", static_cast<int64_t>(r.device_links.messages));
+  integer("messages_lost", static_cast<int64_t>(r.device_links.lost));
   integer("rss_before_fleet_kb", r.rss_before_fleet_kb);
-  integer("peak_rss_kb", r.peak_rss_kb);
+  integer("peak_rss_root_kb", r.peak_rss_root_kb);
+  num("peak_rss_per_device_kb", static_cast<double>(r.device_rss_kb) / n);
+  integer("workers", r.workers);
+  integer("brokers", r.brokers);
   num("ed25519_verify_per_second", r.ed25519_verify_per_second);
   num("broker_raw_messages_per_second", r.broker_raw_messages_per_second, /*last=*/true);
   out += "}\n";

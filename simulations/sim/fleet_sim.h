@@ -1,17 +1,24 @@
 // tracker-sim: a whole fleet on one machine, every node the real module built by tracker-nodes.
 //
 // Root and the intermediates (`tiers` levels of `fanout` each) talk over a real Mosquitto that the
-// sim starts on a free loopback port; the devices, spread evenly over the lowest tier, talk to
-// their gateway over the in-process broker (FakeBroker), each with its files in a MemFileSystem
-// of its own, so a fleet of 100,000 needs neither sockets nor disk. Every node is a strand on one
-// shared Executor. The sim publishes a signed release, starts a campaign, injects the faults it
-// was asked for (seeded, so a run repeats) and waits until every device is final.
+// sim starts on a free loopback port (or, with `broker_per_gateway`, over one Mosquitto per
+// gateway: its children's, with the gateway itself the bridge to its parent's, as a real fleet is
+// laid out). The devices, spread evenly over the lowest tier, each have their files in a
+// MemFileSystem of their own and reach their gateway either
+//   - over MQTT, every device its own connection, spread over worker processes of
+//     `devices_per_worker` clients each (simulations/sim/worker.h), or
+//   - over the in-process broker (FakeBroker), so a fleet of 100,000 needs neither sockets nor
+//     disk.
+// Root and the gateways are strands on one shared Executor in the sim's process. The sim
+// publishes a signed release, starts a campaign, injects the faults it was asked for (seeded, so
+// a run repeats) and waits until every device is final.
 #ifndef X1368_SIM_FLEET_SIM_H_
 #define X1368_SIM_FLEET_SIM_H_
 
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -32,6 +39,10 @@ struct SimOptions {
   // Root's and the gateways' files (SQLite databases, images, caches) in MemFileSystems instead
   // of the temp dir: shows what their fsyncs cost, all of them sharing one disk here.
   bool tracker_storage_memory = false;
+  bool device_links_mqtt = false;
+  int devices_per_worker = 100;  // Paho clients per worker process (device_links_mqtt)
+  int worker_threads = 1;        // each worker's executor threads
+  bool broker_per_gateway = false;
 
   // Faults, each on a disjoint random share of the devices (so outcomes can be counted exactly).
   double install_fail_share = 0;
@@ -47,10 +58,14 @@ struct SimOptions {
   bool restart_broker = false;
   absl::Duration kill_at = absl::Seconds(1);
   absl::Duration downtime = absl::Seconds(3);
+  // The share of messages a device's link loses, each way.
+  double loss = 0;
 
   // Measure the in-run limits (Ed25519 verifies, raw broker throughput).
   bool measure_limits = true;
-  bool progress = true;  // a live line on stderr each second
+  bool progress = true;                // a live line on stderr each second
+  std::string log_level = "critical";  // the modules' (workers get the same)
+  bool deadlock_detection = false;     // Abseil's (workers get the same)
 };
 
 // Counts by state, as root sees them.
@@ -70,6 +85,14 @@ struct TimelineRow {
   Counts counts;
 };
 
+// What crossed one kind of link (root's, the gateways', the devices').
+struct LinkTotals {
+  uint64_t messages = 0;       // published + received
+  uint64_t image_bytes = 0;    // chunk response payloads
+  uint64_t control_bytes = 0;  // every other payload
+  uint64_t lost = 0;           // dropped by --loss
+};
+
 struct SimResult {
   int devices = 0;
   Counts end;
@@ -84,8 +107,19 @@ struct SimResult {
   uint64_t root_messages_in = 0;
   uint64_t root_messages_out = 0;
   double root_messages_per_device = 0;
-  int64_t peak_rss_kb = 0;
   int64_t rss_before_fleet_kb = 0;
+  int64_t rss_before_devices_kb = 0;
+  // Peak RSS of the sim's own process, which hosts root and the gateways (and the devices when
+  // their links are in-process): with --tiers 0 and MQTT device links, root's alone.
+  int64_t peak_rss_root_kb = 0;
+  // The devices' memory: with in-process links the process's growth once they were added
+  // (gateway caches included); with MQTT links the sum of the workers' peak RSS (their Paho and
+  // process overhead included).
+  int64_t device_rss_kb = 0;
+  int workers = 0;
+  int brokers = 0;
+  uint64_t upstream_image_bytes = 0;  // image bytes root's link carried for the whole fleet
+  LinkTotals root_links, gateway_links, device_links;
   double ed25519_verify_per_second = 0;
   double broker_raw_messages_per_second = 0;
   std::vector<TimelineRow> timeline;

@@ -2,6 +2,8 @@
 // rollout takes, what it costs root, and what the faults did (simulations/sim/fleet_sim.h).
 //
 //   build/bin/tracker-sim --devices 10000 --tiers 2 --fanout 4 --json out.json
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <string>
 
@@ -9,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "simulations/sim/fleet_sim.h"
+#include "simulations/sim/worker.h"
 #include "spdlog/spdlog.h"
 #include "x1368/core/file_util.h"
 
@@ -16,12 +19,11 @@ int main(int argc, char** argv) {
   x1368::sim::SimOptions o;
   std::string json_path, timeline_path, chart_path;
   double kill_at_s = 1, downtime_s = 3;
-  std::string topology = "hierarchical", device_links = "in-process", brokers = "shared";
+  std::string topology = "hierarchical", device_links = "mqtt", brokers = "shared";
+  std::string worker_plan;
   std::string device_storage = "memory", tracker_storage = "disk";
   double timeout_s = 600, offline_delay_s = 5;
   bool quiet = false;
-  bool deadlock_detection = false;
-  std::string log_level = "critical";
 
   CLI::App app{"tracker-sim: a whole X.1368 fleet on one machine (root, gateways, devices)"};
   app.add_option("--devices", o.devices, "devices (clients with stub consumers)")
@@ -56,10 +58,22 @@ int main(int argc, char** argv) {
   app.add_option("--topology", topology, "hierarchical (with --tiers >= 1) or client-server")
       ->check(CLI::IsMember({"hierarchical", "client-server"}));
   app.add_option("--device-links", device_links,
-                 "in-process: devices reach their gateway through the in-memory broker")
-      ->check(CLI::IsMember({"in-process"}));
-  app.add_option("--brokers", brokers, "shared: one Mosquitto for root and the gateways")
-      ->check(CLI::IsMember({"shared"}));
+                 "mqtt: every device has its own MQTT connection, devices spread over worker "
+                 "processes; in-process: devices reach their gateway through the in-memory broker "
+                 "(for fleets beyond the machine's sockets)")
+      ->check(CLI::IsMember({"mqtt", "in-process"}));
+  app.add_option("--devices-per-worker", o.devices_per_worker,
+                 "MQTT clients per worker process (Paho's cost per message grows with the clients "
+                 "one process holds)")
+      ->check(CLI::Range(1, 5000));
+  app.add_option("--worker-threads", o.worker_threads, "executor threads of each worker process")
+      ->check(CLI::Range(1, 16));
+  app.add_option("--brokers", brokers,
+                 "shared: one Mosquitto for the whole fleet; per-gateway: one more for each "
+                 "gateway's children, the gateway bridging it to its parent's")
+      ->check(CLI::IsMember({"shared", "per-gateway"}));
+  app.add_option("--loss", o.loss, "share of messages each device link loses, each way")
+      ->check(CLI::Range(0.0, 0.5));
   app.add_option("--device-storage", device_storage,
                  "memory: each device's files in a MemFileSystem; disk: under the temp dir")
       ->check(CLI::IsMember({"memory", "disk"}));
@@ -83,14 +97,26 @@ int main(int argc, char** argv) {
       "--no-limits", [&o](int64_t) { o.measure_limits = false; },
       "skip measuring the in-run limits (Ed25519 verifies, raw broker throughput)");
   app.add_flag("--quiet", quiet, "no live progress line");
-  app.add_flag("--deadlock-detection", deadlock_detection,
+  app.add_option("--worker", worker_plan, "(internal) run as a worker process with this plan")
+      ->group("");
+  app.add_flag("--deadlock-detection", o.deadlock_detection,
                "keep Abseil's mutex deadlock detection on (Debian's Abseil enables it; its global "
                "graph lock serializes every mutex of the process)");
-  app.add_option("--log-level", log_level,
+  app.add_option("--log-level", o.log_level,
                  "the modules' log level (their event lines would drown the progress line; "
                  "power cuts log errors by design)")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   CLI11_PARSE(app, argc, argv);
+
+  spdlog::set_level(spdlog::level::from_str(o.log_level));
+  if (!o.deadlock_detection) absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  if (!worker_plan.empty()) return x1368::sim::RunWorker(worker_plan);
+  // One socket per device link (the workers and the brokers inherit the limit).
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
 
   if (topology == "client-server") o.tiers = 0;
   if (topology == "hierarchical" && o.tiers == 0) {
@@ -104,8 +130,12 @@ int main(int argc, char** argv) {
   o.kill_at = absl::Seconds(kill_at_s);
   o.downtime = absl::Seconds(downtime_s);
   o.progress = !quiet;
-  spdlog::set_level(spdlog::level::from_str(log_level));
-  if (!deadlock_detection) absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  o.device_links_mqtt = device_links == "mqtt";
+  o.broker_per_gateway = brokers == "per-gateway";
+  if (o.power_cut_share > 0 && !o.device_storage_memory) {
+    fprintf(stderr, "tracker-sim: --power-cut-share needs --device-storage memory\n");
+    return 2;
+  }
 
   auto result = x1368::sim::RunSim(o);
   if (!result.ok()) {

@@ -49,6 +49,12 @@ TestPki::TestPki(std::string dir, std::string root_id)
   Must(core::WriteFileAtomic(root_pub_path(), root_key_.public_key().ToPem()));
 }
 
+absl::StatusOr<TestPki> TestPki::Open(std::string dir, std::string root_id) {
+  auto key = core::PrivateKey::LoadPemFile(dir + "/" + root_id + ".key");
+  if (!key.ok()) return key.status();
+  return TestPki(std::move(dir), std::move(root_id), *std::move(key));
+}
+
 TestNode TestPki::Make(const std::string& id, v1::Role role, std::vector<std::string> scope_nodes,
                        std::vector<std::string> components, int64_t valid_from_ms,
                        int64_t valid_until_ms) {

@@ -4,8 +4,10 @@
 #define X1368_TESTING_PKI_H_
 
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "x1368/core/crypto.h"
 #include "x1368/v1/certificate.pb.h"
 #include "x1368/v1/manifest.pb.h"
@@ -38,6 +40,9 @@ class TestPki {
  public:
   // Makes the root key (id "root") and writes root.key / root.pub into `dir`.
   explicit TestPki(std::string dir, std::string root_id = "root");
+  // The PKI another TestPki made in `dir` (its root key read back): a second process issues
+  // certificates under the same root.
+  static absl::StatusOr<TestPki> Open(std::string dir, std::string root_id = "root");
 
   const std::string& root_id() const { return root_id_; }
   const core::PrivateKey& root_key() const { return root_key_; }
@@ -64,6 +69,9 @@ class TestPki {
   static std::string MakeImage(size_t size, uint32_t seed);
 
  private:
+  TestPki(std::string dir, std::string root_id, core::PrivateKey root_key)
+      : dir_(std::move(dir)), root_id_(std::move(root_id)), root_key_(std::move(root_key)) {}
+
   std::string dir_;
   std::string root_id_;
   core::PrivateKey root_key_;
