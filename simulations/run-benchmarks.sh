@@ -1,0 +1,410 @@
+#!/usr/bin/env bash
+# Runs the benchmarks and the simulator scenarios of issue #12 and prints ONE markdown table:
+# every figure beside the physical limit measured in the same run, and their ratio.
+#
+#   simulations/run-benchmarks.sh [BUILD_DIR] [--quick] [--write]
+#
+#   BUILD_DIR  the CMake build directory holding bin/ (default: build/ at the repository root)
+#   --quick    1,000 / 500-device scenarios instead of 10,000 / 2,000, no in-process 100k run,
+#              no Mosquitto fleet benchmark: about a minute instead of much longer
+#   --write    also write the table to simulations/RESULTS.md
+#
+# Environment:
+#   SIM_DEVICE_LINKS  the simulator's --device-links for the hier/flat scenarios (default: mqtt)
+#   SIM_TIMEOUT       seconds each scenario may take before the simulator gives up (default: 1200)
+#   BENCH_OUT_DIR     keep the raw JSON outputs there (default: a temporary directory, removed)
+#
+# It builds nothing: the binaries must exist (the script says how to build them if not). The
+# ratio column is always figure speed / limit speed: 1 means the limit, below 1 slower than it.
+# A run that fails becomes a "failed: <reason>" row; the table is printed whatever happens.
+# Needs jq (scripts/setup.sh installs it) or, failing that, python3 to read the JSON.
+set -euo pipefail
+
+DEVICE_LINKS="${SIM_DEVICE_LINKS:-mqtt}"
+SIM_TIMEOUT="${SIM_TIMEOUT:-1200}"
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="$repo/build"
+quick=0
+write=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=1 ;;
+    --write) write=1 ;;
+    -h | --help)
+      sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    -*)
+      echo "run-benchmarks: unknown option $arg (see --help)" >&2
+      exit 2
+      ;;
+    *) build="$arg" ;;
+  esac
+done
+
+bin="$build/bin"
+missing=()
+for b in core_bench in_process_fleet_bench tracker-sim; do
+  [ -x "$bin/$b" ] || missing+=("$b")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "run-benchmarks: missing in $bin: ${missing[*]}" >&2
+  echo "build them first:" >&2
+  echo "  cmake --build $build --target core_bench in_process_fleet_bench tracker-sim" >&2
+  exit 1
+fi
+
+if command -v jq >/dev/null; then
+  json_tool=jq
+elif command -v python3 >/dev/null; then
+  json_tool=python3
+else
+  echo "run-benchmarks: needs jq or python3 to read the benchmarks' JSON" >&2
+  echo "  (scripts/setup.sh installs jq)" >&2
+  exit 1
+fi
+
+if [ -n "${BENCH_OUT_DIR:-}" ]; then
+  out="$BENCH_OUT_DIR"
+  mkdir -p "$out"
+else
+  out="$(mktemp -d "${TMPDIR:-/tmp}/x1368-bench-XXXXXX")"
+  trap 'rm -rf "$out"' EXIT
+fi
+
+note() { echo "run-benchmarks: $*" >&2; }
+
+# --- reading JSON ---------------------------------------------------------------------------
+
+# A top-level key of a JSON object file, printed as is; nothing if absent or null.
+json_key() {
+  local file="$1" key="$2"
+  [ -s "$file" ] || return 0
+  if [ "$json_tool" = jq ]; then
+    jq -r --arg k "$key" '.[$k] // empty' "$file" 2>/dev/null || true
+  else
+    python3 - "$file" "$key" <<'EOF' 2>/dev/null || true
+import json, sys
+v = json.load(open(sys.argv[1])).get(sys.argv[2])
+if v is not None:
+    print(str(v).lower() if isinstance(v, bool) else v)
+EOF
+  fi
+}
+
+# A field of the first Google Benchmark entry whose name starts with PREFIX; nothing if absent.
+bench_field() {
+  local file="$1" prefix="$2" field="$3"
+  [ -s "$file" ] || return 0
+  if [ "$json_tool" = jq ]; then
+    jq -r --arg p "$prefix" --arg f "$field" \
+      '[.benchmarks[]? | select(.name | startswith($p))][0][$f] // empty' "$file" \
+      2>/dev/null || true
+  else
+    python3 - "$file" "$prefix" "$field" <<'EOF' 2>/dev/null || true
+import json, sys
+for b in json.load(open(sys.argv[1])).get("benchmarks", []):
+    if b.get("name", "").startswith(sys.argv[2]):
+        v = b.get(sys.argv[3])
+        if v is not None:
+            print(str(v).lower() if isinstance(v, bool) else v)
+        break
+EOF
+  fi
+}
+
+# --- numbers --------------------------------------------------------------------------------
+
+# A number for people: thousands grouped from 100 up, 3 significant digits below; "-" if empty.
+num() {
+  [ -n "${1:-}" ] || {
+    echo "-"
+    return
+  }
+  awk -v x="$1" 'BEGIN {
+    a = x < 0 ? -x : x
+    if (a >= 100) {
+      s = sprintf("%.0f", a); o = ""
+      while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) }
+      printf "%s%s%s\n", (x < 0 ? "-" : ""), s, o
+    } else if (a >= 10) printf "%.1f\n", x
+    else if (a >= 1) printf "%.2f\n", x
+    else printf "%.3g\n", x
+  }'
+}
+
+# a / b; nothing if either is missing or b is 0.
+div() {
+  if [ -z "${1:-}" ] || [ -z "${2:-}" ]; then
+    echo ""
+    return
+  fi
+  awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print ""; else printf "%.6g\n", a / b }'
+}
+
+# A ratio: two decimals, or 3 significant digits when small; "-" if empty.
+ratio() {
+  [ -n "${1:-}" ] || {
+    echo "-"
+    return
+  }
+  awk -v x="$1" 'BEGIN { if (x >= 0.1 || x == 0) printf "%.2f\n", x; else printf "%.3g\n", x }'
+}
+
+rows=()
+row() { rows+=("| $1 | $2 | $3 | $4 |"); }
+
+# "1k" for 1000, "10k", "100k"; as is otherwise.
+label() { if [ $(($1 % 1000)) -eq 0 ]; then echo "$(($1 / 1000))k"; else echo "$1"; fi; }
+
+# Why a command failed, from its exit code and the last line it wrote to stderr (CLI11's
+# closing hint skipped).
+why() {
+  local rc="$1" err="$2" last=""
+  [ -s "$err" ] && last="$(grep -v -e '^[[:space:]]*$' -e '^Run with --help' "$err" |
+    tail -n 1 | tr '|' '/' | cut -c1-160)"
+  case "$rc" in
+    124) echo "timed out${last:+: $last}" ;;
+    137) echo "killed by SIGKILL (out of memory?)${last:+: $last}" ;;
+    139) echo "segmentation fault${last:+: $last}" ;;
+    134) echo "aborted${last:+: $last}" ;;
+    *) echo "exit $rc${last:+: $last}" ;;
+  esac
+}
+
+# --- core_bench -----------------------------------------------------------------------------
+# The benchmarks write their JSON with --benchmark_out: the modules log to stdout.
+
+note "core_bench (about 10 s)"
+core_json="$out/core_bench.json"
+rc=0
+"$bin/core_bench" --benchmark_format=json --benchmark_out="$core_json" \
+  --benchmark_out_format=json >"$out/core_bench.log" 2>"$out/core_bench.err" || rc=$?
+if [ $rc -ne 0 ] || [ ! -s "$core_json" ]; then
+  row "core_bench" "failed: $(why $rc "$out/core_bench.err")" "-" "-"
+else
+  # name prefix | measure | unit of the figure | what the limit is
+  core_row() {
+    local prefix="$1" measure="$2" unit="$3" limit_what="$4" err
+    err="$(bench_field "$core_json" "$prefix" error_message)"
+    if [ -n "$err" ]; then
+      row "$measure" "failed: $err" "-" "-"
+      return
+    fi
+    local per limit r
+    if [ "$unit" = "MB/s" ]; then
+      per="$(bench_field "$core_json" "$prefix" MB_per_s)"
+      limit="$(bench_field "$core_json" "$prefix" limit_MB_per_s)"
+    else
+      per="$(bench_field "$core_json" "$prefix" per_s)"
+      limit="$(bench_field "$core_json" "$prefix" limit_per_s)"
+    fi
+    r="$(bench_field "$core_json" "$prefix" ratio_to_limit)"
+    if [ -z "$per" ]; then
+      row "$measure" "failed: no result" "-" "-"
+      return
+    fi
+    local sp=" "
+    [ "${unit:0:1}" = / ] && sp=""
+    row "$measure" "$(num "$per")$sp$unit" "$(num "$limit")$sp$unit ($limit_what)" "$(ratio "$r")"
+  }
+  core_row BM_EnvelopeSeal/ "envelope seal, 300-byte status body (ideal 1)" "/s" \
+    "Ed25519 sign"
+  core_row BM_EnvelopeOpen/ "envelope open at the gateway, cert cached (ideal 1)" "/s" \
+    "Ed25519 verify"
+  core_row BM_ManifestVerify/cached_cert:0/ "manifest verify, author cert not cached (ideal 0.5)" \
+    "/s" "Ed25519 verify"
+  core_row BM_ManifestVerify/cached_cert:1/ "manifest verify, author cert cached (ideal 1)" "/s" \
+    "Ed25519 verify"
+  core_row BM_RegistryUpsert/batch:100/ "registry upsert, batches of 100 records" "records/s" \
+    "raw sqlite3, 1 txn"
+  core_row BM_RegistryUpsert/batch:1000/ "registry upsert, batches of 1000 records" "records/s" \
+    "raw sqlite3, 1 txn"
+  core_row BM_ChunkServe/chunk:16384/ "chunk serve from gateway cache, 16 KiB" "MB/s" "SHA-256"
+  core_row BM_ChunkServe/chunk:65536/ "chunk serve from gateway cache, 64 KiB" "MB/s" "SHA-256"
+fi
+
+# --- in_process_fleet_bench -----------------------------------------------------------------
+
+# 'Fleet/1000' also matches MosquittoFleet/1000: --quick anchors it to the in-memory one.
+if [ $quick -eq 1 ]; then filter='^BM_Fleet/1000/'; else filter='Fleet/1000'; fi
+note "in_process_fleet_bench --benchmark_filter=$filter (minutes)"
+fleet_json="$out/in_process_fleet_bench.json"
+rc=0
+"$bin/in_process_fleet_bench" --benchmark_filter="$filter" --benchmark_format=json \
+  --benchmark_out="$fleet_json" --benchmark_out_format=json \
+  >"$out/in_process_fleet_bench.log" 2>"$out/in_process_fleet_bench.err" || rc=$?
+fleet_rows() {
+  local prefix="$1" name="$2" limit_key="$3" limit_what="$4" err secs limit r rss
+  err="$(bench_field "$fleet_json" "$prefix" error_message)"
+  secs="$(bench_field "$fleet_json" "$prefix" seconds_to_all_confirmed)"
+  if [ -n "$err" ] || [ -z "$secs" ]; then
+    if [ -n "$err" ]; then
+      row "$name: seconds to all confirmed" "failed: $err" "-" "-"
+    else
+      row "$name: seconds to all confirmed" \
+        "failed: $(why $rc "$out/in_process_fleet_bench.err")" "-" "-"
+    fi
+    return
+  fi
+  limit="$(bench_field "$fleet_json" "$prefix" "$limit_key")"
+  r="$(bench_field "$fleet_json" "$prefix" ratio_limit_over_actual)"
+  rss="$(bench_field "$fleet_json" "$prefix" rss_kb_per_client)"
+  row "$name: seconds to all confirmed" "$(num "$secs") s" "$(num "$limit") s ($limit_what)" \
+    "$(ratio "$r")"
+  row "$name: RSS per client" "$(num "$rss") kB" "-" "-"
+}
+fleet_rows BM_Fleet/1000/ "in-memory broker fleet, 1000 clients, 256 KiB update" \
+  sha256_only_seconds "SHA-256 of the image x 1000"
+if [ $quick -eq 0 ]; then
+  fleet_rows BM_MosquittoFleet/1000/ "Mosquitto fleet, 1000 clients, 256 KiB update" \
+    raw_limit_seconds "chunks at raw QoS 1 rate"
+else
+  row "Mosquitto fleet, 1000 clients" "skipped (--quick)" "-" "-"
+fi
+
+# --- tracker-sim scenarios ------------------------------------------------------------------
+
+if [ $quick -eq 1 ]; then
+  big=1000
+  faults=500
+else
+  big=10000
+  faults=2000
+fi
+
+declare -A sim_json # scenario -> its JSON file, when it produced one
+
+# Seconds after the campaign start at which the offline share comes online (passed explicitly
+# to the fault scenario): no run with an offline share can be final before then.
+OFFLINE_DELAY=5
+
+# run_sim NAME FLOOR ARGS...: runs one scenario and adds its rows. FLOOR is a lower bound of
+# its seconds to all final that follows from its own options, or "" when there is none.
+run_sim() {
+  local name="$1" floor="$2"
+  shift 2
+  local json="$out/sim-$name.json" err="$out/sim-$name.err" rc=0
+  note "tracker-sim $name: $*"
+  timeout --kill-after=30 $((SIM_TIMEOUT + 120)) \
+    "$bin/tracker-sim" "$@" --timeout "$SIM_TIMEOUT" --quiet --json "$json" \
+    >/dev/null 2>"$err" || rc=$?
+  if [ ! -s "$json" ]; then
+    row "$name" "failed: $(why $rc "$err")" "-" "-"
+    return
+  fi
+  sim_json[$name]="$json"
+  k() { json_key "$json" "$1"; }
+  local devices final setup in_ out_ verify broker rpd run_s
+  devices="$(k devices)"
+  final="$(k seconds_to_all_final)"
+  setup="$(k setup_seconds)"
+  in_="$(k root_messages_in)"
+  out_="$(k root_messages_out)"
+  verify="$(k ed25519_verify_per_second)"
+  broker="$(k broker_raw_messages_per_second)"
+  rpd="$(k root_messages_per_device)"
+  if [ $rc -ne 0 ]; then
+    row "$name" "failed: $(why $rc "$err")" "-" "-"
+  fi
+  if [ -n "$final" ] && awk -v f="$final" 'BEGIN { exit !(f >= 0) }'; then
+    if [ -n "$floor" ]; then
+      row "$name: seconds to all final" "$(num "$final") s" \
+        "$(num "$floor") s (offline devices come online)" "$(ratio "$(div "$floor" "$final")")"
+    else
+      row "$name: seconds to all final" "$(num "$final") s" "-" "-"
+    fi
+  else
+    row "$name: seconds to all final" "not all final" "-" "-"
+  fi
+  row "$name: outcome" "confirmed $(k confirmed), failed $(k failed), rolled back \
+$(k rolled_back), bricked $(k bricked), offline $(k offline_at_end) of $devices" "-" "-"
+  row "$name: root messages per device" "$(num "$rpd")" "-" "-"
+  # Root's rates over the whole run (setup, which includes measuring the limits, then the
+  # rollout): the messages are counted for the whole run, not the rollout alone.
+  if [ -n "$final" ] && awk -v f="$final" 'BEGIN { exit !(f >= 0) }'; then
+    run_s="$(awk -v a="$setup" -v b="$final" 'BEGIN { printf "%.6g\n", a + b }')"
+    local rin rall
+    rin="$(div "$in_" "$run_s")"
+    rall="$(div "$(awk -v a="$in_" -v b="$out_" 'BEGIN { print a + b }')" "$run_s")"
+    # Root checks at least one signature for every message it receives (a relayed batch counts
+    # once here, though root verifies each report in it).
+    row "$name: root messages in/s, setup + rollout (a batch counts 1)" "$(num "$rin")/s" \
+      "$(num "$verify")/s (Ed25519 verify)" "$(ratio "$(div "$rin" "$verify")")"
+    row "$name: root messages in+out/s, setup + rollout" "$(num "$rall")/s" \
+      "$(num "$broker")/s (broker raw QoS 1)" "$(ratio "$(div "$rall" "$broker")")"
+  fi
+  local peak image up
+  peak="$(k peak_rss_kb)"
+  row "$name: peak RSS of the sim process" "$(num "$peak") kB" "-" "-"
+  local v
+  v="$(k peak_rss_root_kb)"
+  row "$name: peak RSS of root" "$([ -n "$v" ] && echo "$(num "$v") kB" || echo -)" "-" "-"
+  v="$(k peak_rss_per_device_kb)"
+  row "$name: peak RSS per device" "$([ -n "$v" ] && echo "$(num "$v") kB" || echo -)" "-" "-"
+  local cb
+  cb="$(k control_bytes_per_device)"
+  row "$name: control bytes per device" "$([ -n "$cb" ] && echo "$(num "$cb") B" || echo -)" "-" "-"
+  up="$(k upstream_image_bytes)"
+  image="$(k image_size)"
+  if [ -n "$up" ]; then
+    row "$name: upstream image bytes" "$(num "$up") B ($(num "$(div "$up" "$image")") x image)" \
+      "-" "-"
+  else
+    row "$name: upstream image bytes" "-" "-" "-"
+  fi
+}
+
+common=(--image-size 65536)
+run_sim "hier-$(label $big)" "" --devices $big --tiers 2 --fanout 10 "${common[@]}" \
+  --device-links "$DEVICE_LINKS"
+run_sim "flat-$(label $big)" "" --devices $big --topology client-server "${common[@]}" \
+  --device-links "$DEVICE_LINKS"
+hier="${sim_json[hier-$(label $big)]:-}"
+flat="${sim_json[flat-$(label $big)]:-}"
+if [ -n "$hier" ] && [ -n "$flat" ]; then
+  f="$(json_key "$flat" root_messages_per_device)"
+  h="$(json_key "$hier" root_messages_per_device)"
+  row "root messages per device, flat / hierarchical ($(label $big))" "$(num "$f") / $(num "$h")" \
+    "-" "$(ratio "$(div "$f" "$h")")"
+else
+  row "root messages per device, flat / hierarchical ($(label $big))" "failed: a scenario failed" \
+    "-" "-"
+fi
+if [ $quick -eq 0 ]; then
+  run_sim "inproc-100k" "" --devices 100000 --tiers 2 --fanout 10 "${common[@]}" \
+    --device-links in-process
+else
+  row "inproc-100k" "skipped (--quick)" "-" "-"
+fi
+run_sim "faults-$(label $faults)" $OFFLINE_DELAY --devices $faults --tiers 2 --fanout 4 \
+  --offline-share 0.05 --offline-delay $OFFLINE_DELAY --install-fail-share 0.05 \
+  --boot-fail-share 0.02 --kill-intermediate --kill-at 1 --downtime 3 --seed 7
+
+# --- the table ------------------------------------------------------------------------------
+
+cpu="$(grep -m1 '^model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//')"
+ram="$(awk '/^MemTotal:/ { printf "%.1f GiB\n", $2 / 1048576 }' /proc/meminfo 2>/dev/null)"
+commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+table() {
+  echo "# Benchmarks beside the physical limits"
+  echo
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "- machine: $(uname -srm); CPU: ${cpu:-unknown}; cores: $(nproc); RAM: ${ram:-unknown}"
+  echo "- commit: $commit; mode: $([ $quick -eq 1 ] && echo quick || echo full);" \
+    "sim device links: $DEVICE_LINKS"
+  echo "- every limit is measured in the same run; ratio = figure / limit as speeds (1: at the" \
+    "limit, below 1: slower). For the sim's root rates the ratio is how much of the limit root" \
+    "used, not how close it came to it. The sim samples its counts once a second: its times" \
+    "are that coarse."
+  echo
+  echo "| measure | figure | in-run limit | ratio |"
+  echo "| --- | --- | --- | --- |"
+  printf '%s\n' "${rows[@]}"
+}
+table
+if [ $write -eq 1 ]; then
+  table >"$repo/simulations/RESULTS.md"
+  note "wrote simulations/RESULTS.md"
+fi
