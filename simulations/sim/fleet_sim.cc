@@ -241,6 +241,7 @@ absl::Status Fleet::StartBroker() {
   auto b = StartMosquitto(dir_.File("mosquitto"));
   if (!b.ok()) return b.status();
   broker_ = *std::move(b);
+  fake_.KeepLog(false);  // it would hold every message of the run
   transports_ = CountedLinks(fake_.TransportsOr(MqttLinks(&executor_)), &counters_, pki_.root_id(),
                              o_.loss, o_.seed);
   return absl::OkStatus();

@@ -1,6 +1,8 @@
 #include "x1368/core/fake_transport.h"
 
 #include <algorithm>
+#include <functional>
+#include <set>
 
 #include "absl/strings/match.h"
 
@@ -105,14 +107,17 @@ void FakeBroker::Attach(FakeTransport* t) {
     }
     clients_[t] = filters;
     for (const std::string& f : filters) Index(t, f);
-    for (const auto& [topic, m] : retained_) {
-      for (const std::string& f : filters) {
-        if (TopicMatchesFilter(f, topic)) {
-          retained.push_back(m);
-          break;
-        }
+    // Only the retained topics under each filter's literal prefix can match it (retained_ is
+    // ordered by topic): a device that connects does not scan the whole fleet's presence.
+    std::set<absl::string_view> matched;
+    for (const std::string& f : filters) {
+      const std::string prefix = LiteralPrefix(f);
+      for (auto it = retained_.lower_bound(prefix);
+           it != retained_.end() && absl::StartsWith(it->first, prefix); ++it) {
+        if (TopicMatchesFilter(f, it->first)) matched.insert(it->first);
       }
     }
+    for (absl::string_view topic : matched) retained.push_back(retained_.find(topic)->second);
   }
   for (const MqttMessage& m : retained) Deliver(t, m);
 }

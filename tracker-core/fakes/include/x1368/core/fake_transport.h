@@ -9,6 +9,7 @@
 #ifndef X1368_CORE_FAKE_TRANSPORT_H_
 #define X1368_CORE_FAKE_TRANSPORT_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -78,7 +79,7 @@ class FakeBroker {
   absl::flat_hash_map<std::string, std::vector<Subscription>> index_ ABSL_GUARDED_BY(mu_);
   // Deliveries running now, per transport.
   absl::flat_hash_map<const FakeTransport*, int> busy_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, MqttMessage> retained_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, MqttMessage, std::less<>> retained_ ABSL_GUARDED_BY(mu_);
   std::vector<MqttMessage> log_ ABSL_GUARDED_BY(mu_);
   bool duplicate_ ABSL_GUARDED_BY(mu_) = false;
   bool keep_log_ ABSL_GUARDED_BY(mu_) = true;
