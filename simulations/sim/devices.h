@@ -43,6 +43,7 @@ absl::Status ParsePlanLine(const std::string& line, DevicePlan* p);
 struct DeviceGroupOptions {
   bool storage_memory = true;
   std::string data_dir;  // with storage on disk: each device under <data_dir>/<id>
+  absl::Duration report_interval = absl::Seconds(60);  // each device's full-state heartbeat
 };
 
 class DeviceGroup {

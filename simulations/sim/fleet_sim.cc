@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -171,6 +172,8 @@ class Fleet {
   Counts Count();
   // What root and the nodes it knows refused, by reason ("none" if nothing).
   std::string RootRejections();
+  // The devices root does not see final, and what it last heard from them.
+  std::string NotFinal();
   // --kill-intermediate: the gateway dies (its strand stops mid-work, its links go dead, and with
   // tracker storage in memory its unsynced writes are lost); Revive() restarts it.
   void KillGateway(Gateway* g);
@@ -369,6 +372,7 @@ absl::Status Fleet::StartDevices() {
   DeviceGroupOptions go;
   go.storage_memory = o_.device_storage_memory;
   go.data_dir = dir_.File("devices");
+  go.report_interval = o_.report_interval;
   local_ = std::make_unique<DeviceGroup>(&executor_, transports_, &pki_, go);
   for (const DevicePlan& p : plans_) {
     if (absl::Status s = local_->Add(p); !s.ok()) return s;
@@ -381,12 +385,12 @@ absl::Status Fleet::SpawnWorkers() {
   const int count = (o_.devices + per - 1) / per;
   workers_.resize(count);
   for (int w = 0; w < count; ++w) {
-    std::string plan =
-        absl::StrCat("pki_dir ", dir_.path(), "\nroot_id ", pki_.root_id(), "\nstorage ",
-                     o_.device_storage_memory ? "memory" : "disk", "\ndata_dir ",
-                     dir_.File("devices"), "\nloss ", o_.loss, "\nseed ",
-                     o_.seed + static_cast<uint64_t>(w), "\nthreads ", o_.worker_threads,
-                     "\noffline_delay_ms ", absl::ToInt64Milliseconds(o_.offline_delay), "\n");
+    std::string plan = absl::StrCat(
+        "pki_dir ", dir_.path(), "\nroot_id ", pki_.root_id(), "\nstorage ",
+        o_.device_storage_memory ? "memory" : "disk", "\ndata_dir ", dir_.File("devices"),
+        "\nloss ", o_.loss, "\nseed ", o_.seed + static_cast<uint64_t>(w), "\nthreads ",
+        o_.worker_threads, "\noffline_delay_ms ", absl::ToInt64Milliseconds(o_.offline_delay),
+        "\nreport_interval_ms ", absl::ToInt64Milliseconds(o_.report_interval), "\n");
     for (int i = w * per; i < std::min(o_.devices, (w + 1) * per); ++i) {
       absl::StrAppend(&plan, "device ", PlanLine(plans_[i]), "\n");
     }
@@ -470,7 +474,8 @@ absl::Status Fleet::StopDevices(SimResult* r) {
     r->device_links = Totals(counters_.devices);
     return absl::OkStatus();
   }
-  if (absl::Status s = TellWorkers("stop " + image_sha256_); !s.ok()) return s;
+  if (absl::Status s = TellWorkers("stop " + absl::BytesToHexString(image_sha256_)); !s.ok())
+    return s;
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
   for (Worker& w : workers_) {
     auto line = ReadWorkerLine(w, deadline);
@@ -539,6 +544,33 @@ Counts Fleet::Count() {
     if (ours || (past_idle && r.version() == kNewVersion)) ++c.commanded;
   }
   return c;
+}
+
+std::string Fleet::NotFinal() {
+  v1::FleetStatus fleet = core::CallOnLoop(*root_.loop, [this] { return root_.root->Fleet(); });
+  absl::flat_hash_map<absl::string_view, const v1::DeviceRecord*> by_id;
+  for (const v1::DeviceRecord& r : fleet.devices()) by_id[r.device_id()] = &r;
+  std::string out;
+  int n = 0;
+  for (const DevicePlan& p : plans_) {
+    auto it = by_id.find(p.id);
+    std::string what;
+    if (it == by_id.end()) {
+      what = "never seen";
+    } else {
+      const v1::DeviceRecord& d = *it->second;
+      bool final =
+          (d.state() == v1::CONFIRMED && d.version() == kNewVersion) ||
+          (d.campaign_id() == campaign_id_ &&
+           (d.state() == v1::FAILED || d.state() == v1::DECLINED || d.state() == v1::ROLLED_BACK));
+      if (final) continue;
+      what = absl::StrCat(v1::UpdateState_Name(d.state()), " ", d.version(),
+                          d.online() ? " online" : " offline", ", last report ",
+                          (root_env_.clock()->NowMs() - d.updated_at_ms()) / 1000, " s ago");
+    }
+    if (++n <= 10) absl::StrAppend(&out, "\n  ", p.id, ": ", what);
+  }
+  return absl::StrCat(n, " devices not final at root", out, n > 10 ? "\n  ..." : "");
 }
 
 std::string Fleet::RootRejections() {
@@ -690,6 +722,7 @@ absl::StatusOr<SimResult> Fleet::Run() {
     absl::SleepFor(absl::Milliseconds(50));
   }
   if (o_.progress) fprintf(stderr, "\n");
+  if (!r.all_final) fprintf(stderr, "tracker-sim: %s\n", NotFinal().c_str());
   // A final count at the exact moment everything became final is the sampled one; the
   // commanded time is at most that.
   if (r.all_final && r.seconds_to_all_commanded < 0) {

@@ -60,6 +60,8 @@ struct SimOptions {
   absl::Duration downtime = absl::Seconds(3);
   // The share of messages a device's link loses, each way.
   double loss = 0;
+  // Each device's full-state report (its heartbeat): what brings a lost report back.
+  absl::Duration report_interval = absl::Seconds(60);
 
   // Measure the in-run limits (Ed25519 verifies, raw broker throughput).
   bool measure_limits = true;

@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
   std::string topology = "hierarchical", device_links = "mqtt", brokers = "shared";
   std::string worker_plan;
   std::string device_storage = "memory", tracker_storage = "disk";
-  double timeout_s = 600, offline_delay_s = 5;
+  double timeout_s = 600, offline_delay_s = 5, report_interval_s = 60;
   bool quiet = false;
 
   CLI::App app{"tracker-sim: a whole X.1368 fleet on one machine (root, gateways, devices)"};
@@ -74,6 +74,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"shared", "per-gateway"}));
   app.add_option("--loss", o.loss, "share of messages each device link loses, each way")
       ->check(CLI::Range(0.0, 0.5));
+  app.add_option("--report-interval", report_interval_s,
+                 "seconds between each device's full-state reports (its heartbeat)")
+      ->check(CLI::Range(0.5, 3600.0));
   app.add_option("--device-storage", device_storage,
                  "memory: each device's files in a MemFileSystem; disk: under the temp dir")
       ->check(CLI::IsMember({"memory", "disk"}));
@@ -125,6 +128,7 @@ int main(int argc, char** argv) {
   }
   o.timeout = absl::Seconds(timeout_s);
   o.offline_delay = absl::Seconds(offline_delay_s);
+  o.report_interval = absl::Seconds(report_interval_s);
   o.device_storage_memory = device_storage == "memory";
   o.tracker_storage_memory = tracker_storage == "memory";
   o.kill_at = absl::Seconds(kill_at_s);

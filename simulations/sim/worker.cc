@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -66,10 +67,11 @@ int RunWorker(const std::string& plan_path) {
   double loss = 0;
   uint64_t seed = 1;
   int threads = 1;
-  int64_t offline_delay_ms = 0;
+  int64_t offline_delay_ms = 0, report_interval_ms = 0;
   if (!absl::SimpleAtod(keys["loss"], &loss) || !absl::SimpleAtoi(keys["seed"], &seed) ||
       !absl::SimpleAtoi(keys["threads"], &threads) || threads < 1 ||
-      !absl::SimpleAtoi(keys["offline_delay_ms"], &offline_delay_ms)) {
+      !absl::SimpleAtoi(keys["offline_delay_ms"], &offline_delay_ms) ||
+      !absl::SimpleAtoi(keys["report_interval_ms"], &report_interval_ms)) {
     return Fail(absl::StrCat("bad plan file ", plan_path));
   }
   auto pki = testing::TestPki::Open(keys["pki_dir"], keys["root_id"]);
@@ -80,6 +82,7 @@ int RunWorker(const std::string& plan_path) {
   DeviceGroupOptions go;
   go.storage_memory = keys["storage"] != "disk";
   go.data_dir = keys["data_dir"];
+  go.report_interval = absl::Milliseconds(report_interval_ms);
   {
     DeviceGroup group(
         &executor,
@@ -112,7 +115,7 @@ int RunWorker(const std::string& plan_path) {
           group.ArmPowerCuts();
         } else if (absl::StartsWith(line, "stop")) {
           group.Stop();
-          int bricked = group.Bricked(std::string(absl::StripPrefix(line, "stop ")));
+          int bricked = group.Bricked(absl::HexStringToBytes(absl::StripPrefix(line, "stop ")));
           const LinkCounters& c = counters.devices;
           WriteLine(reply_fd,
                     absl::StrCat("result bricked=", bricked, " power_cuts=", power_cuts,

@@ -3,12 +3,12 @@
 // clients one process holds, so 10,000 clients in one process would measure Paho, not the fleet.
 //
 // The plan file holds `key value` lines (pki_dir, root_id, storage, data_dir, loss, seed,
-// threads, offline_delay_ms) and one `device <plan line>` per device. The parent talks to a
-// worker over its stdin and stdout, a line each way:
+// threads, offline_delay_ms, report_interval_ms) and one `device <plan line>` per device. The
+// parent talks to a worker over its stdin and stdout, a line each way:
 //   worker -> parent  "ready <devices powered on>"        once every device is built and started
 //   parent -> worker  "campaign"                           power cuts armed; offline devices come
 //                                                          online offline_delay_ms later
-//   parent -> worker  "stop <sha256 of the new image>"     stop every device, then answer:
+//   parent -> worker  "stop <hex sha256 of the new image>"     stop every device, then answer:
 //   worker -> parent  "result bricked=N power_cuts=N rss_kb=N messages=N image_bytes=N
 //                      control_bytes=N lost=N"            and exit 0
 // A worker whose stdin closes (its parent died) exits at once.

@@ -43,6 +43,8 @@ Intermediate::Intermediate(IntermediateOptions options, core::NodeContext* node,
       m.Counter("x1368_chunks_fetched_total", "Firmware chunks fetched from upstream");
   send_failures_ =
       m.Counter("x1368_send_failures_total", "Messages that could not be sealed or published");
+  desired_resent_ = m.Counter("x1368_desired_resent_total",
+                              "Desired states sent again to a device that missed a campaign");
 }
 
 void Intermediate::StorageFailed(const absl::Status& status, absl::string_view event) {
@@ -164,7 +166,9 @@ void Intermediate::AcceptDirective(const std::string& envelope, const core::Open
     return links_.Reject(Reject(v1::OUT_OF_SCOPE, "my certificate does not cover this component"),
                          "directive");
   }
-  Directive dir{{d.campaign_id(), envelope, m.body_digest, m.body.expires_at_ms()}, *manifest};
+  Directive dir{{d.campaign_id(), envelope, m.body_digest, m.body.expires_at_ms()},
+                *manifest,
+                node_->clock().NowMs()};
   if (fresh) {
     auto stmt = db_->Prepare("INSERT OR REPLACE INTO directives VALUES (?, ?, ?)");
     absl::Status s = stmt.ok() ? (*stmt)
@@ -225,6 +229,20 @@ void Intermediate::SendDesired(const std::string& child) {
   }
 }
 
+void Intermediate::CatchUpChild(const std::string& child, const v1::StatusReport& report) {
+  if (directives_.empty()) return;
+  int64_t newest = 0;
+  for (const auto& [campaign, d] : directives_) newest = std::max(newest, d.accepted_ms);
+  // Behind: working on none of the active campaigns (the directive never arrived), or holding
+  // the directive without its go.
+  bool behind = !directives_.count(report.campaign_id()) || report.state() == v1::OFFERED;
+  if (!catch_up_.OnReport(child, behind, node_->clock().NowMs(), newest)) return;
+  spdlog::info("event=desired.resent child={} campaign={} state={}", child, report.campaign_id(),
+               v1::UpdateState_Name(report.state()));
+  desired_resent_->Add();
+  SendDesired(child);
+}
+
 // ---------------------------------------------------------------------------------------------
 // From the children
 
@@ -257,7 +275,11 @@ void Intermediate::FromChild(const core::Topic& topic, const std::string& payloa
                              topic.ToString());
       }
       if (!children_.count(child)) SetChildOnline(child, true);
-      return Relay(child, payload);
+      Relay(child, payload);
+      if (m.signer != nullptr && m.signer->role == v1::ROLE_CLIENT) {
+        CatchUpChild(child, body.status());
+      }
+      return;
     case v1::Body::kStatusBatch:
       // A cascaded intermediate's batch: check every device's own signature, then pass the
       // reports on in our batch (flattened, so the root sees each device's envelope once).

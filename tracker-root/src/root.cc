@@ -94,6 +94,8 @@ Root::Root(RootOptions options, core::NodeContext* node, core::SqliteDb* db,
   reports_ =
       node_->metrics().Counter("x1368_device_reports_total", "Device status reports recorded");
   chunks_served_ = node_->metrics().Counter("x1368_chunks_served_total", "Firmware chunks served");
+  desired_resent_ = node_->metrics().Counter(
+      "x1368_desired_resent_total", "Desired states sent again to a device that missed a campaign");
 }
 
 Root::~Root() { Stop(); }
@@ -317,6 +319,22 @@ void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const
     d.mutable_rejections()->CopyFrom(r.rejections());
     registry_->StageDevice(d);
     reports_->Add();
+    if (via == r.device_id()) {
+      // A device of ours directly: did it miss an active campaign (a lost directive or go)?
+      int64_t newest = 0;
+      bool in_active = false;
+      for (const Campaign& c : registry_->ActiveCampaigns(now)) {
+        newest = std::max(newest, c.info.started_at_ms());
+        in_active = in_active || c.info.campaign_id() == r.campaign_id();
+      }
+      bool behind = newest > 0 && (!in_active || r.state() == v1::OFFERED);
+      if (newest > 0 && catch_up_.OnReport(r.device_id(), behind, now, newest)) {
+        spdlog::info("event=desired.resent child={} campaign={} state={}", r.device_id(),
+                     r.campaign_id(), v1::UpdateState_Name(r.state()));
+        desired_resent_->Add();
+        SendDesired(r.device_id());
+      }
+    }
   }
   ScheduleCommit();
 }

@@ -19,6 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "x1368/core/catch_up.h"
 #include "x1368/core/chunk_fetcher.h"
 #include "x1368/core/event_loop.h"
 #include "x1368/core/links.h"
@@ -60,6 +61,7 @@ class Intermediate {
   struct Directive {
     core::ActiveDirective active;
     v1::Manifest manifest;
+    int64_t accepted_ms = 0;  // when it reached this node (or this node restarted)
   };
 
   void FromParent(const core::Topic& topic, const std::string& payload, core::OpenedMessage m);
@@ -68,6 +70,9 @@ class Intermediate {
   absl::Status LoadState();
   void SetChildOnline(const std::string& child, bool online);
   void SendDesired(const std::string& child);
+  // A device's report shows it missed an active campaign: its desired state goes out again
+  // (core/catch_up.h).
+  void CatchUpChild(const std::string& child, const v1::StatusReport& report);
   void PruneExpired();
 
   void ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& request);
@@ -95,6 +100,7 @@ class Intermediate {
 
   std::map<std::string, Directive> directives_;  // by campaign id
   std::map<std::string, bool> children_;         // child id -> online
+  core::CatchUp catch_up_;
   // Cache fills from upstream, by image SHA-256: the same windowed fetcher a client uses.
   std::map<std::string, std::shared_ptr<core::ChunkFetcher>> fills_;
   std::map<std::string, std::vector<std::pair<std::string, v1::FirmwareChunkRequest>>> waiting_;
@@ -111,6 +117,7 @@ class Intermediate {
   core::Metric* chunks_served_ = nullptr;
   core::Metric* upstream_chunks_ = nullptr;
   core::Metric* send_failures_ = nullptr;
+  core::Metric* desired_resent_ = nullptr;
 };
 
 }  // namespace x1368::intermediate

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "x1368/core/catch_up.h"
 #include "x1368/core/event_loop.h"
 #include "x1368/core/http.h"
 #include "x1368/core/links.h"
@@ -74,6 +75,8 @@ class Root {
   // One transaction for the whole burst of reports queued before it.
   core::Coalesced commit_{loop_, absl::ZeroDuration(), [this] { CommitStaged(); }};
   core::Metric* reports_ = nullptr;
+  core::Metric* desired_resent_ = nullptr;
+  core::CatchUp catch_up_;  // for devices directly under root (core/catch_up.h)
   core::Metric* chunks_served_ = nullptr;
 };
 
