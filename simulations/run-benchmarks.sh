@@ -335,16 +335,17 @@ $(k rolled_back), bricked $(k bricked), offline $(k offline_at_end) of $devices"
     row "$name: root messages in+out/s, setup + rollout" "$(num "$rall")/s" \
       "$(num "$broker")/s (broker raw QoS 1)" "$(ratio "$(div "$rall" "$broker")")"
   fi
-  local peak image up
-  peak="$(k peak_rss_kb)"
-  row "$name: peak RSS of the sim process" "$(num "$peak") kB" "-" "-"
-  local v
+  local image up v
   v="$(k peak_rss_root_kb)"
-  row "$name: peak RSS of root" "$([ -n "$v" ] && echo "$(num "$v") kB" || echo -)" "-" "-"
+  row "$name: peak RSS of the sim process (root and the gateways)" \
+    "$([ -n "$v" ] && echo "$(num "$v") kB" || echo -)" "-" "-"
   v="$(k peak_rss_per_device_kb)"
   row "$name: peak RSS per device" "$([ -n "$v" ] && echo "$(num "$v") kB" || echo -)" "-" "-"
   local cb
   cb="$(k control_bytes_per_device)"
+  v="$(k workers)"
+  row "$name: device links, worker processes, brokers" \
+    "$(k device_links), $([ -n "$v" ] && echo "$v" || echo -), $(k brokers)" "-" "-"
   row "$name: control bytes per device" "$([ -n "$cb" ] && echo "$(num "$cb") B" || echo -)" "-" "-"
   up="$(k upstream_image_bytes)"
   image="$(k image_size)"
@@ -361,6 +362,8 @@ run_sim "hier-$(label $big)" "" --devices $big --tiers 2 --fanout 10 "${common[@
   --device-links "$DEVICE_LINKS"
 run_sim "flat-$(label $big)" "" --devices $big --topology client-server "${common[@]}" \
   --device-links "$DEVICE_LINKS"
+run_sim "hier-$(label $big)-broker-per-gateway" "" --devices $big --tiers 2 --fanout 10 \
+  "${common[@]}" --device-links "$DEVICE_LINKS" --brokers per-gateway
 hier="${sim_json[hier-$(label $big)]:-}"
 flat="${sim_json[flat-$(label $big)]:-}"
 if [ -n "$hier" ] && [ -n "$flat" ]; then
@@ -373,7 +376,8 @@ else
     "-" "-"
 fi
 if [ $quick -eq 0 ]; then
-  run_sim "inproc-100k" "" --devices 100000 --tiers 2 --fanout 10 "${common[@]}" \
+  # 16 KiB: each in-process device keeps its two slots (and their synced copies) in memory.
+  run_sim "inproc-100k" "" --devices 100000 --tiers 2 --fanout 10 --image-size 16384 \
     --device-links in-process
 else
   row "inproc-100k" "skipped (--quick)" "-" "-"
