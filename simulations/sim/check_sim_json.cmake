@@ -2,7 +2,11 @@
 # shares, so every count is known in advance.
 #   cmake -DSIM=path/to/tracker-sim -DOUT=out.json "-DARGS=--devices;50;..."
 #         "-DEXPECT=confirmed=45;failed=5" -P check_sim_json.cmake
-execute_process(COMMAND ${SIM} ${ARGS} --timeout 45 --quiet --json ${OUT} RESULT_VARIABLE rc)
+if(NOT DEFINED SIM_TIMEOUT)
+  set(SIM_TIMEOUT 45)
+endif()
+execute_process(COMMAND ${SIM} ${ARGS} --timeout ${SIM_TIMEOUT} --quiet --json ${OUT}
+                RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "tracker-sim exited with ${rc}")
 endif()

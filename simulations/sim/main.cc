@@ -55,8 +55,11 @@ int main(int argc, char** argv) {
   app.add_option("--offline-delay", offline_delay_s,
                  "seconds after the campaign start when offline devices come online")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--topology", topology, "hierarchical (with --tiers >= 1) or client-server")
-      ->check(CLI::IsMember({"hierarchical", "client-server"}));
+  app.add_option("--topology", topology,
+                 "X.1368 8.2: hierarchical (with --tiers >= 1), client-server (every device "
+                 "under root), or intra-device (root and client in one device, on its local "
+                 "broker: --devices 1)")
+      ->check(CLI::IsMember({"hierarchical", "client-server", "intra-device"}));
   app.add_option("--device-links", device_links,
                  "mqtt: every device has its own MQTT connection, devices spread over worker "
                  "processes; in-process: devices reach their gateway through the in-memory broker "
@@ -121,7 +124,11 @@ int main(int argc, char** argv) {
     setrlimit(RLIMIT_NOFILE, &files);
   }
 
-  if (topology == "client-server") o.tiers = 0;
+  if (topology == "client-server" || topology == "intra-device") o.tiers = 0;
+  if (topology == "intra-device" && o.devices != 1) {
+    fprintf(stderr, "tracker-sim: --topology intra-device is one device: --devices 1\n");
+    return 2;
+  }
   if (topology == "hierarchical" && o.tiers == 0) {
     fprintf(stderr, "tracker-sim: --topology hierarchical needs --tiers >= 1\n");
     return 2;
