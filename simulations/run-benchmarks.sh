@@ -227,14 +227,17 @@ fi
 
 # --- in_process_fleet_bench -----------------------------------------------------------------
 
-# 'Fleet/1000' also matches MosquittoFleet/1000: --quick anchors it to the in-memory one.
-if [ $quick -eq 1 ]; then filter='^BM_Fleet/1000/'; else filter='Fleet/1000'; fi
-note "in_process_fleet_bench --benchmark_filter=$filter (minutes)"
+# Each fleet in a process of its own: one leaves memory behind that would hide the next one's.
 fleet_json="$out/in_process_fleet_bench.json"
 rc=0
-"$bin/in_process_fleet_bench" --benchmark_filter="$filter" --benchmark_format=json \
-  --benchmark_out="$fleet_json" --benchmark_out_format=json \
-  >"$out/in_process_fleet_bench.log" 2>"$out/in_process_fleet_bench.err" || rc=$?
+run_fleet() {
+  local filter="$1" json="$2"
+  note "in_process_fleet_bench --benchmark_filter=$filter (minutes)"
+  "$bin/in_process_fleet_bench" --benchmark_filter="$filter" --benchmark_format=json \
+    --benchmark_out="$json" --benchmark_out_format=json \
+    >"$out/in_process_fleet_bench.log" 2>"$out/in_process_fleet_bench.err" || rc=$?
+}
+run_fleet '^BM_Fleet/1000/' "$fleet_json"
 fleet_rows() {
   local prefix="$1" name="$2" limit_key="$3" limit_what="$4" err secs limit r rss
   err="$(bench_field "$fleet_json" "$prefix" error_message)"
@@ -258,6 +261,8 @@ fleet_rows() {
 fleet_rows BM_Fleet/1000/ "in-memory broker fleet, 1000 clients, 256 KiB update" \
   sha256_only_seconds "SHA-256 of the image x 1000"
 if [ $quick -eq 0 ]; then
+  fleet_json="$out/in_process_mosquitto_fleet_bench.json"
+  run_fleet '^BM_MosquittoFleet/1000/' "$fleet_json"
   fleet_rows BM_MosquittoFleet/1000/ "Mosquitto fleet, 1000 clients, 256 KiB update" \
     raw_limit_seconds "chunks at raw QoS 1 rate"
 else

@@ -58,7 +58,9 @@ FleetRun RunFleetUpdate(benchmark::State& state, TestTree& tree, int devices,
   std::vector<std::string> ids;
   for (int i = 0; i < devices; ++i) {
     ids.push_back(absl::StrCat("dev-", i));
-    tree.AddClient(ids.back(), i % 2 == 0 ? "gw1" : "gw2");
+    ClientSpec spec;
+    spec.module_retries = true;  // the tests' 2 s chunk timeout gives up under this load
+    tree.AddClient(ids.back(), i % 2 == 0 ? "gw1" : "gw2", spec);
   }
   bool seen = tree.WaitForDevices(
       ids, [](const v1::DeviceRecord& d) { return d.version() == "1.0.0"; }, come_up);
@@ -74,7 +76,18 @@ FleetRun RunFleetUpdate(benchmark::State& state, TestTree& tree, int devices,
   run.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   state.PauseTiming();
   if (!done) {
-    run.error = "not every device confirmed 2.0.0";
+    // Which devices, and what root last heard from them: the benchmark's error says it.
+    static std::string error;
+    error = "not every device confirmed 2.0.0:";
+    int n = 0;
+    const v1::FleetStatus fleet = tree.Fleet();
+    for (const v1::DeviceRecord& d : fleet.devices()) {
+      if (d.version() == "2.0.0" || ++n > 5) continue;
+      absl::StrAppend(&error, " ", d.device_id(), " ", v1::UpdateState_Name(d.state()), " ",
+                      d.version(), " (", v1::Reason_Name(d.reason()), ")");
+    }
+    absl::StrAppend(&error, n > 5 ? absl::StrCat(" and ", n - 5, " more") : "");
+    run.error = error.c_str();
     return run;
   }
   run.ok = true;

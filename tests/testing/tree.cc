@@ -129,10 +129,12 @@ ClientNode* TestTree::AddClient(const std::string& id, const std::string& parent
   s.consumer.faults = spec.faults;
   s.options.parent_id = parent;
   s.options.chunk_size = 16 * 1024;
-  s.options.fetch.timeout = absl::Seconds(2);
-  s.options.fetch.max_tries = 3;
-  s.options.max_attempts = 2;
-  s.options.retry_delay = absl::Milliseconds(200);
+  if (!spec.module_retries) {
+    s.options.fetch.timeout = absl::Seconds(2);
+    s.options.fetch.max_tries = 3;
+    s.options.max_attempts = 2;
+    s.options.retry_delay = absl::Milliseconds(200);
+  }
   s.options.report_interval = spec.report_interval;
   s.hooks = spec.hooks;
   s.upstream = LinkFor(id);

@@ -60,6 +60,9 @@ struct ClientSpec {
   client::ClientHooks hooks;
   // The full-state report; short, so that a test that loses one does not wait long.
   absl::Duration report_interval = absl::Seconds(2);
+  // The client module's own fetch timeout and retries (for benchmarks under load) instead of the
+  // tests' short ones, which give up within seconds.
+  bool module_retries = false;
 };
 
 class TestTree {
