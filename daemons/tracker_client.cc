@@ -41,11 +41,9 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   } else {
     stub.faults = *faults;
   }
-  opts.chunk_size = static_cast<uint32_t>(f.Int("update.chunk_size", 32 * 1024, 512, 1 << 20));
-  if (opts.chunk_size + 4096 > setup.node.limits.max_message_bytes) {
-    f.Fail("update.chunk_size", "does not fit in limits.max_message_bytes");
-  }
   opts.fetch.window = static_cast<uint32_t>(f.Int("update.window", 8, 1, 256));
+  // The chunks in flight toward this device are queued for it by its broker too.
+  opts.fetch.window = std::min(opts.fetch.window, std::max(upstream.broker_max_queued / 2, 1u));
   opts.fetch.timeout = absl::Milliseconds(f.Int("update.chunk_timeout_ms", 5000, 10, 600'000));
   opts.fetch.max_tries = static_cast<int>(f.Int("update.chunk_tries", 6, 1, 1000));
   opts.max_attempts = static_cast<int>(f.Int("update.max_attempts", 3, 1, 100));

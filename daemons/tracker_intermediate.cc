@@ -22,11 +22,11 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
     core::TransportOptions d = core::ReadLinkConfig(f, "downstream", setup.node.node_id);
     if (d.broker_uri != upstream.broker_uri) downstream = d;  // a broker of its own for the subtree
   }
+  opts.downstream_queue =
+      downstream ? downstream->broker_max_queued : upstream.broker_max_queued;
   opts.cache_dir = f.Path("cache.dir", "");
   if (opts.cache_dir.empty()) opts.cache_dir = setup.node.data_dir + "/cache";
   opts.cache_max_images = static_cast<size_t>(f.Int("cache.max_images", 8, 1, 10'000));
-  opts.fetch_chunk_size =
-      static_cast<uint32_t>(f.Int("fetch.chunk_size", 64 * 1024, 1024, 128 * 1024));
   opts.fetch_window = static_cast<uint32_t>(f.Int("fetch.window", 8, 1, 256));
   opts.fetch_timeout = absl::Milliseconds(f.Int("fetch.timeout_ms", 5000, 10, 600'000));
   opts.fetch_max_tries = static_cast<int>(f.Int("fetch.tries", 6, 1, 1000));

@@ -41,6 +41,7 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   }
   core::TransportOptions downstream = core::ReadLinkConfig(f, "downstream", setup.node.node_id);
   RootOptions opts;
+  opts.downstream_queue = downstream.broker_max_queued;
   opts.images_dir = f.Path("release.images_dir", "");
   if (opts.images_dir.empty()) opts.images_dir = setup.node.data_dir + "/images";
   opts.max_image_bytes =

@@ -130,6 +130,7 @@ struct SignArgs {
   std::string key, cert, image, component, version, hardware, uri{core::kChunkServiceUri}, out,
       description;
   uint64_t sequence = 0;
+  uint32_t chunk_size = core::kDefaultChunkBytes;
 };
 
 int AuthorSign(const SignArgs& a) {
@@ -145,10 +146,8 @@ int AuthorSign(const SignArgs& a) {
   if (body.public_key() != key->public_key().raw()) {
     return Fail(absl::InvalidArgumentError(absl::StrCat(a.cert, " does not certify ", a.key)));
   }
-  auto digest = core::Sha256File(a.image);
-  auto size = core::FileSize(a.image);
-  if (!digest.ok()) return Fail(digest.status());
-  if (!size.ok()) return Fail(size.status());
+  auto digests = core::DigestImageFile(*core::PosixFileSystem(), a.image, a.chunk_size);
+  if (!digests.ok()) return Fail(digests.status());
   core::ManifestSpec spec;
   spec.component = a.component;
   spec.version = a.version;
@@ -158,12 +157,13 @@ int AuthorSign(const SignArgs& a) {
   spec.author_id = body.node_id();
   spec.created_at_ms = absl::ToUnixMillis(absl::Now());
   spec.description = a.description;
-  auto signed_manifest = core::SignManifest(*key, cert, core::BuildManifest(spec, *digest, *size));
+  auto signed_manifest = core::SignManifest(*key, cert, core::BuildManifest(spec, *digests));
   if (!signed_manifest.ok()) return Fail(signed_manifest.status());
   if (absl::Status s = core::WriteFileAtomic(a.out, signed_manifest->SerializeAsString()); !s.ok())
     return Fail(s);
   std::cout << "signed " << a.component << " " << a.version << " (sequence " << a.sequence << ", "
-            << *size << " bytes, sha256 " << core::HexEncode(*digest).substr(0, 16) << "...) -> "
+            << digests->size << " bytes in " << core::ChunkCount(digests->size, a.chunk_size)
+            << " chunks, sha256 " << core::HexEncode(digests->sha256).substr(0, 16) << "...) -> "
             << a.out << "\n";
   return 0;
 }
@@ -397,6 +397,10 @@ int main(int argc, char** argv) {
   sign->add_option("--hardware", sa.hardware, "hardware classes, comma separated")->required();
   sign->add_option("--uri", sa.uri, "where devices fetch it")->capture_default_str();
   sign->add_option("--description", sa.description);
+  sign->add_option("--chunk-size", sa.chunk_size,
+                   "bytes per chunk; each chunk's SHA-256 goes into the signed chunk table")
+      ->check(CLI::Range(x1368::core::kMinChunkBytes, x1368::core::kMaxChunkBytes))
+      ->capture_default_str();
   sign->add_option("--out", sa.out, "signed manifest file")->required();
 
   auto* release = app.add_subcommand("release", "releases on root's firmware server");

@@ -442,7 +442,7 @@ BENCHMARK(BM_RegistryUpsert)
     ->UseRealTime();
 
 // A gateway answering a chunk request from its cache, as Intermediate::ServeChunk does on a
-// hit: Has, Touch, the file's size, then core::ServeChunk (open, pread, the response) from a
+// hit: Has, Touch, the file's size, then core::ReadChunk (open, pread, the response) from a
 // verified 64 MiB image in a FirmwareCache on disk (in the page cache after the fill); requests
 // walk the image, larger than the CPU's caches. Limit: SHA-256 of the same number of bytes, the
 // least every device does with each chunk it receives. Serving is copying, hashing is computing: a
@@ -459,7 +459,7 @@ void BM_ChunkServe(benchmark::State& state) {
   for (size_t off = 0; off < image.size(); off += 64 * 1024) {
     Must(cache.Write(sha, off, image.substr(off, 64 * 1024)), "fill");
   }
-  Must(cache.Complete(sha, image.size()), "complete fill");
+  Must(cache.Complete(sha, image.size(), "table"), "complete fill");
   core::FileSystem& fs = *core::PosixFileSystem();
   const size_t chunks = kImageBytes / chunk;
 
@@ -489,8 +489,8 @@ void BM_ChunkServe(benchmark::State& state) {
       state.SkipWithError("no size");
       break;
     }
-    v1::FirmwareChunkResponse r = core::ServeChunk(fs, path, *size, req);
-    if (r.data().size() != chunk) {
+    absl::StatusOr<v1::ChunkData> r = core::ReadChunk(fs, path, *size, req);
+    if (!r.ok() || r->data().size() != chunk) {
       state.SkipWithError("short chunk");
       break;
     }

@@ -23,6 +23,7 @@
 #include "fuzz_keys.h"
 #include "testing/pki.h"
 #include "x1368/core/clock.h"
+#include "x1368/core/chunk_table.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/envelope.h"
 #include "x1368/core/kv_store.h"
@@ -154,8 +155,7 @@ v1::Body ChunkResponseBody() {
   v1::FirmwareChunkResponse* r = body.mutable_chunk_response();
   r->set_image_sha256(core::Sha256(Image()));
   r->set_offset(0);
-  r->set_data("not the image");
-  r->set_total_size(kFuzzImageSize);
+  r->set_error(v1::IMAGE_UNAVAILABLE);
   r->set_request_id(1);
   return body;
 }
@@ -368,7 +368,7 @@ void ConfigParseSeeds() {
             "tls.ca = \"ca.pem\"\ntls.cert = \"gw1.pem\"\ntls.key = \"gw1-tls.key\"\n"
             "session_expiry_s = 3600\nmax_buffered = 10000\n"
             "[downstream]\nbroker = \"tcp://127.0.0.1:1884\"\n"
-            "[fetch]\nchunk_size = 65536\n"
+            "[fetch]\nwindow = 8\n"
             "[metrics]\nlisten = \"127.0.0.1:9368\"\n");
   Write(t, "client",
         "node_id = \"dev-1\"\nkey = \"dev-1.key\"\ncert = \"dev-1.cert\"\ndata_dir = \"d\"\n"
@@ -429,6 +429,32 @@ void TopicParseSeeds() {
   Write(t, "all_on_up", "x1368/gw1/_all/up/fw");
 }
 
+// ChunkData answers to the chunk_data harness's requests (ids 1..5 at offsets 0, 1024, ...):
+// the first byte selects the image (0) or its chunk table (1).
+void ChunkDataSeeds() {
+  const std::string t = "chunk_data";
+  std::string image;
+  for (size_t i = 0; i < 4 * 1024 + 100; ++i) image.push_back(static_cast<char>(i * 131 + 7));
+  core::ImageDigests d = core::DigestImage(image, 1024);
+  auto seed = [&](const std::string& name, bool table, uint64_t offset, uint64_t id,
+                  std::string bytes) {
+    v1::ChunkData c;
+    c.set_image_sha256(d.sha256);
+    c.set_offset(offset);
+    c.set_request_id(id);
+    c.set_table(table);
+    c.set_data(std::move(bytes));
+    Write(t, name, std::string(1, table ? '\x01' : '\x00') + c.SerializeAsString());
+  };
+  seed("first_chunk", false, 0, 1, image.substr(0, 1024));
+  seed("last_chunk", false, 4096, 5, image.substr(4096));
+  std::string bad = image.substr(1024, 1024);
+  bad[0] ^= 1;
+  seed("tampered_chunk", false, 1024, 2, bad);
+  seed("short_chunk", false, 2048, 3, image.substr(2048, 10));
+  seed("table", true, 0, 1, d.table);
+}
+
 }  // namespace
 }  // namespace x1368::fuzz
 
@@ -445,6 +471,7 @@ int main(int argc, char** argv) {
   x1368::fuzz::ConfigParseSeeds();
   x1368::fuzz::KvSnapshotSeeds();
   x1368::fuzz::TopicParseSeeds();
+  x1368::fuzz::ChunkDataSeeds();
   printf("seeds written to %s\n", argv[1]);
   return 0;
 }

@@ -88,7 +88,7 @@ TestNode TestPki::Issue(const std::string& id, v1::Role role, std::vector<std::s
 v1::Manifest TestPki::ManifestFor(const std::string& image, const std::string& component,
                                   const std::string& version, uint64_t sequence,
                                   std::vector<std::string> hardware_classes,
-                                  const std::string& author_id) {
+                                  const std::string& author_id, uint32_t chunk_size) {
   core::ManifestSpec spec;
   spec.component = component;
   spec.version = version;
@@ -96,7 +96,7 @@ v1::Manifest TestPki::ManifestFor(const std::string& image, const std::string& c
   spec.hardware_classes = std::move(hardware_classes);
   spec.author_id = author_id;
   spec.created_at_ms = 1'700'000'000'000;
-  return core::BuildManifest(spec, core::Sha256(image), image.size());
+  return core::BuildManifest(spec, core::DigestImage(image, chunk_size));
 }
 
 v1::SignedManifest TestPki::Sign(const TestNode& author, const v1::Manifest& manifest) {

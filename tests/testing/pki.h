@@ -59,11 +59,12 @@ class TestPki {
                  std::vector<std::string> components = {}, int64_t valid_from_ms = 0,
                  int64_t valid_until_ms = 4'000'000'000'000);
 
-  // A manifest for `image`, signed by `author`.
+  // A manifest for `image` in chunks of `chunk_size` (small, so the tests' small images have
+  // several).
   static v1::Manifest ManifestFor(const std::string& image, const std::string& component,
                                   const std::string& version, uint64_t sequence,
                                   std::vector<std::string> hardware_classes,
-                                  const std::string& author_id);
+                                  const std::string& author_id, uint32_t chunk_size = 16 * 1024);
   static v1::SignedManifest Sign(const TestNode& author, const v1::Manifest& manifest);
   // Deterministic pseudo-random image bytes.
   static std::string MakeImage(size_t size, uint32_t seed);

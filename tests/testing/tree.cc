@@ -128,7 +128,6 @@ ClientNode* TestTree::AddClient(const std::string& id, const std::string& parent
   s.consumer.initial_sequence = spec.initial_sequence;
   s.consumer.faults = spec.faults;
   s.options.parent_id = parent;
-  s.options.chunk_size = 16 * 1024;
   if (!spec.module_retries) {
     s.options.fetch.timeout = absl::Seconds(2);
     s.options.fetch.max_tries = 3;

@@ -1,5 +1,6 @@
 // ChunkFetcher (x1368/core/chunk_fetcher.h): windowed chunk requests to the parent on the
-// node's loop, in-order delivery, re-requests after a timeout on the loop's clock, bounded tries,
+// node's loop, each chunk checked on arrival (a bad one dropped, its request kept), in-order
+// delivery, re-requests after a timeout on the loop's clock, bounded tries, the parent's window,
 // error propagation and cancel. Everything runs on a manual executor with a FakeClock: time moves
 // only when the test says so, and nothing sleeps.
 #include <gmock/gmock.h>
@@ -14,6 +15,7 @@
 #include "testing/pki.h"
 #include "testing/status_matchers.h"
 #include "x1368/core/chunk_fetcher.h"
+#include "x1368/core/chunk_table.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/reason.h"
 
@@ -31,7 +33,10 @@ constexpr size_t kChunks = 11;
 // The parent's side: records every request; the test answers them.
 class FakeParent {
  public:
-  explicit FakeParent(std::string image) : image_(std::move(image)), sha_(core::Sha256(image_)) {}
+  explicit FakeParent(std::string image)
+      : image_(std::move(image)),
+        sha_(core::Sha256(image_)),
+        table_(DigestImage(image_, kChunk).table) {}
 
   const std::string& sha() const { return sha_; }
   const std::string& image() const { return image_; }
@@ -44,14 +49,33 @@ class FakeParent {
     };
   }
 
-  v1::FirmwareChunkResponse AnswerFor(const v1::FirmwareChunkRequest& r) const {
+  v1::ChunkData AnswerFor(const v1::FirmwareChunkRequest& r) const {
+    v1::ChunkData d;
+    d.set_image_sha256(r.image_sha256());
+    d.set_offset(r.offset());
+    d.set_request_id(r.request_id());
+    d.set_data(image_.substr(r.offset(), r.length()));
+    return d;
+  }
+
+  v1::FirmwareChunkResponse RefusalFor(const v1::FirmwareChunkRequest& r, v1::Reason reason) const {
     v1::FirmwareChunkResponse resp;
     resp.set_image_sha256(r.image_sha256());
     resp.set_offset(r.offset());
     resp.set_request_id(r.request_id());
-    resp.set_total_size(image_.size());
-    resp.set_data(image_.substr(r.offset(), r.length()));
+    resp.set_error(reason);
     return resp;
+  }
+
+  // What a client checks each chunk with: the image's chunk table.
+  ChunkFetcher::FetchSpec Spec(uint64_t offset = 0) const {
+    return {sha_, false, image_.size(), offset, kChunk,
+            [table = table_](uint64_t at, absl::string_view data) -> absl::Status {
+              if (Sha256(data) != table.substr(at / kChunk * kDigestBytes, kDigestBytes)) {
+                return Reject(v1::DIGEST_MISMATCH, "chunk does not match the table");
+              }
+              return absl::OkStatus();
+            }};
   }
 
   // Takes the oldest unanswered request.
@@ -72,6 +96,7 @@ class FakeParent {
  private:
   const std::string image_;
   const std::string sha_;
+  const std::string table_;
   std::vector<v1::FirmwareChunkRequest> all_;
   std::vector<v1::FirmwareChunkRequest> pending_;
 };
@@ -89,7 +114,7 @@ class ChunkFetcherTest : public ::testing::Test {
              std::optional<absl::Status> sink_error_at_second = std::nullopt) {
     fetcher_ = std::make_unique<ChunkFetcher>(&loop_, parent.Sender(), opts);
     fetcher_->Start(
-        parent.sha(), kImageSize, offset, kChunk,
+        parent.Spec(offset),
         [this, sink_error_at_second](uint64_t off, const std::string& data) -> absl::Status {
           result_.offsets.push_back(off);
           result_.bytes += data;
@@ -108,7 +133,9 @@ class ChunkFetcherTest : public ::testing::Test {
       FakeParent& parent, const std::function<bool(const v1::FirmwareChunkRequest&, int)>& policy =
                               [](const v1::FirmwareChunkRequest&, int) { return true; }) {
     while (auto r = parent.NextPending()) {
-      if (policy(*r, ++attempts_[r->offset()])) fetcher_->OnResponse(parent.AnswerFor(*r));
+      if (policy(*r, ++attempts_[r->offset()])) {
+        EXPECT_OK(fetcher_->OnData(parent.AnswerFor(*r)));
+      }
       executor_.RunUntilIdle();
     }
   }
@@ -159,7 +186,7 @@ TEST_F(ChunkFetcherTest, KeepsAtMostWindowRequestsInFlightAndFillsItBeforeTheFir
   size_t answered = 0;
   while (auto r = parent.NextPending()) {
     EXPECT_EQ(r->offset(), answered * kChunk);
-    fetcher_->OnResponse(parent.AnswerFor(*r));
+    (void)fetcher_->OnData(parent.AnswerFor(*r));
     executor_.RunUntilIdle();
     ++answered;
     EXPECT_LE(parent.pending(), 3u) << "after " << answered << " answers";
@@ -178,10 +205,10 @@ TEST_F(ChunkFetcherTest, OutOfOrderAnswersAreHandedOverInOrder) {
   std::vector<v1::FirmwareChunkRequest> first(parent.all().begin(), parent.all().end());
   ASSERT_EQ(first.size(), 4u);
   // 3, 2, 1 arrive before 0: nothing reaches the sink until 0 does.
-  for (int i : {3, 2, 1}) fetcher_->OnResponse(parent.AnswerFor(first[i]));
+  for (int i : {3, 2, 1}) EXPECT_OK(fetcher_->OnData(parent.AnswerFor(first[i])));
   executor_.RunUntilIdle();
   EXPECT_TRUE(result_.offsets.empty());
-  fetcher_->OnResponse(parent.AnswerFor(first[0]));
+  (void)fetcher_->OnData(parent.AnswerFor(first[0]));
   executor_.RunUntilIdle();
   EXPECT_THAT(result_.offsets, ElementsAre(0, 1000, 2000, 3000));
 }
@@ -260,10 +287,10 @@ TEST_F(ChunkFetcherTest, ALateAnswerToAnEarlierTryCountsAndTheSecondIsIgnored) {
   auto second_try = parent.NextPending();
   ASSERT_TRUE(second_try.has_value());
   EXPECT_EQ(second_try->offset(), 0u);
-  fetcher_->OnResponse(parent.AnswerFor(*first_try));
+  (void)fetcher_->OnData(parent.AnswerFor(*first_try));
   executor_.RunUntilIdle();
   EXPECT_THAT(result_.offsets, ElementsAre(0));
-  fetcher_->OnResponse(parent.AnswerFor(*second_try));
+  (void)fetcher_->OnData(parent.AnswerFor(*second_try));
   executor_.RunUntilIdle();
   EXPECT_THAT(result_.offsets, ElementsAre(0));
   AnswerAll(parent);
@@ -303,8 +330,7 @@ TEST_F(ChunkFetcherTest, FailingSenderCountsAsALostRequest) {
       opts);
   std::optional<absl::Status> done;
   fetcher_->Start(
-      parent.sha(), kImageSize, 0, kChunk,
-      [](uint64_t, const std::string&) { return absl::OkStatus(); },
+      parent.Spec(), [](uint64_t, const std::string&) { return absl::OkStatus(); },
       [&](const absl::Status& s) { done = s; });
   for (int i = 0; i < 10 && !done; ++i) Elapse(20);
   ASSERT_TRUE(done.has_value());
@@ -312,16 +338,15 @@ TEST_F(ChunkFetcherTest, FailingSenderCountsAsALostRequest) {
   EXPECT_GE(calls, 2);
 }
 
-TEST_F(ChunkFetcherTest, ErrorResponseEndsTheFetchWithItsReason) {
+TEST_F(ChunkFetcherTest, ARefusalEndsTheFetchWithItsReason) {
   FakeParent parent(TestPki::MakeImage(kImageSize, 9));
   Start(parent);
   while (auto r = parent.NextPending()) {
-    v1::FirmwareChunkResponse resp = parent.AnswerFor(*r);
     if (r->offset() == 2 * kChunk) {
-      resp.clear_data();
-      resp.set_error(v1::IMAGE_UNAVAILABLE);
+      fetcher_->OnResponse(parent.RefusalFor(*r, v1::IMAGE_UNAVAILABLE));
+    } else {
+      EXPECT_OK(fetcher_->OnData(parent.AnswerFor(*r)));
     }
-    fetcher_->OnResponse(resp);
     executor_.RunUntilIdle();
     if (result_.done) break;
   }
@@ -330,21 +355,137 @@ TEST_F(ChunkFetcherTest, ErrorResponseEndsTheFetchWithItsReason) {
   EXPECT_THAT(result_.offsets, ElementsAre(0, 1000));
 }
 
-TEST_F(ChunkFetcherTest, AChunkOfTheWrongLengthIsRequestedAgain) {
+TEST_F(ChunkFetcherTest, ARefusalOfSomethingNotAskedForIsIgnored) {
   FakeParent parent(TestPki::MakeImage(kImageSize, 9));
   Start(parent);
   auto r = parent.NextPending();
   ASSERT_TRUE(r.has_value());
-  v1::FirmwareChunkResponse shortened = parent.AnswerFor(*r);
+  v1::FirmwareChunkResponse stale = parent.RefusalFor(*r, v1::IMAGE_UNAVAILABLE);
+  stale.set_request_id(r->request_id() + 1000);
+  fetcher_->OnResponse(stale);
+  v1::FirmwareChunkResponse for_the_table = parent.RefusalFor(*r, v1::IMAGE_UNAVAILABLE);
+  for_the_table.set_table(true);
+  fetcher_->OnResponse(for_the_table);
+  executor_.RunUntilIdle();
+  EXPECT_FALSE(result_.done.has_value());
+  EXPECT_OK(fetcher_->OnData(parent.AnswerFor(*r)));
+  AnswerAll(parent);
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_OK(*result_.done);
+}
+
+TEST_F(ChunkFetcherTest, AChunkOfTheWrongLengthIsDroppedAndTheRealOneStillCounts) {
+  FakeParent parent(TestPki::MakeImage(kImageSize, 9));
+  Start(parent);
+  auto r = parent.NextPending();
+  ASSERT_TRUE(r.has_value());
+  v1::ChunkData shortened = parent.AnswerFor(*r);
   shortened.set_data(shortened.data().substr(0, 10));
-  fetcher_->OnResponse(shortened);
+  EXPECT_THAT(fetcher_->OnData(shortened), HasReason(v1::SIZE_MISMATCH));
   executor_.RunUntilIdle();
   EXPECT_TRUE(result_.offsets.empty());
-  EXPECT_EQ(parent.RequestsFor(0), 2);
+  EXPECT_EQ(parent.RequestsFor(0), 1);  // still in flight: the real answer may come
+  EXPECT_OK(fetcher_->OnData(parent.AnswerFor(*r)));
   AnswerAll(parent);
   ASSERT_TRUE(result_.done.has_value());
   EXPECT_OK(*result_.done);
   EXPECT_EQ(result_.bytes, parent.image());
+}
+
+// Tampering at the first, a middle and the last (short) chunk: each forged copy is caught by
+// the chunk table before the sink sees it, and the chunk is asked for again after the timeout.
+TEST_F(ChunkFetcherTest, ATamperedChunkAnywhereIsCaughtAndFetchedAgain) {
+  for (uint64_t tampered : {uint64_t{0}, uint64_t{5 * kChunk}, uint64_t{10 * kChunk}}) {
+    SCOPED_TRACE(tampered);
+    result_ = {};
+    attempts_.clear();
+    FakeParent parent(TestPki::MakeImage(kImageSize, 15));
+    ChunkFetcherOptions opts;
+    opts.timeout = absl::Seconds(1);
+    Start(parent, opts);
+    int caught = 0;
+    auto answer = [&] {
+      while (auto r = parent.NextPending()) {
+        v1::ChunkData d = parent.AnswerFor(*r);
+        if (r->offset() == tampered && ++attempts_[tampered] == 1) {
+          d.mutable_data()->back() ^= 0x01;  // one bit
+          absl::Status s = fetcher_->OnData(d);
+          EXPECT_THAT(s, HasReason(v1::DIGEST_MISMATCH));
+          caught += !s.ok();
+        } else {
+          EXPECT_OK(fetcher_->OnData(d));
+        }
+        executor_.RunUntilIdle();
+      }
+    };
+    answer();
+    EXPECT_FALSE(result_.done.has_value());
+    EXPECT_EQ(result_.bytes, parent.image().substr(0, tampered));  // stops before the bad one
+    Elapse(1000);  // the tampered chunk's request times out and goes again
+    answer();
+    ASSERT_TRUE(result_.done.has_value());
+    EXPECT_OK(*result_.done);
+    EXPECT_EQ(result_.bytes, parent.image());
+    EXPECT_EQ(caught, 1);
+    EXPECT_EQ(parent.RequestsFor(tampered), 2);
+    EXPECT_EQ(fetcher_->timeouts(), 1u);
+  }
+}
+
+// A chunk swapped for another of the same image (right length, wrong place) and a duplicate of
+// one already kept: the first is caught, the second ignored; the sink sees each chunk once.
+TEST_F(ChunkFetcherTest, AReorderedOrDuplicatedChunkNeverReachesTheSink) {
+  FakeParent parent(TestPki::MakeImage(kImageSize, 16));
+  ChunkFetcherOptions opts;
+  opts.window = 4;
+  Start(parent, opts);
+  std::vector<v1::FirmwareChunkRequest> first(parent.all().begin(), parent.all().end());
+  v1::ChunkData swapped = parent.AnswerFor(first[1]);
+  swapped.set_data(parent.AnswerFor(first[2]).data());
+  EXPECT_THAT(fetcher_->OnData(swapped), HasReason(v1::DIGEST_MISMATCH));
+  EXPECT_OK(fetcher_->OnData(parent.AnswerFor(first[0])));
+  EXPECT_OK(fetcher_->OnData(parent.AnswerFor(first[0])));  // a duplicate: ignored
+  executor_.RunUntilIdle();
+  EXPECT_THAT(result_.offsets, ElementsAre(0));
+  AnswerAll(parent);
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_OK(*result_.done);
+  EXPECT_EQ(result_.bytes, parent.image());
+}
+
+TEST_F(ChunkFetcherTest, TheParentsWindowAppliesAtOnce) {
+  FakeParent parent(TestPki::MakeImage(kImageSize, 17));
+  ChunkFetcherOptions opts;
+  opts.window = 8;
+  Start(parent, opts);
+  EXPECT_EQ(parent.pending(), 8u);
+  fetcher_->set_window(2);
+  // Nothing is taken back, but nothing more goes out until fewer than 2 are in flight.
+  for (int i = 0; i < 6; ++i) {
+    auto r = parent.NextPending();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_OK(fetcher_->OnData(parent.AnswerFor(*r)));
+    executor_.RunUntilIdle();
+  }
+  EXPECT_EQ(parent.all().size(), 8u);
+  auto r = parent.NextPending();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_OK(fetcher_->OnData(parent.AnswerFor(*r)));
+  executor_.RunUntilIdle();
+  EXPECT_EQ(parent.pending(), 2u);  // 1 left in flight + 1 new
+  AnswerAll(parent);
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_OK(*result_.done);
+}
+
+TEST(ChunkWindowForTest, SharesHalfTheBrokerQueueAmongTheChildren) {
+  EXPECT_EQ(ChunkWindowFor(1, 1000, 8), 8u);     // capped by the node's own window
+  EXPECT_EQ(ChunkWindowFor(62, 1000, 8), 8u);    // 500 / 62
+  EXPECT_EQ(ChunkWindowFor(100, 1000, 8), 5u);   // 500 / 100
+  EXPECT_EQ(ChunkWindowFor(500, 1000, 8), 1u);   // 500 / 500
+  EXPECT_EQ(ChunkWindowFor(5000, 1000, 8), 1u);  // never 0
+  EXPECT_EQ(ChunkWindowFor(0, 1000, 8), 8u);
+  EXPECT_EQ(ChunkWindowFor(500, 100'000, 8), 8u);
 }
 
 TEST_F(ChunkFetcherTest, IgnoresResponsesItDidNotAskFor) {
@@ -355,25 +496,28 @@ TEST_F(ChunkFetcherTest, IgnoresResponsesItDidNotAskFor) {
   auto req = parent.NextPending();
   ASSERT_TRUE(req.has_value());
 
-  v1::FirmwareChunkResponse other_image = parent.AnswerFor(*req);
+  v1::ChunkData other_image = parent.AnswerFor(*req);
   other_image.set_image_sha256(core::Sha256("another image"));
   other_image.set_data(std::string(kChunk, 'X'));
-  fetcher_->OnResponse(other_image);
+  EXPECT_OK(fetcher_->OnData(other_image));
 
-  v1::FirmwareChunkResponse stale_id = parent.AnswerFor(*req);
+  v1::ChunkData stale_id = parent.AnswerFor(*req);
   stale_id.set_request_id(req->request_id() + 1000);
   stale_id.set_data(std::string(kChunk, 'Y'));
-  fetcher_->OnResponse(stale_id);
+  EXPECT_OK(fetcher_->OnData(stale_id));
 
-  v1::FirmwareChunkResponse unasked = parent.AnswerFor(*req);
+  v1::ChunkData unasked = parent.AnswerFor(*req);
   unasked.set_offset(7 * kChunk);
   unasked.set_data(std::string(kChunk, 'Z'));
-  fetcher_->OnResponse(unasked);
+  EXPECT_OK(fetcher_->OnData(unasked));
+  v1::ChunkData table_instead = parent.AnswerFor(*req);
+  table_instead.set_table(true);
+  EXPECT_OK(fetcher_->OnData(table_instead));
   executor_.RunUntilIdle();
   EXPECT_TRUE(result_.offsets.empty());
 
   // Only the real answer counts, and the unasked chunk was not kept: it is asked for in turn.
-  fetcher_->OnResponse(parent.AnswerFor(*req));
+  (void)fetcher_->OnData(parent.AnswerFor(*req));
   executor_.RunUntilIdle();
   AnswerAll(parent);
   ASSERT_TRUE(result_.done.has_value());
@@ -400,7 +544,7 @@ TEST_F(ChunkFetcherTest, CancelStopsEverythingWithoutCallingDone) {
   size_t sent = parent.all().size();
   fetcher_->Cancel();
   EXPECT_FALSE(fetcher_->active());
-  fetcher_->OnResponse(parent.AnswerFor(*r));  // an answer still on the way
+  (void)fetcher_->OnData(parent.AnswerFor(*r));  // an answer still on the way
   Elapse(60'000);                              // no timer is left to re-request anything
   EXPECT_TRUE(result_.offsets.empty());
   EXPECT_FALSE(result_.done.has_value());
@@ -417,7 +561,7 @@ TEST_F(ChunkFetcherTest, StartingAnotherImageForgetsTheFirst) {
   Result first, second;
   auto start = [&](FakeParent& p, Result& into) {
     fetcher_->Start(
-        p.sha(), kImageSize, 0, kChunk,
+        p.Spec(),
         [&into](uint64_t, const std::string& data) {
           into.bytes += data;
           return absl::OkStatus();
@@ -433,11 +577,11 @@ TEST_F(ChunkFetcherTest, StartingAnotherImageForgetsTheFirst) {
   ASSERT_TRUE(old_req.has_value());
   target = &new_parent;
   start(new_parent, second);                             // the same fetcher, now for another image
-  fetcher_->OnResponse(old_parent.AnswerFor(*old_req));  // the old image's answer is ignored
+  EXPECT_OK(fetcher_->OnData(old_parent.AnswerFor(*old_req)));  // the old image's answer is ignored
   executor_.RunUntilIdle();
   EXPECT_TRUE(second.bytes.empty());
   while (auto r = new_parent.NextPending()) {
-    fetcher_->OnResponse(new_parent.AnswerFor(*r));
+    EXPECT_OK(fetcher_->OnData(new_parent.AnswerFor(*r)));
     executor_.RunUntilIdle();
   }
   ASSERT_TRUE(second.done.has_value());

@@ -240,7 +240,8 @@ TEST_F(ManifestTest, VerifiesAValidManifest) {
 }
 
 // BuildManifest is the one place a manifest is put together (trackerctl author sign, the tests'
-// TestPki): every field of the spec lands in its field, the digest and size come from the image.
+// TestPki): every field of the spec lands in its field, the digest, size and chunk table come from
+// the image.
 TEST_F(ManifestTest, BuildManifestFillsEveryFieldAndSignsAndVerifies) {
   ManifestSpec spec;
   spec.component = "fw-main";
@@ -250,7 +251,7 @@ TEST_F(ManifestTest, BuildManifestFillsEveryFieldAndSignsAndVerifies) {
   spec.author_id = "author-1";
   spec.created_at_ms = 1'234'567;
   spec.description = "fixes the radio";
-  v1::Manifest m = BuildManifest(spec, Sha256(image_), image_.size());
+  v1::Manifest m = BuildManifest(spec, DigestImage(image_, 2048));
 
   v1::Manifest expected;
   expected.set_component("fw-main");
@@ -264,6 +265,11 @@ TEST_F(ManifestTest, BuildManifestFillsEveryFieldAndSignsAndVerifies) {
   expected.set_author_id("author-1");
   expected.set_created_at_ms(1'234'567);
   expected.set_description("fixes the radio");
+  expected.set_chunk_size(2048);
+  // 5000 bytes: chunks of 2048, 2048 and 904 bytes.
+  expected.set_chunk_table_sha256(Sha256(Sha256(image_.substr(0, 2048)) +
+                                         Sha256(image_.substr(2048, 2048)) +
+                                         Sha256(image_.substr(4096))));
   EXPECT_EQ(m.SerializeAsString(), expected.SerializeAsString()) << m.DebugString();
 
   auto sm = SignManifest(author_.key, author_.cert, m);
@@ -273,12 +279,12 @@ TEST_F(ManifestTest, BuildManifestFillsEveryFieldAndSignsAndVerifies) {
   EXPECT_EQ(verified->SerializeAsString(), expected.SerializeAsString());
 
   spec.uri = "https://fw.example/fw-main-3.1.0";
-  EXPECT_EQ(BuildManifest(spec, Sha256(image_), image_.size()).uri(),
+  EXPECT_EQ(BuildManifest(spec, DigestImage(image_)).uri(),
             "https://fw.example/fw-main-3.1.0");
   // Built as told, invalid or not: signing is where a manifest is checked.
   spec.sequence_number = 0;
-  EXPECT_EQ(BuildManifest(spec, "short", 0).sha256(), "short");
-  EXPECT_THAT(SignManifest(author_.key, author_.cert, BuildManifest(spec, Sha256(image_), 1)),
+  EXPECT_EQ(BuildManifest(spec, ImageDigests{.sha256 = "short", .size = 0, .chunk_size = 0, .table = ""}).sha256(), "short");
+  EXPECT_THAT(SignManifest(author_.key, author_.cert, BuildManifest(spec, DigestImage(image_))),
               HasReason(v1::MANIFEST_MALFORMED));
 }
 

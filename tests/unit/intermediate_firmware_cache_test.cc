@@ -1,8 +1,9 @@
-// The gateway's FirmwareCache on a real temporary directory: an image is filled in chunks in any
-// order and becomes servable only once its size and digest match the manifest; a wrong image is
-// dropped; complete images are evicted least recently used first; a restart forgets partial
-// fills and keeps verified images; and bad input is refused with a typed reason before anything
-// is written, never outside the cache directory.
+// The gateway's FirmwareCache on a real temporary directory: an image is filled in chunks (each
+// checked by the caller against the chunk table) and becomes a cached image, kept with its table,
+// only once complete at the manifest's size; a failed fill resumes in the same file; complete
+// images are evicted least recently used first, with their tables; a restart forgets partial
+// fills and images without a table; and bad input is refused with a typed reason before
+// anything is written, never outside the cache directory.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -12,6 +13,7 @@
 
 #include "testing/pki.h"
 #include "testing/status_matchers.h"
+#include "x1368/core/chunk_table.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/file_util.h"
 #include "x1368/intermediate/firmware_cache.h"
@@ -39,7 +41,11 @@ class FirmwareCacheTest : public ::testing::Test {
     for (size_t i = chunks; i-- > 0;) {
       X1368_RETURN_IF_ERROR(cache_->Write(sha, i * chunk, image.substr(i * chunk, chunk)));
     }
-    return cache_->Complete(sha, image.size());
+    return cache_->Complete(sha, image.size(), TableOf(image));
+  }
+
+  static std::string TableOf(const std::string& image) {
+    return core::DigestImage(image, core::kMinChunkBytes).table;
   }
 
   // Everything under the test's temporary directory, relative to it: shows what was written
@@ -51,9 +57,13 @@ class FirmwareCacheTest : public ::testing::Test {
     }
     return out;
   }
+  // The cache directory holding `names`; a complete image (a bare digest) comes with its table.
   std::set<std::string> CacheFiles(std::set<std::string> names) const {
     std::set<std::string> out{"cache"};
-    for (const std::string& n : names) out.insert("cache/" + n);
+    for (const std::string& n : names) {
+      out.insert("cache/" + n);
+      if (n.size() == 64) out.insert("cache/" + n + ".chunks");
+    }
     return out;
   }
   static std::string Hex(const std::string& image) { return core::HexEncode(core::Sha256(image)); }
@@ -67,16 +77,19 @@ class FirmwareCacheTest : public ::testing::Test {
   const std::string image_d_ = TestPki::MakeImage(1, 4);
 };
 
-TEST_F(FirmwareCacheTest, AnImageWrittenOutOfOrderIsServableOnceCompleteWithItsDigest) {
+TEST_F(FirmwareCacheTest, AnImageIsCachedWithItsTableOnceComplete) {
   std::string sha = core::Sha256(image_a_);
   ASSERT_OK(cache_->Begin(sha, image_a_.size()));
   EXPECT_FALSE(cache_->Has(sha));  // not servable while filling
   ASSERT_OK(cache_->Write(sha, 500, image_a_.substr(500)));
   ASSERT_OK(cache_->Write(sha, 0, image_a_.substr(0, 250)));
   ASSERT_OK(cache_->Write(sha, 250, image_a_.substr(250, 250)));
-  ASSERT_OK(cache_->Complete(sha, image_a_.size()));
+  ASSERT_OK(cache_->Complete(sha, image_a_.size(), TableOf(image_a_)));
 
   EXPECT_TRUE(cache_->Has(sha));
+  auto table = core::ReadFile(cache_->TablePathOf(sha));
+  ASSERT_OK(table);
+  EXPECT_EQ(*table, TableOf(image_a_));
   EXPECT_EQ(cache_->PathOf(sha), cache_dir_ + "/" + Hex(image_a_));
   auto stored = core::ReadFile(cache_->PathOf(sha));
   ASSERT_OK(stored);
@@ -91,32 +104,41 @@ TEST_F(FirmwareCacheTest, AnImageOfOneByteAndChunksOfOneByteWork) {
   EXPECT_TRUE(cache_->Has(core::Sha256(image_c_)));
 }
 
-TEST_F(FirmwareCacheTest, AWrongImageIsDigestMismatchAndDropped) {
+// A fill that failed halfway (upstream gone) begins again in the same file: what it holds is
+// kept, so the retry resumes instead of starting over.
+TEST_F(FirmwareCacheTest, AFillBegunAgainKeepsWhatItHolds) {
   std::string sha = core::Sha256(image_a_);
-  ASSERT_OK(cache_->Begin(sha, image_b_.size()));
-  ASSERT_OK(cache_->Write(sha, 0, image_b_));  // same size, other bytes: tampered upstream
-  EXPECT_THAT(cache_->Complete(sha, image_b_.size()), HasReason(v1::DIGEST_MISMATCH));
-  EXPECT_FALSE(cache_->Has(sha));
-  EXPECT_EQ(AllFiles(), CacheFiles({}));
-  // The fill is over: nothing more can be written to it without a new Begin().
-  EXPECT_THAT(cache_->Write(sha, 0, "x"), HasReason(v1::IMAGE_UNAVAILABLE));
-  // A later fill of the right bytes succeeds.
-  ASSERT_OK(Fill(image_a_));
-  EXPECT_TRUE(cache_->Has(sha));
+  ASSERT_OK(cache_->Begin(sha, image_a_.size()));
+  ASSERT_OK(cache_->Write(sha, 0, image_a_.substr(0, 500)));
+  ASSERT_OK(cache_->Begin(sha, image_a_.size()));
+  ASSERT_OK(cache_->Write(sha, 500, image_a_.substr(500)));
+  ASSERT_OK(cache_->Complete(sha, image_a_.size(), TableOf(image_a_)));
+  auto stored = core::ReadFile(cache_->PathOf(sha));
+  ASSERT_OK(stored);
+  EXPECT_EQ(*stored, image_a_);
+  // Begun with another size, it starts over.
+  std::string sha_b = core::Sha256(image_b_);
+  ASSERT_OK(cache_->Begin(sha_b, 10));
+  ASSERT_OK(cache_->Write(sha_b, 0, "0123456789"));
+  ASSERT_OK(cache_->Begin(sha_b, image_b_.size()));
+  ASSERT_OK(cache_->Write(sha_b, 10, image_b_.substr(10)));
+  auto part = core::ReadFile(cache_->PartPath(sha_b));
+  ASSERT_OK(part);
+  EXPECT_EQ(part->substr(0, 10), std::string(10, '\0'));
 }
 
 TEST_F(FirmwareCacheTest, AWrongSizeIsSizeMismatchAndDropped) {
   std::string sha = core::Sha256(image_a_);
   ASSERT_OK(cache_->Begin(sha, image_a_.size()));
   ASSERT_OK(cache_->Write(sha, 0, image_a_));
-  EXPECT_THAT(cache_->Complete(sha, image_a_.size() + 1), HasReason(v1::SIZE_MISMATCH));
+  EXPECT_THAT(cache_->Complete(sha, image_a_.size() + 1, ""), HasReason(v1::SIZE_MISMATCH));
   EXPECT_FALSE(cache_->Has(sha));
   EXPECT_EQ(AllFiles(), CacheFiles({}));
 
   // Begun with a size that is not the image's: the file has that size, the digest cannot match.
   ASSERT_OK(cache_->Begin(sha, image_a_.size() + 10));
   ASSERT_OK(cache_->Write(sha, 0, image_a_));
-  EXPECT_THAT(cache_->Complete(sha, image_a_.size()), HasReason(v1::SIZE_MISMATCH));
+  EXPECT_THAT(cache_->Complete(sha, image_a_.size(), ""), HasReason(v1::SIZE_MISMATCH));
   EXPECT_EQ(AllFiles(), CacheFiles({}));
 }
 
@@ -148,10 +170,15 @@ TEST_F(FirmwareCacheTest, OpenForgetsPartialFillsOfAPreviousRunAndKeepsCompleteI
   ASSERT_OK(cache_->Begin(sha_b, image_b_.size()));
   ASSERT_OK(cache_->Write(sha_b, 0, image_b_.substr(0, 500)));
   ASSERT_OK(core::WriteFileAtomic(cache_dir_ + "/not-an-image", "x"));
+  // An image whose table is gone (a crash between the two), and a table without its image.
+  ASSERT_OK(Fill(image_c_));
+  ASSERT_OK(core::RemoveFile(cache_->TablePathOf(core::Sha256(image_c_))));
+  ASSERT_OK(core::WriteFileAtomic(cache_dir_ + "/" + Hex(image_d_) + ".chunks", "x"));
 
   ASSERT_NO_FATAL_FAILURE(OpenCache(3));  // the gateway restarts mid-fill
   EXPECT_TRUE(cache_->Has(core::Sha256(image_a_)));
   EXPECT_FALSE(cache_->Has(sha_b));
+  EXPECT_FALSE(cache_->Has(core::Sha256(image_c_)));
   EXPECT_EQ(AllFiles(), CacheFiles({Hex(image_a_), "not-an-image"}));
   // The interrupted fill is not continued: it starts again from Begin().
   EXPECT_THAT(cache_->Write(sha_b, 500, image_b_.substr(500)), HasReason(v1::IMAGE_UNAVAILABLE));
@@ -169,7 +196,7 @@ TEST_F(FirmwareCacheTest, OpenAppliesASmallerLimitAtOnce) {
     kept += cache_->Has(core::Sha256(*image)) ? 1 : 0;
   }
   EXPECT_EQ(kept, 1);
-  EXPECT_EQ(AllFiles().size(), 2u);  // the directory and one image
+  EXPECT_EQ(AllFiles().size(), 3u);  // the directory and one image with its table
 }
 
 TEST_F(FirmwareCacheTest, AnIdThatIsNotASha256IsMalformed) {
@@ -178,7 +205,7 @@ TEST_F(FirmwareCacheTest, AnIdThatIsNotASha256IsMalformed) {
     SCOPED_TRACE(bad.size());
     EXPECT_THAT(cache_->Begin(bad, 10), HasReason(v1::MALFORMED));
     EXPECT_THAT(cache_->Write(bad, 0, "x"), HasReason(v1::MALFORMED));
-    EXPECT_THAT(cache_->Complete(bad, 10), HasReason(v1::MALFORMED));
+    EXPECT_THAT(cache_->Complete(bad, 10, ""), HasReason(v1::MALFORMED));
     EXPECT_FALSE(cache_->Has(bad));
   }
   EXPECT_EQ(AllFiles(), CacheFiles({}));
@@ -192,15 +219,14 @@ TEST_F(FirmwareCacheTest, AnIdThatLooksLikeAPathStaysInsideTheDirectory) {
   EXPECT_EQ(core::DirName(cache_->PathOf(traversal)), cache_dir_);
   ASSERT_OK(cache_->Begin(traversal, 3));
   ASSERT_OK(cache_->Write(traversal, 0, "abc"));
-  // Not the digest of "abc": refused and dropped, like any wrong image.
-  EXPECT_THAT(cache_->Complete(traversal, 3), HasReason(v1::DIGEST_MISMATCH));
-  EXPECT_EQ(AllFiles(), CacheFiles({}));
+  ASSERT_OK(cache_->Complete(traversal, 3, "table"));
+  EXPECT_EQ(AllFiles(), CacheFiles({core::HexEncode(traversal)}));
 }
 
 TEST_F(FirmwareCacheTest, WritesWithoutBeginAreRefusedAndCreateNothing) {
   std::string sha = core::Sha256(image_a_);
   EXPECT_THAT(cache_->Write(sha, 0, image_a_), HasReason(v1::IMAGE_UNAVAILABLE));
-  EXPECT_THAT(cache_->Complete(sha, image_a_.size()), HasReason(v1::IMAGE_UNAVAILABLE));
+  EXPECT_THAT(cache_->Complete(sha, image_a_.size(), ""), HasReason(v1::IMAGE_UNAVAILABLE));
   EXPECT_FALSE(cache_->Has(sha));
   EXPECT_EQ(AllFiles(), CacheFiles({}));
 }
@@ -221,7 +247,7 @@ TEST_F(FirmwareCacheTest, AChunkThatDoesNotFitTheImageIsRefusedBeforeWriting) {
   // An empty chunk at the very end fits; the fill still completes.
   EXPECT_OK(cache_->Write(sha, image_a_.size(), ""));
   ASSERT_OK(cache_->Write(sha, 0, image_a_));
-  ASSERT_OK(cache_->Complete(sha, image_a_.size()));
+  ASSERT_OK(cache_->Complete(sha, image_a_.size(), TableOf(image_a_)));
   EXPECT_TRUE(cache_->Has(sha));
 }
 

@@ -66,6 +66,10 @@ absl::Status Client::Start() {
   handlers.from_parent = [this](const core::Topic& t, const std::string& payload,
                                 core::OpenedMessage opened) { OnMessage(t, payload, opened); };
   handlers.upstream_connected = [this] { Report(); };
+  // Chunks are unsigned: each is checked against the chunk table before it is kept.
+  handlers.data_from_parent = [this](const v1::ChunkData& data) {
+    if (absl::Status s = fetcher_.OnData(data); !s.ok()) Reject(s, "chunk");
+  };
   // X.1368 §11.2 (modules) b: what fails verification is refused, counted and reported upward
   // (coalesced into one report), so the upstream modules know this device's state (§11.2 b).
   handlers.rejected = [this](const absl::Status& s) {
@@ -227,6 +231,8 @@ void Client::Offer(const std::string& envelope, const core::OpenedMessage& opene
 
 void Client::HandleGo(const v1::Go& go) {
   if (!go.devices().empty() && !Contains(go.devices(), node_->id())) return;
+  // The parent's share of its broker queue for each child (flow control).
+  if (go.chunk_window() > 0) fetcher_.set_window(std::min(opts_.fetch.window, go.chunk_window()));
   if (go.campaign_id() != record_.campaign_id()) {
     // The go may overtake its directive (different topics): keep it for a while.
     if (pending_go_.size() >= kMaxPendingGo) pending_go_.erase(pending_go_.begin());
@@ -331,15 +337,47 @@ void Client::AwaitGoThenAccept() {
                });
 }
 
+void Client::FetchTable(const v1::Manifest& m) {
+  auto bytes = std::make_shared<std::string>();
+  fetcher_.Start({m.sha256(), /*table=*/true, core::ChunkTableBytes(m.size(), m.chunk_size()), 0,
+                  core::kMaxChunkBytes, nullptr},
+                 [bytes](uint64_t, const std::string& data) {
+                   bytes->append(data);
+                   return absl::OkStatus();
+                 },
+                 [this, m, bytes](const absl::Status& s) {
+                   if (!s.ok()) return Retry(s);
+                   auto table = core::ChunkTable::Make(m, std::move(*bytes));
+                   if (!table.ok()) {
+                     Reject(table.status(), "chunk_table");  // a parent that sends a bad table
+                     return Retry(table.status());
+                   }
+                   table_ = *std::move(table);
+                   Download();
+                 });
+}
+
 void Client::Download() {
   const v1::Manifest m = *manifest_;
+  // The table comes first (and again after a restart: it is small, and not kept on disk).
+  if (!table_ || table_->image_size() != m.size() ||
+      core::Sha256(table_->bytes()) != m.chunk_table_sha256()) {
+    table_.reset();
+    return FetchTable(m);
+  }
   // Short consumer calls, on the loop: the slot says where to resume.
   absl::StatusOr<uint64_t> held = consumer_->BeginDownload(m);
   if (!held.ok()) return Retry(held.status());
-  record_.set_bytes_done(*held);
-  last_progress_report_ = *held;
+  // Resumed at the last whole chunk held: a chunk is checked whole, so a partial one at the end
+  // (a power cut mid-write) is fetched and written again.
+  uint64_t offset = std::min(*held, m.size());
+  if (offset < m.size()) offset -= offset % m.chunk_size();
+  record_.set_bytes_done(offset);
+  last_progress_report_ = offset;
+  const core::ChunkTable* table = &*table_;
   fetcher_.Start(
-      m.sha256(), m.size(), *held, opts_.chunk_size,
+      {m.sha256(), /*table=*/false, m.size(), offset, m.chunk_size(),
+       [table](uint64_t at, absl::string_view data) { return table->Verify(at, data); }},
       [this, m](uint64_t offset, const std::string& data) -> absl::Status {
         X1368_RETURN_IF_ERROR(consumer_->WriteChunk(m, offset, data));
         uint64_t done = offset + data.size();

@@ -7,23 +7,32 @@
 
 namespace x1368::core {
 
+uint32_t ChunkWindowFor(size_t children, uint32_t queue, uint32_t max_window) {
+  uint64_t share = (queue / 2) / std::max<size_t>(children, 1);
+  return static_cast<uint32_t>(std::clamp<uint64_t>(share, 1, std::max(max_window, 1u)));
+}
+
 ChunkFetcher::ChunkFetcher(EventLoop* loop, RequestSender send, ChunkFetcherOptions options)
-    : loop_(loop), send_(std::move(send)), opts_(options) {}
+    : loop_(loop), send_(std::move(send)), opts_(options), window_(std::max(options.window, 1u)) {}
 
 ChunkFetcher::~ChunkFetcher() { Cancel(); }
 
-void ChunkFetcher::Start(const std::string& sha256, uint64_t size, uint64_t offset, uint32_t chunk,
-                         ChunkSink sink, Done done) {
+void ChunkFetcher::Start(FetchSpec spec, ChunkSink sink, Done done) {
   Cancel();
   active_ = true;
-  sha256_ = sha256;
-  size_ = size;
-  chunk_ = std::max<uint32_t>(chunk, 1);
-  next_request_ = next_deliver_ = std::min(offset, size);
+  spec_ = std::move(spec);
+  size_ = spec_.size;
+  chunk_ = std::max<uint32_t>(spec_.chunk, 1);
+  next_request_ = next_deliver_ = std::min(spec_.offset, size_);
   sink_ = std::move(sink);
   done_ = std::move(done);
   if (next_deliver_ == size_) return Finish(absl::OkStatus());  // nothing left to fetch
   Pump();
+}
+
+void ChunkFetcher::set_window(uint32_t window) {
+  window_ = std::max(window, 1u);
+  if (active_) Pump();
 }
 
 void ChunkFetcher::Cancel() {
@@ -45,7 +54,8 @@ uint32_t ChunkFetcher::LengthAt(uint64_t offset) const {
 
 void ChunkFetcher::Send(uint64_t offset) {
   v1::FirmwareChunkRequest req;
-  req.set_image_sha256(sha256_);
+  req.set_image_sha256(spec_.sha256);
+  req.set_table(spec_.table);
   req.set_offset(offset);
   req.set_length(LengthAt(offset));
   req.set_request_id(next_request_id_++);
@@ -63,7 +73,7 @@ void ChunkFetcher::Send(uint64_t offset) {
 }
 
 void ChunkFetcher::Pump() {
-  while (next_request_ < size_ && in_flight_.size() + received_.size() < opts_.window) {
+  while (next_request_ < size_ && in_flight_.size() + received_.size() < window_) {
     uint64_t offset = next_request_;
     next_request_ += LengthAt(offset);
     Send(offset);
@@ -95,36 +105,44 @@ void ChunkFetcher::OnTimer() {
       return Finish(Reject(v1::DOWNLOAD_FAILED, absl::StrCat("no answer for chunk at ", offset,
                                                              " after ", tries_[offset], " tries")));
     }
+    ++timeouts_;
     Send(offset);  // lost: ask again, as a new request
   }
   ArmTimer();
 }
 
 void ChunkFetcher::OnResponse(const v1::FirmwareChunkResponse& r) {
-  if (!active_ || r.image_sha256() != sha256_) return;
+  if (!active_ || r.image_sha256() != spec_.sha256 || r.table() != spec_.table) return;
   auto it = in_flight_.find(r.offset());
+  if (it == in_flight_.end() || r.request_id() < it->second.first_request_id ||
+      r.request_id() > it->second.request_id || r.error() == v1::REASON_UNSPECIFIED) {
+    return;
+  }
+  Finish(Reject(r.error(), absl::StrCat("parent refused chunk at ", r.offset())));
+}
+
+absl::Status ChunkFetcher::OnData(const v1::ChunkData& d) {
+  if (!active_ || d.image_sha256() != spec_.sha256 || d.table() != spec_.table) {
+    return absl::OkStatus();
+  }
+  auto it = in_flight_.find(d.offset());
   // Only answers to what we asked for are kept: memory stays bounded by the window. An answer to
   // an earlier try of the chunk counts: a loaded parent answers late, and refusing its late
   // answers while asking again would only load it more.
-  if (it == in_flight_.end() || r.request_id() < it->second.first_request_id ||
-      r.request_id() > it->second.request_id) {
-    return;
+  if (it == in_flight_.end() || d.request_id() < it->second.first_request_id ||
+      d.request_id() > it->second.request_id) {
+    return absl::OkStatus();
   }
+  if (d.data().size() != LengthAt(d.offset())) {
+    return Reject(v1::SIZE_MISMATCH, absl::StrCat("chunk at ", d.offset(), " has ",
+                                                  d.data().size(), " bytes, not ",
+                                                  LengthAt(d.offset())));
+  }
+  // Checked before it is kept, and the request stays in flight when it fails: the real chunk
+  // may still come, or the timeout asks again.
+  if (spec_.verify) X1368_RETURN_IF_ERROR(spec_.verify(d.offset(), d.data()));
   in_flight_.erase(it);
-  if (r.error() != v1::REASON_UNSPECIFIED) {
-    return Finish(Reject(r.error(), absl::StrCat("parent refused chunk at ", r.offset())));
-  }
-  if (r.data().size() != LengthAt(r.offset())) {
-    // Not the bytes asked for: asked again (counted against the chunk's tries).
-    if (tries_[r.offset()] >= opts_.max_tries) {
-      return Finish(
-          Reject(v1::SIZE_MISMATCH, absl::StrCat("chunk at ", r.offset(), " has ", r.data().size(),
-                                                 " bytes, not ", LengthAt(r.offset()))));
-    }
-    Send(r.offset());
-    return ArmTimer();
-  }
-  received_[r.offset()] = r.data();
+  received_[d.offset()] = d.data();
   // Hand over in order whatever is now contiguous.
   while (active_) {
     auto next = received_.find(next_deliver_);
@@ -134,10 +152,17 @@ void ChunkFetcher::OnResponse(const v1::FirmwareChunkResponse& r) {
     tries_.erase(next_deliver_);
     uint64_t offset = next_deliver_;
     next_deliver_ += data.size();
-    if (absl::Status s = sink_(offset, data); !s.ok()) return Finish(s);
-    if (next_deliver_ == size_) return Finish(absl::OkStatus());
+    if (absl::Status s = sink_(offset, data); !s.ok()) {
+      Finish(s);
+      return absl::OkStatus();
+    }
+    if (next_deliver_ == size_) {
+      Finish(absl::OkStatus());
+      return absl::OkStatus();
+    }
   }
   if (active_) Pump();
+  return absl::OkStatus();
 }
 
 void ChunkFetcher::Finish(const absl::Status& status) {

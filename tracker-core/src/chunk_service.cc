@@ -2,7 +2,8 @@
 
 #include <algorithm>
 
-#include "x1368/core/file_system.h"
+#include "absl/strings/str_cat.h"
+#include "x1368/core/reason.h"
 
 namespace x1368::core {
 
@@ -11,25 +12,37 @@ v1::FirmwareChunkResponse ChunkError(const v1::FirmwareChunkRequest& request, v1
   r.set_image_sha256(request.image_sha256());
   r.set_offset(request.offset());
   r.set_request_id(request.request_id());
+  r.set_table(request.table());
   r.set_error(reason);
   return r;
 }
 
-v1::FirmwareChunkResponse ServeChunk(FileSystem& fs, const std::string& path, uint64_t size,
-                                     const v1::FirmwareChunkRequest& request) {
+absl::StatusOr<uint64_t> ChunkLength(const v1::FirmwareChunkRequest& request, uint64_t size) {
   if (request.offset() >= size || request.length() == 0) {
-    return ChunkError(request, v1::MALFORMED);
+    return Reject(v1::MALFORMED, absl::StrCat("no bytes at ", request.offset(), " of ", size));
   }
-  uint64_t length = std::min<uint64_t>({request.length(), kMaxChunkBytes, size - request.offset()});
+  return std::min<uint64_t>({request.length(), kMaxChunkBytes, size - request.offset()});
+}
+
+v1::ChunkData ChunkReply(const v1::FirmwareChunkRequest& request, std::string data) {
+  v1::ChunkData d;
+  d.set_image_sha256(request.image_sha256());
+  d.set_offset(request.offset());
+  d.set_request_id(request.request_id());
+  d.set_table(request.table());
+  d.set_data(std::move(data));
+  return d;
+}
+
+absl::StatusOr<v1::ChunkData> ReadChunk(FileSystem& fs, const std::string& path, uint64_t size,
+                                        const v1::FirmwareChunkRequest& request) {
+  X1368_ASSIGN_OR_RETURN(uint64_t length, ChunkLength(request, size));
   auto data = fs.ReadRange(path, request.offset(), length);
-  if (!data.ok() || data->size() != length) return ChunkError(request, v1::IMAGE_UNAVAILABLE);
-  v1::FirmwareChunkResponse r;
-  r.set_image_sha256(request.image_sha256());
-  r.set_offset(request.offset());
-  r.set_request_id(request.request_id());
-  r.set_total_size(size);
-  r.set_data(*std::move(data));
-  return r;
+  if (!data.ok() || data->size() != length) {
+    return Reject(v1::IMAGE_UNAVAILABLE, absl::StrCat("cannot read ", length, " bytes at ",
+                                                      request.offset(), " of ", path));
+  }
+  return ChunkReply(request, *std::move(data));
 }
 
 }  // namespace x1368::core

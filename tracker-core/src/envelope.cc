@@ -146,7 +146,9 @@ absl::StatusOr<OpenedMessage> EnvelopeOpener::Open(absl::string_view bytes,
     return Reject(v1::ISSUED_IN_FUTURE, absl::StrCat("issued ", ahead, " ms in the future"));
   }
   X1368_RETURN_IF_ERROR(CheckOrigin(out.body, *signer, ctx));
-  if (ctx.origin != Origin::kEmbedded) {
+  // Chunk requests are idempotent (a replay only sends verified bytes again), so they take no
+  // part in the replay window: a download moves no replay state and costs no disk write.
+  if (ctx.origin != Origin::kEmbedded && out.body.message_case() != v1::Body::kChunkRequest) {
     SeqStream stream = StreamOf(out.body);
     X1368_ASSIGN_OR_RETURN(SeqVerdict verdict,
                            replay_->Check(signer->node_id, stream, out.body.seq()));

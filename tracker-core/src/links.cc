@@ -105,6 +105,7 @@ void NodeLinks::OnMessage(const MqttMessage& m) {
       return Reject(core::Reject(v1::BAD_TOPIC, "a down topic that is not my parent's for me"),
                     m.topic);
     }
+    if (topic->channel == Channel::kData) return OnData(*topic, m);
     auto opened = node_->opener().Open(m.payload, {Origin::kFromParent, parent_id_});
     if (!opened.ok()) return Reject(opened.status(), m.topic);
     ScheduleFlush();
@@ -118,6 +119,27 @@ void NodeLinks::OnMessage(const MqttMessage& m) {
   if (!opened.ok()) return Reject(opened.status(), m.topic);
   ScheduleFlush();
   if (handlers_.from_child) handlers_.from_child(*topic, m.payload, *std::move(opened));
+}
+
+void NodeLinks::OnData(const Topic& topic, const MqttMessage& m) {
+  if (topic.broadcast()) {
+    return Reject(core::Reject(v1::BAD_TOPIC, "chunk data is never broadcast"), m.topic);
+  }
+  if (m.payload.size() > node_->opener().limits().max_message_bytes) {
+    return Reject(core::Reject(v1::OVERSIZE, absl::StrCat(m.payload.size(), " bytes of chunk data")),
+                  m.topic);
+  }
+  v1::ChunkData data;
+  if (!data.ParseFromString(m.payload)) {
+    return Reject(core::Reject(v1::MALFORMED, "chunk data does not parse"), m.topic);
+  }
+  if (handlers_.data_from_parent) handlers_.data_from_parent(data);
+}
+
+absl::Status NodeLinks::SendData(const std::string& child, const v1::ChunkData& data) {
+  if (downstream_ == nullptr) return absl::FailedPreconditionError("no downstream link");
+  return downstream_->Publish(
+      {DownTopic(node_->prefix(), node_->id(), child, Channel::kData), data.SerializeAsString()});
 }
 
 absl::Status NodeLinks::SendUp(Channel channel, v1::Body body) {
@@ -142,7 +164,8 @@ absl::Status NodeLinks::Broadcast(v1::Body body) {
 }
 
 absl::Status NodeLinks::SendDesiredState(const std::string& child,
-                                         const std::vector<ActiveDirective>& directives) {
+                                         const std::vector<ActiveDirective>& directives,
+                                         uint32_t chunk_window) {
   constexpr int64_t kMinTtlMs = 1000;
   constexpr int64_t kMaxTtlMs = 400LL * 86400 * 1000;
   if (directives.empty()) return absl::OkStatus();
@@ -153,6 +176,7 @@ absl::Status NodeLinks::SendDesiredState(const std::string& child,
     v1::Go* go = body.mutable_desired()->add_grants();
     go->set_campaign_id(d.campaign_id);
     go->set_directive_digest(d.digest);
+    go->set_chunk_window(chunk_window);
     expires = std::max(expires, d.expires_at_ms);
   }
   // Clamped: the expiry is whatever the root signed, and must not overflow a time sum.

@@ -9,14 +9,16 @@ namespace {
 constexpr size_t kMaxManifestBytes = 16 << 10;
 }  // namespace
 
-v1::Manifest BuildManifest(const ManifestSpec& spec, absl::string_view sha256, uint64_t size) {
+v1::Manifest BuildManifest(const ManifestSpec& spec, const ImageDigests& digests) {
   v1::Manifest m;
   m.set_component(spec.component);
   m.set_version(spec.version);
   m.set_sequence_number(spec.sequence_number);
   for (const std::string& hw : spec.hardware_classes) m.add_hardware_classes(hw);
-  m.set_size(size);
-  m.set_sha256(std::string(sha256));
+  m.set_size(digests.size);
+  m.set_sha256(digests.sha256);
+  m.set_chunk_size(digests.chunk_size);
+  m.set_chunk_table_sha256(Sha256(digests.table));
   m.set_uri(spec.uri);
   m.set_author_id(spec.author_id);
   m.set_created_at_ms(spec.created_at_ms);
@@ -41,7 +43,7 @@ absl::Status ValidateManifest(const v1::Manifest& m) {
   if (m.size() == 0) return Reject(v1::MANIFEST_MALFORMED, "image size is zero");
   if (m.uri().empty() || m.uri().size() > 1024)
     return Reject(v1::MANIFEST_MALFORMED, "missing or oversized URI");
-  return absl::OkStatus();
+  return ValidateChunking(m);
 }
 
 absl::StatusOr<v1::SignedManifest> SignManifest(const PrivateKey& author_key,

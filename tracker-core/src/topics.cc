@@ -19,7 +19,8 @@ bool IsIdChar(char c) {
 
 bool ChannelFits(Direction direction, Channel channel) {
   if (direction == Direction::kDown) {
-    return channel == Channel::kCmd || channel == Channel::kDesired || channel == Channel::kFw;
+    return channel == Channel::kCmd || channel == Channel::kDesired || channel == Channel::kFw ||
+           channel == Channel::kData;
   }
   return channel == Channel::kStatus || channel == Channel::kPresence || channel == Channel::kFw;
 }
@@ -30,7 +31,8 @@ bool ParseChannel(absl::string_view name, Channel* out) {
       {"desired", Channel::kDesired},
       {"fw", Channel::kFw},
       {"status", Channel::kStatus},
-      {"presence", Channel::kPresence}};
+      {"presence", Channel::kPresence},
+      {"data", Channel::kData}};
   for (const auto& [n, c] : kNames) {
     if (n == name) {
       *out = c;
@@ -76,6 +78,8 @@ absl::string_view ChannelName(Channel channel) {
       return "status";
     case Channel::kPresence:
       return "presence";
+    case Channel::kData:
+      return "data";
   }
   return "?";
 }

@@ -1,7 +1,10 @@
 #include "x1368/intermediate/firmware_cache.h"
 
+#include <cstring>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "x1368/core/chunk_table.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/reason.h"
 
@@ -31,8 +34,15 @@ absl::Status FirmwareCache::Open() {
     if (absl::EndsWith(name, ".part") || absl::EndsWith(name, ".part.tmp")) {
       (void)fs_->Remove(path);
     } else if (IsHexDigestName(name) && fs_->Size(path).ok()) {
-      // Only Complete() names a file by its bare digest, after verifying it.
-      last_used_[name] = ++clock_;
+      // Only Complete() names a file by its bare digest, after its table was stored.
+      if (fs_->Exists(core::ChunkTablePath(path))) {
+        last_used_[name] = ++clock_;
+      } else {
+        (void)fs_->Remove(path);
+      }
+    } else if (absl::EndsWith(name, ".chunks") &&
+               !fs_->Exists(path.substr(0, path.size() - std::strlen(".chunks")))) {
+      (void)fs_->Remove(path);  // the table of an image that is gone
     }
   }
   // A smaller max_images than the previous run's applies at once.
@@ -42,6 +52,10 @@ absl::Status FirmwareCache::Open() {
 
 std::string FirmwareCache::PathOf(const std::string& sha256) const {
   return absl::StrCat(dir_, "/", core::HexEncode(sha256));
+}
+
+std::string FirmwareCache::TablePathOf(const std::string& sha256) const {
+  return core::ChunkTablePath(PathOf(sha256));
 }
 
 std::string FirmwareCache::PartPath(const std::string& sha256) const {
@@ -60,6 +74,10 @@ void FirmwareCache::Touch(const std::string& sha256) {
 absl::Status FirmwareCache::Begin(const std::string& sha256, uint64_t size) {
   X1368_RETURN_IF_ERROR(CheckDigest(sha256));
   std::string part = PartPath(sha256);
+  auto held = fs_->Size(part);
+  if (held.ok() && *held == size && filling_.count(core::HexEncode(sha256))) {
+    return absl::OkStatus();  // a fill that failed resumes in the same file
+  }
   filling_.erase(core::HexEncode(sha256));
   X1368_RETURN_IF_ERROR(fs_->WriteAtomic(part, ""));
   if (size > 0 && !fs_->Truncate(part, size).ok()) {
@@ -87,7 +105,8 @@ absl::Status FirmwareCache::Write(const std::string& sha256, uint64_t offset,
   return fs_->WriteRange(PartPath(sha256), offset, data);
 }
 
-absl::Status FirmwareCache::Complete(const std::string& sha256, uint64_t size) {
+absl::Status FirmwareCache::Complete(const std::string& sha256, uint64_t size,
+                                     const std::string& table) {
   X1368_RETURN_IF_ERROR(CheckDigest(sha256));
   if (filling_.erase(core::HexEncode(sha256)) == 0) {
     return core::Reject(v1::IMAGE_UNAVAILABLE, "no fill of this image was begun");
@@ -98,15 +117,9 @@ absl::Status FirmwareCache::Complete(const std::string& sha256, uint64_t size) {
     (void)fs_->Remove(part);
     return core::Reject(v1::SIZE_MISMATCH, "cached image has the wrong size");
   }
-  X1368_ASSIGN_OR_RETURN(std::string digest, core::Sha256Of(*fs_, part));
-  if (digest != sha256) {
-    // What upstream sent is not what the author signed: never serve it.
-    (void)fs_->Remove(part);
-    return core::Reject(v1::DIGEST_MISMATCH,
-                        "image from upstream does not match its manifest digest");
-  }
   X1368_RETURN_IF_ERROR(fs_->Sync(part));
-  if (!fs_->Rename(part, PathOf(sha256)).ok()) {
+  if (!fs_->WriteAtomic(TablePathOf(sha256), table).ok() ||
+      !fs_->Rename(part, PathOf(sha256)).ok()) {
     return core::Reject(v1::STORAGE_ERROR, "cannot move the verified image into the cache");
   }
   last_used_[core::HexEncode(sha256)] = ++clock_;
@@ -120,7 +133,9 @@ void FirmwareCache::Evict() {
     for (auto it = last_used_.begin(); it != last_used_.end(); ++it) {
       if (it->second < oldest->second) oldest = it;
     }
-    (void)fs_->Remove(absl::StrCat(dir_, "/", oldest->first));
+    std::string path = absl::StrCat(dir_, "/", oldest->first);
+    (void)fs_->Remove(path);
+    (void)fs_->Remove(core::ChunkTablePath(path));
     last_used_.erase(oldest);
   }
 }

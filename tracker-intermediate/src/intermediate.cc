@@ -18,6 +18,9 @@ using core::Reject;
 
 namespace {
 constexpr size_t kMaxWaitingRequests = 100'000;
+// Waiting requests sort the table's before the image's, and those by offset.
+constexpr int kWaitingTable = 0;
+constexpr int kWaitingData = 1;
 // Room left in a batch for the envelope around it.
 constexpr size_t kBatchOverhead = 4096;
 // The largest image the cache fills: root never publishes more (release.max_image_bytes is at
@@ -45,6 +48,8 @@ Intermediate::Intermediate(IntermediateOptions options, core::NodeContext* node,
       m.Counter("x1368_send_failures_total", "Messages that could not be sealed or published");
   desired_resent_ = m.Counter("x1368_desired_resent_total",
                               "Desired states sent again to a device that missed a campaign");
+  fill_retries_ = m.Counter("x1368_cache_fill_retries_total",
+                            "Cache fills from upstream that failed and were scheduled again");
 }
 
 void Intermediate::StorageFailed(const absl::Status& status, absl::string_view event) {
@@ -76,6 +81,12 @@ absl::Status Intermediate::Start() {
     FromChild(t, p, std::move(m));
   };
   h.upstream_connected = [this] { ReportSelf(); };
+  // Chunks for a fill: unsigned, each checked against the chunk table before it is written.
+  h.data_from_parent = [this](const v1::ChunkData& data) {
+    auto fill = fills_.find(data.image_sha256());
+    if (fill == fills_.end() || fill->second.fetcher == nullptr) return;
+    if (absl::Status s = fill->second.fetcher->OnData(data); !s.ok()) links_.Reject(s, "chunk");
+  };
   h.rejected = [this](const absl::Status& s) {
     if (core::ReasonOf(s) != v1::DUPLICATE) ScheduleSelfReport();
   };
@@ -129,10 +140,12 @@ void Intermediate::FromParent(const core::Topic& topic, const std::string& paylo
             AcceptDirective(envelope, inner, /*fresh=*/true);
           },
           [this](const absl::Status& s, absl::string_view where) { links_.Reject(s, where); });
+      for (const v1::Go& go : body.desired().grants()) AdoptWindow(go.chunk_window());
       return;
     case v1::Body::kGo:
       // Pacing from above arrives as go; with no pacing of our own yet, our children go at once.
-      return;
+      // The go says how many chunk requests our parent lets each child keep in flight.
+      return AdoptWindow(body.go().chunk_window());
     case v1::Body::kStatusRequest:
       // The parent missed what we relayed (it subscribed after, or lost its session): we keep no
       // copy of our children's reports, so they are asked for fresh ones, relayed in our
@@ -144,7 +157,8 @@ void Intermediate::FromParent(const core::Topic& topic, const std::string& paylo
     case v1::Body::kChunkResponse:
       if (topic.channel == Channel::kFw) {
         auto fill = fills_.find(body.chunk_response().image_sha256());
-        if (fill != fills_.end()) fill->second->OnResponse(body.chunk_response());
+        if (fill != fills_.end() && fill->second.fetcher)
+          fill->second.fetcher->OnResponse(body.chunk_response());
         return;
       }
       break;
@@ -189,7 +203,8 @@ void Intermediate::AcceptDirective(const std::string& envelope, const core::Open
   spdlog::info("event=directive.accepted campaign={} component={} version={}",
                dir.active.campaign_id, manifest->component(), manifest->version());
   // Prefetch: fetch the image once for the whole subtree before the children ask.
-  if (manifest->uri() == core::kChunkServiceUri && !cache_.Has(manifest->sha256()))
+  if (manifest->uri() == core::kChunkServiceUri && !cache_.Has(manifest->sha256()) &&
+      manifest->size() <= kMaxCachedImageBytes)
     StartFill(*manifest);
   if (!fresh) return;
   // Down the tree: the root's bytes unchanged, then our own go for every child.
@@ -199,6 +214,7 @@ void Intermediate::AcceptDirective(const std::string& envelope, const core::Open
   v1::Body go;
   go.mutable_go()->set_campaign_id(dir.active.campaign_id);
   go.mutable_go()->set_directive_digest(dir.active.digest);
+  go.mutable_go()->set_chunk_window(ChildWindow());
   SendFailed(links_.Broadcast(std::move(go)), "go.send_failed");
   // Children that are away find it in their retained desired state when they come back.
   for (const auto& [child, online] : children_) {
@@ -218,13 +234,25 @@ void Intermediate::PruneExpired() {
                   "directive.delete_failed");
     it = directives_.erase(it);
   }
+  // A fill that no directive names any more stops (its partial file goes at the next start).
+  for (auto f = fills_.begin(); f != fills_.end();) {
+    bool named = false;
+    for (const auto& [campaign, d] : directives_) named |= d.manifest.sha256() == f->first;
+    if (named) {
+      ++f;
+      continue;
+    }
+    if (f->second.fetcher) loop_->Post([fetcher = std::move(f->second.fetcher)] {});
+    waiting_requests_ -= f->second.waiting.size();
+    f = fills_.erase(f);
+  }
 }
 
 void Intermediate::SendDesired(const std::string& child) {
   PruneExpired();
   std::vector<core::ActiveDirective> active;
   for (const auto& [campaign, d] : directives_) active.push_back(d.active);
-  if (absl::Status s = links_.SendDesiredState(child, active); !s.ok()) {
+  if (absl::Status s = links_.SendDesiredState(child, active, ChildWindow()); !s.ok()) {
     spdlog::warn("event=desired.send_failed child={} error=\"{}\"", child, s.message());
   }
 }
@@ -305,14 +333,12 @@ void Intermediate::ServeChunk(const std::string& child, const v1::FirmwareChunkR
   const std::string& sha = req.image_sha256();
   if (cache_.Has(sha)) {
     cache_.Touch(sha);
-    auto size = node_->fs().Size(cache_.PathOf(sha));
-    v1::Body body;
-    *body.mutable_chunk_response() =
-        size.ok() ? core::ServeChunk(node_->fs(), cache_.PathOf(sha), *size, req)
-                  : core::ChunkError(req, v1::IMAGE_UNAVAILABLE);
-    chunks_served_->Add();
-    SendFailed(links_.SendDown(child, Channel::kFw, std::move(body)), "chunk.send_failed");
-    return;
+    std::string path = req.table() ? cache_.TablePathOf(sha) : cache_.PathOf(sha);
+    auto size = node_->fs().Size(path);
+    absl::StatusOr<v1::ChunkData> data =
+        size.ok() ? core::ReadChunk(node_->fs(), path, *size, req)
+                  : core::Reject(v1::IMAGE_UNAVAILABLE, "cached image is gone");
+    return Answer(child, req, std::move(data));
   }
   // Only images named by a verified directive are fetched: a child cannot make the gateway
   // download arbitrary things.
@@ -320,31 +346,81 @@ void Intermediate::ServeChunk(const std::string& child, const v1::FirmwareChunkR
   for (const auto& [campaign, d] : directives_) {
     if (d.manifest.sha256() == sha) manifest = &d.manifest;
   }
-  size_t waiting = 0;
-  for (const auto& [s, list] : waiting_) waiting += list.size();
-  if (manifest == nullptr || waiting >= kMaxWaitingRequests) {
-    v1::Body body;
-    *body.mutable_chunk_response() = core::ChunkError(req, v1::IMAGE_UNAVAILABLE);
-    SendFailed(links_.SendDown(child, Channel::kFw, std::move(body)), "chunk.send_failed");
-    return;
+  if (manifest == nullptr || manifest->size() > kMaxCachedImageBytes) {
+    return Answer(child, req, Reject(v1::IMAGE_UNAVAILABLE, "no directive names this image"));
   }
-  waiting_[sha].emplace_back(child, req);  // coalesced: one upstream fetch serves them all
-  if (!fills_.count(sha)) StartFill(*manifest);
+  Fill& fill = StartFill(*manifest);
+  // Cut-through: what the fill already holds, checked, is served at once.
+  if (req.table() && fill.table) {
+    auto length = core::ChunkLength(req, fill.table->bytes().size());
+    if (!length.ok()) return Answer(child, req, length.status());
+    return Answer(child, req, core::ChunkReply(req, fill.table->bytes().substr(req.offset(), *length)));
+  }
+  if (!req.table()) {
+    auto length = core::ChunkLength(req, manifest->size());
+    if (!length.ok()) return Answer(child, req, length.status());
+    if (req.offset() + *length <= fill.verified) {
+      return Answer(child, req,
+                    core::ReadChunk(node_->fs(), cache_.PartPath(sha), manifest->size(), req));
+    }
+  }
+  // Not here yet: answered when the fill gets there. A child that asks again replaces its
+  // older request; past the bound, requests are dropped and the child asks again later.
+  if (waiting_requests_ >= kMaxWaitingRequests) return;
+  auto [it, added] = fill.waiting.try_emplace(
+      {req.table() ? kWaitingTable : kWaitingData, req.offset(), child}, req);
+  if (added) {
+    ++waiting_requests_;
+  } else {
+    it->second = req;
+  }
 }
 
-void Intermediate::StartFill(const v1::Manifest& manifest) {
+void Intermediate::Answer(const std::string& child, const v1::FirmwareChunkRequest& req,
+                          absl::StatusOr<v1::ChunkData> data) {
+  if (data.ok()) {
+    chunks_served_->Add();
+    return SendFailed(links_.SendData(child, *data), "chunk.send_failed");
+  }
+  v1::Body body;
+  *body.mutable_chunk_response() = core::ChunkError(req, core::ReasonOf(data.status()));
+  SendFailed(links_.SendDown(child, Channel::kFw, std::move(body)), "chunk.send_failed");
+}
+
+void Intermediate::AnswerWaiting(Fill& fill) {
+  if (!fill.table) return;
+  for (auto it = fill.waiting.begin(); it != fill.waiting.end();) {
+    const auto& [kind, offset, child] = it->first;
+    if (kind == kWaitingData) {
+      if (offset >= fill.verified) break;  // sorted by offset: the rest is further on
+      auto length = core::ChunkLength(it->second, fill.manifest.size());
+      if (length.ok() && offset + *length > fill.verified) {
+        ++it;
+        continue;
+      }
+    }
+    ServeChunk(child, it->second);  // served from the fill now
+    it = fill.waiting.erase(it);
+    --waiting_requests_;
+  }
+}
+
+Intermediate::Fill& Intermediate::StartFill(const v1::Manifest& manifest) {
   const std::string sha = manifest.sha256();
-  if (fills_.count(sha)) return;
-  if (manifest.size() > kMaxCachedImageBytes) return FinishFill(sha, v1::IMAGE_UNAVAILABLE);
+  auto [it, fresh] = fills_.try_emplace(sha);
+  Fill& fill = it->second;
+  if (fresh) fill.manifest = manifest;
+  if (fill.fetcher != nullptr || fill.retry_pending) return fill;  // filling, or waiting to
   if (absl::Status s = cache_.Begin(sha, manifest.size()); !s.ok()) {
     StorageFailed(s, "cache.begin_failed");
-    return FinishFill(sha, v1::STORAGE_ERROR);
+    FillFailed(sha, s);
+    return fill;
   }
   core::ChunkFetcherOptions fetch;
-  fetch.window = opts_.fetch_window;
+  fetch.window = std::min(opts_.fetch_window, upstream_window_);
   fetch.timeout = opts_.fetch_timeout;
   fetch.max_tries = opts_.fetch_max_tries;
-  auto fetcher = std::make_shared<core::ChunkFetcher>(
+  fill.fetcher = std::make_shared<core::ChunkFetcher>(
       loop_,
       [this](const v1::FirmwareChunkRequest& req) {
         v1::Body body;
@@ -352,58 +428,109 @@ void Intermediate::StartFill(const v1::Manifest& manifest) {
         return links_.SendUp(Channel::kFw, std::move(body));
       },
       fetch);
-  fills_[sha] = fetcher;
-  spdlog::info("event=cache.fill_started image={} size={}", core::HexEncode(sha).substr(0, 16),
-               manifest.size());
-  fetcher->Start(
-      sha, manifest.size(), 0, opts_.fetch_chunk_size,
+  spdlog::info("event=cache.fill_started image={} size={} from={}",
+               core::HexEncode(sha).substr(0, 16), manifest.size(), fill.verified);
+  if (!fill.table) {
+    auto bytes = std::make_shared<std::string>();
+    fill.fetcher->Start({sha, /*table=*/true,
+                         core::ChunkTableBytes(manifest.size(), manifest.chunk_size()), 0,
+                         core::kMaxChunkBytes, nullptr},
+                        [bytes](uint64_t, const std::string& data) {
+                          bytes->append(data);
+                          return absl::OkStatus();
+                        },
+                        [this, sha, bytes](const absl::Status& fetched) {
+                          auto f = fills_.find(sha);
+                          if (f == fills_.end()) return;
+                          if (!fetched.ok()) return FillFailed(sha, fetched);
+                          auto table = core::ChunkTable::Make(f->second.manifest, *bytes);
+                          if (!table.ok()) {
+                            // counted: a tampered table upstream is an attack
+                            links_.Reject(table.status(), "cache.fill");
+                            return FillFailed(sha, table.status());
+                          }
+                          f->second.table = *std::move(table);
+                          AnswerWaiting(f->second);
+                          FetchImage(sha);
+                        });
+  } else {
+    FetchImage(sha);
+  }
+  return fill;
+}
+
+void Intermediate::FetchImage(const std::string& sha) {
+  Fill& fill = fills_.at(sha);
+  const core::ChunkTable* table = &*fill.table;
+  fill.fetcher->Start(
+      {sha, /*table=*/false, fill.manifest.size(), fill.verified, table->chunk_size(),
+       [table](uint64_t offset, absl::string_view data) { return table->Verify(offset, data); }},
       [this, sha](uint64_t offset, const std::string& data) -> absl::Status {
         if (absl::Status s = cache_.Write(sha, offset, data); !s.ok()) {
           return core::Reject(v1::STORAGE_ERROR, s.message());
         }
         upstream_chunks_->Add();
+        Fill& f = fills_.at(sha);
+        f.verified = offset + data.size();
+        AnswerWaiting(f);
         return absl::OkStatus();
       },
-      [this, sha, size = manifest.size()](const absl::Status& fetched) {
+      [this, sha](const absl::Status& fetched) {
         if (!fetched.ok()) {
           if (core::ReasonOf(fetched) == v1::STORAGE_ERROR)
             StorageFailed(fetched, "cache.write_failed");
-          return FinishFill(sha, core::ReasonOf(fetched) != v1::REASON_UNSPECIFIED
-                                     ? core::ReasonOf(fetched)
-                                     : v1::DOWNLOAD_FAILED);
+          return FillFailed(sha, fetched);
         }
-        absl::Status s = cache_.Complete(sha, size);
-        if (!s.ok()) {
-          links_.Reject(s, "cache.fill");  // counted: a tampered image upstream is an attack
-          return FinishFill(sha, core::ReasonOf(s));
+        Fill& f = fills_.at(sha);
+        if (absl::Status s = cache_.Complete(sha, f.manifest.size(), f.table->bytes()); !s.ok()) {
+          StorageFailed(s, "cache.complete_failed");
+          return FillFailed(sha, s);
         }
-        FinishFill(sha, v1::REASON_UNSPECIFIED);
+        spdlog::info("event=cache.filled image={}", core::HexEncode(sha).substr(0, 16));
+        auto waiting = std::move(f.waiting);
+        // The fetcher is the one calling us: destroyed later, on the loop.
+        loop_->Post([fetcher = std::move(f.fetcher)] {});
+        fills_.erase(sha);
+        waiting_requests_ -= waiting.size();
+        for (const auto& [key, req] : waiting) ServeChunk(std::get<2>(key), req);
       });
 }
 
-void Intermediate::FinishFill(const std::string& sha, v1::Reason failure) {
-  if (auto it = fills_.find(sha); it != fills_.end()) {
-    // This may run inside the fetcher's own callback: it is destroyed later, on the loop.
-    loop_->Post([done = std::move(it->second)] {});
-    fills_.erase(it);
+void Intermediate::FillFailed(const std::string& sha, const absl::Status& status) {
+  auto it = fills_.find(sha);
+  if (it == fills_.end()) return;
+  Fill& fill = it->second;
+  if (fill.fetcher) loop_->Post([fetcher = std::move(fill.fetcher)] {});
+  fill.fetcher = nullptr;
+  // Transient or not, the image is still wanted: tried again with capped exponential backoff,
+  // resuming after the chunks already held. The children's requests wait (they ask again when
+  // theirs time out); a fill nobody names any more is dropped by PruneExpired.
+  ++fill.failures;
+  absl::Duration backoff =
+      std::min(opts_.fill_retry_min * (1 << std::min(fill.failures - 1, 10)), opts_.fill_retry_max);
+  fill_retries_->Add();
+  spdlog::warn("event=cache.fill_failed image={} reason={} error=\"{}\" held={} retry_in_ms={}",
+               core::HexEncode(sha).substr(0, 16), core::ReasonName(core::ReasonOf(status)),
+               status.message(), fill.verified, absl::ToInt64Milliseconds(backoff));
+  fill.retry_pending = true;
+  loop_->PostAfter(backoff, [this, sha] {
+    auto f = fills_.find(sha);
+    if (f == fills_.end() || stopped_) return;
+    f->second.retry_pending = false;
+    StartFill(f->second.manifest);
+  });
+}
+
+void Intermediate::AdoptWindow(uint32_t window) {
+  if (window == 0) return;  // a parent that states none
+  upstream_window_ = window;
+  for (auto& [sha, fill] : fills_) {
+    if (fill.fetcher) fill.fetcher->set_window(std::min(opts_.fetch_window, window));
   }
-  auto waiting = std::move(waiting_[sha]);
-  waiting_.erase(sha);
-  if (failure == v1::REASON_UNSPECIFIED) {
-    spdlog::info("event=cache.filled image={}", core::HexEncode(sha).substr(0, 16));
-  } else {
-    spdlog::warn("event=cache.fill_failed image={} reason={}", core::HexEncode(sha).substr(0, 16),
-                 core::ReasonName(failure));
-  }
-  for (const auto& [child, req] : waiting) {
-    if (failure == v1::REASON_UNSPECIFIED) {
-      ServeChunk(child, req);
-    } else {
-      v1::Body body;
-      *body.mutable_chunk_response() = core::ChunkError(req, v1::IMAGE_UNAVAILABLE);
-      SendFailed(links_.SendDown(child, Channel::kFw, std::move(body)), "chunk.send_failed");
-    }
-  }
+}
+
+uint32_t Intermediate::ChildWindow() const {
+  return core::ChunkWindowFor(children_.size(), opts_.downstream_queue, opts_.fetch_window);
 }
 
 // ---------------------------------------------------------------------------------------------

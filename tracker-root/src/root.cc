@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "x1368/core/chunk_fetcher.h"
 #include "x1368/core/chunk_service.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/file_util.h"
@@ -136,8 +137,14 @@ absl::StatusOr<v1::ReleaseInfo> Root::PublishRelease(const v1::ReleaseSubmission
     return Reject(v1::SIZE_MISMATCH, absl::StrCat("image has ", sub.image().size(),
                                                   " bytes, manifest says ", m.size()));
   }
-  if (core::Sha256(sub.image()) != m.sha256()) {
+  // One pass gives the image's digest and its chunk table; both must be what the author signed,
+  // or devices would fail each chunk (or the whole image) only after downloading it.
+  core::ImageDigests digests = core::DigestImage(sub.image(), m.chunk_size());
+  if (digests.sha256 != m.sha256()) {
     return Reject(v1::DIGEST_MISMATCH, "image digest differs from the signed manifest");
+  }
+  if (core::Sha256(digests.table) != m.chunk_table_sha256()) {
+    return Reject(v1::DIGEST_MISMATCH, "image chunks differ from the signed chunk table");
   }
   v1::ReleaseInfo info;
   info.set_component(m.component());
@@ -175,6 +182,8 @@ absl::StatusOr<v1::ReleaseInfo> Root::PublishRelease(const v1::ReleaseSubmission
     }
   }
   Release release{sub.manifest(), m, absl::StrCat(opts_.images_dir, "/", info.sha256_hex())};
+  X1368_RETURN_IF_ERROR(
+      node_->fs().WriteAtomic(core::ChunkTablePath(release.image_path), digests.table, 0600));
   X1368_RETURN_IF_ERROR(node_->fs().WriteAtomic(release.image_path, sub.image(), 0600));
   X1368_RETURN_IF_ERROR(registry_->AddRelease(release));
   spdlog::info("event=release.published component={} version={} sequence={} author={}",
@@ -221,6 +230,7 @@ absl::StatusOr<v1::CampaignInfo> Root::StartCampaign(const v1::CampaignStartRequ
   v1::Body go;
   go.mutable_go()->set_campaign_id(info.campaign_id());
   go.mutable_go()->set_directive_digest(campaign.directive_digest);
+  go.mutable_go()->set_chunk_window(ChildWindow());
   X1368_RETURN_IF_ERROR(links_.Broadcast(std::move(go)));
   for (const v1::NodeRecord& n : registry_->Nodes()) {
     if (!n.online()) SendDesired(n.node_id());
@@ -236,18 +246,32 @@ void Root::SendDesired(const std::string& child) {
     active.push_back(
         {c.info.campaign_id(), c.directive_envelope, c.directive_digest, c.expires_at_ms});
   }
-  if (absl::Status s = links_.SendDesiredState(child, active); !s.ok()) {
+  if (absl::Status s = links_.SendDesiredState(child, active, ChildWindow()); !s.ok()) {
     spdlog::warn("event=desired.send_failed child={} error=\"{}\"", child, s.message());
   }
 }
 
+uint32_t Root::ChildWindow() {
+  return core::ChunkWindowFor(registry_->node_count(), opts_.downstream_queue, kMaxChildWindow);
+}
+
 void Root::ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& req) {
-  v1::Body body;
   std::optional<Release> r = registry_->FindReleaseByDigest(req.image_sha256());
-  *body.mutable_chunk_response() =
-      r ? core::ServeChunk(node_->fs(), r->image_path, r->manifest.size(), req)
-        : core::ChunkError(req, v1::IMAGE_UNAVAILABLE);
-  chunks_served_->Add();
+  absl::StatusOr<v1::ChunkData> data = core::Reject(v1::IMAGE_UNAVAILABLE, "no such release");
+  if (r) {
+    data = req.table() ? core::ReadChunk(node_->fs(), core::ChunkTablePath(r->image_path),
+                                         core::ChunkTableBytes(r->manifest.size(),
+                                                               r->manifest.chunk_size()),
+                                         req)
+                       : core::ReadChunk(node_->fs(), r->image_path, r->manifest.size(), req);
+  }
+  if (data.ok()) {
+    chunks_served_->Add();
+    (void)links_.SendData(child, *data);
+    return;
+  }
+  v1::Body body;
+  *body.mutable_chunk_response() = core::ChunkError(req, core::ReasonOf(data.status()));
   (void)links_.SendDown(child, Channel::kFw, std::move(body));
 }
 

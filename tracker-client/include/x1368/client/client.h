@@ -24,6 +24,7 @@
 #include "x1368/client/firmware_consumer.h"
 #include "x1368/client/update_state.h"
 #include "x1368/core/chunk_fetcher.h"
+#include "x1368/core/chunk_table.h"
 #include "x1368/core/event_loop.h"
 #include "x1368/core/links.h"
 #include "x1368/core/node.h"
@@ -35,8 +36,7 @@ namespace x1368::client {
 
 struct ClientOptions {
   std::string parent_id;
-  uint32_t chunk_size = 32 * 1024;
-  core::ChunkFetcherOptions fetch;
+  core::ChunkFetcherOptions fetch;  // its window at most; the parent's go may allow fewer
   int max_attempts = 3;                                // per state, then FAILED
   absl::Duration retry_delay = absl::Seconds(2);       // between attempts
   absl::Duration report_interval = absl::Seconds(60);  // full-state report (heartbeat)
@@ -94,6 +94,8 @@ class Client {
   void DiscardSlot();
   void AwaitGoThenAccept();
   void Download();
+  // Fetches the image's chunk table (checked against the manifest), then downloads.
+  void FetchTable(const v1::Manifest& manifest);
   void VerifyImage();
   void InstallImage();
   void TrialBoot();
@@ -124,6 +126,7 @@ class Client {
   // Loop only.
   v1::UpdateRecord record_;
   std::optional<v1::Manifest> manifest_;         // of record_'s directive
+  std::optional<core::ChunkTable> table_;        // of manifest_'s image, once fetched
   std::optional<std::string> queued_directive_;  // arrived mid-install
   uint64_t generation_ = 0;                      // bumped on every persisted record
   bool busy_ = false;                            // a consumer call or a retry wait is pending

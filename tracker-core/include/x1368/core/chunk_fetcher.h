@@ -1,10 +1,11 @@
-// Fetches one image from the parent tracker (a client's gateway, or a gateway's parent filling
-// its cache) in chunks over MQTT: FirmwareChunkRequest up,
-// FirmwareChunkResponse down. It runs on the node's event loop and never blocks: it keeps a
-// window of requests in flight, hands the chunks to a sink strictly in offset order, re-requests a
-// chunk that does not arrive within the timeout (on the loop's clock) or arrives malformed, and
-// gives up after a bounded number of requests for one chunk. Integrity is the consumer's job: the
-// image digest in the author-signed manifest is checked once the image is complete.
+// Fetches one image, or its chunk table, from the parent tracker (a client's gateway, or a
+// gateway's parent filling its cache) in chunks over MQTT: FirmwareChunkRequest up (signed),
+// ChunkData down (unsigned). It runs on the node's event loop and never blocks: it keeps a window
+// of requests in flight, checks each chunk the moment it arrives (FetchSpec::verify: the chunk
+// table), hands the chunks to a sink strictly in offset order, re-requests a chunk that does not
+// arrive within the timeout (on the loop's clock), and gives up after a bounded number of
+// requests for one chunk. A chunk that fails its check is dropped and counted, and its request
+// stays in flight: a forged or damaged copy never displaces the real one.
 //
 // Not thread-safe: every call, and every callback, is on the loop.
 #ifndef X1368_CORE_CHUNK_FETCHER_H_
@@ -23,10 +24,18 @@
 namespace x1368::core {
 
 struct ChunkFetcherOptions {
-  uint32_t window = 8;  // chunks requested ahead of the one the sink waits for
+  // Chunks requested ahead of the one the sink waits for: at most what the broker queues for
+  // the parent, shared by its children (the parent states it in its go; set_window).
+  uint32_t window = 8;
   absl::Duration timeout = absl::Seconds(5);  // for the first try; doubles with each retry
   int max_tries = 6;                          // requests per chunk
 };
+
+// Flow control that fits the broker: the chunk requests each of `children` may keep in flight
+// toward their parent, so that all of them together stay within half of what the broker queues
+// for the parent (`queue`: Mosquitto's max_queued_messages, 1000 by default), the other half left
+// to status traffic. Between 1 and `max_window`. A parent states it in its go.
+uint32_t ChunkWindowFor(size_t children, uint32_t queue, uint32_t max_window);
 
 class ChunkFetcher {
  public:
@@ -36,23 +45,39 @@ class ChunkFetcher {
   using ChunkSink = std::function<absl::Status(uint64_t offset, const std::string& data)>;
   using Done = std::function<void(const absl::Status&)>;
 
+  struct FetchSpec {
+    std::string sha256;    // the image
+    bool table = false;    // its chunk table instead of its bytes
+    uint64_t size = 0;     // bytes to fetch in all (the image's, or the table's)
+    uint64_t offset = 0;   // where to begin: a multiple of `chunk` (a resumed download)
+    uint32_t chunk = 0;    // bytes per request
+    // Checks a chunk before it is kept; an error drops it (counted by the caller). Null: any
+    // chunk of the right length is kept (the table, checked whole once complete).
+    std::function<absl::Status(uint64_t offset, absl::string_view data)> verify;
+  };
+
   ChunkFetcher(EventLoop* loop, RequestSender send, ChunkFetcherOptions options);
   ~ChunkFetcher();
   ChunkFetcher(const ChunkFetcher&) = delete;
   ChunkFetcher& operator=(const ChunkFetcher&) = delete;
 
-  // Fetches bytes [offset, size) of image `sha256` in requests of `chunk` bytes. `done` runs once:
-  // OK when every byte went to the sink; else the sink's error, the parent's refusal (its reason),
-  // or DOWNLOAD_FAILED once one chunk went unanswered max_tries times. A fetch in progress is
-  // cancelled first.
-  void Start(const std::string& sha256, uint64_t size, uint64_t offset, uint32_t chunk,
-             ChunkSink sink, Done done);
+  // Fetches bytes [offset, size) of what `spec` names. `done` runs once: OK when every byte went
+  // to the sink; else the sink's error, the parent's refusal (its reason), or DOWNLOAD_FAILED
+  // once one chunk went unanswered max_tries times. A fetch in progress is cancelled first.
+  void Start(FetchSpec spec, ChunkSink sink, Done done);
+  // A chunk from the parent. OK when it was kept or is not ours (late, for another fetch); the
+  // check's error when it failed FetchSpec::verify (the caller counts it).
+  absl::Status OnData(const v1::ChunkData& data);
+  // The parent's signed refusal: ends the fetch with its reason.
   void OnResponse(const v1::FirmwareChunkResponse& response);
   // Ends the fetch in progress without calling its `done`; answers still on the way are ignored.
   void Cancel();
+  // Requests in flight from now on (at least 1): what the parent allows each child.
+  void set_window(uint32_t window);
 
   bool active() const { return active_; }
   uint64_t requests_sent() const { return requests_sent_; }
+  uint64_t timeouts() const { return timeouts_; }  // requests that went unanswered
 
  private:
   struct InFlight {
@@ -70,9 +95,10 @@ class ChunkFetcher {
   EventLoop* const loop_;
   const RequestSender send_;
   const ChunkFetcherOptions opts_;
+  uint32_t window_;
 
   bool active_ = false;
-  std::string sha256_;
+  FetchSpec spec_;
   uint64_t size_ = 0;
   uint32_t chunk_ = 0;
   uint64_t next_request_ = 0;  // first offset never requested yet
@@ -84,6 +110,7 @@ class ChunkFetcher {
   std::map<uint64_t, int> tries_;             // requests sent per offset
   uint64_t next_request_id_ = 1;
   uint64_t requests_sent_ = 0;
+  uint64_t timeouts_ = 0;
   EventLoop::TimerId timer_ = 0;
   bool timer_armed_ = false;
 };

@@ -1,26 +1,33 @@
-// Serving an image in chunks (DESIGN.md §7.5): root's firmware server and every intermediate's
-// cache answer FirmwareChunkRequests the same way. Thread-safe: reads files only.
+// Serving an image in chunks: root's firmware server and every intermediate's cache answer
+// FirmwareChunkRequests the same way, with the bytes as unsigned ChunkData (checked by the child
+// against the author-signed chunk table) or a signed refusal. Thread-safe: reads files only.
 #ifndef X1368_CORE_CHUNK_SERVICE_H_
 #define X1368_CORE_CHUNK_SERVICE_H_
 
 #include <cstdint>
 #include <string>
 
+#include "absl/status/statusor.h"
+#include "x1368/core/chunk_table.h"
 #include "x1368/core/file_system.h"
 #include "x1368/v1/messages.pb.h"
 
 namespace x1368::core {
 
-// The largest chunk any node serves, whatever a request asks for; responses must fit the
-// default 256 KiB message limit with room for the envelope.
-inline constexpr uint32_t kMaxChunkBytes = 128 * 1024;
+// How many bytes `request` gets of a resource (an image, or its chunk table) of `size` bytes: what
+// it asks for, cut at the end and at kMaxChunkBytes. MALFORMED for an empty request or one past
+// the end.
+absl::StatusOr<uint64_t> ChunkLength(const v1::FirmwareChunkRequest& request, uint64_t size);
 
-// Answers `request` from the complete image at `path` (`size` bytes) on `fs`. Out-of-range
-// offsets and read errors come back as a response carrying an error reason, never as a crash.
-v1::FirmwareChunkResponse ServeChunk(FileSystem& fs, const std::string& path, uint64_t size,
-                                     const v1::FirmwareChunkRequest& request);
+// The answer to `request` carrying `data`.
+v1::ChunkData ChunkReply(const v1::FirmwareChunkRequest& request, std::string data);
 
-// A response that says "not here" (IMAGE_UNAVAILABLE or another reason).
+// Answers `request` from the file at `path` (`size` bytes) on `fs`: MALFORMED (see ChunkLength),
+// IMAGE_UNAVAILABLE when the file cannot be read, never a crash.
+absl::StatusOr<v1::ChunkData> ReadChunk(FileSystem& fs, const std::string& path, uint64_t size,
+                                        const v1::FirmwareChunkRequest& request);
+
+// A refusal of `request` ("not here", or another reason).
 v1::FirmwareChunkResponse ChunkError(const v1::FirmwareChunkRequest& request, v1::Reason reason);
 
 }  // namespace x1368::core

@@ -7,7 +7,9 @@
 // for their state each time the downstream link is up (RequestStatus), parses each topic,
 // opens the envelope under the right origin (the parent for down topics, exactly the child the
 // topic names for up topics), counts every rejection by reason, and hands verified messages to
-// the module. Replay state is written back once per burst of messages.
+// the module. Replay state is written back once per burst of messages. Chunk bytes (down/data)
+// are the one exception to the envelope: parsed here, verified by the module against the
+// author-signed chunk table.
 //
 // Handlers run on the event loop. Send*/Publish* are thread-safe (the client's worker calls
 // them); everything else belongs to the event loop thread.
@@ -45,6 +47,9 @@ class NodeLinks {
     MessageHandler from_child;                 // verified message on a child's up topic
     std::function<void()> upstream_connected;  // after presence "online" went out
     std::function<void(const absl::Status&)> rejected;  // after it was counted
+    // Chunk bytes on my parent's down/data topic for me: parsed, NOT authenticated. The
+    // handler checks them against the chunk table before using them.
+    std::function<void(const v1::ChunkData&)> data_from_parent;
   };
 
   // `upstream` and `downstream` may be null (root has no parent, a device no children) or the
@@ -63,6 +68,8 @@ class NodeLinks {
   // node's default message TTL (retained messages need longer).
   absl::Status SendDown(const std::string& child, Channel channel, v1::Body body,
                         bool retained = false, int64_t ttl_ms = 0);
+  // Publishes chunk bytes, unsigned, on `child`'s down/data topic.
+  absl::Status SendData(const std::string& child, const v1::ChunkData& data);
   // Seals `body` for "_all" and publishes it once on my _all/down/cmd topic.
   absl::Status Broadcast(v1::Body body);
   // Asks every child for a fresh status report (a signed StatusRequest on _all/down/cmd).
@@ -71,9 +78,11 @@ class NodeLinks {
   absl::Status ForwardToChildren(const std::string& envelope);
   // Publishes `directives`, with a go for each, as `child`'s retained desired state: what it
   // finds when it comes back (X.1368 §11.2 c: the update reaches a device that was away). Valid
-  // as long as the longest-lived directive.
+  // as long as the longest-lived directive. Each go allows `chunk_window` chunk requests in
+  // flight.
   absl::Status SendDesiredState(const std::string& child,
-                                const std::vector<ActiveDirective>& directives);
+                                const std::vector<ActiveDirective>& directives,
+                                uint32_t chunk_window);
 
   // Counts and reports a rejection found by the module itself (e.g. a bad manifest).
   void Reject(const absl::Status& status, absl::string_view where);
@@ -87,6 +96,7 @@ class NodeLinks {
 
  private:
   void OnMessage(const MqttMessage& m);
+  void OnData(const Topic& topic, const MqttMessage& m);
   void DownstreamConnected();
   void ScheduleFlush();
 

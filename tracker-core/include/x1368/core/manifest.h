@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "x1368/core/chunk_table.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/trust.h"
 #include "x1368/v1/manifest.pb.h"
@@ -19,8 +20,8 @@ namespace x1368::core {
 
 inline constexpr absl::string_view kChunkServiceUri = "x1368:chunks";
 
-// What an author states about an image: every Manifest field but the two taken from the image
-// itself (its SHA-256 and size).
+// What an author states about an image: every Manifest field but those taken from the image
+// itself (its SHA-256, size and chunk table).
 struct ManifestSpec {
   std::string component;
   std::string version;
@@ -32,12 +33,13 @@ struct ManifestSpec {
   std::string description;
 };
 
-// The manifest of an image of `size` bytes whose SHA-256 is `sha256` (raw bytes). Not checked:
+// The manifest of the image `digests` describe (DigestImage, DigestImageFile). Not checked:
 // SignManifest validates what it signs (and tests build invalid manifests on purpose).
-v1::Manifest BuildManifest(const ManifestSpec& spec, absl::string_view sha256, uint64_t size);
+v1::Manifest BuildManifest(const ManifestSpec& spec, const ImageDigests& digests);
 
 // Checks the fields a device relies on: component and author ids, version label, a positive
-// sequence number, at least one hardware class, a 32-byte digest, a size. MANIFEST_MALFORMED.
+// sequence number, at least one hardware class, a 32-byte digest, a size, and the chunking
+// (ValidateChunking). MANIFEST_MALFORMED.
 absl::Status ValidateManifest(const v1::Manifest& manifest);
 
 // Signs `manifest` with the author's key; `author_cert` is embedded for devices to check.

@@ -15,7 +15,7 @@ namespace x1368::core {
 NodeConfig ReadNodeConfig(ConfigFile& file, bool needs_cert);
 
 // Reads [<section>]: broker, tls.ca, tls.cert, tls.key, keepalive_s, session_expiry_s,
-// max_buffered.
+// max_buffered, max_queued_messages.
 TransportOptions ReadLinkConfig(ConfigFile& file, absl::string_view section,
                                 absl::string_view client_id);
 

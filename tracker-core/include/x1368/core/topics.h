@@ -26,7 +26,9 @@ bool IsValidNodeId(absl::string_view id);
 absl::Status ValidateNodeId(absl::string_view id, absl::string_view what = "node id");
 
 enum class Direction { kDown, kUp };
-enum class Channel { kCmd, kDesired, kFw, kStatus, kPresence };
+// kData (down only) carries ChunkData, the one payload that is not an Envelope: image chunks,
+// checked against the author-signed chunk table instead of a signature.
+enum class Channel { kCmd, kDesired, kFw, kStatus, kPresence, kData };
 
 absl::string_view ChannelName(Channel channel);
 

@@ -51,6 +51,10 @@ struct TransportOptions {
   // MQTT 5 session expiry: the broker keeps subscriptions and queues QoS 1 messages this long
   // while the node is away. 0: a clean session on every connect.
   int session_expiry_s = 3600;
+  // What the broker queues for this connection beyond the messages in flight (Mosquitto's
+  // max_queued_messages, 1000 unless its configuration says otherwise; it drops the rest without
+  // telling anyone). A parent shares it among its children's chunk requests (ChunkWindowFor).
+  uint32_t broker_max_queued = 1000;
 };
 
 struct TransportStats {

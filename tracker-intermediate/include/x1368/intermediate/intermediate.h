@@ -14,13 +14,16 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "x1368/core/catch_up.h"
 #include "x1368/core/chunk_fetcher.h"
+#include "x1368/core/chunk_table.h"
 #include "x1368/core/event_loop.h"
 #include "x1368/core/links.h"
 #include "x1368/core/node.h"
@@ -34,8 +37,13 @@ struct IntermediateOptions {
   std::string parent_id;
   std::string cache_dir;
   size_t cache_max_images = 8;
-  uint32_t fetch_chunk_size = 64 * 1024;
-  uint32_t fetch_window = 8;
+  uint32_t fetch_window = 8;  // at most; the parent's go may allow fewer
+  // A fill that failed (upstream gone, disk full) is tried again after this, doubling up to max.
+  absl::Duration fill_retry_min = absl::Seconds(1);
+  absl::Duration fill_retry_max = absl::Seconds(30);
+  // What the broker of the downstream link queues for this node (Mosquitto's
+  // max_queued_messages): the children's chunk requests in flight share it (ChunkWindowFor).
+  uint32_t downstream_queue = 1000;
   absl::Duration fetch_timeout = absl::Seconds(5);
   int fetch_max_tries = 6;
   absl::Duration batch_delay = absl::Milliseconds(200);
@@ -75,9 +83,33 @@ class Intermediate {
   void CatchUpChild(const std::string& child, const v1::StatusReport& report);
   void PruneExpired();
 
+  // An image being filled from upstream: its table first, then its chunks in order, each checked
+  // against the table before it is written and served (cut-through).
+  struct Fill {
+    v1::Manifest manifest;
+    std::optional<core::ChunkTable> table;
+    uint64_t verified = 0;  // bytes [0, verified) are written, every chunk checked
+    std::shared_ptr<core::ChunkFetcher> fetcher;  // null while a retry waits
+    bool retry_pending = false;
+    int failures = 0;
+    // Children's requests for what the fill does not hold yet, by (kind, offset, child): the
+    // table's first, then the image's in offset order.
+    std::map<std::tuple<int, uint64_t, std::string>, v1::FirmwareChunkRequest> waiting;
+  };
+
   void ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& request);
-  void StartFill(const v1::Manifest& manifest);
-  void FinishFill(const std::string& sha256, v1::Reason failure);
+  // Sends `data`, or the refusal its error carries.
+  void Answer(const std::string& child, const v1::FirmwareChunkRequest& request,
+              absl::StatusOr<v1::ChunkData> data);
+  void AnswerWaiting(Fill& fill);
+  // The fill of `manifest`'s image, started (or resumed) unless it runs or waits for a retry.
+  Fill& StartFill(const v1::Manifest& manifest);
+  void FetchImage(const std::string& sha256);
+  void FillFailed(const std::string& sha256, const absl::Status& status);
+  // The window the parent's go allows (0: none stated).
+  void AdoptWindow(uint32_t window);
+  // The window our own go allows each child.
+  uint32_t ChildWindow() const;
 
   // Errors are never dropped: a failed store write is counted as STORAGE_ERROR (reported upward
   // with the rejections) and logged; a message that could not be sent is counted and logged.
@@ -102,8 +134,9 @@ class Intermediate {
   std::map<std::string, bool> children_;         // child id -> online
   core::CatchUp catch_up_;
   // Cache fills from upstream, by image SHA-256: the same windowed fetcher a client uses.
-  std::map<std::string, std::shared_ptr<core::ChunkFetcher>> fills_;
-  std::map<std::string, std::vector<std::pair<std::string, v1::FirmwareChunkRequest>>> waiting_;
+  std::map<std::string, Fill> fills_;
+  size_t waiting_requests_ = 0;   // over every fill
+  uint32_t upstream_window_ = UINT32_MAX;  // what the parent's go allows us
 
   std::map<std::string, std::string> batch_;  // device -> its latest signed report
   size_t batch_bytes_ = 0;
@@ -118,6 +151,7 @@ class Intermediate {
   core::Metric* upstream_chunks_ = nullptr;
   core::Metric* send_failures_ = nullptr;
   core::Metric* desired_resent_ = nullptr;
+  core::Metric* fill_retries_ = nullptr;
 };
 
 }  // namespace x1368::intermediate

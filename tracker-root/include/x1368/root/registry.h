@@ -56,6 +56,7 @@ class Registry {
 
   std::vector<v1::DeviceRecord> Devices() const;
   std::vector<v1::NodeRecord> Nodes() const;
+  size_t node_count() const { return nodes_.size(); }  // root's direct children
   std::optional<v1::NodeRecord> Node(const std::string& id) const;
 
  private:

@@ -37,6 +37,9 @@ struct RootOptions {
   uint64_t max_image_bytes = 256ULL << 20;
   // A device is shown offline when its last report is older than this.
   int64_t device_stale_after_ms = 180'000;
+  // What the broker queues for root (Mosquitto's max_queued_messages): the children's chunk
+  // requests in flight share it (core::ChunkWindowFor).
+  uint32_t downstream_queue = 1000;
 };
 
 class Root {
@@ -58,6 +61,9 @@ class Root {
   void FromChild(const core::Topic& topic, const std::string& payload, core::OpenedMessage m);
   void Record(const v1::StatusReport& report, const core::Identity& signer, const std::string& via);
   void ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& request);
+  // The chunk requests each child may keep in flight (stated in root's go).
+  uint32_t ChildWindow();
+  static constexpr uint32_t kMaxChildWindow = 8;
   void SendDesired(const std::string& child);
   void SetNodeOnline(const std::string& node, bool online);
   void ScheduleCommit();
