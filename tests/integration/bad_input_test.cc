@@ -207,8 +207,7 @@ TEST_F(BadInputTest, ReplayedMessagesAreDroppedOrRefused) {
   observer->AddSubscription("x1368/gw1/_all/down/cmd");
   ASSERT_OK(observer->Start());
   ASSERT_TRUE(WaitFor([&] { return observer->connected(); }));
-  // 1.5 MiB in 16 KiB chunks: ~100 chunk responses from gw1, well past the 64-message window.
-  ASSERT_OK(tree_->Publish(TestPki::MakeImage(1536 * 1024, 26), "2.0.0", 2));
+  ASSERT_OK(tree_->Publish(TestPki::MakeImage(64 * 1024, 26), "2.0.0", 2));
   ASSERT_OK(tree_->StartCampaign("2.0.0"));
   ASSERT_TRUE(tree_->WaitForVersion({"dev-1"}, "2.0.0"));
   std::vector<core::MqttMessage> captured;
@@ -217,6 +216,25 @@ TEST_F(BadInputTest, ReplayedMessagesAreDroppedOrRefused) {
     captured = seen;
   }
   ASSERT_GE(captured.size(), 2u) << "expected the forwarded directive and gw1's go";
+  // gw1 then sends far more messages than the 64-wide window holds: one status request numbered
+  // 1,000 past everything captured, sealed with a key root certified for gw1, stands for them.
+  uint64_t newest = 0;
+  for (const auto& m : captured) {
+    v1::Envelope env;
+    v1::Body body;
+    if (env.ParseFromString(m.payload) && body.ParseFromString(env.body()) &&
+        env.signer_id() == "gw1") {
+      newest = std::max(newest, body.seq());
+    }
+  }
+  TestNode gw1_key = tree_->pki().Make("gw1", v1::ROLE_INTERMEDIATE, {"dev-*"});
+  core::EnvelopeSealer gw1(gw1_key.id, gw1_key.key, gw1_key.cert, nullptr,
+                           core::RealClock::Get());
+  v1::Body ask;
+  ask.mutable_status_request();
+  auto later = gw1.SealWithSeq("_all", ask, 60'000, newest + 1000);
+  ASSERT_OK(later);
+  Inject("x1368/gw1/_all/down/cmd", *later);
   uint64_t replays_before = tree_->DeviceRejections("dev-1", v1::REPLAY);
   for (const auto& m : captured) Inject(m.topic, m.payload);
   // The sentinel is the device's own report of the replayed go, the last message injected: the

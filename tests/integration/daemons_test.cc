@@ -41,6 +41,7 @@
 #include "testing/status_matchers.h"
 #include "testing/wait.h"
 #include "x1368/core/crypto.h"
+#include "x1368/core/chunk_table.h"
 #include "x1368/core/file_util.h"
 #include "x1368/core/http_client.h"
 #include "x1368/v1/admin.pb.h"
@@ -457,9 +458,10 @@ class DaemonsTestBase : public ::testing::Test {
     return ::testing::AssertionSuccess();
   }
 
-  // A random image on disk, signed by author-1 as fw `version`; published on root.
+  // A random image on disk, signed by author-1 as fw `version` in chunks of `chunk_size` (0:
+  // trackerctl's default); published on root.
   ::testing::AssertionResult PublishRelease(const std::string& version, uint64_t sequence,
-                                            size_t size) {
+                                            size_t size, uint32_t chunk_size = 0) {
     std::string image = File(absl::StrCat("fw-", version, ".bin"));
     std::string manifest = File(absl::StrCat("fw-", version, ".manifest"));
     if (absl::Status s =
@@ -470,7 +472,8 @@ class DaemonsTestBase : public ::testing::Test {
     CommandResult sign =
         Ctl({"author", "sign", "--key", File("author-1.key"), "--cert", File("author-1.cert"),
              "--image", image, "--component", "fw", "--version", version, "--sequence",
-             absl::StrCat(sequence), "--hardware", "board-a", "--out", manifest});
+             absl::StrCat(sequence), "--hardware", "board-a", "--out", manifest, "--chunk-size",
+             absl::StrCat(chunk_size != 0 ? chunk_size : core::kDefaultChunkBytes)});
     if (!sign.exited_with(0)) return ::testing::AssertionFailure() << sign.Describe();
     CommandResult publish = Admin({"release", "publish", "--manifest", manifest, "--image", image});
     if (!publish.exited_with(0)) {
@@ -1036,12 +1039,12 @@ TEST_F(DaemonsProcessTest, ClientKilledMidDownloadResumesAfterRestart) {
   // Small chunks, two in flight: 512 chunks, so the download lasts long enough to be cut.
   std::string dev_config = WriteConfig(
       "dev-1.toml",
-      ClientLines("dev-1", "gw1", {"chunk_size = 4096", "window = 2", "retry_delay_ms = 200"}));
+      ClientLines("dev-1", "gw1", {"window = 2", "retry_delay_ms = 200"}));
   ChildProcess* dev = StartDaemon("tracker-client", "dev-1", dev_config);
   ASSERT_TRUE(FleetWait("1.0.0", 1, 60));
 
   constexpr uint64_t kImageSize = 2 * 1024 * 1024;
-  ASSERT_TRUE(PublishRelease("2.0.0", 2, kImageSize));
+  ASSERT_TRUE(PublishRelease("2.0.0", 2, kImageSize, /*chunk_size=*/4096));
   ASSERT_TRUE(StartCampaign("2.0.0"));
 
   // Waits until root (through `trackerctl fleet status --json`) reports dev-1 DOWNLOADING and

@@ -393,7 +393,7 @@ TEST_F(ChunkFetcherTest, AChunkOfTheWrongLengthIsDroppedAndTheRealOneStillCounts
 }
 
 // Tampering at the first, a middle and the last (short) chunk: each forged copy is caught by
-// the chunk table before the sink sees it, and the chunk is asked for again after the timeout.
+// the chunk table before the sink sees it, and the chunk is asked for again at once.
 TEST_F(ChunkFetcherTest, ATamperedChunkAnywhereIsCaughtAndFetchedAgain) {
   for (uint64_t tampered : {uint64_t{0}, uint64_t{5 * kChunk}, uint64_t{10 * kChunk}}) {
     SCOPED_TRACE(tampered);
@@ -419,17 +419,33 @@ TEST_F(ChunkFetcherTest, ATamperedChunkAnywhereIsCaughtAndFetchedAgain) {
       }
     };
     answer();
-    EXPECT_FALSE(result_.done.has_value());
-    EXPECT_EQ(result_.bytes, parent.image().substr(0, tampered));  // stops before the bad one
-    Elapse(1000);  // the tampered chunk's request times out and goes again
-    answer();
     ASSERT_TRUE(result_.done.has_value());
     EXPECT_OK(*result_.done);
     EXPECT_EQ(result_.bytes, parent.image());
     EXPECT_EQ(caught, 1);
     EXPECT_EQ(parent.RequestsFor(tampered), 2);
-    EXPECT_EQ(fetcher_->timeouts(), 1u);
+    EXPECT_EQ(fetcher_->timeouts(), 0u);  // asked again without waiting
   }
+}
+
+// A parent that keeps sending bad bytes for a chunk: the fetch ends after max_tries with the
+// check's reason, not as an unanswered download.
+TEST_F(ChunkFetcherTest, AChunkBadEveryTimeEndsTheFetchWithTheChecksReason) {
+  FakeParent parent(TestPki::MakeImage(kImageSize, 18));
+  ChunkFetcherOptions opts;
+  opts.max_tries = 3;
+  Start(parent, opts);
+  while (auto r = parent.NextPending()) {
+    v1::ChunkData d = parent.AnswerFor(*r);
+    if (r->offset() == 3 * kChunk) d.mutable_data()->front() ^= 0x40;
+    (void)fetcher_->OnData(d);
+    executor_.RunUntilIdle();
+    if (result_.done) break;
+  }
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_THAT(*result_.done, HasReason(v1::DIGEST_MISMATCH));
+  EXPECT_EQ(parent.RequestsFor(3 * kChunk), 3);
+  EXPECT_EQ(result_.bytes, parent.image().substr(0, 3 * kChunk));
 }
 
 // A chunk swapped for another of the same image (right length, wrong place) and a duplicate of

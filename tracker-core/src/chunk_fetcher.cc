@@ -134,13 +134,26 @@ absl::Status ChunkFetcher::OnData(const v1::ChunkData& d) {
     return absl::OkStatus();
   }
   if (d.data().size() != LengthAt(d.offset())) {
+    // Not even the right length: dropped without a new try (a truncated copy; the genuine one
+    // or the timeout follows).
     return Reject(v1::SIZE_MISMATCH, absl::StrCat("chunk at ", d.offset(), " has ",
                                                   d.data().size(), " bytes, not ",
                                                   LengthAt(d.offset())));
   }
-  // Checked before it is kept, and the request stays in flight when it fails: the real chunk
-  // may still come, or the timeout asks again.
-  if (spec_.verify) X1368_RETURN_IF_ERROR(spec_.verify(d.offset(), d.data()));
+  // Checked before it is kept. A bad chunk is asked for again at once (a try, counted); the
+  // earlier request stays answerable, so a genuine late answer still counts. A chunk that comes
+  // back bad max_tries times ends the fetch with the check's reason.
+  if (spec_.verify) {
+    if (absl::Status bad = spec_.verify(d.offset(), d.data()); !bad.ok()) {
+      if (tries_[d.offset()] >= opts_.max_tries) {
+        Finish(bad);
+      } else {
+        Send(d.offset());
+        ArmTimer();
+      }
+      return bad;
+    }
+  }
   in_flight_.erase(it);
   received_[d.offset()] = d.data();
   // Hand over in order whatever is now contiguous.

@@ -4,8 +4,9 @@
 // of requests in flight, checks each chunk the moment it arrives (FetchSpec::verify: the chunk
 // table), hands the chunks to a sink strictly in offset order, re-requests a chunk that does not
 // arrive within the timeout (on the loop's clock), and gives up after a bounded number of
-// requests for one chunk. A chunk that fails its check is dropped and counted, and its request
-// stays in flight: a forged or damaged copy never displaces the real one.
+// requests for one chunk. A chunk that fails its check is dropped and counted and asked for again
+// at once, while the earlier request stays answerable: a forged or damaged copy never displaces
+// the real one, and a parent that keeps sending bad bytes ends the fetch with the check's reason.
 //
 // Not thread-safe: every call, and every callback, is on the loop.
 #ifndef X1368_CORE_CHUNK_FETCHER_H_
