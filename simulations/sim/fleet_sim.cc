@@ -235,13 +235,16 @@ core::TransportOptions Fleet::MemoryLink(const std::string& id) const {
   return t;
 }
 
-absl::StatusOr<std::unique_ptr<MosquittoBroker>> StartMosquitto(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<MosquittoBroker>> StartMosquitto(const std::string& dir,
+                                                                 int max_queued_messages) {
   if (absl::Status s = core::PosixFileSystem()->MakeDirs(dir); !s.ok()) return s;
-  return MosquittoBroker::Start(dir);
+  testing::MosquittoOptions options;
+  options.max_queued_messages = max_queued_messages;
+  return MosquittoBroker::Start(dir, options);
 }
 
 absl::Status Fleet::StartBroker() {
-  auto b = StartMosquitto(dir_.File("mosquitto"));
+  auto b = StartMosquitto(dir_.File("mosquitto"), o_.broker_queue);
   if (!b.ok()) return b.status();
   broker_ = *std::move(b);
   fake_.KeepLog(false);  // it would hold every message of the run
@@ -300,7 +303,7 @@ absl::Status Fleet::BuildGateways() {
         // between the two), else its parent's.
         MosquittoBroker* down = parent.broker;
         if (o_.broker_per_gateway && !(lowest && !o_.device_links_mqtt)) {
-          auto b = StartMosquitto(dir_.File("mosquitto-" + g->id));
+          auto b = StartMosquitto(dir_.File("mosquitto-" + g->id), o_.broker_queue);
           if (!b.ok()) return b.status();
           g->broker = *std::move(b);
           down = g->broker.get();
@@ -741,7 +744,11 @@ absl::StatusOr<SimResult> Fleet::Run() {
   r.fault_marks = fault_marks_;
   r.workers = static_cast<int>(workers_.size());
   r.brokers = 1;
-  for (const auto& g : gateways_) r.brokers += g->broker ? 1 : 0;
+  r.broker_drop_episodes = broker_->DropEpisodes();
+  for (const auto& g : gateways_) {
+    r.brokers += g->broker ? 1 : 0;
+    if (g->broker) r.broker_drop_episodes += g->broker->DropEpisodes();
+  }
   return r;
 }
 
@@ -814,6 +821,8 @@ std::string ResultJson(const SimOptions& o, const SimResult& r) {
   num("peak_rss_per_device_kb", static_cast<double>(r.device_rss_kb) / n);
   integer("workers", r.workers);
   integer("brokers", r.brokers);
+  integer("broker_drop_episodes", r.broker_drop_episodes);
+  integer("broker_queue", o.broker_queue);
   num("ed25519_verify_per_second", r.ed25519_verify_per_second);
   num("broker_raw_messages_per_second", r.broker_raw_messages_per_second, /*last=*/true);
   out += "}\n";

@@ -43,6 +43,8 @@ struct SimOptions {
   int devices_per_worker = 100;  // Paho clients per worker process (device_links_mqtt)
   int worker_threads = 1;        // each worker's executor threads
   bool broker_per_gateway = false;
+  // Every broker's max_queued_messages; 0: Mosquitto's default (1000), what users run.
+  int broker_queue = 0;
 
   // Faults, each on a disjoint random share of the devices (so outcomes can be counted exactly).
   double install_fail_share = 0;
@@ -120,6 +122,9 @@ struct SimResult {
   int64_t device_rss_kb = 0;
   int workers = 0;
   int brokers = 0;
+  // Times a broker began dropping messages for a client whose queue was full (its log), over
+  // every broker of the run: 0 when flow control kept every node within the queue.
+  int broker_drop_episodes = 0;
   uint64_t upstream_image_bytes = 0;  // image bytes root's link carried for the whole fleet
   LinkTotals root_links, gateway_links, device_links;
   double ed25519_verify_per_second = 0;

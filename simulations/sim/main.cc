@@ -75,6 +75,9 @@ int main(int argc, char** argv) {
                  "shared: one Mosquitto for the whole fleet; per-gateway: one more for each "
                  "gateway's children, the gateway bridging it to its parent's")
       ->check(CLI::IsMember({"shared", "per-gateway"}));
+  app.add_option("--broker-queue", o.broker_queue,
+                 "every broker's max_queued_messages (0: Mosquitto's default, 1000)")
+      ->check(CLI::Range(0, 10'000'000));
   app.add_option("--loss", o.loss, "share of messages each device link loses, each way")
       ->check(CLI::Range(0.0, 0.5));
   app.add_option("--report-interval", report_interval_s,

@@ -26,7 +26,7 @@ bool SimLink::Lose() {
 
 void SimLink::Count(const core::MqttMessage& m, bool out) {
   counters_->messages.fetch_add(1, std::memory_order_relaxed);
-  if (absl::EndsWith(m.topic, "/down/fw")) {
+  if (absl::EndsWith(m.topic, "/down/data")) {  // chunks of images and their tables
     counters_->image_bytes.fetch_add(m.payload.size(), std::memory_order_relaxed);
     if (out && image_out_ != nullptr) {
       image_out_->fetch_add(m.payload.size(), std::memory_order_relaxed);

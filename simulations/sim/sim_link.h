@@ -19,7 +19,7 @@ namespace x1368::sim {
 // What crossed a set of links, as their nodes published and received it.
 struct LinkCounters {
   std::atomic<uint64_t> messages{0};       // published + received
-  std::atomic<uint64_t> image_bytes{0};    // payloads of firmware chunk responses (…/down/fw)
+  std::atomic<uint64_t> image_bytes{0};    // chunks of images and their tables (…/down/data)
   std::atomic<uint64_t> control_bytes{0};  // every other payload, chunk requests included
   std::atomic<uint64_t> lost{0};           // dropped by --loss
 

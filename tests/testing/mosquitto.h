@@ -27,6 +27,8 @@ struct MosquittoOptions {
   // username, and the ACL confines each node to its own topics (pattern lines on %u).
   bool tls = false;
   std::string topic_prefix = "x1368";
+  // Mosquitto's max_queued_messages; 0 keeps its default (1000), as the README asks users to.
+  int max_queued_messages = 0;
 };
 
 class MosquittoBroker {
@@ -49,6 +51,9 @@ class MosquittoBroker {
   void Kill();
   absl::Status Restart();
   std::string log_path() const { return dir_ + "/mosquitto.log"; }
+  // How many times the broker started dropping messages for a client whose queue was full
+  // ("Outgoing messages are being dropped for client X" in its log): 0 on a run that fits it.
+  int DropEpisodes() const;
 
  private:
   MosquittoBroker(std::string dir, MosquittoOptions options, int port)
