@@ -634,7 +634,8 @@ absl::StatusOr<SimResult> Fleet::Run() {
   TestNode author = pki_.Make("author-1", v1::ROLE_AUTHOR, {}, {kComponent});
   v1::ReleaseSubmission sub;
   *sub.mutable_manifest() = TestPki::Sign(
-      author, TestPki::ManifestFor(image, kComponent, kNewVersion, 2, {kHardware}, author.id));
+      author, TestPki::ManifestFor(image, kComponent, kNewVersion, 2, {kHardware}, author.id,
+                                   o_.chunk_size));
   sub.set_image(image);
   auto release = core::CallOnLoop(*root_.loop, [&] { return root_.root->PublishRelease(sub); });
   if (!release.ok()) return release.status();
@@ -823,6 +824,7 @@ std::string ResultJson(const SimOptions& o, const SimResult& r) {
   integer("brokers", r.brokers);
   integer("broker_drop_episodes", r.broker_drop_episodes);
   integer("broker_queue", o.broker_queue);
+  integer("chunk_size", o.chunk_size);
   num("ed25519_verify_per_second", r.ed25519_verify_per_second);
   num("broker_raw_messages_per_second", r.broker_raw_messages_per_second, /*last=*/true);
   out += "}\n";

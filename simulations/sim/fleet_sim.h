@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "x1368/core/chunk_table.h"
 
 namespace x1368::sim {
 
@@ -31,6 +32,7 @@ struct SimOptions {
   int tiers = 1;   // levels of intermediates; 0: devices directly under root (client-server)
   int fanout = 2;  // intermediates under each node of the tier above
   uint64_t image_size = 256 * 1024;
+  uint32_t chunk_size = core::kDefaultChunkBytes;  // the manifest's, as trackerctl signs it
   uint64_t seed = 1;
   absl::Duration timeout = absl::Seconds(600);
   int threads = 3;           // of the shared executor

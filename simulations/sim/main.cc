@@ -13,6 +13,7 @@
 #include "simulations/sim/fleet_sim.h"
 #include "simulations/sim/worker.h"
 #include "spdlog/spdlog.h"
+#include "x1368/core/chunk_table.h"
 #include "x1368/core/file_util.h"
 
 int main(int argc, char** argv) {
@@ -75,6 +76,10 @@ int main(int argc, char** argv) {
                  "shared: one Mosquitto for the whole fleet; per-gateway: one more for each "
                  "gateway's children, the gateway bridging it to its parent's")
       ->check(CLI::IsMember({"shared", "per-gateway"}));
+  app.add_option("--chunk-size", o.chunk_size,
+                 "bytes per chunk in the release's manifest (its chunk table)")
+      ->check(CLI::Range(x1368::core::kMinChunkBytes, x1368::core::kMaxChunkBytes))
+      ->capture_default_str();
   app.add_option("--broker-queue", o.broker_queue,
                  "every broker's max_queued_messages (0: Mosquitto's default, 1000)")
       ->check(CLI::Range(0, 10'000'000));
