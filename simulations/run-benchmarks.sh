@@ -6,7 +6,8 @@
 #
 #   BUILD_DIR  the CMake build directory holding bin/ (default: build/ at the repository root)
 #   --quick    1,000 / 500-device scenarios instead of 10,000 / 2,000, no in-process 100k run,
-#              no Mosquitto fleet benchmark: about a minute instead of much longer
+#              no Mosquitto fleet benchmark, an 8 MiB image instead of 32 MiB through the
+#              gateway: about a minute instead of much longer
 #   --write    also write the table to simulations/RESULTS.md
 #
 # Environment:
@@ -45,13 +46,14 @@ done
 
 bin="$build/bin"
 missing=()
-for b in core_bench in_process_fleet_bench tracker-sim; do
+for b in core_bench in_process_fleet_bench data_path_bench tracker-sim; do
   [ -x "$bin/$b" ] || missing+=("$b")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "run-benchmarks: missing in $bin: ${missing[*]}" >&2
   echo "build them first:" >&2
-  echo "  cmake --build $build --target core_bench in_process_fleet_bench tracker-sim" >&2
+  echo "  cmake --build $build --target core_bench in_process_fleet_bench data_path_bench" \
+    "tracker-sim" >&2
   exit 1
 fi
 
@@ -267,6 +269,55 @@ if [ $quick -eq 0 ]; then
     raw_limit_seconds "chunks at raw QoS 1 rate"
 else
   row "Mosquitto fleet, 1000 clients" "skipped (--quick)" "-" "-"
+fi
+
+# --- data_path_bench ------------------------------------------------------------------------
+# One image through one gateway to one device over Mosquitto, beside a plain Paho request/response
+# pair at the client's chunk size on the same broker (TCP_NODELAY on its sockets: without it the
+# pair stalls on delayed ACKs and is no limit); the client's fsyncs per downloaded MiB.
+
+# --quick: no standalone raw pairs (the image run measures its own).
+if [ $quick -eq 1 ]; then
+  image_mib=8
+  dp_filter="^BM_ImageThroughGateway/$image_mib/"
+else
+  image_mib=32
+  dp_filter="^BM_RawRequestResponse/|^BM_ImageThroughGateway/$image_mib/"
+fi
+note "data_path_bench, $image_mib MiB image (under a minute)"
+dp_json="$out/data_path_bench.json"
+rc=0
+"$bin/data_path_bench" --benchmark_filter="$dp_filter" \
+  --benchmark_format=json --benchmark_out="$dp_json" --benchmark_out_format=json \
+  >"$out/data_path_bench.log" 2>"$out/data_path_bench.err" || rc=$?
+img="BM_ImageThroughGateway/$image_mib/"
+err="$(bench_field "$dp_json" "$img" error_message)"
+dl="$(bench_field "$dp_json" "$img" download_MB_per_s)"
+if [ -n "$err" ] || [ -z "$dl" ]; then
+  [ -n "$err" ] || err="$(why $rc "$out/data_path_bench.err")"
+  row "image through one gateway ($image_mib MiB)" "failed: $err" "-" "-"
+else
+  dp() { bench_field "$dp_json" "$img" "$1"; }
+  kib="$(awk -v b="$(dp chunk_bytes)" 'BEGIN { printf "%d\n", b / 1024 }')"
+  raw="$(dp raw_MB_per_s)"
+  paho="$(dp raw_paho_default_MB_per_s)"
+  # On a broker of its own when that size was run alone, else the image run's.
+  alone="$(bench_field "$dp_json" "BM_RawRequestResponse/$kib/" MB_per_s)"
+  row "raw MQTT QoS 1 request/response, $kib KiB responses (the client's chunk size), 8 in flight" \
+    "$(num "${alone:-$raw}") MB/s" "-" "-"
+  row "the same, sockets as Paho leaves them (no TCP_NODELAY, as the transport's)" \
+    "$(num "$paho") MB/s" "$(num "$raw") MB/s (TCP_NODELAY)" "$(ratio "$(div "$paho" "$raw")")"
+  row "image through one gateway ($image_mib MiB): download MB/s, campaign start to DOWNLOADED" \
+    "$(num "$dl") MB/s" "$(num "$raw") MB/s (raw request/response, $kib KiB)" \
+    "$(ratio "$(dp ratio)")"
+  fill="$(num "$(dp gateway_fill_seconds)")"
+  row "image through one gateway: the gateway-to-device hop alone (its cache filled in $fill s)" \
+    "$(num "$(dp serve_MB_per_s)") MB/s" "$(num "$raw") MB/s (raw request/response, $kib KiB)" \
+    "$(ratio "$(dp serve_ratio)")"
+  row "image through one gateway ($image_mib MiB): seconds to confirmed" \
+    "$(num "$(dp seconds_to_confirmed)") s" "-" "-"
+  row "client's disk per downloaded MiB, campaign start to DOWNLOADED" \
+    "$(num "$(dp fsyncs_per_MiB)") fsyncs, $(num "$(dp renames_per_MiB)") renames" "-" "-"
 fi
 
 # --- tracker-sim scenarios ------------------------------------------------------------------

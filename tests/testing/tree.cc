@@ -116,6 +116,7 @@ ClientNode* TestTree::AddClient(const std::string& id, const std::string& parent
   ClientNode* c = owned.get();
   clients_.push_back(std::move(owned));
   Prepare(c, id);
+  if (spec.fs != nullptr) c->env.fs = spec.fs;
   c->parent = parent;
   pki_.Issue(id, v1::ROLE_CLIENT);
   nodes::ClientSpec& s = c->spec;

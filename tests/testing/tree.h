@@ -63,6 +63,9 @@ struct ClientSpec {
   // The client module's own fetch timeout and retries (for benchmarks under load) instead of the
   // tests' short ones, which give up within seconds.
   bool module_retries = false;
+  // The client's files go here instead of the tree's storage (benchmarks count its syncs); not
+  // owned, must outlive the tree.
+  core::FileSystem* fs = nullptr;
 };
 
 class TestTree {
