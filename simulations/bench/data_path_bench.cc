@@ -239,6 +239,7 @@ bool Ended(v1::UpdateState s) {
 
 void BM_ImageThroughGateway(benchmark::State& state) {
   const uint64_t image_bytes = static_cast<uint64_t>(state.range(0)) * kMiB;
+  // state.range(1): the manifest's chunk size in KiB.
   const double image_mib = static_cast<double>(image_bytes) / static_cast<double>(kMiB);
   const std::string image = TestPki::MakeImage(image_bytes, 7);
   TempDir broker_dir;
@@ -257,8 +258,9 @@ void BM_ImageThroughGateway(benchmark::State& state) {
     spec.module_retries = true;
     spec.fs = &fs;
     ClientNode* dev = tree->AddClient("dev-0", "gw1", spec);
-    // The chunk size the client asks for (the tree sets it): the one place this file reads it.
-    const size_t chunk = dev->spec.options.chunk_size;
+    // The chunk size the author chose: the manifest's, which every node fetches in.
+    const size_t chunk = static_cast<size_t>(state.range(1)) * 1024;
+    tree->publish_chunk_size = static_cast<uint32_t>(chunk);
     const std::vector<std::string> ids = {"dev-0"};
     if (!tree->WaitForDevices(
             ids, [](const v1::DeviceRecord& d) { return d.version() == "1.0.0"; },
@@ -342,9 +344,15 @@ void BM_ImageThroughGateway(benchmark::State& state) {
     state.counters["fsyncs_to_confirmed"] = static_cast<double>(update.fsyncs());
   }
 }
+// Image MiB x the manifest's chunk KiB: 32 MiB at each chunk size a manifest may name, which is
+// how the default chunk size (core::kDefaultChunkBytes) was chosen.
 BENCHMARK(BM_ImageThroughGateway)
-    ->Arg(8)
-    ->Arg(32)
+    ->ArgNames({"image_mib", "chunk_kib"})
+    ->Args({8, 64})
+    ->Args({32, 16})
+    ->Args({32, 32})
+    ->Args({32, 64})
+    ->Args({32, 128})
     ->Iterations(1)
     ->Unit(benchmark::kSecond)
     ->UseManualTime();

@@ -163,7 +163,8 @@ absl::StatusOr<v1::ReleaseInfo> TestTree::Publish(const std::string& image,
                                                   const std::string& component) {
   v1::ReleaseSubmission sub;
   *sub.mutable_manifest() = TestPki::Sign(
-      author_, TestPki::ManifestFor(image, component, version, sequence, hardware, author_.id));
+      author_, TestPki::ManifestFor(image, component, version, sequence, hardware, author_.id,
+                                    publish_chunk_size));
   sub.set_image(image);
   return OnLoop(*root_->loop, [&] { return root_->root->PublishRelease(sub); });
 }

@@ -90,6 +90,10 @@ class TestTree {
   void CrashClient(ClientNode* c);
   absl::Status RestartClient(ClientNode* c);
 
+  // Chunk size of the manifests Publish() signs: small by default, so the tests' small images
+  // come in several chunks.
+  uint32_t publish_chunk_size = 16 * 1024;
+
   // Admin operations, run on the root's loop.
   absl::StatusOr<v1::ReleaseInfo> Publish(const std::string& image, const std::string& version,
                                           uint64_t sequence,
