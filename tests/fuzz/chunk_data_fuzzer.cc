@@ -70,7 +70,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   core::Executor executor(&clock, /*threads=*/0);
   core::EventLoop loop(&executor);
   core::ChunkFetcherOptions opts;
-  opts.window = 8;  // every chunk in flight: request ids 1..5 at offsets 0, 1024, ...
+  opts.window = 8;  // every chunk in flight, in one batch: request id 1 at offsets 0, 1024, ...
   core::ChunkFetcher fetcher(
       &loop, [](const v1::FirmwareChunkRequest&) { return absl::OkStatus(); }, opts);
   core::ChunkFetcher::FetchSpec spec{f.sha, table, whole.size(), 0, fuzz::kChunk, nullptr};
@@ -94,7 +94,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   executor.RunUntilIdle();
   absl::Status s = fetcher.OnData(chunk);
   executor.RunUntilIdle();
-  if (!s.ok() && core::ReasonOf(s) == v1::REASON_UNSPECIFIED) fuzz::Fail("rejection without reason");
+  if (!s.ok() && core::ReasonOf(s) == v1::REASON_UNSPECIFIED)
+    fuzz::Fail("rejection without reason");
   // Only the table's pieces are taken unchecked (the whole table is checked once complete): an
   // image chunk that reached the sink must be the image's own bytes.
   if (!table && whole.compare(0, received.size(), received) != 0) {

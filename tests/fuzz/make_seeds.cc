@@ -22,8 +22,8 @@
 #include "absl/strings/str_cat.h"
 #include "fuzz_keys.h"
 #include "testing/pki.h"
-#include "x1368/core/clock.h"
 #include "x1368/core/chunk_table.h"
+#include "x1368/core/clock.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/envelope.h"
 #include "x1368/core/kv_store.h"
@@ -140,13 +140,15 @@ v1::Body StatusBody(v1::UpdateState state) {
   return body;
 }
 
-v1::Body ChunkRequestBody(uint64_t offset, uint32_t length, uint64_t id) {
+// `count` > 1: a batch of that many chunks of `length` bytes.
+v1::Body ChunkRequestBody(uint64_t offset, uint32_t length, uint64_t id, uint32_t count = 0) {
   v1::Body body;
   v1::FirmwareChunkRequest* req = body.mutable_chunk_request();
   req->set_image_sha256(core::Sha256(Image()));
   req->set_offset(offset);
   req->set_length(length);
   req->set_request_id(id);
+  req->set_count(count);
   return body;
 }
 
@@ -193,6 +195,8 @@ void EnvelopeOpenSeeds() {
   Write(t, "child_status", Prefixed(kChild, Seal(k.device, kGatewayId, StatusBody(v1::IDLE), 3)));
   Write(t, "child_chunk_request",
         Prefixed(kChild, Seal(k.device, kGatewayId, ChunkRequestBody(16384, 16384, 4), 4)));
+  Write(t, "child_chunk_request_batch",
+        Prefixed(kChild, Seal(k.device, kGatewayId, ChunkRequestBody(0, 16384, 5, 16), 5)));
   v1::Body presence;
   presence.mutable_presence()->set_online(true);
   presence.mutable_presence()->set_epoch(3);
@@ -245,6 +249,9 @@ void SignedBodySeeds() {
   Write(t, "gateway_chunk_request_huge",
         Prefixed(kGatewayFw, 0,
                  ChunkRequestBody(uint64_t{1} << 63, UINT32_MAX, 7).SerializeAsString()));
+  // A batch of every chunk there could be: refused, never served in part.
+  Write(t, "gateway_chunk_request_batch_huge_count",
+        Prefixed(kGatewayFw, 0, ChunkRequestBody(0, 16384, 8, UINT32_MAX).SerializeAsString()));
   v1::Body batch;
   batch.mutable_status_batch()->add_reports(StatusBody(v1::CONFIRMED).SerializeAsString());
   v1::ReasonCount* rc = batch.mutable_status_batch()->add_rejections();
@@ -253,6 +260,9 @@ void SignedBodySeeds() {
   Write(t, "root_batch", Prefixed(kRootStatus, kSignNested, batch.SerializeAsString()));
   Write(t, "root_chunk_request",
         Prefixed(kRootFw, 0, ChunkRequestBody(39000, 131072, 1).SerializeAsString()));
+  // Four chunks from the second on, of an image of three: cut at the end.
+  Write(t, "root_chunk_request_batch",
+        Prefixed(kRootFw, 0, ChunkRequestBody(16384, 16384, 2, 4).SerializeAsString()));
   // gw1 accepts the directive, prefetches the image from root, forwards it and its go to dev-1:
   // the whole update runs.
   Write(t, "gateway_directive_broadcast",
@@ -429,8 +439,8 @@ void TopicParseSeeds() {
   Write(t, "all_on_up", "x1368/gw1/_all/up/fw");
 }
 
-// ChunkData answers to the chunk_data harness's requests (ids 1..5 at offsets 0, 1024, ...):
-// the first byte selects the image (0) or its chunk table (1).
+// ChunkData answers to the chunk_data harness's request (id 1: one batch for the 5 chunks at
+// offsets 0, 1024, ...): the first byte selects the image (0) or its chunk table (1).
 void ChunkDataSeeds() {
   const std::string t = "chunk_data";
   std::string image;
@@ -447,11 +457,12 @@ void ChunkDataSeeds() {
     Write(t, name, std::string(1, table ? '\x01' : '\x00') + c.SerializeAsString());
   };
   seed("first_chunk", false, 0, 1, image.substr(0, 1024));
-  seed("last_chunk", false, 4096, 5, image.substr(4096));
+  seed("last_chunk", false, 4096, 1, image.substr(4096));
   std::string bad = image.substr(1024, 1024);
   bad[0] ^= 1;
-  seed("tampered_chunk", false, 1024, 2, bad);
-  seed("short_chunk", false, 2048, 3, image.substr(2048, 10));
+  seed("tampered_chunk", false, 1024, 1, bad);
+  seed("short_chunk", false, 2048, 1, image.substr(2048, 10));
+  seed("unasked_id", false, 3072, 2, image.substr(3072, 1024));
   seed("table", true, 0, 1, d.table);
 }
 

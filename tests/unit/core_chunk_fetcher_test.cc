@@ -1,7 +1,8 @@
 // ChunkFetcher (x1368/core/chunk_fetcher.h): windowed chunk requests to the parent on the
-// node's loop, each chunk checked on arrival (a bad one dropped, its request kept), in-order
-// delivery, re-requests after a timeout on the loop's clock, bounded tries, the parent's window,
-// error propagation and cancel. Everything runs on a manual executor with a FakeClock: time moves
+// node's loop, in batches (several chunks a request, the window refilled half at a time), each
+// chunk checked on arrival (a bad one dropped, its request kept), in-order delivery, re-requests
+// alone after a timeout on the loop's clock, bounded tries, the parent's window, error
+// propagation and cancel. Everything runs on a manual executor with a FakeClock: time moves
 // only when the test says so, and nothing sleeps.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -15,6 +16,7 @@
 #include "testing/pki.h"
 #include "testing/status_matchers.h"
 #include "x1368/core/chunk_fetcher.h"
+#include "x1368/core/chunk_service.h"
 #include "x1368/core/chunk_table.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/reason.h"
@@ -30,7 +32,8 @@ constexpr uint32_t kChunk = 1000;
 constexpr size_t kImageSize = 10'500;  // the last chunk is short
 constexpr size_t kChunks = 11;
 
-// The parent's side: records every request; the test answers them.
+// The parent's side: records every request, split into its chunks as root and the gateway split
+// a batch (SplitChunkRequest); the test answers them chunk by chunk.
 class FakeParent {
  public:
   explicit FakeParent(std::string image)
@@ -43,8 +46,14 @@ class FakeParent {
 
   ChunkFetcher::RequestSender Sender() {
     return [this](const v1::FirmwareChunkRequest& r) -> absl::Status {
-      all_.push_back(r);
-      pending_.push_back(r);
+      requests_.push_back(r);
+      auto parts = SplitChunkRequest(r, image_.size());
+      EXPECT_OK(parts);
+      if (!parts.ok()) return absl::OkStatus();
+      for (const v1::FirmwareChunkRequest& part : *parts) {
+        all_.push_back(part);
+        pending_.push_back(part);
+      }
       return absl::OkStatus();
     };
   }
@@ -69,7 +78,11 @@ class FakeParent {
 
   // What a client checks each chunk with: the image's chunk table.
   ChunkFetcher::FetchSpec Spec(uint64_t offset = 0) const {
-    return {sha_, false, image_.size(), offset, kChunk,
+    return {sha_,
+            false,
+            image_.size(),
+            offset,
+            kChunk,
             [table = table_](uint64_t at, absl::string_view data) -> absl::Status {
               if (Sha256(data) != table.substr(at / kChunk * kDigestBytes, kDigestBytes)) {
                 return Reject(v1::DIGEST_MISMATCH, "chunk does not match the table");
@@ -86,7 +99,10 @@ class FakeParent {
     return r;
   }
   size_t pending() const { return pending_.size(); }
+  // Every chunk asked for, one entry per chunk of each request.
   const std::vector<v1::FirmwareChunkRequest>& all() const { return all_; }
+  // The requests as sent.
+  const std::vector<v1::FirmwareChunkRequest>& requests() const { return requests_; }
   int RequestsFor(uint64_t offset) const {
     int n = 0;
     for (const auto& r : all_) n += r.offset() == offset;
@@ -97,6 +113,7 @@ class FakeParent {
   const std::string image_;
   const std::string sha_;
   const std::string table_;
+  std::vector<v1::FirmwareChunkRequest> requests_;
   std::vector<v1::FirmwareChunkRequest> all_;
   std::vector<v1::FirmwareChunkRequest> pending_;
 };
@@ -163,18 +180,30 @@ TEST_F(ChunkFetcherTest, FetchesTheWholeImageInOrder) {
   EXPECT_EQ(result_.done_calls, 1);
   EXPECT_EQ(result_.bytes, parent.image());
   EXPECT_FALSE(fetcher_->active());
-  // Each chunk was asked for exactly once, with the right bounds and a fresh id.
-  EXPECT_EQ(fetcher_->requests_sent(), kChunks);
-  std::set<uint64_t> request_ids;
+  // Each chunk was asked for exactly once, with the right bounds, in two batches: the whole
+  // window, then the three chunks left once they fit.
+  EXPECT_EQ(fetcher_->chunks_requested(), kChunks);
+  EXPECT_EQ(fetcher_->requests_sent(), 2u);
+  ASSERT_EQ(parent.requests().size(), 2u);
+  EXPECT_EQ(parent.requests()[0].offset(), 0u);
+  EXPECT_EQ(parent.requests()[0].count(), 8u);
+  EXPECT_EQ(parent.requests()[1].offset(), 8 * kChunk);
+  EXPECT_EQ(parent.requests()[1].count(), 3u);
+  std::set<uint64_t> offsets;
   for (const auto& r : parent.all()) {
     EXPECT_EQ(r.image_sha256(), parent.sha());
     EXPECT_EQ(r.offset() % kChunk, 0u);
     EXPECT_EQ(r.length(), std::min<uint64_t>(kChunk, kImageSize - r.offset()));
+    EXPECT_TRUE(offsets.insert(r.offset()).second) << "chunk asked twice";
+  }
+  std::set<uint64_t> request_ids;
+  for (const auto& r : parent.requests()) {
+    EXPECT_EQ(r.length(), kChunk);
     EXPECT_TRUE(request_ids.insert(r.request_id()).second) << "request id reused";
   }
 }
 
-TEST_F(ChunkFetcherTest, KeepsAtMostWindowRequestsInFlightAndFillsItBeforeTheFirstAnswer) {
+TEST_F(ChunkFetcherTest, KeepsAtMostWindowChunksInFlightAndFillsItBeforeTheFirstAnswer) {
   FakeParent parent(TestPki::MakeImage(kImageSize, 6));
   ChunkFetcherOptions opts;
   opts.window = 3;
@@ -182,7 +211,10 @@ TEST_F(ChunkFetcherTest, KeepsAtMostWindowRequestsInFlightAndFillsItBeforeTheFir
   std::vector<uint64_t> first;
   for (const auto& r : parent.all()) first.push_back(r.offset());
   EXPECT_THAT(first, ElementsAre(0, 1000, 2000));
-  // Answer one at a time, oldest first: the window refills by one each time, never beyond.
+  ASSERT_EQ(parent.requests().size(), 1u);  // in one request
+  EXPECT_EQ(parent.requests()[0].count(), 3u);
+  // Answer one at a time, oldest first: the window refills once two of its three slots are
+  // free (half of it, rounded up), two chunks in one request, never beyond the window.
   size_t answered = 0;
   while (auto r = parent.NextPending()) {
     EXPECT_EQ(r->offset(), answered * kChunk);
@@ -190,11 +222,77 @@ TEST_F(ChunkFetcherTest, KeepsAtMostWindowRequestsInFlightAndFillsItBeforeTheFir
     executor_.RunUntilIdle();
     ++answered;
     EXPECT_LE(parent.pending(), 3u) << "after " << answered << " answers";
-    EXPECT_EQ(parent.pending(), std::min<size_t>(3, kChunks - answered));
+    EXPECT_GE(parent.pending(), std::min<size_t>(2, kChunks - answered));
   }
   EXPECT_EQ(answered, kChunks);
   EXPECT_EQ(parent.all().size(), kChunks);
   EXPECT_EQ(result_.bytes, parent.image());
+  for (const auto& r : parent.requests()) EXPECT_LE(r.count(), 3u);
+  EXPECT_LE(parent.requests().size(), 6u);  // 3, then 2 at a time (the last one may be 1)
+}
+
+TEST_F(ChunkFetcherTest, RefillsHalfTheWindowInOneRequest) {
+  FakeParent parent(TestPki::MakeImage(20 * kChunk, 6));
+  ChunkFetcherOptions opts;
+  opts.window = 8;
+  Start(parent, opts);
+  ASSERT_EQ(parent.requests().size(), 1u);
+  // Three answers free three slots: nothing goes out yet ...
+  for (int i = 0; i < 3; ++i) {
+    auto r = parent.NextPending();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_OK(fetcher_->OnData(parent.AnswerFor(*r)));
+    executor_.RunUntilIdle();
+  }
+  EXPECT_EQ(parent.requests().size(), 1u);
+  EXPECT_EQ(parent.pending(), 5u);
+  // ... the fourth frees half the window, refilled by one request for the next four chunks.
+  auto r = parent.NextPending();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_OK(fetcher_->OnData(parent.AnswerFor(*r)));
+  executor_.RunUntilIdle();
+  ASSERT_EQ(parent.requests().size(), 2u);
+  EXPECT_EQ(parent.requests()[1].offset(), 8 * kChunk);
+  EXPECT_EQ(parent.requests()[1].count(), 4u);
+  EXPECT_EQ(parent.pending(), 8u);
+  AnswerAll(parent);
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_OK(*result_.done);
+  EXPECT_EQ(result_.bytes, parent.image());
+  EXPECT_EQ(fetcher_->chunks_requested(), 20u);
+}
+
+// A window wider than a request may ask for goes out in several requests, none beyond
+// kMaxChunksPerRequest; max_batch 1 asks for one chunk per request.
+TEST_F(ChunkFetcherTest, ABatchNeverExceedsTheCapOrTheChunksLeft) {
+  FakeParent parent(TestPki::MakeImage(50 * kChunk + 7, 6));
+  ChunkFetcherOptions opts;
+  opts.window = 40;
+  Start(parent, opts);
+  ASSERT_EQ(parent.requests().size(), 3u);
+  EXPECT_EQ(parent.requests()[0].count(), kMaxChunksPerRequest);
+  EXPECT_EQ(parent.requests()[1].count(), kMaxChunksPerRequest);
+  EXPECT_EQ(parent.requests()[2].count(), 40 - 2 * kMaxChunksPerRequest);
+  EXPECT_EQ(parent.pending(), 40u);
+  AnswerAll(parent);
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_OK(*result_.done);
+  EXPECT_EQ(result_.bytes, parent.image());
+  EXPECT_EQ(fetcher_->chunks_requested(), 51u);
+  // The last request ends at the last chunk (of 7 bytes), not past it.
+  EXPECT_EQ(parent.requests().back().offset() + parent.requests().back().count() * kChunk,
+            51u * kChunk);
+
+  result_ = {};
+  FakeParent single(TestPki::MakeImage(kImageSize, 6));
+  opts.window = 8;
+  opts.max_batch = 1;
+  Start(single, opts);
+  AnswerAll(single);
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_OK(*result_.done);
+  EXPECT_EQ(single.requests().size(), kChunks);
+  for (const auto& r : single.requests()) EXPECT_LE(r.count(), 1u);
 }
 
 TEST_F(ChunkFetcherTest, OutOfOrderAnswersAreHandedOverInOrder) {
@@ -221,7 +319,7 @@ TEST_F(ChunkFetcherTest, ResumesAtTheGivenOffset) {
   EXPECT_OK(*result_.done);
   EXPECT_EQ(result_.bytes, parent.image().substr(4 * kChunk));
   EXPECT_EQ(parent.RequestsFor(0), 0);
-  EXPECT_EQ(fetcher_->requests_sent(), kChunks - 4);
+  EXPECT_EQ(fetcher_->chunks_requested(), kChunks - 4);
 }
 
 TEST_F(ChunkFetcherTest, NothingLeftToFetchIsDoneAtOnce) {
@@ -235,6 +333,7 @@ TEST_F(ChunkFetcherTest, NothingLeftToFetchIsDoneAtOnce) {
 TEST_F(ChunkFetcherTest, ALostAnswerIsRequestedAgainAfterTheTimeoutOnTheClock) {
   FakeParent parent(TestPki::MakeImage(kImageSize, 7));
   ChunkFetcherOptions opts;
+  opts.window = 4;  // chunks 0-3, then 4-7 once 0 is here
   opts.timeout = absl::Seconds(5);
   Start(parent, opts);
   // The first request for chunk 0 and for chunk 5 is lost.
@@ -248,7 +347,9 @@ TEST_F(ChunkFetcherTest, ALostAnswerIsRequestedAgainAfterTheTimeoutOnTheClock) {
   Elapse(1);
   EXPECT_EQ(parent.RequestsFor(0), 2);
   AnswerAll(parent, lose_first);
-  Elapse(5000);  // chunk 5 was asked for later, so it times out later
+  // Chunk 5 was asked for later (with 4-7, once 0 was here), so it times out later; and on
+  // time, though the retry of 0 before it waits twice as long.
+  Elapse(5000);
   AnswerAll(parent, lose_first);
   ASSERT_TRUE(result_.done.has_value());
   EXPECT_OK(*result_.done);
@@ -256,7 +357,8 @@ TEST_F(ChunkFetcherTest, ALostAnswerIsRequestedAgainAfterTheTimeoutOnTheClock) {
   EXPECT_EQ(parent.RequestsFor(0), 2);
   EXPECT_EQ(parent.RequestsFor(5 * kChunk), 2);
   EXPECT_EQ(parent.RequestsFor(kChunk), 1);
-  EXPECT_EQ(fetcher_->requests_sent(), kChunks + 2);
+  EXPECT_EQ(fetcher_->chunks_requested(), kChunks + 2);
+  EXPECT_EQ(fetcher_->timeouts(), 2u);
   std::vector<uint64_t> ids;
   for (const auto& r : parent.all()) {
     if (r.offset() == 0) ids.push_back(r.request_id());
@@ -297,6 +399,107 @@ TEST_F(ChunkFetcherTest, ALateAnswerToAnEarlierTryCountsAndTheSecondIsIgnored) {
   ASSERT_TRUE(result_.done.has_value());
   EXPECT_OK(*result_.done);
   EXPECT_EQ(result_.bytes, parent.image());
+}
+
+// One chunk of a batch lost: it alone is asked for again, in a request of its own, and the rest
+// of the batch is not asked twice.
+TEST_F(ChunkFetcherTest, ALostChunkOfABatchIsAskedForAgainAlone) {
+  FakeParent parent(TestPki::MakeImage(kImageSize, 7));
+  ChunkFetcherOptions opts;
+  opts.window = 4;
+  opts.timeout = absl::Seconds(1);
+  Start(parent, opts);
+  ASSERT_EQ(parent.requests().size(), 1u);
+  const uint64_t batch_id = parent.requests()[0].request_id();
+  while (auto r = parent.NextPending()) {
+    if (r->offset() != 2 * kChunk) {
+      EXPECT_OK(fetcher_->OnData(parent.AnswerFor(*r)));
+    }
+  }
+  executor_.RunUntilIdle();
+  EXPECT_THAT(result_.offsets, ElementsAre(0, 1000));
+  // The two delivered free half the window: 4 and 5 go out while 2 is still awaited.
+  ASSERT_EQ(parent.requests().size(), 2u);
+  EXPECT_EQ(parent.requests()[1].offset(), 4 * kChunk);
+  EXPECT_EQ(parent.requests()[1].count(), 2u);
+  Elapse(1000);
+  // Chunk 2 timed out, asked again alone (3, 4 and 5 are here already).
+  ASSERT_EQ(parent.requests().size(), 3u);
+  const v1::FirmwareChunkRequest retry = parent.requests()[2];
+  EXPECT_EQ(retry.offset(), 2 * kChunk);
+  EXPECT_LE(retry.count(), 1u);
+  EXPECT_EQ(retry.length(), kChunk);
+  EXPECT_NE(retry.request_id(), batch_id);
+  EXPECT_EQ(parent.RequestsFor(3 * kChunk), 1);
+  AnswerAll(parent);
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_OK(*result_.done);
+  EXPECT_EQ(result_.bytes, parent.image());
+  EXPECT_EQ(fetcher_->timeouts(), 1u);
+  EXPECT_EQ(fetcher_->chunks_requested(), kChunks + 1);
+}
+
+// The parent answers a chunk of a batch late, after it was asked for again: the batch's answer
+// counts (its id is the chunk's first try), the retry's answer is then ignored, and an answer
+// carrying the id of a later batch that never asked for the chunk is not kept.
+TEST_F(ChunkFetcherTest, ALateAnswerToABatchCountsAndTheRetrysIsIgnored) {
+  FakeParent parent(TestPki::MakeImage(kImageSize, 7));
+  ChunkFetcherOptions opts;
+  opts.window = 4;
+  opts.timeout = absl::Seconds(1);
+  Start(parent, opts);
+  std::vector<v1::FirmwareChunkRequest> batch;
+  while (auto r = parent.NextPending()) batch.push_back(*r);
+  ASSERT_EQ(batch.size(), 4u);
+  for (int i : {1, 2, 3}) EXPECT_OK(fetcher_->OnData(parent.AnswerFor(batch[i])));
+  executor_.RunUntilIdle();
+  Elapse(1000);  // chunk 0 asked again alone
+  auto retry = parent.NextPending();
+  ASSERT_TRUE(retry.has_value());
+  EXPECT_EQ(retry->offset(), 0u);
+  EXPECT_EQ(parent.pending(), 0u);
+  // An answer for chunk 0 with an id from the future (not yet sent) is not ours.
+  v1::ChunkData future = parent.AnswerFor(batch[0]);
+  future.set_request_id(retry->request_id() + 1);
+  EXPECT_OK(fetcher_->OnData(future));
+  executor_.RunUntilIdle();
+  EXPECT_TRUE(result_.offsets.empty());
+  // The batch's own late answer for chunk 0: kept; the whole batch goes to the sink.
+  EXPECT_OK(fetcher_->OnData(parent.AnswerFor(batch[0])));
+  executor_.RunUntilIdle();
+  EXPECT_THAT(result_.offsets, ElementsAre(0, 1000, 2000, 3000));
+  EXPECT_OK(fetcher_->OnData(parent.AnswerFor(*retry)));  // already kept: ignored
+  executor_.RunUntilIdle();
+  EXPECT_THAT(result_.offsets, ElementsAre(0, 1000, 2000, 3000));
+  AnswerAll(parent);
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_OK(*result_.done);
+  EXPECT_EQ(result_.bytes, parent.image());
+}
+
+// A whole batch lost: each of its chunks is asked for again in a request of its own, and the
+// window still holds: never more chunks in flight than it allows.
+TEST_F(ChunkFetcherTest, AWholeLostBatchIsAskedForAgainChunkByChunkWithinTheWindow) {
+  FakeParent parent(TestPki::MakeImage(kImageSize, 7));
+  ChunkFetcherOptions opts;
+  opts.window = 4;
+  opts.timeout = absl::Seconds(1);
+  Start(parent, opts);
+  while (parent.NextPending()) {
+  }
+  Elapse(1000);
+  ASSERT_EQ(parent.requests().size(), 5u);
+  for (size_t i = 1; i < 5; ++i) {
+    EXPECT_LE(parent.requests()[i].count(), 1u);
+    EXPECT_EQ(parent.requests()[i].offset(), (i - 1) * kChunk);
+  }
+  EXPECT_EQ(parent.pending(), 4u);
+  AnswerAll(parent);
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_OK(*result_.done);
+  EXPECT_EQ(result_.bytes, parent.image());
+  // In flight never exceeded the window: 4 chunks, then 4 singles for them, then the rest.
+  EXPECT_EQ(fetcher_->chunks_requested(), kChunks + 4);
 }
 
 TEST_F(ChunkFetcherTest, GivesUpAfterMaxTries) {
@@ -353,6 +556,18 @@ TEST_F(ChunkFetcherTest, ARefusalEndsTheFetchWithItsReason) {
   ASSERT_TRUE(result_.done.has_value());
   EXPECT_THAT(*result_.done, HasReason(v1::IMAGE_UNAVAILABLE));
   EXPECT_THAT(result_.offsets, ElementsAre(0, 1000));
+}
+
+// The parent refuses the whole batch (e.g. MALFORMED): its refusal names the batch's first
+// offset and id, and ends the fetch.
+TEST_F(ChunkFetcherTest, ARefusalOfABatchEndsTheFetch) {
+  FakeParent parent(TestPki::MakeImage(kImageSize, 9));
+  Start(parent);
+  ASSERT_EQ(parent.requests().size(), 1u);
+  fetcher_->OnResponse(parent.RefusalFor(parent.requests()[0], v1::MALFORMED));
+  executor_.RunUntilIdle();
+  ASSERT_TRUE(result_.done.has_value());
+  EXPECT_THAT(*result_.done, HasReason(v1::MALFORMED));
 }
 
 TEST_F(ChunkFetcherTest, ARefusalOfSomethingNotAskedForIsIgnored) {
@@ -561,7 +776,7 @@ TEST_F(ChunkFetcherTest, CancelStopsEverythingWithoutCallingDone) {
   fetcher_->Cancel();
   EXPECT_FALSE(fetcher_->active());
   (void)fetcher_->OnData(parent.AnswerFor(*r));  // an answer still on the way
-  Elapse(60'000);                              // no timer is left to re-request anything
+  Elapse(60'000);                                // no timer is left to re-request anything
   EXPECT_TRUE(result_.offsets.empty());
   EXPECT_FALSE(result_.done.has_value());
   EXPECT_EQ(parent.all().size(), sent);
@@ -592,7 +807,7 @@ TEST_F(ChunkFetcherTest, StartingAnotherImageForgetsTheFirst) {
   auto old_req = old_parent.NextPending();
   ASSERT_TRUE(old_req.has_value());
   target = &new_parent;
-  start(new_parent, second);                             // the same fetcher, now for another image
+  start(new_parent, second);  // the same fetcher, now for another image
   EXPECT_OK(fetcher_->OnData(old_parent.AnswerFor(*old_req)));  // the old image's answer is ignored
   executor_.RunUntilIdle();
   EXPECT_TRUE(second.bytes.empty());

@@ -13,7 +13,11 @@ uint32_t ChunkWindowFor(size_t children, uint32_t queue, uint32_t max_window) {
 }
 
 ChunkFetcher::ChunkFetcher(EventLoop* loop, RequestSender send, ChunkFetcherOptions options)
-    : loop_(loop), send_(std::move(send)), opts_(options), window_(std::max(options.window, 1u)) {}
+    : loop_(loop),
+      send_(std::move(send)),
+      opts_(options),
+      max_batch_(std::clamp(options.max_batch, 1u, kMaxChunksPerRequest)),
+      window_(std::max(options.window, 1u)) {}
 
 ChunkFetcher::~ChunkFetcher() { Cancel(); }
 
@@ -52,41 +56,67 @@ uint32_t ChunkFetcher::LengthAt(uint64_t offset) const {
   return static_cast<uint32_t>(std::min<uint64_t>(chunk_, size_ - offset));
 }
 
-void ChunkFetcher::Send(uint64_t offset) {
+void ChunkFetcher::Send(uint64_t offset, uint32_t count) {
   v1::FirmwareChunkRequest req;
   req.set_image_sha256(spec_.sha256);
   req.set_table(spec_.table);
   req.set_offset(offset);
+  // A full chunk each but the last, which the parent cuts at the end as we do.
   req.set_length(LengthAt(offset));
+  if (count > 1) req.set_count(count);
   req.set_request_id(next_request_id_++);
-  // Each new try of a chunk waits twice as long as the one before (up to 8 times the timeout):
-  // a parent that is slow because it is loaded gets time, not a second copy of every request.
-  int tries = ++tries_[offset];
-  int64_t timeout_ms = absl::ToInt64Milliseconds(opts_.timeout) << std::min(tries - 1, 3);
-  InFlight& f = in_flight_[offset];
-  if (f.first_request_id == 0) f.first_request_id = req.request_id();
-  f.request_id = req.request_id();
-  f.deadline_ms = loop_->clock().MonotonicMs() + timeout_ms;
+  const int64_t now = loop_->clock().MonotonicMs();
+  for (uint32_t i = 0; i < count; ++i, offset += LengthAt(offset)) {
+    // Each new try of a chunk waits twice as long as the one before (up to 8 times the timeout):
+    // a parent that is slow because it is loaded gets time, not a second copy of every request.
+    int tries = ++tries_[offset];
+    int64_t timeout_ms = absl::ToInt64Milliseconds(opts_.timeout) << std::min(tries - 1, 3);
+    InFlight& f = in_flight_[offset];
+    if (f.first_request_id == 0) f.first_request_id = req.request_id();
+    f.request_id = req.request_id();
+    f.deadline_ms = now + timeout_ms;
+  }
   ++requests_sent_;
-  // Not sent (e.g. the link is down): it times out and is asked again like a lost one.
+  chunks_requested_ += count;
+  // Not sent (e.g. the link is down): its chunks time out and are asked again like lost ones.
   (void)send_(req);
 }
 
 void ChunkFetcher::Pump() {
-  while (next_request_ < size_ && in_flight_.size() + received_.size() < window_) {
+  const uint64_t held = in_flight_.size() + received_.size();
+  uint64_t free = held < window_ ? window_ - held : 0;
+  const uint64_t rest = size_ - next_request_;
+  uint64_t left = rest / chunk_ + (rest % chunk_ != 0);  // chunks never requested yet
+  // Slots are refilled once half the window is free, not one by one as answers come: a window
+  // topped up at each answer would go out a chunk per request, each signed by us and checked by
+  // the parent (~90 us a hop, a large share of what a 64 KiB chunk costs to move). The other half
+  // stays in flight meanwhile, so the link does not idle.
+  const uint64_t batch = std::min<uint64_t>({(window_ + 1) / 2, max_batch_, left});
+  if (batch == 0 || free < batch) return ArmTimer();
+  while (free > 0 && left > 0) {
+    uint32_t count = static_cast<uint32_t>(std::min<uint64_t>({free, max_batch_, left}));
     uint64_t offset = next_request_;
-    next_request_ += LengthAt(offset);
-    Send(offset);
+    for (uint32_t i = 0; i < count; ++i) next_request_ += LengthAt(next_request_);
+    Send(offset, count);
+    free -= count;
+    left -= count;
   }
   ArmTimer();
 }
 
 void ChunkFetcher::ArmTimer() {
-  if (timer_armed_ || in_flight_.empty()) return;
+  if (in_flight_.empty()) return;
   int64_t first = INT64_MAX;
   for (const auto& [offset, f] : in_flight_) first = std::min(first, f.deadline_ms);
+  // A retry waits longer than a first try: chunks asked for after it are due before it, and the
+  // timer moves up for them.
+  if (timer_armed_) {
+    if (timer_deadline_ms_ <= first) return;
+    loop_->Cancel(timer_);
+  }
   int64_t wait = std::max<int64_t>(0, first - loop_->clock().MonotonicMs());
   timer_armed_ = true;
+  timer_deadline_ms_ = first;
   timer_ = loop_->PostAfter(absl::Milliseconds(wait), [this] {
     timer_armed_ = false;
     OnTimer();
@@ -106,7 +136,7 @@ void ChunkFetcher::OnTimer() {
                                                              " after ", tries_[offset], " tries")));
     }
     ++timeouts_;
-    Send(offset);  // lost: ask again, as a new request
+    Send(offset, 1);  // lost: ask again, alone, as a new request
   }
   ArmTimer();
 }
@@ -136,9 +166,8 @@ absl::Status ChunkFetcher::OnData(const v1::ChunkData& d) {
   if (d.data().size() != LengthAt(d.offset())) {
     // Not even the right length: dropped without a new try (a truncated copy; the genuine one
     // or the timeout follows).
-    return Reject(v1::SIZE_MISMATCH, absl::StrCat("chunk at ", d.offset(), " has ",
-                                                  d.data().size(), " bytes, not ",
-                                                  LengthAt(d.offset())));
+    return Reject(v1::SIZE_MISMATCH, absl::StrCat("chunk at ", d.offset(), " has ", d.data().size(),
+                                                  " bytes, not ", LengthAt(d.offset())));
   }
   // Checked before it is kept. A bad chunk is asked for again at once (a try, counted); the
   // earlier request stays answerable, so a genuine late answer still counts. A chunk that comes
@@ -148,7 +177,7 @@ absl::Status ChunkFetcher::OnData(const v1::ChunkData& d) {
       if (tries_[d.offset()] >= opts_.max_tries) {
         Finish(bad);
       } else {
-        Send(d.offset());
+        Send(d.offset(), 1);
         ArmTimer();
       }
       return bad;

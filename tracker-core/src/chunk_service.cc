@@ -24,6 +24,30 @@ absl::StatusOr<uint64_t> ChunkLength(const v1::FirmwareChunkRequest& request, ui
   return std::min<uint64_t>({request.length(), kMaxChunkBytes, size - request.offset()});
 }
 
+absl::StatusOr<std::vector<v1::FirmwareChunkRequest>> SplitChunkRequest(
+    const v1::FirmwareChunkRequest& request, uint64_t size) {
+  if (request.count() > kMaxChunksPerRequest) {
+    return Reject(v1::MALFORMED, absl::StrCat(request.count(), " chunks in one request, at most ",
+                                              kMaxChunksPerRequest));
+  }
+  X1368_ASSIGN_OR_RETURN(uint64_t first, ChunkLength(request, size));
+  const uint64_t stride = std::min<uint64_t>(request.length(), kMaxChunkBytes);
+  std::vector<v1::FirmwareChunkRequest> parts;
+  parts.reserve(std::max<uint32_t>(request.count(), 1));
+  v1::FirmwareChunkRequest part = request;
+  part.clear_count();
+  part.set_length(static_cast<uint32_t>(first));
+  parts.push_back(part);
+  for (uint32_t i = 1; i < request.count(); ++i) {
+    // Written so that an offset near the top of uint64_t cannot wrap.
+    if (size - part.offset() <= stride) break;
+    part.set_offset(part.offset() + stride);
+    part.set_length(static_cast<uint32_t>(std::min(stride, size - part.offset())));
+    parts.push_back(part);
+  }
+  return parts;
+}
+
 v1::ChunkData ChunkReply(const v1::FirmwareChunkRequest& request, std::string data) {
   v1::ChunkData d;
   d.set_image_sha256(request.image_sha256());

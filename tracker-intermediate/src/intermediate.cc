@@ -330,6 +330,31 @@ void Intermediate::FromChild(const core::Topic& topic, const std::string& payloa
 // Firmware: serve from the cache, fill it once from upstream
 
 void Intermediate::ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& req) {
+  // A batch is served a chunk at a time, each as if it had been asked for alone: from the cache,
+  // cut through from the fill, or waiting for the fill, chunk by chunk.
+  absl::StatusOr<uint64_t> size = ServedSize(req);
+  absl::StatusOr<std::vector<v1::FirmwareChunkRequest>> parts =
+      size.ok() ? core::SplitChunkRequest(req, *size) : size.status();
+  if (!parts.ok()) return Answer(child, req, parts.status());
+  for (const v1::FirmwareChunkRequest& part : *parts) ServeOne(child, part);
+}
+
+absl::StatusOr<uint64_t> Intermediate::ServedSize(const v1::FirmwareChunkRequest& req) {
+  const std::string& sha = req.image_sha256();
+  if (cache_.Has(sha)) {
+    auto size = node_->fs().Size(req.table() ? cache_.TablePathOf(sha) : cache_.PathOf(sha));
+    if (!size.ok()) return Reject(v1::IMAGE_UNAVAILABLE, "cached image is gone");
+    return *size;
+  }
+  for (const auto& [campaign, d] : directives_) {
+    const v1::Manifest& m = d.manifest;
+    if (m.sha256() != sha || m.size() > kMaxCachedImageBytes) continue;
+    return req.table() ? core::ChunkTableBytes(m.size(), m.chunk_size()) : m.size();
+  }
+  return Reject(v1::IMAGE_UNAVAILABLE, "no directive names this image");
+}
+
+void Intermediate::ServeOne(const std::string& child, const v1::FirmwareChunkRequest& req) {
   const std::string& sha = req.image_sha256();
   if (cache_.Has(sha)) {
     cache_.Touch(sha);
@@ -354,7 +379,8 @@ void Intermediate::ServeChunk(const std::string& child, const v1::FirmwareChunkR
   if (req.table() && fill.table) {
     auto length = core::ChunkLength(req, fill.table->bytes().size());
     if (!length.ok()) return Answer(child, req, length.status());
-    return Answer(child, req, core::ChunkReply(req, fill.table->bytes().substr(req.offset(), *length)));
+    return Answer(child, req,
+                  core::ChunkReply(req, fill.table->bytes().substr(req.offset(), *length)));
   }
   if (!req.table()) {
     auto length = core::ChunkLength(req, manifest->size());
@@ -399,7 +425,7 @@ void Intermediate::AnswerWaiting(Fill& fill) {
         continue;
       }
     }
-    ServeChunk(child, it->second);  // served from the fill now
+    ServeOne(child, it->second);  // served from the fill now
     it = fill.waiting.erase(it);
     --waiting_requests_;
   }
@@ -432,27 +458,27 @@ Intermediate::Fill& Intermediate::StartFill(const v1::Manifest& manifest) {
                core::HexEncode(sha).substr(0, 16), manifest.size(), fill.verified);
   if (!fill.table) {
     auto bytes = std::make_shared<std::string>();
-    fill.fetcher->Start({sha, /*table=*/true,
-                         core::ChunkTableBytes(manifest.size(), manifest.chunk_size()), 0,
-                         core::kMaxChunkBytes, nullptr},
-                        [bytes](uint64_t, const std::string& data) {
-                          bytes->append(data);
-                          return absl::OkStatus();
-                        },
-                        [this, sha, bytes](const absl::Status& fetched) {
-                          auto f = fills_.find(sha);
-                          if (f == fills_.end()) return;
-                          if (!fetched.ok()) return FillFailed(sha, fetched);
-                          auto table = core::ChunkTable::Make(f->second.manifest, *bytes);
-                          if (!table.ok()) {
-                            // counted: a tampered table upstream is an attack
-                            links_.Reject(table.status(), "cache.fill");
-                            return FillFailed(sha, table.status());
-                          }
-                          f->second.table = *std::move(table);
-                          AnswerWaiting(f->second);
-                          FetchImage(sha);
-                        });
+    fill.fetcher->Start(
+        {sha, /*table=*/true, core::ChunkTableBytes(manifest.size(), manifest.chunk_size()), 0,
+         core::kMaxChunkBytes, nullptr},
+        [bytes](uint64_t, const std::string& data) {
+          bytes->append(data);
+          return absl::OkStatus();
+        },
+        [this, sha, bytes](const absl::Status& fetched) {
+          auto f = fills_.find(sha);
+          if (f == fills_.end()) return;
+          if (!fetched.ok()) return FillFailed(sha, fetched);
+          auto table = core::ChunkTable::Make(f->second.manifest, *bytes);
+          if (!table.ok()) {
+            // counted: a tampered table upstream is an attack
+            links_.Reject(table.status(), "cache.fill");
+            return FillFailed(sha, table.status());
+          }
+          f->second.table = *std::move(table);
+          AnswerWaiting(f->second);
+          FetchImage(sha);
+        });
   } else {
     FetchImage(sha);
   }
@@ -492,7 +518,7 @@ void Intermediate::FetchImage(const std::string& sha) {
         loop_->Post([fetcher = std::move(f.fetcher)] {});
         fills_.erase(sha);
         waiting_requests_ -= waiting.size();
-        for (const auto& [key, req] : waiting) ServeChunk(std::get<2>(key), req);
+        for (const auto& [key, req] : waiting) ServeOne(std::get<2>(key), req);
       });
 }
 

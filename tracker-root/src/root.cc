@@ -256,23 +256,27 @@ uint32_t Root::ChildWindow() {
 }
 
 void Root::ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& req) {
+  auto refuse = [&](const v1::FirmwareChunkRequest& what, const absl::Status& why) {
+    v1::Body body;
+    *body.mutable_chunk_response() = core::ChunkError(what, core::ReasonOf(why));
+    (void)links_.SendDown(child, Channel::kFw, std::move(body));
+  };
   std::optional<Release> r = registry_->FindReleaseByDigest(req.image_sha256());
-  absl::StatusOr<v1::ChunkData> data = core::Reject(v1::IMAGE_UNAVAILABLE, "no such release");
-  if (r) {
-    data = req.table() ? core::ReadChunk(node_->fs(), core::ChunkTablePath(r->image_path),
-                                         core::ChunkTableBytes(r->manifest.size(),
-                                                               r->manifest.chunk_size()),
-                                         req)
-                       : core::ReadChunk(node_->fs(), r->image_path, r->manifest.size(), req);
-  }
-  if (data.ok()) {
+  if (!r) return refuse(req, core::Reject(v1::IMAGE_UNAVAILABLE, "no such release"));
+  const std::string path = req.table() ? core::ChunkTablePath(r->image_path) : r->image_path;
+  const uint64_t size = req.table()
+                            ? core::ChunkTableBytes(r->manifest.size(), r->manifest.chunk_size())
+                            : r->manifest.size();
+  // A batch is answered a chunk at a time, each chunk as if it had been asked for alone.
+  absl::StatusOr<std::vector<v1::FirmwareChunkRequest>> parts = core::SplitChunkRequest(req, size);
+  if (!parts.ok()) return refuse(req, parts.status());
+  for (const v1::FirmwareChunkRequest& part : *parts) {
+    absl::StatusOr<v1::ChunkData> data = core::ReadChunk(node_->fs(), path, size, part);
+    // The refusal ends the child's fetch: the rest of the batch would go unread.
+    if (!data.ok()) return refuse(part, data.status());
     chunks_served_->Add();
     (void)links_.SendData(child, *data);
-    return;
   }
-  v1::Body body;
-  *body.mutable_chunk_response() = core::ChunkError(req, core::ReasonOf(data.status()));
-  (void)links_.SendDown(child, Channel::kFw, std::move(body));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,12 +1,14 @@
 // Fetches one image, or its chunk table, from the parent tracker (a client's gateway, or a
 // gateway's parent filling its cache) in chunks over MQTT: FirmwareChunkRequest up (signed),
 // ChunkData down (unsigned). It runs on the node's event loop and never blocks: it keeps a window
-// of requests in flight, checks each chunk the moment it arrives (FetchSpec::verify: the chunk
-// table), hands the chunks to a sink strictly in offset order, re-requests a chunk that does not
-// arrive within the timeout (on the loop's clock), and gives up after a bounded number of
-// requests for one chunk. A chunk that fails its check is dropped and counted and asked for again
-// at once, while the earlier request stays answerable: a forged or damaged copy never displaces
-// the real one, and a parent that keeps sending bad bytes ends the fetch with the check's reason.
+// of chunks in flight, asked for a batch at a time (one signed request for several consecutive
+// chunks: the signature, not the bytes, is what a chunk request costs), checks each chunk the
+// moment it arrives (FetchSpec::verify: the chunk table), hands the chunks to a sink strictly in
+// offset order, re-requests alone a chunk that does not arrive within the timeout (on the loop's
+// clock), and gives up after a bounded number of requests for one chunk. A chunk that fails its
+// check is dropped and counted and asked for again at once, while the earlier request stays
+// answerable: a forged or damaged copy never displaces the real one, and a parent that keeps
+// sending bad bytes ends the fetch with the check's reason.
 //
 // Not thread-safe: every call, and every callback, is on the loop.
 #ifndef X1368_CORE_CHUNK_FETCHER_H_
@@ -19,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "x1368/core/chunk_service.h"
 #include "x1368/core/event_loop.h"
 #include "x1368/v1/messages.pb.h"
 
@@ -26,8 +29,11 @@ namespace x1368::core {
 
 struct ChunkFetcherOptions {
   // Chunks requested ahead of the one the sink waits for: at most what the broker queues for
-  // the parent, shared by its children (the parent states it in its go; set_window).
+  // the parent, shared by its children (the parent states it in its go; set_window). Requests
+  // in flight are fewer: a request may ask for several chunks.
   uint32_t window = 8;
+  // Chunks one request asks for at most (1: a request per chunk).
+  uint32_t max_batch = kMaxChunksPerRequest;
   absl::Duration timeout = absl::Seconds(5);  // for the first try; doubles with each retry
   int max_tries = 6;                          // requests per chunk
 };
@@ -47,11 +53,11 @@ class ChunkFetcher {
   using Done = std::function<void(const absl::Status&)>;
 
   struct FetchSpec {
-    std::string sha256;    // the image
-    bool table = false;    // its chunk table instead of its bytes
-    uint64_t size = 0;     // bytes to fetch in all (the image's, or the table's)
-    uint64_t offset = 0;   // where to begin: a multiple of `chunk` (a resumed download)
-    uint32_t chunk = 0;    // bytes per request
+    std::string sha256;   // the image
+    bool table = false;   // its chunk table instead of its bytes
+    uint64_t size = 0;    // bytes to fetch in all (the image's, or the table's)
+    uint64_t offset = 0;  // where to begin: a multiple of `chunk` (a resumed download)
+    uint32_t chunk = 0;   // bytes per request
     // Checks a chunk before it is kept; an error drops it (counted by the caller). Null: any
     // chunk of the right length is kept (the table, checked whole once complete).
     std::function<absl::Status(uint64_t offset, absl::string_view data)> verify;
@@ -77,8 +83,9 @@ class ChunkFetcher {
   void set_window(uint32_t window);
 
   bool active() const { return active_; }
-  uint64_t requests_sent() const { return requests_sent_; }
-  uint64_t timeouts() const { return timeouts_; }  // requests that went unanswered
+  uint64_t requests_sent() const { return requests_sent_; }        // signed requests
+  uint64_t chunks_requested() const { return chunks_requested_; }  // over all of them
+  uint64_t timeouts() const { return timeouts_; }                  // chunks that went unanswered
 
  private:
   struct InFlight {
@@ -87,7 +94,8 @@ class ChunkFetcher {
     int64_t deadline_ms = 0;        // monotonic
   };
   uint32_t LengthAt(uint64_t offset) const;
-  void Send(uint64_t offset);
+  // Asks for `count` chunks from `offset` on in one request.
+  void Send(uint64_t offset, uint32_t count);
   void Pump();
   void ArmTimer();
   void OnTimer();
@@ -96,6 +104,7 @@ class ChunkFetcher {
   EventLoop* const loop_;
   const RequestSender send_;
   const ChunkFetcherOptions opts_;
+  const uint32_t max_batch_;
   uint32_t window_;
 
   bool active_ = false;
@@ -111,9 +120,11 @@ class ChunkFetcher {
   std::map<uint64_t, int> tries_;             // requests sent per offset
   uint64_t next_request_id_ = 1;
   uint64_t requests_sent_ = 0;
+  uint64_t chunks_requested_ = 0;
   uint64_t timeouts_ = 0;
   EventLoop::TimerId timer_ = 0;
   bool timer_armed_ = false;
+  int64_t timer_deadline_ms_ = 0;  // monotonic, while armed
 };
 
 }  // namespace x1368::core

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "x1368/core/catch_up.h"
 #include "x1368/core/chunk_fetcher.h"
@@ -97,7 +98,13 @@ class Intermediate {
     std::map<std::tuple<int, uint64_t, std::string>, v1::FirmwareChunkRequest> waiting;
   };
 
+  // A child's request, of one chunk or a batch.
   void ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& request);
+  // Bytes in what `request` asks for (the image, or its table), from the cache or a directive's
+  // manifest: what its batch is cut at.
+  absl::StatusOr<uint64_t> ServedSize(const v1::FirmwareChunkRequest& request);
+  // One chunk (a part of the request: core::SplitChunkRequest), answered or left waiting.
+  void ServeOne(const std::string& child, const v1::FirmwareChunkRequest& request);
   // Sends `data`, or the refusal its error carries.
   void Answer(const std::string& child, const v1::FirmwareChunkRequest& request,
               absl::StatusOr<v1::ChunkData> data);
@@ -135,7 +142,7 @@ class Intermediate {
   core::CatchUp catch_up_;
   // Cache fills from upstream, by image SHA-256: the same windowed fetcher a client uses.
   std::map<std::string, Fill> fills_;
-  size_t waiting_requests_ = 0;   // over every fill
+  size_t waiting_requests_ = 0;            // over every fill
   uint32_t upstream_window_ = UINT32_MAX;  // what the parent's go allows us
 
   std::map<std::string, std::string> batch_;  // device -> its latest signed report
