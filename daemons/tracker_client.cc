@@ -41,7 +41,7 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   } else {
     stub.faults = *faults;
   }
-  opts.fetch.window = static_cast<uint32_t>(f.Int("update.window", 8, 1, 256));
+  opts.fetch.window = static_cast<uint32_t>(f.Int("update.window", 16, 1, 256));
   // The chunks in flight toward this device are queued for it by its broker too.
   opts.fetch.window = std::min(opts.fetch.window, std::max(upstream.broker_max_queued / 2, 1u));
   opts.fetch.timeout = absl::Milliseconds(f.Int("update.chunk_timeout_ms", 5000, 10, 600'000));

@@ -27,7 +27,7 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   opts.cache_dir = f.Path("cache.dir", "");
   if (opts.cache_dir.empty()) opts.cache_dir = setup.node.data_dir + "/cache";
   opts.cache_max_images = static_cast<size_t>(f.Int("cache.max_images", 8, 1, 10'000));
-  opts.fetch_window = static_cast<uint32_t>(f.Int("fetch.window", 8, 1, 256));
+  opts.fetch_window = static_cast<uint32_t>(f.Int("fetch.window", 16, 1, 256));
   opts.fetch_timeout = absl::Milliseconds(f.Int("fetch.timeout_ms", 5000, 10, 600'000));
   opts.fetch_max_tries = static_cast<int>(f.Int("fetch.tries", 6, 1, 1000));
   opts.batch_delay = absl::Milliseconds(f.Int("batch.delay_ms", 200, 0, 60'000));

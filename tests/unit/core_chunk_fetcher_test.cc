@@ -173,7 +173,9 @@ class ChunkFetcherTest : public ::testing::Test {
 
 TEST_F(ChunkFetcherTest, FetchesTheWholeImageInOrder) {
   FakeParent parent(TestPki::MakeImage(kImageSize, 5));
-  Start(parent);
+  ChunkFetcherOptions opts;
+  opts.window = 8;
+  Start(parent, opts);
   AnswerAll(parent);
   ASSERT_TRUE(result_.done.has_value());
   EXPECT_OK(*result_.done);

@@ -78,7 +78,7 @@ class NodeLinks {
   absl::Status ForwardToChildren(const std::string& envelope);
   // Publishes `directives`, with a go for each, as `child`'s retained desired state: what it
   // finds when it comes back (X.1368 §11.2 c: the update reaches a device that was away). Valid
-  // as long as the longest-lived directive. Each go allows `chunk_window` chunk requests in
+  // as long as the longest-lived directive. Each go allows `chunk_window` chunks in
   // flight.
   absl::Status SendDesiredState(const std::string& child,
                                 const std::vector<ActiveDirective>& directives,

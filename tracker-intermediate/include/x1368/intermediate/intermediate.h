@@ -38,7 +38,7 @@ struct IntermediateOptions {
   std::string parent_id;
   std::string cache_dir;
   size_t cache_max_images = 8;
-  uint32_t fetch_window = 8;  // at most; the parent's go may allow fewer
+  uint32_t fetch_window = 16;  // at most; the parent's go may allow fewer
   // A fill that failed (upstream gone, disk full) is tried again after this, doubling up to max.
   absl::Duration fill_retry_min = absl::Seconds(1);
   absl::Duration fill_retry_max = absl::Seconds(30);

@@ -61,9 +61,9 @@ class Root {
   void FromChild(const core::Topic& topic, const std::string& payload, core::OpenedMessage m);
   void Record(const v1::StatusReport& report, const core::Identity& signer, const std::string& via);
   void ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& request);
-  // The chunk requests each child may keep in flight (stated in root's go).
+  // The chunks each child may keep in flight (stated in root's go).
   uint32_t ChildWindow();
-  static constexpr uint32_t kMaxChildWindow = 8;
+  static constexpr uint32_t kMaxChildWindow = 16;
   void SendDesired(const std::string& child);
   void SetNodeOnline(const std::string& node, bool online);
   void ScheduleCommit();
