@@ -49,6 +49,7 @@ void ChunkFetcher::Cancel() {
   if (timer_armed_) {
     loop_->Cancel(timer_);
     timer_armed_ = false;
+    ++timer_generation_;
   }
 }
 
@@ -117,7 +118,12 @@ void ChunkFetcher::ArmTimer() {
   int64_t wait = std::max<int64_t>(0, first - loop_->clock().MonotonicMs());
   timer_armed_ = true;
   timer_deadline_ms_ = first;
-  timer_ = loop_->PostAfter(absl::Milliseconds(wait), [this] {
+  // A timer that fired just before it was cancelled still runs (its task was already queued on
+  // the loop): it must not take the place of the one armed since, which would then be left
+  // armed with nobody to cancel it, and could fire after the fetcher is gone.
+  const uint64_t generation = ++timer_generation_;
+  timer_ = loop_->PostAfter(absl::Milliseconds(wait), [this, generation] {
+    if (generation != timer_generation_) return;
     timer_armed_ = false;
     OnTimer();
   });

@@ -128,6 +128,7 @@ class ChunkFetcher {
   EventLoop::TimerId timer_ = 0;
   bool timer_armed_ = false;
   int64_t timer_deadline_ms_ = 0;  // monotonic, while armed
+  uint64_t timer_generation_ = 0;  // of the timer armed last: an older one that runs is stale
 };
 
 }  // namespace x1368::core
