@@ -50,6 +50,10 @@ Intermediate::Intermediate(IntermediateOptions options, core::NodeContext* node,
                               "Desired states sent again to a device that missed a campaign");
   fill_retries_ = m.Counter("x1368_cache_fill_retries_total",
                             "Cache fills from upstream that failed and were scheduled again");
+  chunk_timeouts_ = m.Counter(
+      "x1368_chunk_timeouts_total",
+      "Chunk requests upstream did not answer in time (asked again); many mean a broker that "
+      "drops messages (max_queued_messages) or a parent that cannot keep up");
 }
 
 void Intermediate::StorageFailed(const absl::Status& status, absl::string_view event) {
@@ -482,6 +486,7 @@ void Intermediate::FetchImage(const std::string& sha) {
           return FillFailed(sha, fetched);
         }
         Fill& f = fills_.at(sha);
+        CountTimeouts(*f.fetcher);
         if (absl::Status s = cache_.Complete(sha, f.manifest.size(), f.table->bytes()); !s.ok()) {
           StorageFailed(s, "cache.complete_failed");
           return FillFailed(sha, s);
@@ -496,10 +501,21 @@ void Intermediate::FetchImage(const std::string& sha) {
       });
 }
 
+void Intermediate::CountTimeouts(const core::ChunkFetcher& fetcher) {
+  if (fetcher.timeouts() == 0) return;
+  chunk_timeouts_->Add(fetcher.timeouts());
+  spdlog::warn(
+      "event=cache.chunks_timed_out count={} parent={} hint=\"the broker may be dropping messages "
+      "(its max_queued_messages below what the parent's configuration states) or the parent is "
+      "overloaded\"",
+      fetcher.timeouts(), opts_.parent_id);
+}
+
 void Intermediate::FillFailed(const std::string& sha, const absl::Status& status) {
   auto it = fills_.find(sha);
   if (it == fills_.end()) return;
   Fill& fill = it->second;
+  if (fill.fetcher) CountTimeouts(*fill.fetcher);
   if (fill.fetcher) loop_->Post([fetcher = std::move(fill.fetcher)] {});
   fill.fetcher = nullptr;
   // Transient or not, the image is still wanted: tried again with capped exponential backoff,

@@ -106,6 +106,8 @@ class Intermediate {
   Fill& StartFill(const v1::Manifest& manifest);
   void FetchImage(const std::string& sha256);
   void FillFailed(const std::string& sha256, const absl::Status& status);
+  // Counts (and warns about) the requests `fetcher` asked again after a timeout.
+  void CountTimeouts(const core::ChunkFetcher& fetcher);
   // The window the parent's go allows (0: none stated).
   void AdoptWindow(uint32_t window);
   // The window our own go allows each child.
@@ -152,6 +154,7 @@ class Intermediate {
   core::Metric* send_failures_ = nullptr;
   core::Metric* desired_resent_ = nullptr;
   core::Metric* fill_retries_ = nullptr;
+  core::Metric* chunk_timeouts_ = nullptr;
 };
 
 }  // namespace x1368::intermediate
