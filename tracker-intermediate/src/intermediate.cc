@@ -486,7 +486,7 @@ void Intermediate::FetchImage(const std::string& sha) {
           return FillFailed(sha, fetched);
         }
         Fill& f = fills_.at(sha);
-        CountTimeouts(*f.fetcher);
+        CountTimeouts(f);
         if (absl::Status s = cache_.Complete(sha, f.manifest.size(), f.table->bytes()); !s.ok()) {
           StorageFailed(s, "cache.complete_failed");
           return FillFailed(sha, s);
@@ -501,23 +501,26 @@ void Intermediate::FetchImage(const std::string& sha) {
       });
 }
 
-void Intermediate::CountTimeouts(const core::ChunkFetcher& fetcher) {
-  if (fetcher.timeouts() == 0) return;
-  chunk_timeouts_->Add(fetcher.timeouts());
+void Intermediate::CountTimeouts(Fill& fill) {
+  if (fill.fetcher == nullptr || fill.fetcher->timeouts() <= fill.timeouts_counted) return;
+  uint64_t n = fill.fetcher->timeouts() - fill.timeouts_counted;
+  fill.timeouts_counted = fill.fetcher->timeouts();
+  chunk_timeouts_->Add(n);
   spdlog::warn(
       "event=cache.chunks_timed_out count={} parent={} hint=\"the broker may be dropping messages "
       "(its max_queued_messages below what the parent's configuration states) or the parent is "
       "overloaded\"",
-      fetcher.timeouts(), opts_.parent_id);
+      n, opts_.parent_id);
 }
 
 void Intermediate::FillFailed(const std::string& sha, const absl::Status& status) {
   auto it = fills_.find(sha);
   if (it == fills_.end()) return;
   Fill& fill = it->second;
-  if (fill.fetcher) CountTimeouts(*fill.fetcher);
+  CountTimeouts(fill);
   if (fill.fetcher) loop_->Post([fetcher = std::move(fill.fetcher)] {});
   fill.fetcher = nullptr;
+  fill.timeouts_counted = 0;
   // Transient or not, the image is still wanted: tried again with capped exponential backoff,
   // resuming after the chunks already held. The children's requests wait (they ask again when
   // theirs time out); a fill nobody names any more is dropped by PruneExpired.

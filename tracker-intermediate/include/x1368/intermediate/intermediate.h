@@ -92,6 +92,7 @@ class Intermediate {
     std::shared_ptr<core::ChunkFetcher> fetcher;  // null while a retry waits
     bool retry_pending = false;
     int failures = 0;
+    uint64_t timeouts_counted = 0;  // of fetcher->timeouts()
     // Children's requests for what the fill does not hold yet, by (kind, offset, child): the
     // table's first, then the image's in offset order.
     std::map<std::tuple<int, uint64_t, std::string>, v1::FirmwareChunkRequest> waiting;
@@ -106,8 +107,8 @@ class Intermediate {
   Fill& StartFill(const v1::Manifest& manifest);
   void FetchImage(const std::string& sha256);
   void FillFailed(const std::string& sha256, const absl::Status& status);
-  // Counts (and warns about) the requests `fetcher` asked again after a timeout.
-  void CountTimeouts(const core::ChunkFetcher& fetcher);
+  // Counts (and warns about) the requests the fill's fetcher asked again after a timeout.
+  void CountTimeouts(Fill& fill);
   // The window the parent's go allows (0: none stated).
   void AdoptWindow(uint32_t window);
   // The window our own go allows each child.
