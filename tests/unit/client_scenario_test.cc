@@ -228,8 +228,9 @@ TEST_F(ScenarioTest, APowerCutMidDownloadResumesWithoutRefetchingWhatWasSynced) 
   ASSERT_OK(tree_->RestartClient(c));
   ExpectConverged(c, OutcomeThrough(v1::CONFIRMED), "resumed download");
   const uint64_t missing = (image_.size() - *held + kChunk - 1) / kChunk;
-  // The table, then the missing chunks (a chunk or two more if a request timed out under load).
-  EXPECT_LE(served->value() - before, 1 + missing + 2) << "held " << *held << " bytes";
+  // The table, then the missing chunks; counted with them, the answers the gateway was still
+  // sending to the requests in flight at the cut (at most the fetcher's window of 8).
+  EXPECT_LE(served->value() - before, 1 + missing + 8) << "held " << *held << " bytes";
   EXPECT_GE(served->value() - before, 1 + missing);
 }
 
