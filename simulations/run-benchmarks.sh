@@ -477,6 +477,26 @@ if [ $quick -eq 0 ]; then
 else
   row "inproc-100k" "skipped (--quick)" "-" "-"
 fi
+# Issue #17: a 256 KiB campaign to 500 devices under 2 gateways on a stock Mosquitto
+# (max_queued_messages 1000) beside the same with a queue no run fills: the go's window keeps
+# the gateways' queues within the broker's, so the stock broker costs (almost) nothing.
+run_sim "stock-broker-500" "" --devices 500 --tiers 1 --fanout 2 --image-size 262144 --seed 11
+run_sim "raised-queue-500" "" --devices 500 --tiers 1 --fanout 2 --image-size 262144 --seed 11 \
+  --broker-queue 1000000
+stock="${sim_json[stock-broker-500]:-}"
+raised="${sim_json[raised-queue-500]:-}"
+if [ -n "$stock" ] && [ -n "$raised" ]; then
+  sf="$(json_key "$stock" seconds_to_all_final)"
+  rf="$(json_key "$raised" seconds_to_all_final)"
+  row "500 devices, 256 KiB: seconds on a stock broker / with a raised queue (target <= 1.5)" \
+    "$(num "$sf") s / $(num "$rf") s" "-" "$(ratio "$(div "$sf" "$rf")")"
+  row "500 devices, 256 KiB, stock broker: broker drop episodes; image bytes per device" \
+    "$(json_key "$stock" broker_drop_episodes); $(num "$(json_key "$stock" image_bytes_per_device)") B" \
+    "262,144 B (the image)" \
+    "$(ratio "$(div 262144 "$(json_key "$stock" image_bytes_per_device)")")"
+else
+  row "500 devices, 256 KiB: stock broker / raised queue" "failed: a scenario failed" "-" "-"
+fi
 run_sim "faults-$(label $faults)" $OFFLINE_DELAY --devices $faults --tiers 2 --fanout 4 \
   --offline-share 0.05 --offline-delay $OFFLINE_DELAY --install-fail-share 0.05 \
   --boot-fail-share 0.02 --kill-intermediate --kill-at 1 --downtime 3 --seed 7
