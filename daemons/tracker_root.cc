@@ -1,6 +1,8 @@
 // tracker-root: the root status tracker with its firmware server and admin API.
 // Flags, config and lifecycle come from core::RunDaemon and the wiring from tracker-nodes; this
 // file maps the configuration file onto a RootSpec and keeps the admin token.
+#include <malloc.h>
+
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -67,6 +69,16 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
 }  // namespace x1368::root
 
 int main(int argc, char** argv) {
+#ifdef __GLIBC__
+  // A release upload holds its image three times over (the HTTP body, our copy of it, the parsed
+  // submission), each freed once the release is on disk. glibc's default mmap threshold follows
+  // the largest buffer freed so far (up to 32 MiB), so after one image of a few MiB the next
+  // copies of that size came from the arena and stayed resident once freed: root then served
+  // its images with up to twice the last upload's size still resident (issue #17; 16 MiB image:
+  // 33 MiB). A fixed threshold keeps every buffer of 1 MiB and more in a mapping of its own,
+  // returned when it is freed; the chunks and messages root handles are far below it.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
   return x1368::core::RunDaemon(
       argc, argv, "tracker-root",
       "x1368 root status tracker: accepts author-signed releases into its firmware server, "

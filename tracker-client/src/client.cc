@@ -39,7 +39,25 @@ Client::Client(ClientOptions options, core::NodeContext* node, FirmwareConsumer*
             *body.mutable_chunk_request() = req;
             return links_.SendUp(Channel::kFw, std::move(body));
           },
-          opts_.fetch) {}
+          opts_.fetch) {
+  chunk_timeouts_ = node_->metrics().Counter(
+      "x1368_chunk_timeouts_total",
+      "Chunks the parent did not send in time (each asked again); many mean a broker that "
+      "drops messages (max_queued_messages) or a parent that cannot keep up");
+}
+
+void Client::CountTimeouts() {
+  uint64_t now = fetcher_.timeouts();
+  if (now <= timeouts_seen_) return;
+  uint64_t n = now - timeouts_seen_;
+  timeouts_seen_ = now;
+  chunk_timeouts_->Add(n);
+  spdlog::warn(
+      "event=download.chunks_timed_out count={} parent={} hint=\"the broker may be dropping "
+      "messages (its max_queued_messages below what the parent's configuration states) or the "
+      "parent is overloaded\"",
+      n, opts_.parent_id);
+}
 
 Client::~Client() { Stop(); }
 
@@ -339,22 +357,24 @@ void Client::AwaitGoThenAccept() {
 
 void Client::FetchTable(const v1::Manifest& m) {
   auto bytes = std::make_shared<std::string>();
-  fetcher_.Start({m.sha256(), /*table=*/true, core::ChunkTableBytes(m.size(), m.chunk_size()), 0,
-                  core::kMaxChunkBytes, nullptr},
-                 [bytes](uint64_t, const std::string& data) {
-                   bytes->append(data);
-                   return absl::OkStatus();
-                 },
-                 [this, m, bytes](const absl::Status& s) {
-                   if (!s.ok()) return Retry(s);
-                   auto table = core::ChunkTable::Make(m, std::move(*bytes));
-                   if (!table.ok()) {
-                     Reject(table.status(), "chunk_table");  // a parent that sends a bad table
-                     return Retry(table.status());
-                   }
-                   table_ = *std::move(table);
-                   Download();
-                 });
+  fetcher_.Start(
+      {m.sha256(), /*table=*/true, core::ChunkTableBytes(m.size(), m.chunk_size()), 0,
+       core::kMaxChunkBytes, nullptr},
+      [bytes](uint64_t, const std::string& data) {
+        bytes->append(data);
+        return absl::OkStatus();
+      },
+      [this, m, bytes](const absl::Status& s) {
+        CountTimeouts();
+        if (!s.ok()) return Retry(s);
+        auto table = core::ChunkTable::Make(m, std::move(*bytes));
+        if (!table.ok()) {
+          Reject(table.status(), "chunk_table");  // a parent that sends a bad table
+          return Retry(table.status());
+        }
+        table_ = *std::move(table);
+        Download();
+      });
 }
 
 void Client::Download() {
@@ -390,6 +410,7 @@ void Client::Download() {
         return absl::OkStatus();
       },
       [this, m](const absl::Status& s) {
+        CountTimeouts();
         if (!s.ok()) return Retry(s);
         // Making the image durable syncs it: a blocking call.
         CallConsumer([this, m] { return consumer_->FinishDownload(m); },

@@ -179,6 +179,12 @@ class MqttTransport final : public Transport {
     client->set_message_callback([this](mqtt::const_message_ptr msg) { OnMessage(*msg); });
     client->set_connection_lost_handler([this](const std::string& cause) { OnLost(cause); });
     client->set_disconnected_handler([this](const mqtt::properties&, mqtt::ReasonCode rc) {
+      // The broker ended the session on purpose (quota exceeded, a packet too large, the session
+      // taken over by another connection with our client id...): the operator must hear it.
+      const char* why = MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(rc));
+      spdlog::warn("event=mqtt.disconnected_by_broker broker={} client_id={} rc={} reason=\"{}\"",
+                   opts_.broker_uri, opts_.client_id, static_cast<int>(rc),
+                   why != nullptr ? why : "unknown");
       OnLost(absl::StrCat("server disconnect ", static_cast<int>(rc)));
     });
     {

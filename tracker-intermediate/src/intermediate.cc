@@ -50,6 +50,10 @@ Intermediate::Intermediate(IntermediateOptions options, core::NodeContext* node,
                               "Desired states sent again to a device that missed a campaign");
   fill_retries_ = m.Counter("x1368_cache_fill_retries_total",
                             "Cache fills from upstream that failed and were scheduled again");
+  chunk_timeouts_ =
+      m.Counter("x1368_chunk_timeouts_total",
+                "Chunks upstream did not send in time (each asked again); many mean a broker that "
+                "drops messages (max_queued_messages) or a parent that cannot keep up");
 }
 
 void Intermediate::StorageFailed(const absl::Status& status, absl::string_view event) {
@@ -144,7 +148,7 @@ void Intermediate::FromParent(const core::Topic& topic, const std::string& paylo
       return;
     case v1::Body::kGo:
       // Pacing from above arrives as go; with no pacing of our own yet, our children go at once.
-      // The go says how many chunk requests our parent lets each child keep in flight.
+      // The go says how many chunks our parent lets each child keep in flight.
       return AdoptWindow(body.go().chunk_window());
     case v1::Body::kStatusRequest:
       // The parent missed what we relayed (it subscribed after, or lost its session): we keep no
@@ -508,6 +512,7 @@ void Intermediate::FetchImage(const std::string& sha) {
           return FillFailed(sha, fetched);
         }
         Fill& f = fills_.at(sha);
+        CountTimeouts(f);
         if (absl::Status s = cache_.Complete(sha, f.manifest.size(), f.table->bytes()); !s.ok()) {
           StorageFailed(s, "cache.complete_failed");
           return FillFailed(sha, s);
@@ -522,12 +527,26 @@ void Intermediate::FetchImage(const std::string& sha) {
       });
 }
 
+void Intermediate::CountTimeouts(Fill& fill) {
+  if (fill.fetcher == nullptr || fill.fetcher->timeouts() <= fill.timeouts_counted) return;
+  uint64_t n = fill.fetcher->timeouts() - fill.timeouts_counted;
+  fill.timeouts_counted = fill.fetcher->timeouts();
+  chunk_timeouts_->Add(n);
+  spdlog::warn(
+      "event=cache.chunks_timed_out count={} parent={} hint=\"the broker may be dropping messages "
+      "(its max_queued_messages below what the parent's configuration states) or the parent is "
+      "overloaded\"",
+      n, opts_.parent_id);
+}
+
 void Intermediate::FillFailed(const std::string& sha, const absl::Status& status) {
   auto it = fills_.find(sha);
   if (it == fills_.end()) return;
   Fill& fill = it->second;
+  CountTimeouts(fill);
   if (fill.fetcher) loop_->Post([fetcher = std::move(fill.fetcher)] {});
   fill.fetcher = nullptr;
+  fill.timeouts_counted = 0;
   // Transient or not, the image is still wanted: tried again with capped exponential backoff,
   // resuming after the chunks already held. The children's requests wait (they ask again when
   // theirs time out); a fill nobody names any more is dropped by PruneExpired.

@@ -27,6 +27,7 @@
 #include "x1368/core/chunk_table.h"
 #include "x1368/core/event_loop.h"
 #include "x1368/core/links.h"
+#include "x1368/core/metrics.h"
 #include "x1368/core/node.h"
 #include "x1368/core/transport.h"
 #include "x1368/v1/envelope.pb.h"
@@ -37,7 +38,7 @@ namespace x1368::client {
 struct ClientOptions {
   std::string parent_id;
   core::ChunkFetcherOptions fetch;  // its window at most; the parent's go may allow fewer
-  int max_attempts = 3;                                // per state, then FAILED
+  int max_attempts = 3;             // per state, then FAILED
   absl::Duration retry_delay = absl::Seconds(2);       // between attempts
   absl::Duration report_interval = absl::Seconds(60);  // full-state report (heartbeat)
 };
@@ -96,6 +97,8 @@ class Client {
   void Download();
   // Fetches the image's chunk table (checked against the manifest), then downloads.
   void FetchTable(const v1::Manifest& manifest);
+  // Counts the chunks that timed out since the last call, and warns about them.
+  void CountTimeouts();
   void VerifyImage();
   void InstallImage();
   void TrialBoot();
@@ -122,6 +125,8 @@ class Client {
   core::NodeLinks links_;
   const ClientHooks hooks_;
   core::ChunkFetcher fetcher_;
+  core::Metric* chunk_timeouts_ = nullptr;  // requests the parent never answered
+  uint64_t timeouts_seen_ = 0;              // fetcher_.timeouts() already counted
 
   // Loop only.
   v1::UpdateRecord record_;

@@ -53,7 +53,7 @@ struct TransportOptions {
   int session_expiry_s = 3600;
   // What the broker queues for this connection beyond the messages in flight (Mosquitto's
   // max_queued_messages, 1000 unless its configuration says otherwise; it drops the rest without
-  // telling anyone). A parent shares it among its children's chunk requests (ChunkWindowFor).
+  // telling anyone). A parent shares it among its children's chunks in flight (ChunkWindowFor).
   uint32_t broker_max_queued = 1000;
 };
 

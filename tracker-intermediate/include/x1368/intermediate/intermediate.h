@@ -43,7 +43,7 @@ struct IntermediateOptions {
   absl::Duration fill_retry_min = absl::Seconds(1);
   absl::Duration fill_retry_max = absl::Seconds(30);
   // What the broker of the downstream link queues for this node (Mosquitto's
-  // max_queued_messages): the children's chunk requests in flight share it (ChunkWindowFor).
+  // max_queued_messages): the children's chunks in flight share it (ChunkWindowFor).
   uint32_t downstream_queue = 1000;
   absl::Duration fetch_timeout = absl::Seconds(5);
   int fetch_max_tries = 6;
@@ -93,6 +93,7 @@ class Intermediate {
     std::shared_ptr<core::ChunkFetcher> fetcher;  // null while a retry waits
     bool retry_pending = false;
     int failures = 0;
+    uint64_t timeouts_counted = 0;  // of fetcher->timeouts()
     // Children's requests for what the fill does not hold yet, by (kind, offset, child): the
     // table's first, then the image's in offset order.
     std::map<std::tuple<int, uint64_t, std::string>, v1::FirmwareChunkRequest> waiting;
@@ -113,6 +114,8 @@ class Intermediate {
   Fill& StartFill(const v1::Manifest& manifest);
   void FetchImage(const std::string& sha256);
   void FillFailed(const std::string& sha256, const absl::Status& status);
+  // Counts (and warns about) the chunks the fill's fetcher asked again after a timeout.
+  void CountTimeouts(Fill& fill);
   // The window the parent's go allows (0: none stated).
   void AdoptWindow(uint32_t window);
   // The window our own go allows each child.
@@ -159,6 +162,7 @@ class Intermediate {
   core::Metric* send_failures_ = nullptr;
   core::Metric* desired_resent_ = nullptr;
   core::Metric* fill_retries_ = nullptr;
+  core::Metric* chunk_timeouts_ = nullptr;
 };
 
 }  // namespace x1368::intermediate

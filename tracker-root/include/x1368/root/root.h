@@ -37,8 +37,8 @@ struct RootOptions {
   uint64_t max_image_bytes = 256ULL << 20;
   // A device is shown offline when its last report is older than this.
   int64_t device_stale_after_ms = 180'000;
-  // What the broker queues for root (Mosquitto's max_queued_messages): the children's chunk
-  // requests in flight share it (core::ChunkWindowFor).
+  // What the broker queues for root (Mosquitto's max_queued_messages): the children's chunks in
+  // flight share it (core::ChunkWindowFor).
   uint32_t downstream_queue = 1000;
 };
 
