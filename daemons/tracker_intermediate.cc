@@ -22,8 +22,7 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
     core::TransportOptions d = core::ReadLinkConfig(f, "downstream", setup.node.node_id);
     if (d.broker_uri != upstream.broker_uri) downstream = d;  // a broker of its own for the subtree
   }
-  opts.downstream_queue =
-      downstream ? downstream->broker_max_queued : upstream.broker_max_queued;
+  opts.downstream_queue = downstream ? downstream->broker_max_queued : upstream.broker_max_queued;
   opts.cache_dir = f.Path("cache.dir", "");
   if (opts.cache_dir.empty()) opts.cache_dir = setup.node.data_dir + "/cache";
   opts.cache_max_images = static_cast<size_t>(f.Int("cache.max_images", 8, 1, 10'000));

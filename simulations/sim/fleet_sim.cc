@@ -236,7 +236,7 @@ core::TransportOptions Fleet::MemoryLink(const std::string& id) const {
 }
 
 absl::StatusOr<std::unique_ptr<MosquittoBroker>> StartMosquitto(const std::string& dir,
-                                                                 int max_queued_messages) {
+                                                                int max_queued_messages) {
   if (absl::Status s = core::PosixFileSystem()->MakeDirs(dir); !s.ok()) return s;
   testing::MosquittoOptions options;
   options.max_queued_messages = max_queued_messages;
@@ -633,9 +633,9 @@ absl::StatusOr<SimResult> Fleet::Run() {
   image_sha256_ = core::Sha256(image);
   TestNode author = pki_.Make("author-1", v1::ROLE_AUTHOR, {}, {kComponent});
   v1::ReleaseSubmission sub;
-  *sub.mutable_manifest() = TestPki::Sign(
-      author, TestPki::ManifestFor(image, kComponent, kNewVersion, 2, {kHardware}, author.id,
-                                   o_.chunk_size));
+  *sub.mutable_manifest() =
+      TestPki::Sign(author, TestPki::ManifestFor(image, kComponent, kNewVersion, 2, {kHardware},
+                                                 author.id, o_.chunk_size));
   sub.set_image(image);
   auto release = core::CallOnLoop(*root_.loop, [&] { return root_.root->PublishRelease(sub); });
   if (!release.ok()) return release.status();

@@ -228,8 +228,7 @@ TEST_F(BadInputTest, ReplayedMessagesAreDroppedOrRefused) {
     }
   }
   TestNode gw1_key = tree_->pki().Make("gw1", v1::ROLE_INTERMEDIATE, {"dev-*"});
-  core::EnvelopeSealer gw1(gw1_key.id, gw1_key.key, gw1_key.cert, nullptr,
-                           core::RealClock::Get());
+  core::EnvelopeSealer gw1(gw1_key.id, gw1_key.key, gw1_key.cert, nullptr, core::RealClock::Get());
   v1::Body ask;
   ask.mutable_status_request();
   auto later = gw1.SealWithSeq("_all", ask, 60'000, newest + 1000);

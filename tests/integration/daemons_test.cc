@@ -41,7 +41,6 @@
 #include "testing/status_matchers.h"
 #include "testing/wait.h"
 #include "x1368/core/crypto.h"
-#include "x1368/core/chunk_table.h"
 #include "x1368/core/file_util.h"
 #include "x1368/core/http_client.h"
 #include "x1368/v1/admin.pb.h"
@@ -469,11 +468,20 @@ class DaemonsTestBase : public ::testing::Test {
         !s.ok()) {
       return ::testing::AssertionFailure() << s;
     }
-    CommandResult sign =
-        Ctl({"author", "sign", "--key", File("author-1.key"), "--cert", File("author-1.cert"),
-             "--image", image, "--component", "fw", "--version", version, "--sequence",
-             absl::StrCat(sequence), "--hardware", "board-a", "--out", manifest, "--chunk-size",
-             absl::StrCat(chunk_size != 0 ? chunk_size : core::kDefaultChunkBytes)});
+    std::vector<std::string> args = {"author",      "sign",
+                                     "--key",       File("author-1.key"),
+                                     "--cert",      File("author-1.cert"),
+                                     "--image",     image,
+                                     "--component", "fw",
+                                     "--version",   version,
+                                     "--sequence",  absl::StrCat(sequence),
+                                     "--hardware",  "board-a",
+                                     "--out",       manifest};
+    if (chunk_size != 0) {
+      args.push_back("--chunk-size");
+      args.push_back(absl::StrCat(chunk_size));
+    }
+    CommandResult sign = Ctl(args);
     if (!sign.exited_with(0)) return ::testing::AssertionFailure() << sign.Describe();
     CommandResult publish = Admin({"release", "publish", "--manifest", manifest, "--image", image});
     if (!publish.exited_with(0)) {
@@ -1038,8 +1046,7 @@ TEST_F(DaemonsProcessTest, ClientKilledMidDownloadResumesAfterRestart) {
               WriteConfig("gw1.toml", IntermediateLines("gw1", "root")));
   // Small chunks, two in flight: 512 chunks, so the download lasts long enough to be cut.
   std::string dev_config = WriteConfig(
-      "dev-1.toml",
-      ClientLines("dev-1", "gw1", {"window = 2", "retry_delay_ms = 200"}));
+      "dev-1.toml", ClientLines("dev-1", "gw1", {"window = 2", "retry_delay_ms = 200"}));
   ChildProcess* dev = StartDaemon("tracker-client", "dev-1", dev_config);
   ASSERT_TRUE(FleetWait("1.0.0", 1, 60));
 

@@ -119,9 +119,8 @@ int MosquittoBroker::DropEpisodes() const {
   auto log = core::ReadFile(log_path());
   if (!log.ok()) return 0;
   int n = 0;
-  for (size_t at = 0; (at = log->find("Outgoing messages are being dropped", at)) !=
-                      std::string::npos;
-       ++at) {
+  for (size_t at = 0;
+       (at = log->find("Outgoing messages are being dropped", at)) != std::string::npos; ++at) {
     ++n;
   }
   return n;
@@ -129,10 +128,10 @@ int MosquittoBroker::DropEpisodes() const {
 
 absl::Status MosquittoBroker::WriteConfig() {
   const std::string& dir = dir_;
-  std::string conf = absl::StrCat("listener ", port_, " 127.0.0.1\n", "user root\n",
-                                  "persistence false\n", "log_dest file ", log_path(), "\n",
-                                  "log_type error\nlog_type warning\nlog_type notice\n",
-                                  "set_tcp_nodelay true\n");
+  std::string conf =
+      absl::StrCat("listener ", port_, " 127.0.0.1\n", "user root\n", "persistence false\n",
+                   "log_dest file ", log_path(), "\n",
+                   "log_type error\nlog_type warning\nlog_type notice\n", "set_tcp_nodelay true\n");
   if (options_.max_queued_messages > 0) {
     absl::StrAppend(&conf, "max_queued_messages ", options_.max_queued_messages, "\n");
   }

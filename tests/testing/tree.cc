@@ -162,9 +162,9 @@ absl::StatusOr<v1::ReleaseInfo> TestTree::Publish(const std::string& image,
                                                   std::vector<std::string> hardware,
                                                   const std::string& component) {
   v1::ReleaseSubmission sub;
-  *sub.mutable_manifest() = TestPki::Sign(
-      author_, TestPki::ManifestFor(image, component, version, sequence, hardware, author_.id,
-                                    publish_chunk_size));
+  *sub.mutable_manifest() =
+      TestPki::Sign(author_, TestPki::ManifestFor(image, component, version, sequence, hardware,
+                                                  author_.id, publish_chunk_size));
   sub.set_image(image);
   return OnLoop(*root_->loop, [&] { return root_->root->PublishRelease(sub); });
 }

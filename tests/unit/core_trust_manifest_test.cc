@@ -279,11 +279,13 @@ TEST_F(ManifestTest, BuildManifestFillsEveryFieldAndSignsAndVerifies) {
   EXPECT_EQ(verified->SerializeAsString(), expected.SerializeAsString());
 
   spec.uri = "https://fw.example/fw-main-3.1.0";
-  EXPECT_EQ(BuildManifest(spec, DigestImage(image_)).uri(),
-            "https://fw.example/fw-main-3.1.0");
+  EXPECT_EQ(BuildManifest(spec, DigestImage(image_)).uri(), "https://fw.example/fw-main-3.1.0");
   // Built as told, invalid or not: signing is where a manifest is checked.
   spec.sequence_number = 0;
-  EXPECT_EQ(BuildManifest(spec, ImageDigests{.sha256 = "short", .size = 0, .chunk_size = 0, .table = ""}).sha256(), "short");
+  EXPECT_EQ(
+      BuildManifest(spec, ImageDigests{.sha256 = "short", .size = 0, .chunk_size = 0, .table = ""})
+          .sha256(),
+      "short");
   EXPECT_THAT(SignManifest(author_.key, author_.cert, BuildManifest(spec, DigestImage(image_))),
               HasReason(v1::MANIFEST_MALFORMED));
 }

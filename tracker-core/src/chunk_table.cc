@@ -46,9 +46,9 @@ absl::StatusOr<ImageDigests> DigestImageFile(FileSystem& fs, const std::string& 
 
 absl::Status ValidateChunking(const v1::Manifest& m) {
   if (m.chunk_size() < kMinChunkBytes || m.chunk_size() > kMaxChunkBytes) {
-    return Reject(v1::MANIFEST_MALFORMED, absl::StrCat("chunk size ", m.chunk_size(),
-                                                       " is outside ", kMinChunkBytes, "..",
-                                                       kMaxChunkBytes));
+    return Reject(v1::MANIFEST_MALFORMED,
+                  absl::StrCat("chunk size ", m.chunk_size(), " is outside ", kMinChunkBytes, "..",
+                               kMaxChunkBytes));
   }
   if (m.chunk_table_sha256().size() != kDigestBytes) {
     return Reject(v1::MANIFEST_MALFORMED, "chunk table digest is not 32 bytes");

@@ -126,8 +126,9 @@ void NodeLinks::OnData(const Topic& topic, const MqttMessage& m) {
     return Reject(core::Reject(v1::BAD_TOPIC, "chunk data is never broadcast"), m.topic);
   }
   if (m.payload.size() > node_->opener().limits().max_message_bytes) {
-    return Reject(core::Reject(v1::OVERSIZE, absl::StrCat(m.payload.size(), " bytes of chunk data")),
-                  m.topic);
+    return Reject(
+        core::Reject(v1::OVERSIZE, absl::StrCat(m.payload.size(), " bytes of chunk data")),
+        m.topic);
   }
   v1::ChunkData data;
   if (!data.ParseFromString(m.payload)) {

@@ -27,12 +27,9 @@ bool ChannelFits(Direction direction, Channel channel) {
 
 bool ParseChannel(absl::string_view name, Channel* out) {
   static constexpr std::pair<absl::string_view, Channel> kNames[] = {
-      {"cmd", Channel::kCmd},
-      {"desired", Channel::kDesired},
-      {"fw", Channel::kFw},
-      {"status", Channel::kStatus},
-      {"presence", Channel::kPresence},
-      {"data", Channel::kData}};
+      {"cmd", Channel::kCmd},       {"desired", Channel::kDesired},   {"fw", Channel::kFw},
+      {"status", Channel::kStatus}, {"presence", Channel::kPresence}, {"data", Channel::kData},
+  };
   for (const auto& [n, c] : kNames) {
     if (n == name) {
       *out = c;

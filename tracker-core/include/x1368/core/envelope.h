@@ -3,8 +3,9 @@
 // EnvelopeOpener::Open applies every rule, in an order that never acts on unauthenticated bytes:
 // size before parsing, signature before reading the body, and the sequence window last so a
 // rejected message never moves it. Chunk requests are the exception to the window: idempotent,
-// they are checked for everything but their sequence number. Each failure carries its own v1::Reason (see reason.h);
-// DUPLICATE marks an idempotent QoS 1 redelivery that callers drop silently.
+// they are checked for everything but their sequence number. Each failure carries its own
+// v1::Reason (see reason.h); DUPLICATE marks an idempotent QoS 1 redelivery that callers drop
+// silently.
 //
 // Where a message came from (OpenContext) decides who may have signed it and for whom it may be:
 //   kFromParent  down topics of my parent: signed by my parent (whose certificate covers me) or

@@ -27,7 +27,7 @@ class FirmwareCache {
   absl::Status Open();  // creates the directory, forgets partial files of a previous run
 
   bool Has(const std::string& sha256) const;
-  std::string PathOf(const std::string& sha256) const;  // of a complete image
+  std::string PathOf(const std::string& sha256) const;       // of a complete image
   std::string TablePathOf(const std::string& sha256) const;  // of its chunk table
   std::string PartPath(const std::string& sha256) const;     // of an image filling
 
