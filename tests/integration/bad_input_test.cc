@@ -169,6 +169,22 @@ TEST_F(BadInputTest, TamperedImageIsCaughtByTheDeviceItself) {
   ExpectStillOnFactoryFirmware("dev-2");
 }
 
+// ChunkData, the one payload that is not an Envelope (issue #17): bytes that do not parse, and
+// chunk data broadcast to every child, are counted (MALFORMED, BAD_TOPIC) and change nothing; a
+// well-formed chunk nobody asked for is ignored. The device still updates afterwards.
+TEST_F(BadInputTest, BadChunkDataIsCountedAndChangesNothing) {
+  Inject("x1368/gw1/dev-1/down/data", std::string("\xff\xff\xff not a ChunkData", 20));
+  EXPECT_TRUE(Reported(v1::MALFORMED));
+  v1::ChunkData unasked;
+  unasked.set_image_sha256(std::string(32, 'x'));
+  unasked.set_data("bytes nobody asked for");
+  Inject("x1368/gw1/_all/down/data", unasked.SerializeAsString());
+  EXPECT_TRUE(Reported(v1::BAD_TOPIC));
+  Inject("x1368/gw1/dev-1/down/data", unasked.SerializeAsString());
+  ExpectStillOnFactoryFirmware();
+  ExpectGenuineUpdateStillWorks("2.0.0", 2);
+}
+
 TEST_F(BadInputTest, ManifestForAnotherHardwareClass) {
   ASSERT_OK(tree_->Publish(TestPki::MakeImage(20 * 1024, 23), "2.0.0", 2, {"board-b"}));
   ASSERT_OK(tree_->StartCampaign("2.0.0"));
