@@ -35,6 +35,8 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   stub.initial_sequence =
       static_cast<uint64_t>(f.Int("consumer.initial_sequence", 1, 0, INT64_MAX));
   stub.max_trial_boots = static_cast<uint32_t>(f.Int("consumer.max_trial_boots", 2, 1, 100));
+  stub.sync_every_bytes =
+      static_cast<uint64_t>(f.Int("consumer.sync_every_kib", 4096, 64, 1 << 20)) * 1024;
   auto faults = stub::ParseFaults(f.StringList("consumer.faults"));
   if (!faults.ok()) {
     f.Fail("consumer.faults", faults.status().message());

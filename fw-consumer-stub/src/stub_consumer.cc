@@ -14,8 +14,6 @@ using core::Reject;
 
 namespace {
 constexpr char kBootEnvKey[] = "bootenv";
-// Fsync the slot every this many bytes while downloading: what survives a power cut is resumed.
-constexpr uint64_t kSyncEvery = 256 * 1024;
 
 std::string FactoryImage(const StubOptions& o) {
   std::string image =
@@ -179,7 +177,7 @@ absl::Status StubConsumer::WriteChunk(const v1::Manifest& m, uint64_t offset,
   }
   X1368_RETURN_IF_ERROR(opts_.fs->WriteRange(path, offset, data));
   since_sync_ += data.size();
-  if (since_sync_ >= kSyncEvery) {
+  if (since_sync_ >= opts_.sync_every_bytes) {
     X1368_RETURN_IF_ERROR(opts_.fs->Sync(path));
     since_sync_ = 0;
   }

@@ -62,14 +62,14 @@ void SimLink::AddSubscription(const std::string& filter) { inner_->AddSubscripti
 
 absl::Status SimLink::Start() { return inner_->Start(); }
 
-absl::Status SimLink::Publish(const core::MqttMessage& message) {
+absl::Status SimLink::Publish(core::MqttMessage message) {
   if (cut_.load()) return absl::OkStatus();  // the node thinks it spoke; nobody heard it
   if (Lose()) {
     counters_->lost.fetch_add(1, std::memory_order_relaxed);
     return absl::OkStatus();
   }
   Count(message, /*out=*/true);
-  return inner_->Publish(message);
+  return inner_->Publish(std::move(message));
 }
 
 void SimLink::Stop() { inner_->Stop(); }

@@ -51,7 +51,7 @@ class SimLink : public core::Transport {
   void SetWillProvider(WillProvider provider) override;
   void AddSubscription(const std::string& filter) override;
   absl::Status Start() override;
-  absl::Status Publish(const core::MqttMessage& message) override;
+  absl::Status Publish(core::MqttMessage message) override;
   void Stop() override;
   bool connected() const override;
   core::TransportStats stats() const override;

@@ -128,6 +128,7 @@ ClientNode* TestTree::AddClient(const std::string& id, const std::string& parent
   s.consumer.initial_version = spec.initial_version;
   s.consumer.initial_sequence = spec.initial_sequence;
   s.consumer.faults = spec.faults;
+  s.consumer.sync_every_bytes = spec.sync_every_bytes;
   s.options.parent_id = parent;
   if (!spec.module_retries) {
     s.options.fetch.timeout = absl::Seconds(2);

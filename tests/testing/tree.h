@@ -63,6 +63,10 @@ struct ClientSpec {
   // The client module's own fetch timeout and retries (for benchmarks under load) instead of the
   // tests' short ones, which give up within seconds.
   bool module_retries = false;
+  // How often the stub syncs its slot while downloading: small, so that the tests' images of a
+  // few hundred KiB are synced mid-download and a power cut has something to resume from (the
+  // stub's own default is 4 MiB).
+  uint64_t sync_every_bytes = 256 * 1024;
   // The client's files go here instead of the tree's storage (benchmarks count its syncs); not
   // owned, must outlive the tree.
   core::FileSystem* fs = nullptr;

@@ -198,12 +198,12 @@ class MqttTransport final : public Transport {
     return absl::OkStatus();
   }
 
-  absl::Status Publish(const MqttMessage& m) override {
+  absl::Status Publish(MqttMessage m) override {
     {
       absl::MutexLock lock(&mu_);
       if (client_ == nullptr) return absl::FailedPreconditionError("transport not started");
       if (stop_) return absl::FailedPreconditionError("transport stopped");
-      outbox_.push_back(m);
+      outbox_.push_back(std::move(m));
       if (outbox_.size() > static_cast<size_t>(opts_.max_buffered)) {
         outbox_.pop_front();
         stats_dropped_.fetch_add(1);
@@ -580,7 +580,7 @@ class MqttTransport final : public Transport {
         ++inflight_;
       }
       try {
-        client_->publish(mqtt::make_message(m.topic, m.payload, 1, m.retained), nullptr,
+        client_->publish(mqtt::make_message(m.topic, std::move(m.payload), 1, m.retained), nullptr,
                          delivery_listener_);
         stats_published_.fetch_add(1);
       } catch (const mqtt::exception& e) {

@@ -288,12 +288,12 @@ void FakeTransport::Reconnect() {
   for (const MqttMessage& m : buffered) broker_->Route(m);
 }
 
-absl::Status FakeTransport::Publish(const MqttMessage& message) {
+absl::Status FakeTransport::Publish(MqttMessage message) {
   {
     absl::MutexLock lock(&mu_);
     ++stats_.published;
     if (!connected_) {
-      buffered_.push_back(message);
+      buffered_.push_back(std::move(message));
       return absl::OkStatus();
     }
   }

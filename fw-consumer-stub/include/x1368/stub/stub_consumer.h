@@ -44,6 +44,12 @@ struct StubOptions {
   std::string initial_version{"1.0.0"};  // factory image, written on first start
   uint64_t initial_sequence = 1;
   uint32_t max_trial_boots = 2;
+  // The inactive slot is synced every this many downloaded bytes (and when the download ends):
+  // what a power cut keeps, and so where the download resumes. Each sync blocks the client's
+  // loop for a disk flush: at 256 KiB a 64 KiB-chunk download spent more time in fsync than in
+  // everything else (0.50 of the raw MQTT rate; 0.72 to 0.92 at 4 MiB). A power cut costs at
+  // most this much fetched again.
+  uint64_t sync_every_bytes = 4 << 20;
   StubFaults faults;
 };
 

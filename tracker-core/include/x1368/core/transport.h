@@ -85,8 +85,9 @@ class Transport {
 
   // Starts connecting in the background; returns at once.
   virtual absl::Status Start() = 0;
-  // QoS 1. While disconnected the message waits in the bounded buffer.
-  virtual absl::Status Publish(const MqttMessage& message) = 0;
+  // QoS 1. While disconnected the message waits in the bounded buffer. By value: a chunk's
+  // payload is moved along, never copied, until Paho copies it for the socket.
+  virtual absl::Status Publish(MqttMessage message) = 0;
   // Disconnects cleanly (the broker discards the Will) and stops reconnecting. Waits (bounded)
   // for queued messages to go out and for a handler that is running; once it returns no handler
   // runs. May be called from an executor thread.

@@ -96,7 +96,7 @@ class FakeTransport final : public Transport {
   void SetWillProvider(WillProvider provider) override;
   void AddSubscription(const std::string& filter) override;
   absl::Status Start() override;
-  absl::Status Publish(const MqttMessage& message) override;
+  absl::Status Publish(MqttMessage message) override;
   void Stop() override;
   bool connected() const override;
   TransportStats stats() const override;
