@@ -311,12 +311,14 @@ else
   row "the same, sockets as Paho leaves them (no TCP_NODELAY, as the transport's)" \
     "$(num "$paho") MB/s" "$(num "$raw") MB/s (TCP_NODELAY)" "$(ratio "$(div "$paho" "$raw")")"
   row "image through one gateway ($image_mib MiB): download MB/s, campaign start to DOWNLOADED" \
-    "$(num "$dl") MB/s" "$(num "$raw") MB/s (raw request/response, $kib KiB)" \
+    "$(num "$dl") MB/s" "$(num "$raw") MB/s (raw request/response, $kib KiB, one hop)" \
     "$(ratio "$(dp ratio)")"
-  fill="$(num "$(dp gateway_fill_seconds)")"
-  row "image through one gateway: the gateway-to-device hop alone (its cache filled in $fill s)" \
-    "$(num "$(dp serve_MB_per_s)") MB/s" "$(num "$raw") MB/s (raw request/response, $kib KiB)" \
-    "$(ratio "$(dp serve_ratio)")"
+  row "the same beside two hops with plain clients (a Paho relay in the middle, as a gateway)" \
+    "$(num "$dl") MB/s" "$(num "$(dp raw_relay_MB_per_s)") MB/s (raw relay, $kib KiB, two hops)" \
+    "$(ratio "$(dp relay_ratio)")"
+  row "a second device from the gateway's filled cache (one hop)" \
+    "$(num "$(dp cached_MB_per_s)") MB/s" "$(num "$raw") MB/s (raw request/response, $kib KiB)" \
+    "$(ratio "$(dp cached_ratio)")"
   row "image through one gateway ($image_mib MiB): seconds to confirmed" \
     "$(num "$(dp seconds_to_confirmed)") s" "-" "-"
   row "client's disk per downloaded MiB, campaign start to DOWNLOADED" \

@@ -14,13 +14,19 @@
 //     (up to 40 ms on Linux; TCP_NODELAY on the requester's socket alone lifts the pair to the
 //     limit): without it the pair runs at 100 to 700 responses a second, whatever their size,
 //     below what the real data path does, so it is no limit.
+//     relay_MB_per_s: the same through a third plain client in the middle that forwards each
+//     request and each response as it arrives (two hops through the broker, as through a
+//     gateway), at 16 in flight, the data path's window.
 //   - BM_ImageThroughGateway/<image_mib>: root, gateway "gw1" and client "dev-0" (TestTree, files
 //     on the disk), a random image published as 2.0.0, and the campaign timed until root sees
 //     dev-0 confirm it (the benchmark's time). Beside it: campaign start until dev-0's own record
 //     says DOWNLOADED (download_MB_per_s), the raw limit above at the client's chunk size on the
 //     same broker in the same run (raw_MB_per_s; raw_paho_default_MB_per_s too), and their ratio;
-//     and the client's fsyncs and renames per downloaded MiB, counted by a CountingFileSystem
-//     under its files.
+//     the two-hop relay limit (raw_relay_MB_per_s) and the ratio to it (relay_ratio): every byte
+//     crosses the one broker twice on the way through a gateway, which a one-hop pair does not
+//     pay; a second device, "dev-1", that then downloads the image from the gateway's filled
+//     cache (cached_MB_per_s, cached_ratio to the one-hop limit); and the client's fsyncs and
+//     renames per downloaded MiB, counted by a CountingFileSystem under its files.
 //
 //   build/bin/data_path_bench
 //   build/bin/data_path_bench --benchmark_filter='ImageThroughGateway/8/'

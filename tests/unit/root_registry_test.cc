@@ -205,6 +205,32 @@ TEST_F(RegistryTest, StagedDevicesAndNodesReachDiskOnlyWithCommit) {
   EXPECT_FALSE(registry_->Node("gw2").has_value());
 }
 
+// Root shares its broker's queue among its direct children only (Root::ChildWindow): gateways
+// and devices that report through another gateway fetch nothing from root.
+TEST_F(RegistryTest, OnlyNodesAndDevicesThatReportThemselvesAreDirectChildren) {
+  v1::NodeRecord gw1 = NodeRec("gw1", true);
+  gw1.set_via("gw1");
+  v1::NodeRecord gw2 = NodeRec("gw2", true);  // cascaded under gw1
+  gw2.set_via("gw1");
+  v1::DeviceRecord under_gw2 = Device("dev-1", "1.0.0");
+  under_gw2.set_via("gw1");
+  v1::DeviceRecord direct = Device("dev-root", "1.0.0");
+  direct.set_via("dev-root");
+  registry_->StageNode(gw1);
+  registry_->StageNode(gw2);
+  registry_->StageDevice(under_gw2);
+  EXPECT_EQ(registry_->direct_child_count(), 1u);
+  registry_->StageDevice(direct);
+  registry_->StageNode(gw1);  // reported again: still one child
+  EXPECT_EQ(registry_->direct_child_count(), 2u);
+  ASSERT_OK(registry_->Commit());
+  ASSERT_NO_FATAL_FAILURE(Reopen());
+  EXPECT_EQ(registry_->direct_child_count(), 2u);
+  direct.set_via("gw1");  // the device moved under a gateway
+  registry_->StageDevice(direct);
+  EXPECT_EQ(registry_->direct_child_count(), 1u);
+}
+
 TEST_F(RegistryTest, CommitWithNothingStagedTouchesNothing) {
   ASSERT_OK(db_->Exec("DROP TABLE devices; DROP TABLE nodes;"));
   EXPECT_OK(registry_->Commit());  // would fail if it wrote anything

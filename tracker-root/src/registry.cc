@@ -53,6 +53,7 @@ absl::Status Registry::Load() {
     v1::DeviceRecord d;
     if (!d.ParseFromString(dev->ColumnText(0)))
       return core::Reject(v1::STORAGE_ERROR, "a device record does not parse");
+    if (d.via() == d.device_id()) direct_children_.insert(d.device_id());
     devices_[d.device_id()] = std::move(d);
   }
   X1368_ASSIGN_OR_RETURN(auto node, db_->Prepare("SELECT record FROM nodes"));
@@ -62,6 +63,7 @@ absl::Status Registry::Load() {
     v1::NodeRecord n;
     if (!n.ParseFromString(node->ColumnText(0)))
       return core::Reject(v1::STORAGE_ERROR, "a node record does not parse");
+    if (n.via() == n.node_id()) direct_children_.insert(n.node_id());
     nodes_[n.node_id()] = std::move(n);
   }
   return absl::OkStatus();
@@ -124,11 +126,21 @@ std::vector<v1::CampaignInfo> Registry::Campaigns() const {
 }
 
 void Registry::StageDevice(const v1::DeviceRecord& record) {
+  if (record.via() == record.device_id()) {
+    direct_children_.insert(record.device_id());
+  } else {
+    direct_children_.erase(record.device_id());  // moved under a gateway
+  }
   devices_[record.device_id()] = record;
   staged_devices_[record.device_id()] = record;
 }
 
 void Registry::StageNode(const v1::NodeRecord& record) {
+  if (record.via() == record.node_id()) {
+    direct_children_.insert(record.node_id());
+  } else {
+    direct_children_.erase(record.node_id());  // moved under a gateway
+  }
   nodes_[record.node_id()] = record;
   staged_nodes_[record.node_id()] = record;
 }

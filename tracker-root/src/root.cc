@@ -252,7 +252,8 @@ void Root::SendDesired(const std::string& child) {
 }
 
 uint32_t Root::ChildWindow() {
-  return core::ChunkWindowFor(registry_->node_count(), opts_.downstream_queue, kMaxChildWindow);
+  return core::ChunkWindowFor(registry_->direct_child_count(), opts_.downstream_queue,
+                              kMaxChildWindow);
 }
 
 void Root::ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& req) {
@@ -285,6 +286,7 @@ void Root::ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& 
 void Root::SetNodeOnline(const std::string& id, bool online) {
   v1::NodeRecord n = registry_->Node(id).value_or(v1::NodeRecord());
   n.set_node_id(id);
+  n.set_via(id);  // presence comes from root's own children only
   n.set_online(online);
   registry_->StageNode(n);
   ScheduleCommit();
@@ -328,6 +330,7 @@ void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const
   if (signer.role == v1::ROLE_INTERMEDIATE) {
     v1::NodeRecord n = registry_->Node(r.device_id()).value_or(v1::NodeRecord());
     n.set_node_id(r.device_id());
+    n.set_via(via);
     if (via != r.device_id()) n.set_online(true);  // cascaded: alive if it reports
     n.mutable_rejections()->CopyFrom(r.rejections());
     registry_->StageNode(n);

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "x1368/core/sqlite_db.h"
 #include "x1368/v1/admin.pb.h"
@@ -56,7 +57,9 @@ class Registry {
 
   std::vector<v1::DeviceRecord> Devices() const;
   std::vector<v1::NodeRecord> Nodes() const;
-  size_t node_count() const { return nodes_.size(); }  // root's direct children
+  // Root's direct children: the gateways and devices whose `via` is themselves. Every other node
+  // and device reports through one of them, and only these fetch chunks from root.
+  size_t direct_child_count() const { return direct_children_.size(); }
   std::optional<v1::NodeRecord> Node(const std::string& id) const;
 
  private:
@@ -71,6 +74,7 @@ class Registry {
   std::map<std::string, v1::NodeRecord> nodes_;
   std::map<std::string, v1::DeviceRecord> staged_devices_;
   std::map<std::string, v1::NodeRecord> staged_nodes_;
+  absl::flat_hash_set<std::string> direct_children_;
 };
 
 }  // namespace x1368::root
