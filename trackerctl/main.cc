@@ -7,7 +7,10 @@
 //                          --version 2.0.0 --sequence 2 --hardware board-a --out fw.manifest
 //   trackerctl release publish --manifest fw.manifest --image fw.bin
 //   trackerctl campaign start --component fw --version 2.0.0
-//   trackerctl fleet status [--json]
+//   trackerctl fleet status [--component C] [--subtree ID]
+//                           [--up-to-date|--obsolete|--failed|--offline|--updating]
+//                           [--limit N] [--after CURSOR] [--json]
+//   trackerctl device show ID [--json]
 //   trackerctl fleet wait --component fw --version 2.0.0 --count 6
 #include <google/protobuf/util/json_util.h>
 
@@ -295,6 +298,98 @@ int FleetStatus(const Admin& admin, bool json) {
   return 0;
 }
 
+// X.1368 §11.2 a: one page of a list (GET /v1/devices).
+struct ListArgs {
+  std::string component, subtree, after;
+  std::string list = "all";
+  uint32_t limit = 0;
+  bool asked() const {
+    return !component.empty() || !subtree.empty() || !after.empty() || list != "all" || limit > 0;
+  }
+};
+
+int FleetList(const Admin& admin, const ListArgs& a, bool json) {
+  // Ids only (checked here, and again by root): nothing in the query string needs escaping.
+  for (const auto& [value, what] :
+       {std::pair{a.component, "--component"}, std::pair{a.subtree, "--subtree"},
+        std::pair{a.after, "--after"}}) {
+    if (value.empty()) continue;
+    if (absl::Status s = core::ValidateNodeId(value, what); !s.ok()) return Fail(s);
+  }
+  std::string path = absl::StrCat("/v1/devices?list=", a.list);
+  if (!a.component.empty()) absl::StrAppend(&path, "&component=", a.component);
+  if (!a.subtree.empty()) absl::StrAppend(&path, "&subtree=", a.subtree);
+  if (!a.after.empty()) absl::StrAppend(&path, "&after=", a.after);
+  if (a.limit > 0) absl::StrAppend(&path, "&limit=", a.limit);
+  auto client = admin.Client();
+  if (!client.ok()) return Fail(client.status());
+  auto r = client->Get(path);
+  if (!r.ok()) return Fail(r.status());
+  if (r->status != 200) return Fail(ReplyError(*r));
+  if (json) {
+    std::cout << r->body << "\n";
+    return 0;
+  }
+  v1::DevicePage page;
+  google::protobuf::util::JsonParseOptions o;
+  o.ignore_unknown_fields = true;
+  if (!google::protobuf::util::JsonStringToMessage(r->body, &page, o).ok()) {
+    return Fail(absl::DataLossError("root's device list does not parse"));
+  }
+  std::printf("%-20s %-24s %-10s %-10s %-10s %-12s %-20s %s\n", "DEVICE", "PATH", "COMPONENT",
+              "VERSION", "LATEST", "STATE", "REASON", "ONLINE");
+  for (const v1::DeviceRecord& d : page.devices()) {
+    std::printf("%-20s %-24s %-10s %-10s %-10s %-12s %-20s %s\n", d.device_id().c_str(),
+                d.path().empty() ? "-" : d.path().c_str(), d.component().c_str(),
+                d.version().c_str(), d.latest_version().empty() ? "-" : d.latest_version().c_str(),
+                v1::UpdateState_Name(d.state()).c_str(),
+                d.reason() == v1::REASON_UNSPECIFIED ? "-" : core::ReasonName(d.reason()).c_str(),
+                d.online() ? "yes" : "no");
+  }
+  if (!page.next_after().empty()) std::printf("more: --after %s\n", page.next_after().c_str());
+  return 0;
+}
+
+int DeviceShow(const Admin& admin, const std::string& id, bool json) {
+  if (absl::Status s = core::ValidateNodeId(id, "device id"); !s.ok()) return Fail(s);
+  auto client = admin.Client();
+  if (!client.ok()) return Fail(client.status());
+  auto r = client->Get(absl::StrCat("/v1/devices/", id));
+  if (!r.ok()) return Fail(r.status());
+  if (r->status != 200) return Fail(ReplyError(*r));
+  if (json) {
+    std::cout << r->body << "\n";
+    return 0;
+  }
+  v1::DeviceRecord d;
+  google::protobuf::util::JsonParseOptions o;
+  o.ignore_unknown_fields = true;
+  if (!google::protobuf::util::JsonStringToMessage(r->body, &d, o).ok()) {
+    return Fail(absl::DataLossError("root's device record does not parse"));
+  }
+  std::printf("device:     %s\n", d.device_id().c_str());
+  std::printf("path:       %s\n", d.path().empty() ? "(directly under root)" : d.path().c_str());
+  std::printf("component:  %s\n", d.component().c_str());
+  std::printf("hardware:   %s\n", d.hardware_class().c_str());
+  std::printf("version:    %s (sequence %llu)\n", d.version().c_str(),
+              static_cast<unsigned long long>(d.sequence_number()));
+  std::printf("latest:     %s%s\n", d.latest_version().empty() ? "-" : d.latest_version().c_str(),
+              d.obsolete() ? " (obsolete)" : "");
+  std::printf("state:      %s%s%s\n", v1::UpdateState_Name(d.state()).c_str(),
+              d.reason() == v1::REASON_UNSPECIFIED
+                  ? ""
+                  : absl::StrCat(" ", core::ReasonName(d.reason())).c_str(),
+              d.detail().empty() ? "" : absl::StrCat(": ", d.detail()).c_str());
+  std::printf("campaign:   %s\n", d.campaign_id().empty() ? "-" : d.campaign_id().c_str());
+  std::printf("online:     %s\n", d.online() ? "yes" : "no");
+  std::printf("last seen:  %s\n",
+              absl::FormatTime(absl::RFC3339_sec, absl::FromUnixMillis(d.updated_at_ms()),
+                               absl::UTCTimeZone())
+                  .c_str());
+  std::printf("rejections: %s\n", Rejections(d.rejections()).c_str());
+  return 0;
+}
+
 int FleetWait(const Admin& admin, const std::string& component, const std::string& version,
               int count, int timeout_s) {
   auto client = admin.Client();
@@ -426,9 +521,34 @@ int main(int argc, char** argv) {
   auto* fleet = app.add_subcommand("fleet", "fleet state as root knows it");
   fleet->require_subcommand(1);
   bool json = false;
-  auto* status = fleet->add_subcommand("status", "every device's version and state");
+  auto* status = fleet->add_subcommand(
+      "status",
+      "every device's version and state; with a list or a filter, one page of the matching "
+      "devices (X.1368 §11.2 a)");
   status->add_flag("--json", json, "machine-readable output");
+  ListArgs list_args;
+  status->add_option("--component", list_args.component, "only this component's devices");
+  status->add_option("--subtree", list_args.subtree, "only the devices at or below this node");
+  auto* lists = status->add_option_group("list", "one of the lists");
+  for (const auto& [flag, name] :
+       {std::pair{"--up-to-date", "up_to_date"}, std::pair{"--obsolete", "obsolete"},
+        std::pair{"--failed", "failed"}, std::pair{"--offline", "offline"},
+        std::pair{"--updating", "updating"}}) {
+    lists->add_flag_callback(flag,
+                             [&list_args, name = std::string(name)] { list_args.list = name; });
+  }
+  lists->require_option(0, 1);
+  status->add_option("--limit", list_args.limit,
+                     "devices per page (root's default 100, at most 1000)");
+  status->add_option("--after", list_args.after, "the cursor a previous page printed");
   add_admin(status);
+  auto* device = app.add_subcommand("device", "one device as root knows it");
+  device->require_subcommand(1);
+  std::string device_id;
+  auto* device_show = device->add_subcommand("show", "state, path, release and liveness");
+  device_show->add_option("ID", device_id, "the device id")->required();
+  device_show->add_flag("--json", json, "machine-readable output");
+  add_admin(device_show);
   int count = 0, timeout_s = 120;
   auto* wait = fleet->add_subcommand("wait", "wait until COUNT devices of COMPONENT run VERSION");
   wait->add_option("--component", component)->required();
@@ -444,7 +564,9 @@ int main(int argc, char** argv) {
   if (*sign) return AuthorSign(sa);
   if (*publish) return ReleasePublish(admin, manifest_path, image_path);
   if (*start) return CampaignStart(admin, component, version, devices, deadline_s);
-  if (*status) return FleetStatus(admin, json);
+  if (*status)
+    return list_args.asked() ? FleetList(admin, list_args, json) : FleetStatus(admin, json);
+  if (*device_show) return DeviceShow(admin, device_id, json);
   if (*wait) return FleetWait(admin, component, version, count, timeout_s);
   return 1;
 }

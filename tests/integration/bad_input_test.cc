@@ -5,7 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
 
+#include "absl/strings/str_join.h"
 #include "testing/mosquitto.h"
 #include "testing/status_matchers.h"
 #include "testing/tree.h"
@@ -263,6 +267,74 @@ TEST_F(BadInputTest, ReplayedMessagesAreDroppedOrRefused) {
   EXPECT_EQ(tree_->Device("dev-1")->state(), v1::CONFIRMED);
   EXPECT_EQ(tree_->Device("dev-1")->version(), "2.0.0");
   observer->Stop();
+}
+
+// Issue #13: a gateway's batch says where in the tree each report came from. Paths that do not
+// match the reports one for one, or that name something other than nodes, are refused whole and
+// counted at root; the device's place in root's registry stays what the genuine batches said.
+TEST_F(BadInputTest, BatchesWhosePathsDoNotFitTheirReportsAreRefusedWhole) {
+  auto observer = tree_->RawTransport("observer");
+  absl::Mutex mu;
+  std::optional<v1::Body> genuine;
+  uint64_t newest = 0;
+  observer->SetMessageHandler([&](core::MqttMessage m) {
+    v1::Envelope env;
+    v1::Body body;
+    if (!env.ParseFromString(m.payload) || !body.ParseFromString(env.body())) return;
+    absl::MutexLock lock(&mu);
+    newest = std::max(newest, body.seq());
+    if (body.status_batch().reports_size() > 0) genuine = body;
+  });
+  observer->AddSubscription("x1368/root/gw1/up/status");
+  ASSERT_OK(observer->Start());
+  ASSERT_TRUE(WaitFor([&] { return observer->connected(); }));
+  // dev-1 reports every 2 s, and gw1 relays it in a batch.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        absl::MutexLock lock(&mu);
+        return genuine.has_value();
+      },
+      absl::Seconds(15)));
+  ASSERT_EQ(tree_->Device("dev-1")->path(), "gw1");
+  auto root_malformed = [&] {
+    const v1::FleetStatus fleet = tree_->Fleet();
+    for (const v1::ReasonCount& rc : fleet.rejections()) {
+      if (rc.reason() == v1::MALFORMED) return rc.count();
+    }
+    return uint64_t{0};
+  };
+  TestNode gw1_key = tree_->pki().Make("gw1", v1::ROLE_INTERMEDIATE, {"dev-*"});
+  core::EnvelopeSealer gw1(gw1_key.id, gw1_key.key, gw1_key.cert, nullptr, core::RealClock::Get());
+  uint64_t seq = 0;
+  size_t reports = 0;
+  {
+    absl::MutexLock lock(&mu);
+    // Just past what gw1 sent: its own next messages, numbered after these, still count.
+    seq = newest + 5;
+    reports = static_cast<size_t>(genuine->status_batch().reports_size());
+  }
+  auto inject = [&](std::vector<std::string> paths) {
+    v1::Body body;
+    {
+      absl::MutexLock lock(&mu);
+      body = *genuine;
+    }
+    body.mutable_status_batch()->clear_paths();
+    for (const std::string& p : paths) body.mutable_status_batch()->add_paths(p);
+    auto sealed = gw1.SealWithSeq("root", body, 60'000, ++seq);
+    ASSERT_OK(sealed);
+    uint64_t before = root_malformed();
+    Inject("x1368/root/gw1/up/status", *sealed);
+    EXPECT_TRUE(WaitFor([&] { return root_malformed() > before; }, absl::Seconds(10)))
+        << "root did not count the batch with paths " << absl::StrJoin(paths, ",");
+  };
+  inject(std::vector<std::string>(reports + 1, "gw-x"));  // one path too many
+  inject(std::vector<std::string>(reports, "gw-x//etc"));  // an empty node
+  inject(std::vector<std::string>(reports, "gw-x/gw y"));
+  inject(std::vector<std::string>(reports, "a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q"));  // 17 deep
+  EXPECT_EQ(tree_->Device("dev-1")->path(), "gw1");
+  observer->Stop();
+  ExpectGenuineUpdateStillWorks();
 }
 
 TEST_F(BadInputTest, ExpiredAndFutureMessagesAreRefused) {

@@ -905,8 +905,47 @@ TEST_F(DaemonsProcessTest, SignedUpdateDrivenByTrackerctl) {
   ASSERT_TRUE(FleetWait("1.0.0", 2, 60));
 
   ASSERT_TRUE(PublishRelease("2.0.0", 2, 300 * 1024));
+  // X.1368 §11.2 a: with 2.0.0 released, both devices are on the obsolete list.
+  auto page = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"fleet", "status"});
+    args.push_back("--json");
+    CommandResult r = Admin(args);
+    EXPECT_TRUE(r.exited_with(0)) << r.Describe();
+    v1::DevicePage p;
+    google::protobuf::util::JsonParseOptions o;
+    o.ignore_unknown_fields = true;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &p, o).ok()) << r.out;
+    std::vector<std::string> ids;
+    for (const v1::DeviceRecord& d : p.devices()) ids.push_back(d.device_id());
+    return std::pair{ids, p};
+  };
+  auto [obsolete, before] = page({"--obsolete", "--component", "fw"});
+  EXPECT_EQ(obsolete, devices);
+  for (const v1::DeviceRecord& d : before.devices()) EXPECT_EQ(d.latest_version(), "2.0.0");
   ASSERT_TRUE(StartCampaign("2.0.0"));
   ASSERT_TRUE(FleetWait("2.0.0", 2, 120));
+  EXPECT_TRUE(page({"--obsolete"}).first.empty());
+  // A page at a time: the cursor leads to the rest.
+  auto [first, first_page] = page({"--up-to-date", "--subtree", "gw1", "--limit", "1"});
+  EXPECT_EQ(first, (std::vector<std::string>{"dev-1"}));
+  ASSERT_EQ(first_page.next_after(), "dev-1");
+  EXPECT_EQ(page({"--up-to-date", "--limit", "1", "--after", "dev-1"}).first,
+            (std::vector<std::string>{"dev-2"}));
+  CommandResult offline = Admin({"fleet", "status", "--offline"});
+  ASSERT_TRUE(offline.exited_with(0)) << offline.Describe();
+  EXPECT_TRUE(absl::StrContains(offline.out, "DEVICE")) << offline.out;
+  EXPECT_FALSE(absl::StrContains(offline.out, "dev-1")) << offline.out;
+  CommandResult shown = Admin({"device", "show", "dev-1"});
+  ASSERT_TRUE(shown.exited_with(0)) << shown.Describe();
+  EXPECT_TRUE(absl::StrContains(shown.out, "path:       gw1")) << shown.out;
+  EXPECT_TRUE(absl::StrContains(shown.out, "version:    2.0.0")) << shown.out;
+  CommandResult unknown = Admin({"device", "show", "dev-nobody"});
+  EXPECT_FALSE(unknown.exited_with(0)) << unknown.Describe();
+  EXPECT_TRUE(absl::StrContains(unknown.err, "no device dev-nobody")) << unknown.Describe();
+  CommandResult bad = Admin({"fleet", "status", "--limit", "5000"});
+  EXPECT_FALSE(bad.exited_with(0)) << bad.Describe();
+  EXPECT_TRUE(absl::StrContains(bad.err, "at most 1000") || absl::StrContains(bad.err, "1000"))
+      << bad.Describe();
 
   CommandResult raw;
   auto fleet = FleetStatus(&raw);

@@ -4,6 +4,9 @@
 // one local broker).
 #include <gtest/gtest.h>
 
+#include <map>
+#include <string>
+
 #include "testing/mosquitto.h"
 #include "testing/status_matchers.h"
 #include "testing/tree.h"
@@ -55,8 +58,16 @@ TEST_F(UpdateTest, HierarchicalThreeTiersUpdateEveryDevice) {
   ASSERT_OK(tree_->StartCampaign("2.0.0"));
   ASSERT_TRUE(tree_->WaitForVersion(devices, "2.0.0")) << "fleet did not converge";
 
-  // Each device reports through its own path, checked end to end by root.
+  // Each device reports through its own path, checked end to end by root, which knows where in
+  // the tree each one is (issue #13): the gateways' batches carry it.
   EXPECT_EQ(tree_->Device("dev-b1")->via(), "gw1");
+  EXPECT_EQ(tree_->Device("dev-b1")->path(), "gw1/gw2");
+  EXPECT_EQ(tree_->Device("dev-a1")->path(), "gw1");
+  v1::FleetStatus nodes = tree_->Fleet();
+  std::map<std::string, std::string> node_paths;
+  for (const v1::NodeRecord& n : nodes.nodes()) node_paths[n.node_id()] = n.path();
+  EXPECT_EQ(node_paths["gw1"], "");
+  EXPECT_EQ(node_paths["gw2"], "gw1");
   // The gateways cached the verified image: the root served it about once (gw1's fill), not
   // once per device; gw2 filled from gw1.
   EXPECT_TRUE(OnLoop(*gw1->loop, [&] { return gw1->intermediate->cached(core::Sha256(image)); }));

@@ -71,8 +71,24 @@ void NodeLinks::Reject(const absl::Status& status, absl::string_view where) {
 
 void NodeLinks::ForEachRelayedReport(
     const OpenedMessage& batch,
-    const std::function<void(const std::string& envelope, const OpenedMessage& report)>& fn) {
-  for (const std::string& inner : batch.body.status_batch().reports()) {
+    const std::function<void(const std::string& envelope, const OpenedMessage& report,
+                             const std::string& path)>& fn) {
+  const v1::StatusBatch& b = batch.body.status_batch();
+  if (b.paths_size() != 0 && b.paths_size() != b.reports_size()) {
+    return Reject(
+        core::Reject(v1::MALFORMED, absl::StrCat("a batch of ", b.reports_size(), " reports with ",
+                                                 b.paths_size(), " paths")),
+        "batch");
+  }
+  for (const std::string& path : b.paths()) {
+    if (absl::Status s = ValidatePath(path); !s.ok()) {
+      return Reject(core::Reject(v1::MALFORMED, s.message()), "batch");
+    }
+  }
+  static const std::string kNoPath;
+  for (int i = 0; i < b.reports_size(); ++i) {
+    const std::string& inner = b.reports(i);
+    const std::string& path = b.paths_size() == 0 ? kNoPath : b.paths(i);
     auto r = node_->opener().Open(inner, {Origin::kRelayed, {}, batch.signer.get()});
     if (!r.ok()) {
       Reject(r.status(), "batch.report");
@@ -80,7 +96,7 @@ void NodeLinks::ForEachRelayedReport(
       Reject(core::Reject(v1::SENDER_MISMATCH, "batched report names another device"),
              "batch.report");
     } else {
-      fn(inner, *r);
+      fn(inner, *r, path);
     }
   }
 }

@@ -63,6 +63,23 @@ absl::Status ValidateNodeId(absl::string_view id, absl::string_view what) {
       absl::StrCat(what, " \"", id, "\" has characters outside [A-Za-z0-9._-]"));
 }
 
+absl::Status ValidatePath(absl::string_view path) {
+  if (path.empty()) return absl::OkStatus();
+  std::vector<absl::string_view> nodes = absl::StrSplit(path, '/');
+  if (nodes.size() > static_cast<size_t>(kMaxPathDepth)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a path of ", nodes.size(), " nodes (at most ", kMaxPathDepth, ")"));
+  }
+  for (absl::string_view n : nodes) X1368_RETURN_IF_ERROR(ValidateNodeId(n, "a node of a path"));
+  return absl::OkStatus();
+}
+
+std::string JoinPath(absl::string_view head, absl::string_view tail) {
+  if (head.empty()) return std::string(tail);
+  if (tail.empty()) return std::string(head);
+  return absl::StrCat(head, "/", tail);
+}
+
 absl::string_view ChannelName(Channel channel) {
   switch (channel) {
     case Channel::kCmd:

@@ -307,7 +307,7 @@ void Intermediate::FromChild(const core::Topic& topic, const std::string& payloa
                              topic.ToString());
       }
       if (!children_.count(child)) SetChildOnline(child, true);
-      Relay(child, payload);
+      Relay(child, payload, "");
       if (m.signer != nullptr && m.signer->role == v1::ROLE_CLIENT) {
         CatchUpChild(child, body.status());
       }
@@ -316,9 +316,11 @@ void Intermediate::FromChild(const core::Topic& topic, const std::string& payloa
       // A cascaded intermediate's batch: check every device's own signature, then pass the
       // reports on in our batch (flattened, so the root sees each device's envelope once).
       if (topic.channel != Channel::kStatus) break;
+      // Each report's path grows by the child that relayed it.
       links_.ForEachRelayedReport(
-          m, [this](const std::string& envelope, const core::OpenedMessage& r) {
-            Relay(r.body.sender(), envelope);
+          m, [this, &child](const std::string& envelope, const core::OpenedMessage& r,
+                            const std::string& path) {
+            Relay(r.body.sender(), envelope, core::JoinPath(child, path));
           });
       return;
     case v1::Body::kChunkRequest:
@@ -581,16 +583,18 @@ uint32_t Intermediate::ChildWindow() const {
 // ---------------------------------------------------------------------------------------------
 // Status upward
 
-void Intermediate::Relay(const std::string& device, const std::string& envelope) {
+void Intermediate::Relay(const std::string& device, const std::string& envelope,
+                         const std::string& path) {
   relayed_->Add();
   auto it = batch_.find(device);
   if (it != batch_.end()) {
-    batch_bytes_ -= it->second.size();
-    it->second = envelope;  // state, not events: the newest report replaces the older one
+    batch_bytes_ -= it->second.envelope.size() + it->second.path.size();
+    // State, not events: the newest report replaces the older one.
+    it->second = Relayed{envelope, path};
   } else {
-    batch_[device] = envelope;
+    batch_[device] = Relayed{envelope, path};
   }
-  batch_bytes_ += envelope.size();
+  batch_bytes_ += envelope.size() + path.size();
   if (batch_.size() >= opts_.batch_max_reports ||
       batch_bytes_ + kBatchOverhead >= node_->config().limits.max_message_bytes / 2) {
     return FlushBatch();
@@ -601,8 +605,11 @@ void Intermediate::Relay(const std::string& device, const std::string& envelope)
 void Intermediate::FlushBatch() {
   if (batch_.empty()) return;
   v1::Body body;
-  for (auto& [device, envelope] : batch_)
-    body.mutable_status_batch()->add_reports(std::move(envelope));
+  v1::StatusBatch* batch = body.mutable_status_batch();
+  for (auto& [device, relayed] : batch_) {
+    batch->add_reports(std::move(relayed.envelope));
+    batch->add_paths(std::move(relayed.path));
+  }
   batch_.clear();
   batch_bytes_ = 0;
   batches_->Add();

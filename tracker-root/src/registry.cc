@@ -175,6 +175,20 @@ std::vector<v1::DeviceRecord> Registry::Devices() const {
   return out;
 }
 
+std::optional<v1::DeviceRecord> Registry::Device(const std::string& id) const {
+  auto it = devices_.find(id);
+  if (it == devices_.end()) return std::nullopt;
+  return it->second;
+}
+
+void Registry::ScanDevices(const std::string& after,
+                           const std::function<bool(const v1::DeviceRecord&)>& fn) const {
+  for (auto it = after.empty() ? devices_.begin() : devices_.upper_bound(after);
+       it != devices_.end(); ++it) {
+    if (!fn(it->second)) return;
+  }
+}
+
 std::vector<v1::NodeRecord> Registry::Nodes() const {
   std::vector<v1::NodeRecord> out;
   for (const auto& [id, n] : nodes_) out.push_back(n);

@@ -4,6 +4,8 @@
 
 #include <future>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "x1368/core/chunk_fetcher.h"
@@ -13,6 +15,7 @@
 #include "x1368/core/log.h"
 #include "x1368/core/manifest.h"
 #include "x1368/core/reason.h"
+#include "x1368/core/topics.h"
 
 namespace x1368::root {
 
@@ -27,8 +30,42 @@ std::string ToJson(const google::protobuf::Message& m) {
   std::string out;
   google::protobuf::util::JsonPrintOptions o;
   o.preserve_proto_field_names = true;
+  // "online": false and zero counts too: a client counting with jq must see them.
+  o.always_print_primitive_fields = true;
   (void)google::protobuf::util::MessageToJsonString(m, &out, o);
   return out;
+}
+
+// GET /v1/devices?component=&subtree=&list=&limit=&after= (list: all, up_to_date, obsolete,
+// failed, offline, updating).
+absl::StatusOr<v1::DeviceQuery> DeviceQueryFrom(const std::map<std::string, std::string>& params) {
+  v1::DeviceQuery q;
+  for (const auto& [key, value] : params) {
+    if (key == "component") {
+      q.set_component(value);
+    } else if (key == "subtree") {
+      q.set_subtree(value);
+    } else if (key == "after") {
+      q.set_after(value);
+    } else if (key == "limit") {
+      uint32_t limit = 0;
+      if (!absl::SimpleAtoi(value, &limit)) {
+        return absl::InvalidArgumentError(absl::StrCat("limit \"", value, "\" is not a number"));
+      }
+      q.set_limit(limit);
+    } else if (key == "list") {
+      v1::DeviceList list;
+      if (!v1::DeviceList_Parse(absl::StrCat("LIST_", absl::AsciiStrToUpper(value)), &list)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("list \"", value,
+                         "\" is none of all, up_to_date, obsolete, failed, offline, updating"));
+      }
+      q.set_list(list);
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown parameter \"", key, "\""));
+    }
+  }
+  return q;
 }
 
 HttpResponse ErrorResponse(const absl::Status& s) {
@@ -307,14 +344,15 @@ void Root::FromChild(const core::Topic& topic, const std::string& payload, core:
         return links_.Reject(Reject(v1::SENDER_MISMATCH, "report names another device"),
                              topic.ToString());
       }
-      return Record(body.status(), *m.signer, topic.child);
+      return Record(body.status(), *m.signer, topic.child, "");
     case v1::Body::kStatusBatch:
       if (topic.channel != Channel::kStatus) break;
       // Each device's report is checked end to end: its own signature, its place in the
       // relaying gateway's subtree, its own sequence numbers.
-      links_.ForEachRelayedReport(m, [&](const std::string&, const core::OpenedMessage& r) {
-        Record(r.body.status(), *r.signer, topic.child);
-      });
+      links_.ForEachRelayedReport(
+          m, [&](const std::string&, const core::OpenedMessage& r, const std::string& path) {
+            Record(r.body.status(), *r.signer, topic.child, core::JoinPath(topic.child, path));
+          });
       return;
     case v1::Body::kChunkRequest:
       if (topic.channel != Channel::kFw) break;
@@ -325,12 +363,14 @@ void Root::FromChild(const core::Topic& topic, const std::string& payload, core:
   links_.Reject(Reject(v1::UNKNOWN_TYPE, "unexpected message from a child"), topic.ToString());
 }
 
-void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const std::string& via) {
+void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const std::string& via,
+                  const std::string& path) {
   int64_t now = node_->clock().NowMs();
   if (signer.role == v1::ROLE_INTERMEDIATE) {
     v1::NodeRecord n = registry_->Node(r.device_id()).value_or(v1::NodeRecord());
     n.set_node_id(r.device_id());
     n.set_via(via);
+    n.set_path(path);
     if (via != r.device_id()) n.set_online(true);  // cascaded: alive if it reports
     n.mutable_rejections()->CopyFrom(r.rejections());
     registry_->StageNode(n);
@@ -338,6 +378,7 @@ void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const
     v1::DeviceRecord d;
     d.set_device_id(r.device_id());
     d.set_via(via);
+    d.set_path(path);
     d.set_component(r.component());
     d.set_version(r.version());
     d.set_sequence_number(r.sequence_number());
@@ -380,15 +421,16 @@ void Root::CommitStaged() {
   }
 }
 
+Liveness Root::LivenessNow() const {
+  return Liveness{node_->clock().NowMs(), opts_.device_stale_after_ms};
+}
+
 v1::FleetStatus Root::Fleet() const {
   v1::FleetStatus f;
   int64_t now = node_->clock().NowMs();
+  const Liveness liveness{now, opts_.device_stale_after_ms};
   for (v1::DeviceRecord& d : registry_->Devices()) {
-    // X.1368 §11.2 b.i: online while its reports are fresh; and a device directly under root is
-    // offline as soon as its Last Will (presence "offline") arrives, not only once it is stale.
-    std::optional<v1::NodeRecord> link = registry_->Node(d.device_id());
-    bool will_received = d.via() == d.device_id() && link && !link->online();
-    d.set_online(!will_received && now - d.updated_at_ms() < opts_.device_stale_after_ms);
+    d.set_online(DeviceOnline(*registry_, d, liveness));
     *f.add_devices() = std::move(d);
   }
   for (const v1::NodeRecord& n : registry_->Nodes()) *f.add_nodes() = n;
@@ -447,6 +489,37 @@ absl::Status Root::StartAdminApi() {
         loop_, [this]() -> absl::StatusOr<v1::FleetStatus> { return Fleet(); });
     if (!fleet.ok()) return ErrorResponse(fleet.status());
     return HttpResponse{200, "application/json", ToJson(*fleet)};
+  });
+  // X.1368 §11.2 a: the lists, a page at a time, and one device.
+  admin_->Get("/v1/devices", [this, authorized, unauthorized](const HttpRequest& req) {
+    if (!authorized(req)) return unauthorized();
+    absl::StatusOr<v1::DeviceQuery> query = DeviceQueryFrom(req.params);
+    if (!query.ok()) return ErrorResponse(query.status());
+    auto page = RunOnLoop<v1::DevicePage>(
+        loop_, [this, &query] { return ListDevices(*registry_, *query, LivenessNow()); });
+    if (!page.ok()) return ErrorResponse(page.status());
+    return HttpResponse{200, "application/json", ToJson(*page)};
+  });
+  admin_->Get(R"(/v1/devices/([^/]+))", [this, authorized, unauthorized](const HttpRequest& req) {
+    if (!authorized(req)) return unauthorized();
+    std::string id = req.path.substr(std::string("/v1/devices/").size());
+    if (absl::Status s = core::ValidateNodeId(id, "device id"); !s.ok()) return ErrorResponse(s);
+    auto device =
+        RunOnLoop<v1::DeviceRecord>(loop_, [this, &id]() -> absl::StatusOr<v1::DeviceRecord> {
+          std::optional<v1::DeviceRecord> d = ShowDevice(*registry_, id, LivenessNow());
+          if (!d) return absl::NotFoundError(absl::StrCat("no device ", id));
+          return *std::move(d);
+        });
+    if (!device.ok()) return ErrorResponse(device.status());
+    return HttpResponse{200, "application/json", ToJson(*device)};
+  });
+  admin_->Get("/v1/summary", [this, authorized, unauthorized](const HttpRequest& req) {
+    if (!authorized(req)) return unauthorized();
+    auto summary = RunOnLoop<v1::FleetSummary>(loop_, [this]() -> absl::StatusOr<v1::FleetSummary> {
+      return Summarize(*registry_, LivenessNow());
+    });
+    if (!summary.ok()) return ErrorResponse(summary.status());
+    return HttpResponse{200, "application/json", ToJson(*summary)};
   });
   admin_->Get("/metrics", [this](const HttpRequest&) {
     return HttpResponse{200, "text/plain; version=0.0.4", node_->metrics().RenderPrometheus()};

@@ -90,9 +90,12 @@ class NodeLinks {
   // Opens every report inside a StatusBatch that `batch` (already opened) carries, each under
   // its own device's signature, subtree and sequence numbers (Origin::kRelayed via the batch's
   // signer), and hands each valid one to `fn` with its raw envelope. Bad ones are counted.
+  // `path`: the nodes between the batch's signer and the report's sender (StatusBatch.paths);
+  // a batch whose paths do not match its reports, or name an invalid node, is refused whole.
   void ForEachRelayedReport(
       const OpenedMessage& batch,
-      const std::function<void(const std::string& envelope, const OpenedMessage& report)>& fn);
+      const std::function<void(const std::string& envelope, const OpenedMessage& report,
+                               const std::string& path)>& fn);
 
  private:
   void OnMessage(const MqttMessage& m);

@@ -24,6 +24,12 @@ inline constexpr absl::string_view kDefaultTopicPrefix = "x1368";
 bool IsValidNodeId(absl::string_view id);
 // OK, or InvalidArgument saying what is wrong with `id` (`what` names it: "node_id", ...).
 absl::Status ValidateNodeId(absl::string_view id, absl::string_view what = "node id");
+// A path of tracker nodes in the tree ("gw-eu/gw-berlin-1"; DeviceRecord.path): empty, or up to
+// kMaxPathDepth valid node ids joined by '/'.
+inline constexpr int kMaxPathDepth = 16;
+absl::Status ValidatePath(absl::string_view path);
+// `head`, then `tail` below it: "a" + "b/c" = "a/b/c"; either may be empty.
+std::string JoinPath(absl::string_view head, absl::string_view tail);
 
 enum class Direction { kDown, kUp };
 // kData (down only) carries ChunkData, the one payload that is not an Envelope: image chunks,

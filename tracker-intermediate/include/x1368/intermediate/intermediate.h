@@ -126,7 +126,8 @@ class Intermediate {
   void StorageFailed(const absl::Status& status, absl::string_view event);
   void SendFailed(const absl::Status& status, absl::string_view event);
 
-  void Relay(const std::string& device, const std::string& envelope);
+  // `path`: the nodes between this one and the device (StatusBatch.paths).
+  void Relay(const std::string& device, const std::string& envelope, const std::string& path);
   void FlushBatch();
   void ReportSelf();
   void AskChildren();
@@ -148,7 +149,11 @@ class Intermediate {
   size_t waiting_requests_ = 0;            // over every fill
   uint32_t upstream_window_ = UINT32_MAX;  // what the parent's go allows us
 
-  std::map<std::string, std::string> batch_;  // device -> its latest signed report
+  struct Relayed {
+    std::string envelope;  // the device's latest signed report
+    std::string path;
+  };
+  std::map<std::string, Relayed> batch_;  // by device
   size_t batch_bytes_ = 0;
   core::Coalesced batch_due_{loop_, opts_.batch_delay, [this] { FlushBatch(); }};
   core::Coalesced self_report_soon_{loop_, absl::Milliseconds(200), [this] { ReportSelf(); }};

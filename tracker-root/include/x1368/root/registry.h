@@ -6,6 +6,7 @@
 #ifndef X1368_ROOT_REGISTRY_H_
 #define X1368_ROOT_REGISTRY_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -56,6 +57,12 @@ class Registry {
   bool dirty() const { return !staged_devices_.empty() || !staged_nodes_.empty(); }
 
   std::vector<v1::DeviceRecord> Devices() const;
+  std::optional<v1::DeviceRecord> Device(const std::string& id) const;
+  size_t device_count() const { return devices_.size(); }
+  // Calls `fn` on each device whose id sorts after `after` ("" for all), in id order, until it
+  // returns false. No copies: what a query over the whole fleet reads.
+  void ScanDevices(const std::string& after,
+                   const std::function<bool(const v1::DeviceRecord&)>& fn) const;
   std::vector<v1::NodeRecord> Nodes() const;
   // Root's direct children: the gateways and devices whose `via` is themselves. Every other node
   // and device reports through one of them, and only these fetch chunks from root.

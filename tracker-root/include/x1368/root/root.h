@@ -24,6 +24,7 @@
 #include "x1368/core/links.h"
 #include "x1368/core/node.h"
 #include "x1368/core/sqlite_db.h"
+#include "x1368/root/fleet_query.h"
 #include "x1368/root/registry.h"
 #include "x1368/v1/admin.pb.h"
 
@@ -56,10 +57,15 @@ class Root {
   absl::StatusOr<v1::ReleaseInfo> PublishRelease(const v1::ReleaseSubmission& submission);
   absl::StatusOr<v1::CampaignInfo> StartCampaign(const v1::CampaignStartRequest& request);
   v1::FleetStatus Fleet() const;
+  // What the lists judge online by, now.
+  Liveness LivenessNow() const;
 
  private:
   void FromChild(const core::Topic& topic, const std::string& payload, core::OpenedMessage m);
-  void Record(const v1::StatusReport& report, const core::Identity& signer, const std::string& via);
+  // `via`: root's direct child it came through; `path`: from there down to the sender's parent
+  // (DeviceRecord.path).
+  void Record(const v1::StatusReport& report, const core::Identity& signer, const std::string& via,
+              const std::string& path);
   void ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& request);
   // The chunks each child may keep in flight (stated in root's go).
   uint32_t ChildWindow();
