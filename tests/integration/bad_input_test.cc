@@ -328,12 +328,41 @@ TEST_F(BadInputTest, BatchesWhosePathsDoNotFitTheirReportsAreRefusedWhole) {
     EXPECT_TRUE(WaitFor([&] { return root_malformed() > before; }, absl::Seconds(10)))
         << "root did not count the batch with paths " << absl::StrJoin(paths, ",");
   };
-  inject(std::vector<std::string>(reports + 1, "gw-x"));  // one path too many
+  inject(std::vector<std::string>(reports + 1, "gw-x"));   // one path too many
   inject(std::vector<std::string>(reports, "gw-x//etc"));  // an empty node
   inject(std::vector<std::string>(reports, "gw-x/gw y"));
   inject(std::vector<std::string>(reports, "a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q"));  // 17 deep
   EXPECT_EQ(tree_->Device("dev-1")->path(), "gw1");
   observer->Stop();
+  ExpectGenuineUpdateStillWorks();
+}
+
+// Issue #13: a second connection with a device's client id (a cloned device, a stale process,
+// stolen credentials) made the two take the session from each other every few seconds for as
+// long as it lasted, and nobody upstream noticed. The device now counts each takeover as an
+// alarm that reaches root with its next report, and recovers when the intruder leaves (that it
+// backs off meanwhile:
+// TransportTest.TwoConnectionsWithOneClientIdBackOffInsteadOfTradingTheSession).
+TEST_F(BadInputTest, ASecondConnectionWithADevicesClientIdIsAnAlarmAtRoot) {
+  const core::TransportStats before = dev_->transport->stats();
+  auto twin = tree_->RawTransport("dev-1");
+  ASSERT_OK(twin->Start());
+  absl::SleepFor(absl::Seconds(10));
+  const core::TransportStats during = dev_->transport->stats();
+  // Mosquitto 2.0.11 closes the older connection without a DISCONNECT saying why: what dev-1
+  // sees is its connection lost again and again right after it was made. (With a broker that
+  // says "session taken over", taken_over counts it and SESSION_TAKEN_OVER is reported.)
+  EXPECT_GE(during.quick_losses - before.quick_losses + during.taken_over - before.taken_over, 1u);
+  twin->Stop();
+  // Alone again: dev-1 is back, reports, and root shows the alarm in its counters.
+  EXPECT_TRUE(Reported(v1::LINK_FLAPPING) || Reported(v1::SESSION_TAKEN_OVER))
+      << "root never heard of the takeover; dev-1 counts "
+      << dev_->node->metrics().RenderPrometheus() << "\nroot has "
+      << tree_->Device("dev-1")->ShortDebugString();
+  const uint64_t connects = dev_->transport->stats().connects;
+  absl::SleepFor(absl::Seconds(3));
+  EXPECT_TRUE(dev_->transport->connected());
+  EXPECT_EQ(dev_->transport->stats().connects, connects) << "still losing its session";
   ExpectGenuineUpdateStillWorks();
 }
 

@@ -218,6 +218,36 @@ class TransportTest : public ::testing::Test {
   std::unique_ptr<MosquittoBroker> broker_;
 };
 
+// Issue #13: two connections with one client id (a cloned device, a stale process) took the
+// session from each other every ~2 s for as long as both ran, because each reconnected at once.
+// Now a connection lost before it lasted 10 s backs the next attempt off (at least 2 s, then
+// doubling), so the pair trades the session a few times, ever more slowly; the one left alone
+// reconnects and stays.
+TEST_F(TransportTest, TwoConnectionsWithOneClientIdBackOffInsteadOfTradingTheSession) {
+  core::TransportOptions o = broker_->ClientOptions("twin");
+  o.min_backoff = absl::Milliseconds(200);  // the daemons' defaults, but a shorter cap
+  o.max_backoff = absl::Seconds(8);
+  auto a = core::MakeMqttTransport(o, &executor_);
+  ASSERT_OK(a->Start());
+  ASSERT_TRUE(WaitFor([&] { return a->connected(); }));
+  auto b = core::MakeMqttTransport(o, &executor_);
+  ASSERT_OK(b->Start());
+  absl::SleepFor(absl::Seconds(25));
+  const core::TransportStats sa = a->stats(), sb = b->stats();
+  // Waits of 1-2, 2-4, 4-8, then 4-8 s: at most 7 connects each in 25 s (at once each time, the
+  // pair connected 12 or more times each).
+  EXPECT_LE(sa.connects, 8u) << "a connected " << sa.connects << " times";
+  EXPECT_LE(sb.connects, 8u) << "b connected " << sb.connects << " times";
+  EXPECT_GE(sa.quick_losses + sb.quick_losses, 2u);
+  b->Stop();
+  EXPECT_TRUE(WaitFor([&] { return a->connected(); }, absl::Seconds(15)));
+  const uint64_t connects = a->stats().connects;
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_TRUE(a->connected());
+  EXPECT_EQ(a->stats().connects, connects);
+  a->Stop();
+}
+
 TEST_F(TransportTest, DeliversInOrderWithQos1) {
   Inbox inbox;
   auto sub = Connect("sub", &inbox, {"t/#"});

@@ -24,6 +24,7 @@ absl::Status NodeLinks::Start(Handlers handlers) {
     upstream_->SetWillProvider([this] { return node_->NextPresenceWill(parent_id_); });
     upstream_->SetConnectHandler([this] {
       loop_->Post([this] {
+        CountTakeovers(upstream_);
         if (auto online = node_->OnlinePresence()) (void)upstream_->Publish(*online);
         if (handlers_.upstream_connected) handlers_.upstream_connected();
         if (downstream_ == upstream_) DownstreamConnected();
@@ -35,7 +36,12 @@ absl::Status NodeLinks::Start(Handlers handlers) {
   if (downstream_ != nullptr) {
     if (downstream_ != upstream_) {
       downstream_->SetMessageHandler(post);
-      downstream_->SetConnectHandler([this] { loop_->Post([this] { DownstreamConnected(); }); });
+      downstream_->SetConnectHandler([this] {
+        loop_->Post([this] {
+          CountTakeovers(downstream_);
+          DownstreamConnected();
+        });
+      });
     }
     downstream_->AddSubscription(ParentUpFilter(node_->prefix(), node_->id()));
   }
@@ -43,6 +49,20 @@ absl::Status NodeLinks::Start(Handlers handlers) {
   if (downstream_ != nullptr && downstream_ != upstream_)
     X1368_RETURN_IF_ERROR(downstream_->Start());
   return absl::OkStatus();
+}
+
+void NodeLinks::CountTakeovers(Transport* link) {
+  // Counted like rejections, so the next report carries them up to root: the alarm that another
+  // connection used our client id, or that the link keeps dropping as soon as it is up (how a
+  // takeover looks on a broker that does not say so). The transport logged each one.
+  const TransportStats now = link->stats();
+  LinkAlarms& seen = link == upstream_ ? upstream_alarms_ : downstream_alarms_;
+  for (; seen.taken_over < now.taken_over; ++seen.taken_over) {
+    node_->metrics().CountRejection(v1::SESSION_TAKEN_OVER);
+  }
+  for (; seen.quick_losses < now.quick_losses; ++seen.quick_losses) {
+    node_->metrics().CountRejection(v1::LINK_FLAPPING);
+  }
 }
 
 void NodeLinks::DownstreamConnected() {

@@ -55,6 +55,13 @@ constexpr absl::Duration kDrainOnStop = absl::Seconds(2);
 constexpr absl::Duration kDisconnectOnStop = absl::Seconds(2);
 // A connection whose SUBACKs have not all come back by then is dropped and made again.
 constexpr absl::Duration kSubscribeTimeout = absl::Seconds(10);
+// A connection up this long resets the reconnect backoff; one lost sooner keeps backing off.
+constexpr absl::Duration kStableAfter = absl::Seconds(10);
+// After the broker closed our session for another connection with our client id, the next
+// attempt waits at least this long (doubling): the two never trade the session in a tight loop.
+constexpr absl::Duration kTakenOverMinWait = absl::Seconds(2);
+// Quick losses in a row before the link is reported as flapping (error log, LINK_FLAPPING).
+constexpr int kFlappingAfter = 3;
 
 // Paho C never sets TCP_NODELAY, and MQTT's small packets (a PUBACK, then the next PUBLISH)
 // then wait for the peer's delayed ACK under Nagle's algorithm: ~40 ms per hop. Paho does not
@@ -182,9 +189,20 @@ class MqttTransport final : public Transport {
       // The broker ended the session on purpose (quota exceeded, a packet too large, the session
       // taken over by another connection with our client id...): the operator must hear it.
       const char* why = MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(rc));
-      spdlog::warn("event=mqtt.disconnected_by_broker broker={} client_id={} rc={} reason=\"{}\"",
-                   opts_.broker_uri, opts_.client_id, static_cast<int>(rc),
-                   why != nullptr ? why : "unknown");
+      if (rc == mqtt::ReasonCode::SESSION_TAKEN_OVER) {
+        // Someone else holds our identity on this broker: a clone, a stale process, an
+        // attacker with our credentials. Reconnecting at once would only take it back and be
+        // taken again, every few seconds on both sides: OnLost() backs off instead.
+        stats_taken_over_.fetch_add(1);
+        spdlog::error(
+            "event=mqtt.session_taken_over broker={} client_id={} detail=\"another connection "
+            "uses this client id; reconnecting with backoff\"",
+            opts_.broker_uri, opts_.client_id);
+      } else {
+        spdlog::warn("event=mqtt.disconnected_by_broker broker={} client_id={} rc={} reason=\"{}\"",
+                     opts_.broker_uri, opts_.client_id, static_cast<int>(rc),
+                     why != nullptr ? why : "unknown");
+      }
       OnLost(absl::StrCat("server disconnect ", static_cast<int>(rc)));
     });
     {
@@ -287,6 +305,8 @@ class MqttTransport final : public Transport {
     s.publish_errors = stats_publish_errors_.load();
     s.received = stats_received_.load();
     s.dropped = stats_dropped_.load();
+    s.taken_over = stats_taken_over_.load();
+    s.quick_losses = stats_quick_losses_.load();
     return s;
   }
 
@@ -419,9 +439,11 @@ class MqttTransport final : public Transport {
   }
 
   // Called when the last SUBACK of a connection is in. Returns true to run OnReady().
+  // The backoff is not reset here but once the connection has lasted kStableAfter
+  // (OnReady): a link that is lost again at once (a broker that restarts in a loop, another
+  // connection taking our client id) keeps backing off instead of reconnecting in a tight loop.
   bool MarkReady() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     phase_ = Phase::kConnected;
-    backoff_ = opts_.min_backoff;
     stats_connects_.fetch_add(1);
     return true;
   }
@@ -518,22 +540,57 @@ class MqttTransport final : public Transport {
     }
     NoDelayRegistry::Get().SetOnNewSockets();
     spdlog::info("event=mqtt.connected broker={} client_id={}", opts_.broker_uri, opts_.client_id);
+    strand_.PostAfter(kStableAfter, [this, attempt] {
+      absl::MutexLock lock(&mu_);
+      if (attempt != attempt_ || phase_ != Phase::kConnected) return;
+      backoff_ = opts_.min_backoff;
+      stable_ = true;
+      quick_losses_in_a_row_ = 0;
+    });
     if (handler) handler();
     Pump();
   }
 
-  // Paho: the connection is gone (a network loss, or the broker's DISCONNECT).
+  // Paho: the connection is gone (a network loss, or the broker's DISCONNECT). After a link
+  // that had been up for kStableAfter the next attempt starts at once; otherwise (and always
+  // after a takeover) it waits the jittered backoff, which grows with each quick loss.
   void OnLost(const std::string& cause) {
+    absl::Duration wait;
     {
       absl::MutexLock lock(&mu_);
       // Paho reports a broker's DISCONNECT twice (disconnected, then connection lost).
       if (!LinkUp()) return;
+      const bool quick = phase_ == Phase::kConnected && !stable_;
       if (phase_ == Phase::kConnected) stats_losses_.fetch_add(1);
       phase_ = Phase::kIdle;
+      stable_ = false;
       spdlog::info("event=mqtt.connection_lost broker={} client_id={} cause=\"{}\"",
                    opts_.broker_uri, opts_.client_id, cause);
+      const bool taken_over = stats_taken_over_.load() != taken_over_seen_;
+      taken_over_seen_ = stats_taken_over_.load();
+      if (quick) {
+        stats_quick_losses_.fetch_add(1);
+        if (++quick_losses_in_a_row_ == kFlappingAfter) {
+          spdlog::error(
+              "event=mqtt.link_flapping broker={} client_id={} losses={} detail=\"each connection "
+              "was lost within seconds: another connection may be using this client id\"",
+              opts_.broker_uri, opts_.client_id, quick_losses_in_a_row_);
+        }
+      }
+      // A takeover, or a link that did not last: wait (at least kTakenOverMinWait) and double.
+      if (taken_over || quick || backoff_ > opts_.min_backoff) {
+        const absl::Duration floor = taken_over || quick ? kTakenOverMinWait : backoff_;
+        const absl::Duration base = std::min(std::max(backoff_, floor), opts_.max_backoff);
+        double jitter = std::uniform_real_distribution<double>(0.5, 1.0)(rng_);
+        wait = base * jitter;
+        backoff_ = std::min(base * 2, opts_.max_backoff);
+      }
     }
-    strand_.Post([this] { Attempt(); });
+    if (wait <= absl::ZeroDuration()) {
+      strand_.Post([this] { Attempt(); });
+    } else {
+      strand_.PostAfter(wait, [this] { Attempt(); });
+    }
   }
 
   // Paho: a message for us. Runs the handler on Paho's thread (it only posts to a loop).
@@ -645,9 +702,13 @@ class MqttTransport final : public Transport {
   EventLoop strand_;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   absl::Duration backoff_ ABSL_GUARDED_BY(mu_);
+  uint64_t taken_over_seen_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stable_ ABSL_GUARDED_BY(mu_) = false;  // the connection has lasted kStableAfter
+  int quick_losses_in_a_row_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::atomic<uint64_t> stats_connects_{0}, stats_losses_{0}, stats_published_{0},
-      stats_publish_errors_{0}, stats_received_{0}, stats_dropped_{0};
+      stats_publish_errors_{0}, stats_received_{0}, stats_dropped_{0}, stats_taken_over_{0},
+      stats_quick_losses_{0};
 
   Listener connect_listener_{this, &MqttTransport::OnConnectDone};
   Listener subscribe_listener_{this, &MqttTransport::OnSubscribeDone};

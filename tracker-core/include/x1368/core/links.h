@@ -101,6 +101,8 @@ class NodeLinks {
   void OnMessage(const MqttMessage& m);
   void OnData(const Topic& topic, const MqttMessage& m);
   void DownstreamConnected();
+  // Counts SESSION_TAKEN_OVER and LINK_FLAPPING for what `link` suffered since the last call.
+  void CountTakeovers(Transport* link);
   void ScheduleFlush();
 
   NodeContext* node_;
@@ -108,6 +110,11 @@ class NodeLinks {
   Transport* upstream_;
   const std::string parent_id_;
   Transport* downstream_;
+  struct LinkAlarms {
+    uint64_t taken_over = 0;
+    uint64_t quick_losses = 0;
+  };
+  LinkAlarms upstream_alarms_, downstream_alarms_;
   Handlers handlers_;
   void FlushReplay();
   // Queued behind the messages already waiting, so one write covers the whole burst.

@@ -56,7 +56,8 @@ class Metrics {
 
   mutable absl::Mutex mu_;
   std::deque<Entry> entries_ ABSL_GUARDED_BY(mu_);  // deque: stable addresses
-  std::array<std::atomic<uint64_t>, 64> rejections_{};
+  // One counter per reason (every value of the enum, sparse as it is).
+  std::array<std::atomic<uint64_t>, v1::Reason_ARRAYSIZE> rejections_{};
 };
 
 }  // namespace x1368::core

@@ -64,6 +64,10 @@ struct TransportStats {
   uint64_t publish_errors = 0;
   uint64_t received = 0;
   uint64_t dropped = 0;  // oldest messages dropped from the full offline buffer
+  // The broker closed the connection because another one connected with our client id.
+  uint64_t taken_over = 0;
+  // Connections lost before they had lasted 10 s (each one backs the next attempt off).
+  uint64_t quick_losses = 0;
 };
 
 class Transport {
