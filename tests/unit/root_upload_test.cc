@@ -7,15 +7,10 @@
 // in images_dir, no release in the registry. Uploads go through libcurl's multipart (what
 // `curl -F` sends) or, where the test needs the exact bytes on the wire, through a raw socket.
 // Real keys and signatures, real files; the in-memory broker (no Mosquitto).
-#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <functional>
@@ -23,10 +18,9 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "testing/raw_http.h"
 #include "testing/status_matchers.h"
 #include "testing/tree.h"
 #include "testing/wait.h"
@@ -45,97 +39,6 @@ using ::testing::IsEmpty;
 constexpr char kToken[] = "upload-test-token-0123456789abcdef";
 constexpr uint64_t kMaxImageBytes = 1 << 20;  // root's limit here; its body limit is 1 MiB more
 constexpr char kBoundary[] = "x1368-test-boundary-7d3f";
-
-// What a raw exchange got back: the final response (after any "100 Continue").
-struct RawReply {
-  int status = 0;
-  bool continued = false;  // the server said "100 Continue" first
-  std::string body;
-};
-
-// One client connection to 127.0.0.1, for the exact bytes a test means to send.
-class RawConnection {
- public:
-  explicit RawConnection(int port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    if (fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      Close();
-    }
-  }
-  ~RawConnection() { Close(); }
-  RawConnection(const RawConnection&) = delete;
-  RawConnection& operator=(const RawConnection&) = delete;
-
-  bool connected() const { return fd_ >= 0; }
-
-  // The server may answer (and close) before it has read everything: a failed send is not an
-  // error here, what it answered is.
-  void Send(absl::string_view bytes) {
-    for (size_t sent = 0; fd_ >= 0 && sent < bytes.size();) {
-      ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) break;
-      sent += static_cast<size_t>(n);
-    }
-  }
-
-  void Close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
-  // Reads until the server closes, within `timeout`: the final response (after any "100
-  // Continue").
-  absl::StatusOr<RawReply> Receive(absl::Duration timeout = absl::Seconds(20)) {
-    if (fd_ < 0) return absl::UnavailableError("not connected");
-    std::string in;
-    absl::Time deadline = absl::Now() + timeout;
-    while (true) {
-      int left_ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
-      if (left_ms <= 0) {
-        return absl::DeadlineExceededError(absl::StrCat("no complete answer within ",
-                                                        absl::FormatDuration(timeout),
-                                                        "; got: ", in.substr(0, 200)));
-      }
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, left_ms) <= 0) continue;
-      char buf[4096];
-      ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
-      if (n <= 0) break;  // closed (or reset after the answer)
-      in.append(buf, static_cast<size_t>(n));
-    }
-    RawReply reply;
-    absl::string_view rest = in;
-    while (true) {
-      size_t end = rest.find("\r\n\r\n");
-      if (!absl::StartsWith(rest, "HTTP/1.1 ") || end == absl::string_view::npos ||
-          !absl::SimpleAtoi(rest.substr(9, 3), &reply.status)) {
-        return absl::DataLossError(absl::StrCat("not an HTTP response: ", in.substr(0, 200)));
-      }
-      if (reply.status != 100) {
-        reply.body = std::string(rest.substr(end + 4));
-        return reply;
-      }
-      reply.continued = true;
-      rest.remove_prefix(end + 4);
-    }
-  }
-
- private:
-  int fd_ = -1;
-};
-
-// Sends `request` on a new connection and returns the answer.
-absl::StatusOr<RawReply> RawExchange(int port, const std::string& request,
-                                     absl::Duration timeout = absl::Seconds(20)) {
-  RawConnection c(port);
-  if (!c.connected()) return absl::UnavailableError(absl::StrCat("connect to port ", port));
-  c.Send(request);
-  return c.Receive(timeout);
-}
 
 // One multipart/form-data part, framed as curl frames it.
 std::string FormPart(const std::string& name, const std::string& filename,

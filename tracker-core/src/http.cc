@@ -85,6 +85,14 @@ void RefuseBody(const absl::Status& why, httplib::Response& res) {
         res);
 }
 
+// A streamed route's refusals when it renders none itself.
+HttpResponse PlainRefusal(const absl::Status& why) {
+  int status = 400;
+  if (why.code() == absl::StatusCode::kResourceExhausted) status = 413;
+  if (why.code() == absl::StatusCode::kPermissionDenied) status = 403;
+  return HttpResponse{status, "text/plain", absl::StrCat(why.message(), "\n")};
+}
+
 httplib::Server::Handler Adapt(HttpHandler handler) {
   return [handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
     HttpRequest r = Describe(req);
@@ -223,6 +231,7 @@ void HttpServer::Post(const std::string& path, HttpHandler handler) {
 }
 
 void HttpServer::PostStreamed(const std::string& path, HttpStreamedRoute route) {
+  if (!route.refuse) route.refuse = PlainRefusal;
   auto shared = std::make_shared<const HttpStreamedRoute>(std::move(route));
   impl_->streamed.push_back({std::regex(path), shared});
   Impl* impl = impl_.get();

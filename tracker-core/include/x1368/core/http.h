@@ -80,7 +80,7 @@ struct HttpStreamedRoute {
   std::function<HttpResponse(const HttpRequest&, HttpBodyReader& body)> handle;
   // The answer to a refusal by `admit`, or by the server itself: a body without a Content-Length
   // (InvalidArgument; a limit must be known before the body is read) or over the server's limit
-  // (ResourceExhausted). Required.
+  // (ResourceExhausted). Unset: the message as text/plain (403, 413 or 400).
   std::function<HttpResponse(const absl::Status&)> refuse;
 };
 
