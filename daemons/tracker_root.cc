@@ -70,13 +70,12 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
 
 int main(int argc, char** argv) {
 #ifdef __GLIBC__
-  // A release upload holds its image three times over (the HTTP body, our copy of it, the parsed
-  // submission), each freed once the release is on disk. glibc's default mmap threshold follows
-  // the largest buffer freed so far (up to 32 MiB), so after one image of a few MiB the next
-  // copies of that size came from the arena and stayed resident once freed: root then served
-  // its images with up to twice the last upload's size still resident (issue #17; 16 MiB image:
-  // 33 MiB). A fixed threshold keeps every buffer of 1 MiB and more in a mapping of its own,
-  // returned when it is freed; the chunks and messages root handles are far below it.
+  // Buffers of 1 MiB and more (the fleet status of a large fleet, a release's chunk table) each in
+  // a mapping of its own, returned when it is freed. glibc's default mmap threshold follows the
+  // largest buffer freed so far (up to 32 MiB): after one large buffer the next ones of that size
+  // come from the arena and can stay resident once freed, which the budget for root's memory
+  // while it serves (issue #17) does not allow for. (Release uploads no longer hold the image in
+  // memory: POST /v1/releases streams it to disk.)
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
 #endif
   return x1368::core::RunDaemon(

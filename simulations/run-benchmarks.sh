@@ -365,10 +365,10 @@ else
   row "root / gateway RSS before the publish (idle, 4 devices)" \
     "$(num "$(rk root_rss_before_publish_kb)") / $(num "$(rk gateway_rss_before_publish_kb)") kB" \
     "-" "-"
-  # Not budgeted: the admin API takes the image in one request body (another issue).
-  v="$(rk root_upload_per_image_byte)"
-  row "root VmHWM during the $rss_mib MiB release upload (POST /v1/releases)" \
-    "$(num "$(rk root_hwm_after_publish_kb)") kB ($(num "$v") B resident per image byte)" "-" "-"
+  # The upload streams the image to disk (POST /v1/releases, multipart): within the same budget.
+  v="$(rk root_rss_upload_peak_kb)"
+  row "root RSS during the $rss_mib MiB release upload (POST /v1/releases, streamed), peak" \
+    "$(num "$v") kB" "$(num "$budget") kB (issue #17 budget)" "$(ratio "$(div "$v" "$budget")")"
 fi
 
 # --- tracker-sim scenarios ------------------------------------------------------------------

@@ -207,17 +207,20 @@ int ReleasePublish(const Admin& admin, const std::string& manifest_path,
                    const std::string& image_path) {
   auto client = admin.Client();
   if (!client.ok()) return Fail(client.status());
-  auto manifest = core::ReadFileLimited(manifest_path, 1 << 20);
+  // Root takes at most 64 KiB of manifest; a signed manifest is a few KiB.
+  auto manifest = core::ReadFileLimited(manifest_path, 64 << 10);
   if (!manifest.ok()) return Fail(manifest.status());
-  auto image = core::ReadFile(image_path);
-  if (!image.ok()) return Fail(image.status());
-  v1::ReleaseSubmission sub;
-  if (!sub.mutable_manifest()->ParseFromString(*manifest)) {
+  v1::SignedManifest signed_manifest;
+  if (!signed_manifest.ParseFromString(*manifest)) {
     return Fail(
         absl::InvalidArgumentError(absl::StrCat(manifest_path, " is not a signed manifest")));
   }
-  sub.set_image(*std::move(image));
-  auto r = client->Post("/v1/releases", sub.SerializeAsString(), "application/x-protobuf");
+  // Fails here, with the file's name, rather than half-way through the upload.
+  if (auto size = core::FileSize(image_path); !size.ok()) return Fail(size.status());
+  // The image is streamed from disk as it is sent (the form curl -F sends): memory stays small
+  // whatever its size.
+  auto r = client->PostForm("/v1/releases",
+                            {{"manifest", *std::move(manifest), ""}, {"image", "", image_path}});
   if (!r.ok()) return Fail(r.status());
   if (r->status != 201) return Fail(ReplyError(*r));
   v1::ReleaseInfo info;

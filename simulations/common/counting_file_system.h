@@ -67,8 +67,8 @@ class CountingFileSystem final : public core::FileSystem {
                           absl::string_view data) override {
     return inner_->WriteRange(path, offset, data);
   }
-  absl::Status Truncate(const std::string& path, uint64_t size) override {
-    return inner_->Truncate(path, size);
+  absl::Status Truncate(const std::string& path, uint64_t size, int mode = 0644) override {
+    return inner_->Truncate(path, size, mode);
   }
   absl::Status Sync(const std::string& path) override { return Count(inner_->Sync(path), syncs_); }
   absl::Status Rename(const std::string& from, const std::string& to) override {

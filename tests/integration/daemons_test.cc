@@ -33,6 +33,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -226,13 +227,20 @@ class DaemonsTestBase : public ::testing::Test {
 
   std::string File(const std::string& name) const { return dir_.File(name); }
 
-  // Runs `binary args...` to completion (bounded by `timeout`).
+  // Runs `binary args...` (one of the build's) to completion (bounded by `timeout`).
   CommandResult Run(const std::string& binary, const std::vector<std::string>& args,
                     absl::Duration timeout = absl::Seconds(60)) {
+    return RunProgram(binary, Bin(binary), args, timeout);
+  }
+
+  // Runs the program at `path` (logs named after `name`) to completion.
+  CommandResult RunProgram(const std::string& name, const std::string& path,
+                           const std::vector<std::string>& args,
+                           absl::Duration timeout = absl::Seconds(60)) {
     int n = ++commands_;
-    std::string base = File(absl::StrCat("cmd-", n, "-", binary));
-    ChildProcess p(binary, base + ".out", base + ".err");
-    std::vector<std::string> argv = {Bin(binary)};
+    std::string base = File(absl::StrCat("cmd-", n, "-", name));
+    ChildProcess p(name, base + ".out", base + ".err");
+    std::vector<std::string> argv = {path};
     argv.insert(argv.end(), args.begin(), args.end());
     CommandResult r;
     r.command = absl::StrJoin(argv, " ");
@@ -1072,6 +1080,60 @@ TEST_F(DaemonsProcessTest, ReleaseReusingAVersionOrSequenceNumberIsRefused) {
   EXPECT_EQ(fleet->releases(0).sha256_hex(),
             core::HexEncode(core::Sha256(TestPki::MakeImage(64 * 1024, 1))))
       << raw.out;
+}
+
+// An operator uploads a release with plain curl (README): the form trackerctl sends, here from
+// the curl program itself, with an image over 1 MiB so that curl asks "Expect: 100-continue"
+// first. The wrong token is refused before the image is sent.
+TEST_F(DaemonsProcessTest, CurlUploadsAReleaseAsTrackerctlDoes) {
+  std::string curl;
+  for (absl::string_view dir :
+       absl::StrSplit(std::getenv("PATH") ? std::getenv("PATH") : "", ':')) {
+    std::string candidate = absl::StrCat(dir, "/curl");
+    if (!dir.empty() && ::access(candidate.c_str(), X_OK) == 0) {
+      curl = candidate;
+      break;
+    }
+  }
+  ASSERT_FALSE(curl.empty()) << "no curl on PATH (scripts/setup.sh installs it)";
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({}));
+  ASSERT_TRUE(StartRoot());
+  const std::string image = File("fw.bin");
+  const std::string manifest = File("fw.manifest");
+  const std::string bytes = TestPki::MakeImage(3 * 1024 * 1024 + 17, 11);
+  ASSERT_OK(core::WriteFileAtomic(image, bytes));
+  CommandResult sign =
+      Ctl({"author", "sign", "--key", File("author-1.key"), "--cert", File("author-1.cert"),
+           "--image", image, "--component", "fw", "--version", "2.0.0", "--sequence", "2",
+           "--hardware", "board-a", "--out", manifest});
+  ASSERT_TRUE(sign.exited_with(0)) << sign.Describe();
+  auto token = core::ReadFile(File("admin.token"));
+  ASSERT_OK(token);
+  auto upload = [&](const std::string& bearer) {
+    return RunProgram(
+        "curl", curl,
+        {"-sS", "-w", "\nHTTP %{http_code}\n", "-H", absl::StrCat("Authorization: Bearer ", bearer),
+         "-F", absl::StrCat("manifest=@", manifest), "-F", absl::StrCat("image=@", image),
+         absl::StrCat(admin_url_, "/v1/releases")});
+  };
+
+  CommandResult denied = upload("not-the-token-0123456789");
+  ASSERT_TRUE(denied.exited_with(0)) << denied.Describe();
+  EXPECT_TRUE(absl::StrContains(denied.out, "HTTP 403")) << denied.Describe();
+  EXPECT_TRUE(absl::StrContains(denied.out, "bearer token")) << denied.Describe();
+
+  CommandResult r = upload(std::string(absl::StripAsciiWhitespace(*token)));
+  ASSERT_TRUE(r.exited_with(0)) << r.Describe() << Logs();
+  EXPECT_TRUE(absl::StrContains(r.out, "HTTP 201")) << r.Describe() << Logs();
+  EXPECT_TRUE(absl::StrContains(r.out, "\"version\":\"2.0.0\"")) << r.Describe();
+
+  CommandResult raw;
+  auto fleet = FleetStatus(&raw);
+  ASSERT_OK(fleet);
+  ASSERT_EQ(fleet->releases_size(), 1) << raw.out;
+  EXPECT_EQ(fleet->releases(0).sha256_hex(), core::HexEncode(core::Sha256(bytes))) << raw.out;
+  EXPECT_EQ(fleet->releases(0).size(), bytes.size()) << raw.out;
 }
 
 // X.1368 §10 c, §11.1 a.iii / DESIGN.md §8: a device that loses power in the middle of a

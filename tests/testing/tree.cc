@@ -78,7 +78,7 @@ void TestTree::Prepare(TreeNode<N>* n, const std::string& id) {
   }
 }
 
-RootNode* TestTree::AddRoot() {
+RootNode* TestTree::AddRoot(const std::function<void(nodes::RootSpec&)>& configure) {
   root_ = std::make_unique<RootNode>();
   RootNode* r = root_.get();
   Prepare(r, pki_.root_id());
@@ -86,6 +86,7 @@ RootNode* TestTree::AddRoot() {
   spec.node = NodeConfigFor(r->id, pki_.root_key_path(), "", r->dir);
   spec.options.images_dir = r->dir + "/images";
   spec.downstream = LinkFor(r->id);
+  if (configure) configure(spec);
   Must(nodes::Build(r->env, spec, r), "root build");
   Must(r->Start(), "root start");
   return r;

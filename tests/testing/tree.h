@@ -6,6 +6,7 @@
 #ifndef X1368_TESTING_TREE_H_
 #define X1368_TESTING_TREE_H_
 
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -82,7 +83,8 @@ class TestTree {
   const std::string& dir() const { return dir_.path(); }
   const TestNode& author() const { return author_; }
 
-  RootNode* AddRoot();
+  // `configure` may change root's spec before it is built (its admin API, its limits).
+  RootNode* AddRoot(const std::function<void(nodes::RootSpec&)>& configure = nullptr);
   // `scope`: what the intermediate's certificate covers.
   IntermediateNode* AddIntermediate(const std::string& id, const std::string& parent,
                                     std::vector<std::string> scope);

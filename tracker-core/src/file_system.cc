@@ -32,8 +32,8 @@ class Posix final : public FileSystem {
                           absl::string_view data) override {
     return WriteFileRange(path, offset, data);
   }
-  absl::Status Truncate(const std::string& path, uint64_t size) override {
-    return TruncateFile(path, size);
+  absl::Status Truncate(const std::string& path, uint64_t size, int mode) override {
+    return TruncateFile(path, size, mode);
   }
   absl::Status Sync(const std::string& path) override { return SyncFile(path); }
   absl::Status Rename(const std::string& from, const std::string& to) override {
@@ -157,7 +157,7 @@ absl::Status MemFileSystem::WriteRange(const std::string& path, uint64_t offset,
   return absl::OkStatus();
 }
 
-absl::Status MemFileSystem::Truncate(const std::string& path, uint64_t size) {
+absl::Status MemFileSystem::Truncate(const std::string& path, uint64_t size, int) {
   absl::MutexLock lock(&mu_);
   auto it = files_.find(path);
   uint64_t old = it == files_.end() ? 0 : it->second.data.size();

@@ -168,8 +168,8 @@ absl::Status SyncFile(const std::string& path) {
   return absl::OkStatus();
 }
 
-absl::Status TruncateFile(const std::string& path, uint64_t size) {
-  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+absl::Status TruncateFile(const std::string& path, uint64_t size, int mode) {
+  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, mode));
   if (fd.get() < 0) return ErrnoError("open", path);
   if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) return ErrnoError("truncate", path);
   return absl::OkStatus();

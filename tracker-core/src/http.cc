@@ -2,6 +2,9 @@
 
 #include <httplib.h>
 
+#include <regex>
+#include <vector>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -9,23 +12,161 @@ namespace x1368::core {
 
 struct HttpServer::Impl {
   httplib::Server server;
+  size_t max_body_bytes = 1 << 20;
+  struct Streamed {
+    std::regex pattern;  // as cpp-httplib matches the path
+    std::shared_ptr<const HttpStreamedRoute> route;
+  };
+  std::vector<Streamed> streamed;
+
+  const HttpStreamedRoute* StreamedRoute(const httplib::Request& req) const {
+    if (req.method != "POST") return nullptr;
+    for (const Streamed& s : streamed) {
+      if (std::regex_match(req.path, s.pattern)) return s.route.get();
+    }
+    return nullptr;
+  }
 };
 
 namespace {
 
+// The request without its body.
+HttpRequest Describe(const httplib::Request& req) {
+  HttpRequest r;
+  r.method = req.method;
+  r.path = req.path;
+  for (const auto& [k, v] : req.params) r.params[k] = v;
+  r.authorization = req.get_header_value("Authorization");
+  r.content_type = req.get_header_value("Content-Type");
+  uint64_t length = 0;
+  if (req.has_header("Content-Length") &&
+      absl::SimpleAtoi(req.get_header_value("Content-Length"), &length)) {
+    r.content_length = length;
+  }
+  return r;
+}
+
+bool HasBody(const httplib::Request& req) {
+  return req.method == "POST" || req.method == "PUT" || req.method == "PATCH";
+}
+
+// Whether the body may be read at all: its length must be known, and within the limit, before the
+// first byte (cpp-httplib itself would read a chunked body, or one without a length, unbounded,
+// and reads an oversized one to its end before it answers 413).
+absl::Status CheckBodyLength(const HttpRequest& r, size_t max_bytes) {
+  if (!r.content_length) {
+    return absl::InvalidArgumentError(
+        "the request body needs a Content-Length (chunked transfer encoding is not accepted)");
+  }
+  if (*r.content_length > max_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat("a request body of ", *r.content_length,
+                                                     " bytes is over the limit of ", max_bytes,
+                                                     " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Admit(const HttpStreamedRoute& route, const HttpRequest& r, size_t max_bytes) {
+  if (route.admit) {
+    if (absl::Status s = route.admit(r); !s.ok()) return s;
+  }
+  return CheckBodyLength(r, max_bytes);
+}
+
+void Write(const HttpResponse& out, httplib::Response& res) {
+  res.status = out.status;
+  res.set_content(out.body, out.content_type.c_str());
+}
+
+// A buffered route's refusal of a body it will not read.
+void RefuseBody(const absl::Status& why, httplib::Response& res) {
+  Write(HttpResponse{why.code() == absl::StatusCode::kResourceExhausted ? 413 : 411, "text/plain",
+                     absl::StrCat(why.message(), "\n")},
+        res);
+}
+
+// A streamed route's refusals when it renders none itself.
+HttpResponse PlainRefusal(const absl::Status& why) {
+  int status = 400;
+  if (why.code() == absl::StatusCode::kResourceExhausted) status = 413;
+  if (why.code() == absl::StatusCode::kPermissionDenied) status = 403;
+  return HttpResponse{status, "text/plain", absl::StrCat(why.message(), "\n")};
+}
+
 httplib::Server::Handler Adapt(HttpHandler handler) {
   return [handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
-    HttpRequest r;
-    r.method = req.method;
-    r.path = req.path;
-    for (const auto& [k, v] : req.params) r.params[k] = v;
-    r.authorization = req.get_header_value("Authorization");
+    HttpRequest r = Describe(req);
     r.body = req.body;
-    HttpResponse out = handler(r);
-    res.status = out.status;
-    res.set_content(out.body, out.content_type.c_str());
+    Write(handler(r), res);
   };
 }
+
+class BodyReader final : public HttpBodyReader {
+ public:
+  BodyReader(const httplib::Request& req, httplib::Response& res,
+             const httplib::ContentReader& reader)
+      : req_(req), res_(res), reader_(reader) {}
+
+  absl::Status Read(const DataFn& on_data) override {
+    if (absl::Status s = Begin(); !s.ok()) return s;
+    if (req_.is_multipart_form_data()) {
+      return absl::InvalidArgumentError("the body is multipart/form-data, not a raw body");
+    }
+    absl::Status failed;
+    bool read = reader_([&](const char* data, size_t n) {
+      if (failed.ok()) failed = on_data(absl::string_view(data, n));
+      return true;  // after a failure: read and drop the rest
+    });
+    return Finish(read, failed, "the body ended before its Content-Length");
+  }
+
+  absl::Status ReadForm(const PartFn& on_part, const DataFn& on_data) override {
+    if (absl::Status s = Begin(); !s.ok()) return s;
+    if (!req_.is_multipart_form_data()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the body is not multipart/form-data (Content-Type \"",
+                       req_.get_header_value("Content-Type"), "\")"));
+    }
+    absl::Status failed;
+    bool read = reader_(
+        [&](const httplib::MultipartFormData& part) {
+          if (failed.ok()) failed = on_part({part.name, part.filename, part.content_type});
+          return true;
+        },
+        [&](const char* data, size_t n) {
+          if (failed.ok()) failed = on_data(absl::string_view(data, n));
+          return true;
+        });
+    return Finish(read, failed,
+                  "the body ended before its Content-Length, or is not well-formed "
+                  "multipart/form-data (a boundary in the Content-Type, each part opened by it, "
+                  "the last closed by it)");
+  }
+
+ private:
+  absl::Status Begin() {
+    if (used_) return absl::FailedPreconditionError("the request body was read already");
+    used_ = true;
+    return absl::OkStatus();
+  }
+
+  // cpp-httplib says why a read failed only through the response status it set.
+  absl::Status Finish(bool read, const absl::Status& failed, absl::string_view malformed) const {
+    if (!failed.ok()) return failed;
+    if (read) return absl::OkStatus();
+    if (res_.status == 413) return absl::ResourceExhaustedError("the body is over the limit");
+    if (res_.status == 415) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Content-Encoding \"", req_.get_header_value("Content-Encoding"), "\" is not supported"));
+    }
+    return absl::InvalidArgumentError(malformed);
+  }
+
+  const httplib::Request& req_;
+  httplib::Response& res_;
+  const httplib::ContentReader& reader_;
+  bool used_ = false;
+};
 
 }  // namespace
 
@@ -42,7 +183,41 @@ absl::Status ParseHostPort(const std::string& listen, std::string* host, int* po
 }
 
 HttpServer::HttpServer() : impl_(std::make_unique<Impl>()) {
-  impl_->server.set_payload_max_length(1 << 20);
+  Impl* impl = impl_.get();
+  impl->server.set_payload_max_length(impl->max_body_bytes);
+  // One request per connection: the body of a request refused unread is never taken for the next
+  // request. The admin API and the metrics endpoint gain nothing from keep-alive.
+  impl->server.set_keep_alive_max_count(1);
+  // Buffered bodies: refused before cpp-httplib reads them (streamed ones are checked with their
+  // route's admission, below).
+  impl->server.set_pre_routing_handler([impl](const httplib::Request& req, httplib::Response& res) {
+    if (!HasBody(req) || impl->StreamedRoute(req) != nullptr) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    absl::Status s = CheckBodyLength(Describe(req), impl->max_body_bytes);
+    if (s.ok()) return httplib::Server::HandlerResponse::Unhandled;
+    RefuseBody(s, res);
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  // "Expect: 100-continue": the client waits for our word before it sends the body, so a refusal
+  // costs it nothing. cpp-httplib writes what we return (100: go on) before routing.
+  impl->server.set_expect_100_continue_handler(
+      [impl](const httplib::Request& req, httplib::Response& res) {
+        HttpRequest r = Describe(req);
+        if (const HttpStreamedRoute* route = impl->StreamedRoute(req)) {
+          absl::Status s = Admit(*route, r, impl->max_body_bytes);
+          if (s.ok()) return 100;
+          Write(route->refuse(s), res);
+          return res.status;
+        }
+        if (HasBody(req)) {
+          absl::Status s = CheckBodyLength(r, impl->max_body_bytes);
+          if (s.ok()) return 100;
+          RefuseBody(s, res);
+          return res.status;
+        }
+        return 100;
+      });
 }
 
 HttpServer::~HttpServer() { Stop(); }
@@ -55,7 +230,26 @@ void HttpServer::Post(const std::string& path, HttpHandler handler) {
   impl_->server.Post(path, Adapt(std::move(handler)));
 }
 
-void HttpServer::set_max_body_bytes(size_t bytes) { impl_->server.set_payload_max_length(bytes); }
+void HttpServer::PostStreamed(const std::string& path, HttpStreamedRoute route) {
+  if (!route.refuse) route.refuse = PlainRefusal;
+  auto shared = std::make_shared<const HttpStreamedRoute>(std::move(route));
+  impl_->streamed.push_back({std::regex(path), shared});
+  Impl* impl = impl_.get();
+  impl_->server.Post(path, [impl, shared](const httplib::Request& req, httplib::Response& res,
+                                          const httplib::ContentReader& reader) {
+    HttpRequest r = Describe(req);
+    if (absl::Status s = Admit(*shared, r, impl->max_body_bytes); !s.ok()) {
+      return Write(shared->refuse(s), res);
+    }
+    BodyReader body(req, res, reader);
+    Write(shared->handle(r, body), res);
+  });
+}
+
+void HttpServer::set_max_body_bytes(size_t bytes) {
+  impl_->max_body_bytes = bytes;
+  impl_->server.set_payload_max_length(bytes);
+}
 
 absl::StatusOr<int> HttpServer::Start(const std::string& listen) {
   std::string host;

@@ -22,21 +22,34 @@ void InitCurlOnce() {
 
 }  // namespace
 
+struct HttpClient::Body {
+  const std::string* data = nullptr;  // with its content type
+  std::string content_type;
+  const std::vector<HttpFormField>* form = nullptr;  // or the form
+};
+
 HttpClient::HttpClient(std::string base_url, std::string bearer_token)
     : base_url_(std::move(base_url)), token_(std::move(bearer_token)) {}
 
 absl::StatusOr<HttpReply> HttpClient::Get(const std::string& path) {
-  return Perform("GET", path, nullptr, "", 30);
+  return Perform("GET", path, nullptr, 30);
 }
 
 absl::StatusOr<HttpReply> HttpClient::Post(const std::string& path, const std::string& body,
                                            const std::string& content_type) {
-  return Perform("POST", path, &body, content_type, 120);
+  Body b{&body, content_type, nullptr};
+  return Perform("POST", path, &b, 120);
+}
+
+absl::StatusOr<HttpReply> HttpClient::PostForm(const std::string& path,
+                                               const std::vector<HttpFormField>& fields,
+                                               long stall_s) {
+  Body b{nullptr, "", &fields};
+  return Perform("POST", path, &b, 0, stall_s);
 }
 
 absl::StatusOr<HttpReply> HttpClient::Perform(const std::string& method, const std::string& path,
-                                              const std::string* body,
-                                              const std::string& content_type, long timeout_s) {
+                                              const Body* body, long timeout_s, long stall_s) {
   InitCurlOnce();
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
   if (!curl) return absl::InternalError("curl: cannot create a handle");
@@ -47,8 +60,9 @@ absl::StatusOr<HttpReply> HttpClient::Perform(const std::string& method, const s
   if (!token_.empty()) {
     headers = curl_slist_append(headers, absl::StrCat("Authorization: Bearer ", token_).c_str());
   }
-  if (body != nullptr) {
-    headers = curl_slist_append(headers, absl::StrCat("Content-Type: ", content_type).c_str());
+  if (body != nullptr && body->data != nullptr) {
+    headers =
+        curl_slist_append(headers, absl::StrCat("Content-Type: ", body->content_type).c_str());
   }
   std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> owned_headers(headers,
                                                                             curl_slist_free_all);
@@ -59,13 +73,39 @@ absl::StatusOr<HttpReply> HttpClient::Perform(const std::string& method, const s
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &received);
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error);
   curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
+  if (stall_s > 0) {
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, stall_s);
+  }
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-  if (body != nullptr) {
+  std::unique_ptr<curl_mime, decltype(&curl_mime_free)> mime(nullptr, curl_mime_free);
+  if (body != nullptr && body->data != nullptr) {
     curl_easy_setopt(h, CURLOPT_POST, 1L);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->data());
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->data->data());
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->data->size()));
+  } else if (body != nullptr) {
+    // libcurl's own multipart (curl -F): the boundary, each part's headers, and a file part read
+    // from disk while it is sent.
+    mime.reset(curl_mime_init(h));
+    if (!mime) return absl::InternalError("curl: cannot create a form");
+    for (const HttpFormField& f : *body->form) {
+      curl_mimepart* part = curl_mime_addpart(mime.get());
+      CURLcode set = part == nullptr ? CURLE_OUT_OF_MEMORY : curl_mime_name(part, f.name.c_str());
+      if (set == CURLE_OK) set = curl_mime_type(part, f.content_type.c_str());
+      if (set == CURLE_OK) {
+        set = f.file_path.empty() ? curl_mime_data(part, f.data.data(), f.data.size())
+                                  : curl_mime_filedata(part, f.file_path.c_str());
+      }
+      if (set != CURLE_OK) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("form part \"", f.name, "\"",
+                         f.file_path.empty() ? "" : absl::StrCat(" (", f.file_path, ")"), ": ",
+                         curl_easy_strerror(set)));
+      }
+    }
+    curl_easy_setopt(h, CURLOPT_MIMEPOST, mime.get());
   }
   CURLcode rc = curl_easy_perform(h);
   if (rc != CURLE_OK) {

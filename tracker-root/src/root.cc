@@ -5,12 +5,14 @@
 #include <future>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "x1368/core/chunk_fetcher.h"
 #include "x1368/core/chunk_service.h"
 #include "x1368/core/crypto.h"
+#include "x1368/core/file_system.h"
 #include "x1368/core/file_util.h"
 #include "x1368/core/log.h"
 #include "x1368/core/manifest.h"
@@ -83,6 +85,11 @@ HttpResponse ErrorResponse(const absl::Status& s) {
     case absl::StatusCode::kResourceExhausted:
       status = 413;
       break;
+    case absl::StatusCode::kUnimplemented:
+      // A request in a form root does not take; a manifest's unknown algorithm (which carries a
+      // reason) stays a bad request.
+      status = core::ReasonOf(s) == v1::REASON_UNSPECIFIED ? 415 : 400;
+      break;
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded:
       status = 503;
@@ -120,6 +127,140 @@ absl::StatusOr<T> RunOnLoop(core::EventLoop* loop, std::function<absl::StatusOr<
   return future.get();
 }
 
+// Names of an upload's temporary file in images_dir (images are named by their digest in hex).
+constexpr absl::string_view kUploadPrefix = "upload-";
+constexpr absl::string_view kUploadSuffix = ".part";
+// A signed manifest is a few hundred bytes to a few KiB (trackerctl author sign); the part is
+// held in memory until it ends, so it is bounded.
+constexpr size_t kMaxManifestPartBytes = 64 << 10;
+// The image part reaches the file in pieces of this size.
+constexpr size_t kImageWriteBytes = 64 << 10;
+
+constexpr absl::string_view kFormHelp =
+    "the form has a part \"manifest\" (the signed manifest, as trackerctl author sign writes "
+    "it) and then a part \"image\" (the image): curl -F manifest=@fw.manifest -F image=@fw.bin";
+
+// One POST /v1/releases body, part by part: the manifest part kept in memory and verified when it
+// ends (by `check`, on root's loop), the image part written to a temporary file as it arrives,
+// never beyond the size the manifest signed. The file is removed with the object unless it was
+// renamed away first. Not thread-safe: one per request, on the HTTP thread.
+class ReleaseUpload {
+ public:
+  using Check = std::function<absl::StatusOr<v1::Manifest>(const v1::SignedManifest&)>;
+
+  ReleaseUpload(core::FileSystem* fs, std::string path, Check check)
+      : fs_(fs), path_(std::move(path)), check_(std::move(check)) {}
+  ~ReleaseUpload() {
+    if (absl::Status s = fs_->Remove(path_); !s.ok()) {
+      spdlog::error("event=release.upload_cleanup_failed path={} error=\"{}\"", path_, s.message());
+    }
+  }
+  ReleaseUpload(const ReleaseUpload&) = delete;
+  ReleaseUpload& operator=(const ReleaseUpload&) = delete;
+
+  absl::Status OnPart(const core::HttpFormPart& part) {
+    if (current_ == Part::kManifest) X1368_RETURN_IF_ERROR(EndManifest());
+    if (part.name == "manifest") {
+      if (seen_manifest_) return Reject(v1::MALFORMED, "a second manifest part");
+      seen_manifest_ = true;
+      current_ = Part::kManifest;
+      return absl::OkStatus();
+    }
+    if (part.name == "image") {
+      if (!manifest_) {
+        return Reject(
+            v1::MALFORMED,
+            absl::StrCat("the image part came without a manifest part before it; ", kFormHelp));
+      }
+      if (seen_image_) {
+        return Reject(v1::MALFORMED, "a second image part");
+      }
+      seen_image_ = true;
+      current_ = Part::kImage;
+      return fs_->Truncate(path_, 0, 0600);
+    }
+    return Reject(v1::MALFORMED, absl::StrCat("unexpected part \"", part.name, "\"; ", kFormHelp));
+  }
+
+  absl::Status OnData(absl::string_view piece) {
+    switch (current_) {
+      case Part::kManifest:
+        if (manifest_bytes_.size() + piece.size() > kMaxManifestPartBytes) {
+          return absl::ResourceExhaustedError(
+              absl::StrCat("the manifest part is over ", kMaxManifestPartBytes,
+                           " bytes: it must be the signed manifest file (trackerctl author sign "
+                           "--out), not the image"));
+        }
+        manifest_bytes_.append(piece.data(), piece.size());
+        return absl::OkStatus();
+      case Part::kImage:
+        if (image_bytes_ + piece.size() > manifest_->size()) {
+          return Reject(v1::SIZE_MISMATCH,
+                        absl::StrCat("the image part is longer than the ", manifest_->size(),
+                                     " bytes the manifest says"));
+        }
+        image_bytes_ += piece.size();
+        pending_.append(piece.data(), piece.size());
+        if (pending_.size() >= kImageWriteBytes) return Flush();
+        return absl::OkStatus();
+      case Part::kNone:
+        break;
+    }
+    return absl::OkStatus();
+  }
+
+  // Once the whole body is read: both parts there, the image on disk and synced.
+  absl::Status Finish() {
+    if (current_ == Part::kManifest) X1368_RETURN_IF_ERROR(EndManifest());
+    current_ = Part::kNone;
+    if (!seen_manifest_)
+      return Reject(v1::MALFORMED, absl::StrCat("no manifest part; ", kFormHelp));
+    if (!seen_image_) return Reject(v1::MALFORMED, absl::StrCat("no image part; ", kFormHelp));
+    X1368_RETURN_IF_ERROR(Flush());
+    return fs_->Sync(path_);
+  }
+
+  const std::string& path() const { return path_; }
+  const v1::SignedManifest& signed_manifest() const { return signed_manifest_; }
+  const v1::Manifest& manifest() const { return *manifest_; }
+
+ private:
+  enum class Part { kNone, kManifest, kImage };
+
+  absl::Status EndManifest() {
+    current_ = Part::kNone;
+    if (!signed_manifest_.ParseFromString(manifest_bytes_)) {
+      return Reject(v1::MANIFEST_MALFORMED,
+                    "the manifest part is not a signed manifest (as trackerctl author sign "
+                    "writes it)");
+    }
+    std::string().swap(manifest_bytes_);
+    X1368_ASSIGN_OR_RETURN(manifest_, check_(signed_manifest_));
+    return absl::OkStatus();
+  }
+
+  absl::Status Flush() {
+    if (pending_.empty()) return absl::OkStatus();
+    X1368_RETURN_IF_ERROR(fs_->WriteRange(path_, written_, pending_));
+    written_ += pending_.size();
+    pending_.clear();
+    return absl::OkStatus();
+  }
+
+  core::FileSystem* fs_;
+  const std::string path_;
+  const Check check_;
+  Part current_ = Part::kNone;
+  bool seen_manifest_ = false;
+  bool seen_image_ = false;
+  std::string manifest_bytes_;
+  v1::SignedManifest signed_manifest_;
+  std::optional<v1::Manifest> manifest_;
+  uint64_t image_bytes_ = 0;  // received
+  uint64_t written_ = 0;      // of them, on disk
+  std::string pending_;
+};
+
 }  // namespace
 
 Root::Root(RootOptions options, core::NodeContext* node, core::SqliteDb* db,
@@ -140,6 +281,7 @@ Root::~Root() { Stop(); }
 
 absl::Status Root::Start() {
   X1368_RETURN_IF_ERROR(node_->fs().MakeDirs(opts_.images_dir, 0700));
+  X1368_RETURN_IF_ERROR(RemoveStaleUploads());
   X1368_ASSIGN_OR_RETURN(registry_, Registry::Open(db_));
   core::NodeLinks::Handlers h;
   h.from_child = [this](const core::Topic& t, const std::string& p, core::OpenedMessage m) {
@@ -167,16 +309,35 @@ void Root::Stop() {
 // ---------------------------------------------------------------------------------------------
 // Firmware server and campaigns
 
-absl::StatusOr<v1::ReleaseInfo> Root::PublishRelease(const v1::ReleaseSubmission& sub) {
+absl::StatusOr<v1::Manifest> Root::CheckManifest(const v1::SignedManifest& sm) {
   // X.1368 §11.3 a, §11.4 a/c: only what an author trusted for the component signed is accepted.
-  X1368_ASSIGN_OR_RETURN(v1::Manifest m, core::VerifyManifest(node_->trust(), sub.manifest()));
-  if (sub.image().size() != m.size()) {
-    return Reject(v1::SIZE_MISMATCH, absl::StrCat("image has ", sub.image().size(),
-                                                  " bytes, manifest says ", m.size()));
+  X1368_ASSIGN_OR_RETURN(v1::Manifest m, core::VerifyManifest(node_->trust(), sm));
+  if (m.size() > opts_.max_image_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the manifest's image of ", m.size(), " bytes is over root's limit of ",
+                     opts_.max_image_bytes, " bytes (release.max_image_bytes)"));
   }
-  // One pass gives the image's digest and its chunk table; both must be what the author signed,
-  // or devices would fail each chunk (or the whole image) only after downloading it.
-  core::ImageDigests digests = core::DigestImage(sub.image(), m.chunk_size());
+  return m;
+}
+
+absl::StatusOr<v1::ReleaseInfo> Root::PublishRelease(const v1::ReleaseSubmission& sub) {
+  X1368_ASSIGN_OR_RETURN(v1::Manifest m, CheckManifest(sub.manifest()));
+  return AcceptRelease(sub.manifest(), m, core::DigestImage(sub.image(), m.chunk_size()),
+                       [&](const std::string& image_path) {
+                         return node_->fs().WriteAtomic(image_path, sub.image(), 0600);
+                       });
+}
+
+absl::StatusOr<v1::ReleaseInfo> Root::AcceptRelease(const v1::SignedManifest& signed_manifest,
+                                                    const v1::Manifest& m,
+                                                    const core::ImageDigests& digests,
+                                                    const StoreImage& store_image) {
+  if (digests.size != m.size()) {
+    return Reject(v1::SIZE_MISMATCH,
+                  absl::StrCat("image has ", digests.size, " bytes, manifest says ", m.size()));
+  }
+  // The image's digest and its chunk table must both be what the author signed, or devices would
+  // fail each chunk (or the whole image) only after downloading it.
   if (digests.sha256 != m.sha256()) {
     return Reject(v1::DIGEST_MISMATCH, "image digest differs from the signed manifest");
   }
@@ -218,14 +379,56 @@ absl::StatusOr<v1::ReleaseInfo> Root::PublishRelease(const v1::ReleaseSubmission
                                  "; a new release needs a higher sequence number"));
     }
   }
-  Release release{sub.manifest(), m, absl::StrCat(opts_.images_dir, "/", info.sha256_hex())};
+  Release release{signed_manifest, m, absl::StrCat(opts_.images_dir, "/", info.sha256_hex())};
   X1368_RETURN_IF_ERROR(
       node_->fs().WriteAtomic(core::ChunkTablePath(release.image_path), digests.table, 0600));
-  X1368_RETURN_IF_ERROR(node_->fs().WriteAtomic(release.image_path, sub.image(), 0600));
+  X1368_RETURN_IF_ERROR(store_image(release.image_path));
   X1368_RETURN_IF_ERROR(registry_->AddRelease(release));
   spdlog::info("event=release.published component={} version={} sequence={} author={}",
                m.component(), m.version(), m.sequence_number(), m.author_id());
   return info;
+}
+
+absl::StatusOr<v1::ReleaseInfo> Root::PublishUpload(core::HttpBodyReader& body) {
+  // The manifest is verified on the loop as soon as its part ends: the image part is then bounded
+  // by the signed size, and an unsigned submission is refused before any image byte is stored.
+  ReleaseUpload upload(
+      &node_->fs(),
+      absl::StrCat(opts_.images_dir, "/", kUploadPrefix, uploads_.fetch_add(1), kUploadSuffix),
+      [this](const v1::SignedManifest& sm) {
+        return RunOnLoop<v1::Manifest>(loop_, [this, sm] { return CheckManifest(sm); });
+      });
+  X1368_RETURN_IF_ERROR(
+      body.ReadForm([&](const core::HttpFormPart& part) { return upload.OnPart(part); },
+                    [&](absl::string_view piece) { return upload.OnData(piece); }));
+  X1368_RETURN_IF_ERROR(upload.Finish());
+  // Read back here, off the loop: the digests cost time, in bounded memory.
+  X1368_ASSIGN_OR_RETURN(
+      core::ImageDigests digests,
+      core::DigestImageFile(node_->fs(), upload.path(), upload.manifest().chunk_size()));
+  // Everything the loop's task uses is its own: if the wait gives up, the task may still run.
+  return RunOnLoop<v1::ReleaseInfo>(loop_, [this, signed_manifest = upload.signed_manifest(),
+                                            manifest = upload.manifest(),
+                                            digests = std::move(digests), path = upload.path()] {
+    // The file was synced (Finish): the rename makes the release durable.
+    return AcceptRelease(signed_manifest, manifest, digests, [&](const std::string& image_path) {
+      return node_->fs().Rename(path, image_path);
+    });
+  });
+}
+
+absl::Status Root::RemoveStaleUploads() {
+  X1368_ASSIGN_OR_RETURN(std::vector<std::string> names, node_->fs().List(opts_.images_dir));
+  int removed = 0;
+  for (const std::string& name : names) {
+    // An upload's file, or what a WriteAtomic left when the process died inside it.
+    bool upload = absl::StartsWith(name, kUploadPrefix) && absl::EndsWith(name, kUploadSuffix);
+    if (!upload && !absl::EndsWith(name, ".tmp")) continue;
+    X1368_RETURN_IF_ERROR(node_->fs().Remove(absl::StrCat(opts_.images_dir, "/", name)));
+    ++removed;
+  }
+  if (removed > 0) spdlog::info("event=release.stale_uploads_removed count={}", removed);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::CampaignInfo> Root::StartCampaign(const v1::CampaignStartRequest& req) {
@@ -454,25 +657,38 @@ v1::FleetStatus Root::Fleet() const {
 
 absl::Status Root::StartAdminApi() {
   admin_ = std::make_unique<core::HttpServer>();
+  // The largest release upload: its image, its manifest and the form's framing.
   admin_->set_max_body_bytes(opts_.max_image_bytes + (1 << 20));
   auto authorized = [this](const HttpRequest& req) {
     absl::string_view auth = req.authorization;
     return absl::ConsumePrefix(&auth, "Bearer ") && !opts_.admin_token.empty() &&
            SameSecret(auth, opts_.admin_token);
   };
-  auto unauthorized = [] {
-    return ErrorResponse(absl::PermissionDeniedError("missing or wrong bearer token"));
-  };
-  admin_->Post("/v1/releases", [this, authorized, unauthorized](const HttpRequest& req) {
-    if (!authorized(req)) return unauthorized();
-    v1::ReleaseSubmission sub;
-    if (!sub.ParseFromString(req.body)) {
-      return ErrorResponse(Reject(v1::MALFORMED, "body is not a ReleaseSubmission"));
+  auto denied = [] { return absl::PermissionDeniedError("missing or wrong bearer token"); };
+  auto unauthorized = [denied] { return ErrorResponse(denied()); };
+  // The image streams to disk (bounded memory, whatever its size): multipart/form-data, so that
+  // plain curl uploads a release as trackerctl does.
+  core::HttpStreamedRoute releases;
+  releases.admit = [authorized, denied](const HttpRequest& req) -> absl::Status {
+    if (!authorized(req)) return denied();
+    if (!absl::StartsWithIgnoreCase(req.content_type, "multipart/form-data")) {
+      return absl::UnimplementedError(
+          absl::StrCat("POST /v1/releases takes multipart/form-data, not \"", req.content_type,
+                       "\": ", kFormHelp));
     }
-    auto info = RunOnLoop<v1::ReleaseInfo>(loop_, [this, &sub] { return PublishRelease(sub); });
-    if (!info.ok()) return ErrorResponse(info.status());
+    return absl::OkStatus();
+  };
+  releases.handle = [this](const HttpRequest&, core::HttpBodyReader& body) {
+    absl::StatusOr<v1::ReleaseInfo> info = PublishUpload(body);
+    if (!info.ok()) {
+      spdlog::info("event=release.upload_refused reason={} error=\"{}\"",
+                   core::ReasonName(core::ReasonOf(info.status())), info.status().message());
+      return ErrorResponse(info.status());
+    }
     return HttpResponse{201, "application/json", ToJson(*info)};
-  });
+  };
+  releases.refuse = ErrorResponse;
+  admin_->PostStreamed("/v1/releases", std::move(releases));
   admin_->Post("/v1/campaigns", [this, authorized, unauthorized](const HttpRequest& req) {
     if (!authorized(req)) return unauthorized();
     v1::CampaignStartRequest start;

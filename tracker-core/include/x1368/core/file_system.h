@@ -54,7 +54,8 @@ class FileSystem {
   // Creates the file if needed; a gap before `offset` reads as zeros.
   virtual absl::Status WriteRange(const std::string& path, uint64_t offset,
                                   absl::string_view data) = 0;
-  virtual absl::Status Truncate(const std::string& path, uint64_t size) = 0;  // creates if needed
+  // Creates the file (with `mode`) if needed.
+  virtual absl::Status Truncate(const std::string& path, uint64_t size, int mode = 0644) = 0;
   virtual absl::Status Sync(const std::string& path) = 0;
   virtual absl::Status Rename(const std::string& from, const std::string& to) = 0;
   virtual absl::Status Remove(const std::string& path) = 0;  // OK if already gone
@@ -82,7 +83,7 @@ class MemFileSystem final : public FileSystem {
                            int mode = 0644) override;
   absl::Status WriteRange(const std::string& path, uint64_t offset,
                           absl::string_view data) override;
-  absl::Status Truncate(const std::string& path, uint64_t size) override;
+  absl::Status Truncate(const std::string& path, uint64_t size, int mode = 0644) override;
   absl::Status Sync(const std::string& path) override;
   absl::Status Rename(const std::string& from, const std::string& to) override;
   absl::Status Remove(const std::string& path) override;

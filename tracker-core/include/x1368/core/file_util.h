@@ -38,8 +38,8 @@ absl::Status WriteFileRange(const std::string& path, uint64_t offset, absl::stri
 
 absl::Status SyncFile(const std::string& path);
 
-// Sets the size of a file, creating it if needed (no fsync).
-absl::Status TruncateFile(const std::string& path, uint64_t size);
+// Sets the size of a file, creating it with `mode` if needed (no fsync).
+absl::Status TruncateFile(const std::string& path, uint64_t size, int mode = 0644);
 // rename(2), then fsyncs the directory: durable when it returns OK.
 absl::Status RenameFile(const std::string& from, const std::string& to);
 // unlink(2), then fsyncs the directory; a missing file is OK.

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -17,6 +18,15 @@ struct HttpReply {
   std::string body;
 };
 
+// One part of a multipart/form-data body: `data` from memory, or, when `file_path` is set, the
+// file's bytes, read from disk as they are sent.
+struct HttpFormField {
+  std::string name;
+  std::string data;
+  std::string file_path;
+  std::string content_type = "application/octet-stream";
+};
+
 class HttpClient {
  public:
   // `base_url`: "http://host:port". `bearer_token` is sent as Authorization when non-empty.
@@ -26,11 +36,17 @@ class HttpClient {
   absl::StatusOr<HttpReply> Get(const std::string& path);
   absl::StatusOr<HttpReply> Post(const std::string& path, const std::string& body,
                                  const std::string& content_type);
+  // A multipart/form-data POST, as `curl -F` sends it: the Content-Length is known up front (the
+  // files' sizes), and a file part is streamed from disk in pieces, so memory stays small
+  // whatever the file's size. No overall time limit: the transfer fails once nothing has moved
+  // for `stall_s` seconds.
+  absl::StatusOr<HttpReply> PostForm(const std::string& path,
+                                     const std::vector<HttpFormField>& fields, long stall_s = 120);
 
  private:
+  struct Body;  // what a POST sends
   absl::StatusOr<HttpReply> Perform(const std::string& method, const std::string& path,
-                                    const std::string* body, const std::string& content_type,
-                                    long timeout_s);
+                                    const Body* body, long timeout_s, long stall_s = 0);
   std::string base_url_;
   std::string token_;
 };

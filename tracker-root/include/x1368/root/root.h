@@ -10,15 +10,20 @@
 //   - answers the authenticated admin API that trackerctl uses.
 //
 // Threads: the event loop owns all state. HTTP handlers run on the server's threads and post to
-// the loop, waiting for the answer. Start/Stop come from the owner's thread.
+// the loop, waiting for the answer; a release upload streams its image to a file in images_dir
+// and reads it back for its digests there, on the handler's thread, and only its checks and the
+// registry run on the loop. Start/Stop come from the owner's thread.
 #ifndef X1368_ROOT_ROOT_H_
 #define X1368_ROOT_ROOT_H_
 
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "x1368/core/catch_up.h"
+#include "x1368/core/chunk_table.h"
 #include "x1368/core/event_loop.h"
 #include "x1368/core/http.h"
 #include "x1368/core/links.h"
@@ -53,7 +58,9 @@ class Root {
   void Stop();
   int admin_port() const { return admin_port_; }
 
-  // The admin operations; run on the event loop.
+  // The admin operations; run on the event loop. PublishRelease takes the image in memory (tests,
+  // the simulator); the admin API's POST /v1/releases streams it to disk, then runs the same
+  // checks (CheckManifest, AcceptRelease).
   absl::StatusOr<v1::ReleaseInfo> PublishRelease(const v1::ReleaseSubmission& submission);
   absl::StatusOr<v1::CampaignInfo> StartCampaign(const v1::CampaignStartRequest& request);
   v1::FleetStatus Fleet() const;
@@ -75,6 +82,22 @@ class Root {
   void ScheduleCommit();
   absl::Status StartAdminApi();
 
+  // Releases. CheckManifest: what a submission must pass before its image is looked at.
+  // AcceptRelease: the image's digests (`digests`, computed by the caller with the manifest's
+  // chunk size) against the verified `manifest`, the registry's rules on versions and sequence
+  // numbers, then `store_image` puts the image at its path and the release is recorded. Both on
+  // the loop.
+  using StoreImage = std::function<absl::Status(const std::string& image_path)>;
+  absl::StatusOr<v1::Manifest> CheckManifest(const v1::SignedManifest& signed_manifest);
+  absl::StatusOr<v1::ReleaseInfo> AcceptRelease(const v1::SignedManifest& signed_manifest,
+                                                const v1::Manifest& manifest,
+                                                const core::ImageDigests& digests,
+                                                const StoreImage& store_image);
+  // POST /v1/releases, on the HTTP thread: the multipart body streamed into a temporary file.
+  absl::StatusOr<v1::ReleaseInfo> PublishUpload(core::HttpBodyReader& body);
+  // Temporary files of uploads cut short by a crash; at start, before the admin API.
+  absl::Status RemoveStaleUploads();
+
   const RootOptions opts_;
   core::NodeContext* node_;
   core::SqliteDb* db_;
@@ -90,6 +113,7 @@ class Root {
   core::Metric* desired_resent_ = nullptr;
   core::CatchUp catch_up_;  // for devices directly under root (core/catch_up.h)
   core::Metric* chunks_served_ = nullptr;
+  std::atomic<uint64_t> uploads_{0};  // names each upload's temporary file
 };
 
 }  // namespace x1368::root
