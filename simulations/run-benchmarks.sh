@@ -293,7 +293,7 @@ rc=0
 "$bin/data_path_bench" --benchmark_filter="$dp_filter" \
   --benchmark_format=json --benchmark_out="$dp_json" --benchmark_out_format=json \
   >"$out/data_path_bench.log" 2>"$out/data_path_bench.err" || rc=$?
-img="BM_ImageThroughGateway/image_mib:$image_mib/chunk_kib:64/"  # the default chunk size
+img="BM_ImageThroughGateway/image_mib:$image_mib/chunk_kib:64/brokers:1/"  # the default chunk size
 err="$(bench_field "$dp_json" "$img" error_message)"
 dl="$(bench_field "$dp_json" "$img" download_MB_per_s)"
 if [ -n "$err" ] || [ -z "$dl" ]; then
@@ -319,12 +319,20 @@ else
   row "a second device from the gateway's filled cache (one hop)" \
     "$(num "$(dp cached_MB_per_s)") MB/s" "$(num "$raw") MB/s (raw request/response, $kib KiB)" \
     "$(ratio "$(dp cached_ratio)")"
+  own="BM_ImageThroughGateway/image_mib:$image_mib/chunk_kib:64/brokers:2/"
+  odl="$(bench_field "$dp_json" "$own" download_MB_per_s)"
+  if [ -n "$odl" ]; then
+    row "image through one gateway ($image_mib MiB) that runs its own broker for its children" \
+      "$(num "$odl") MB/s" \
+      "$(num "$(bench_field "$dp_json" "$own" raw_MB_per_s)") MB/s (raw request/response, 64 KiB, one hop)" \
+      "$(ratio "$(bench_field "$dp_json" "$own" ratio)")"
+  fi
   row "image through one gateway ($image_mib MiB): seconds to confirmed" \
     "$(num "$(dp seconds_to_confirmed)") s" "-" "-"
   row "client's disk per downloaded MiB, campaign start to DOWNLOADED" \
     "$(num "$(dp fsyncs_per_MiB)") fsyncs, $(num "$(dp renames_per_MiB)") renames" "-" "-"
   for k in 16 32 128; do
-    other="BM_ImageThroughGateway/image_mib:$image_mib/chunk_kib:$k/"
+    other="BM_ImageThroughGateway/image_mib:$image_mib/chunk_kib:$k/brokers:1/"
     odl="$(bench_field "$dp_json" "$other" download_MB_per_s)"
     [ -n "$odl" ] || continue
     row "image through one gateway ($image_mib MiB) in $k KiB chunks: download MB/s" \

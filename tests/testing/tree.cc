@@ -38,7 +38,10 @@ TestTree::~TestTree() {
   if (root_) root_->Stop();
 }
 
-core::TransportOptions TestTree::LinkFor(const std::string& id) {
+core::TransportOptions TestTree::LinkFor(const std::string& id, const std::string& parent) {
+  if (auto it = children_broker_.find(parent); it != children_broker_.end()) {
+    return it->second->ClientOptions(id);
+  }
   if (broker_ != nullptr) return broker_->ClientOptions(id);
   core::TransportOptions o;
   o.client_id = id;
@@ -93,7 +96,8 @@ RootNode* TestTree::AddRoot(const std::function<void(nodes::RootSpec&)>& configu
 }
 
 IntermediateNode* TestTree::AddIntermediate(const std::string& id, const std::string& parent,
-                                            std::vector<std::string> scope) {
+                                            std::vector<std::string> scope,
+                                            MosquittoBroker* children_broker) {
   auto owned = std::make_unique<IntermediateNode>();
   IntermediateNode* n = owned.get();
   intermediates_.push_back(std::move(owned));
@@ -106,7 +110,11 @@ IntermediateNode* TestTree::AddIntermediate(const std::string& id, const std::st
   spec.options.batch_delay = absl::Milliseconds(30);
   spec.options.fetch_timeout = absl::Seconds(2);
   spec.options.report_interval = absl::Seconds(2);
-  spec.upstream = LinkFor(id);
+  spec.upstream = LinkFor(id, parent);
+  if (children_broker != nullptr) {
+    spec.downstream = children_broker->ClientOptions(id);
+    children_broker_[id] = children_broker;
+  }
   Must(nodes::Build(n->env, spec, n), "intermediate build");
   Must(n->Start(), "intermediate start");
   return n;
@@ -139,7 +147,7 @@ ClientNode* TestTree::AddClient(const std::string& id, const std::string& parent
   }
   s.options.report_interval = spec.report_interval;
   s.hooks = spec.hooks;
-  s.upstream = LinkFor(id);
+  s.upstream = LinkFor(id, parent);
   Must(StartClient(c), "client start");
   return c;
 }

@@ -85,9 +85,12 @@ class TestTree {
 
   // `configure` may change root's spec before it is built (its admin API, its limits).
   RootNode* AddRoot(const std::function<void(nodes::RootSpec&)>& configure = nullptr);
-  // `scope`: what the intermediate's certificate covers.
+  // `scope`: what the intermediate's certificate covers. `children_broker` (a real broker only):
+  // the intermediate's children connect there, and it bridges them to its parent's broker, as a
+  // gateway running its own broker for its subtree does; null: they share its parent's.
   IntermediateNode* AddIntermediate(const std::string& id, const std::string& parent,
-                                    std::vector<std::string> scope);
+                                    std::vector<std::string> scope,
+                                    MosquittoBroker* children_broker = nullptr);
   ClientNode* AddClient(const std::string& id, const std::string& parent, ClientSpec spec = {});
 
   // Stops a client (as a power cut would: nothing more runs) and brings it back over the same
@@ -131,13 +134,15 @@ class TestTree {
   std::unique_ptr<core::Transport> MakeTransport(const std::string& id);
   core::NodeConfig NodeConfigFor(const std::string& id, const std::string& key,
                                  const std::string& cert, const std::string& data_dir);
-  core::TransportOptions LinkFor(const std::string& id);
+  // The link of `id` to its parent's broker.
+  core::TransportOptions LinkFor(const std::string& id, const std::string& parent = "");
   // Sets id, dir and env (with a MemFileSystem of its own under Storage::kMemory).
   template <typename N>
   void Prepare(TreeNode<N>* n, const std::string& id);
   absl::Status StartClient(ClientNode* c);
 
   MosquittoBroker* broker_;
+  std::map<std::string, MosquittoBroker*> children_broker_;  // by the parent that bridges them
   const Storage storage_;
   // Every node of the tree runs on these threads (declared first: destroyed last).
   core::Executor executor_{core::RealClock::Get(), /*threads=*/2, /*blocking_threads=*/2};
