@@ -576,6 +576,52 @@ void PrintTo(const DaemonKind& kind, std::ostream* os) { *os << kind.binary; }
 
 class DaemonsConfigTest : public DaemonsTestBase, public ::testing::WithParamInterface<DaemonKind> {
  protected:
+  // --check-config opens every file the configuration names: they must exist and be right.
+  void SetUp() override { ASSERT_TRUE(MakePki({"dev-1", "dev-2"})); }
+
+  const std::string& Binary() const { return GetParam().binary; }
+  bool IsRoot() const { return Binary() == "tracker-root"; }
+  std::string NodeId() const {
+    return IsRoot() ? "root" : Binary() == "tracker-intermediate" ? "gw1" : "dev-1";
+  }
+
+  // Replaces the line that starts with `prefix` (e.g. "key = ") by `prefix` + `value`; returns
+  // its 1-based line number.
+  static int SetKey(std::vector<std::string>& lines, const std::string& prefix,
+                    const std::string& value) {
+    for (size_t i = 0; i < lines.size(); ++i) {
+      if (absl::StartsWith(lines[i], prefix)) {
+        lines[i] = prefix + value;
+        return static_cast<int>(i + 1);
+      }
+    }
+    ADD_FAILURE() << "no line starts with " << prefix;
+    return 0;
+  }
+
+  // Checks `lines` and expects exit 2 with "<file>:<line>: key '<key>': " followed, on the same
+  // line, by `fragment`; and nothing created.
+  ::testing::AssertionResult FailsAt(const std::string& name, const std::vector<std::string>& lines,
+                                     int line, const std::string& key,
+                                     const std::string& fragment) {
+    CommandResult r = Check(name, lines);
+    std::string where = absl::StrCat(File(name), ":", line, ": key '", key, "': ");
+    size_t at = r.err.find(where);
+    size_t end = at == std::string::npos ? at : r.err.find('\n', at);
+    if (!r.exited_with(2) || at == std::string::npos ||
+        r.err.substr(at, end == std::string::npos ? std::string::npos : end - at).find(fragment) ==
+            std::string::npos) {
+      return ::testing::AssertionFailure()
+             << "expected exit 2 and \"" << where << "..." << fragment << "\"\n"
+             << r.Describe();
+    }
+    if (Started()) {
+      return ::testing::AssertionFailure() << "--check-config made the data directory\n"
+                                           << r.Describe();
+    }
+    return ::testing::AssertionSuccess();
+  }
+
   std::vector<std::string> ValidLines() const {
     const std::string& b = GetParam().binary;
     if (b == "tracker-root") return RootLines();
@@ -702,6 +748,87 @@ TEST_P(DaemonsConfigTest, EveryErrorIsReportedAtOnceInFileOrder) {
   ASSERT_NE(typo, std::string::npos) << r.Describe();
   ASSERT_NE(type, std::string::npos) << r.Describe();
   EXPECT_LT(typo, type) << "errors are not in file order\n" << r.Describe();
+}
+
+// Ids follow the wire's rules (1-64 characters of [A-Za-z0-9._-], never empty): an empty
+// parent_id once made the daemons run on x1368//dev-a1/... (issue #14).
+TEST_P(DaemonsConfigTest, IdsAreCheckedWithTheWireRules) {
+  std::vector<std::pair<std::string, std::string>> keys = {{"node_id = ", "node_id"},
+                                                           {"id = ", "root.id"}};
+  if (!IsRoot()) keys.push_back({"parent_id = ", "parent_id"});
+  for (const auto& [prefix, key] : keys) {
+    for (const auto& [value, fragment] : std::vector<std::pair<std::string, std::string>>{
+             {"\"\"", "the id is empty"},
+             {"\"gw/1\"", "has characters outside [A-Za-z0-9._-]"},
+             {"\"_all\"", "is reserved"}}) {
+      std::vector<std::string> lines = ValidLines();
+      int line = SetKey(lines, prefix, value);
+      EXPECT_TRUE(FailsAt("ids.toml", lines, line, key, fragment)) << key << " = " << value;
+    }
+  }
+}
+
+// Every key file, certificate and root public key is opened and parsed by --check-config, and
+// each failure names the file, the line and the key (issue #14: they all passed as OK).
+TEST_P(DaemonsConfigTest, EveryCredentialFileIsOpenedAndParsed) {
+  ASSERT_OK(core::WriteFileAtomic(File("garbage.pem"), "not a key at all\n"));
+  ASSERT_OK(core::MakeDirs(File("a-directory")));
+  struct Case {
+    std::string prefix, key, parse_error;
+  };
+  std::vector<Case> cases = {{"key = ", "key", "not a PEM private key"},
+                             {"public_key = ", "root.public_key", "not a PEM public key"}};
+  if (!IsRoot()) cases.push_back({"cert = ", "cert", "not a certificate"});
+  for (const Case& c : cases) {
+    const std::string missing = File("no-such-file");
+    std::vector<std::string> lines = ValidLines();
+    int line = SetKey(lines, c.prefix, absl::StrCat("\"", missing, "\""));
+    EXPECT_TRUE(FailsAt("files.toml", lines, line, c.key,
+                        absl::StrCat("cannot read ", missing, ": No such file or directory")));
+
+    lines = ValidLines();
+    SetKey(lines, c.prefix, absl::StrCat("\"", File("a-directory"), "\""));
+    EXPECT_TRUE(FailsAt("files.toml", lines, line, c.key,
+                        absl::StrCat("cannot read ", File("a-directory"), ": Is a directory")));
+
+    lines = ValidLines();
+    SetKey(lines, c.prefix, absl::StrCat("\"", File("garbage.pem"), "\""));
+    EXPECT_TRUE(FailsAt("files.toml", lines, line, c.key,
+                        absl::StrCat(File("garbage.pem"), ": ", c.parse_error)));
+  }
+}
+
+// The files are checked against each other and the node id, as the node does when it starts.
+TEST_P(DaemonsConfigTest, CredentialsAreCheckedAgainstEachOtherAndTheNodeId) {
+  std::vector<std::string> lines = ValidLines();
+  if (IsRoot()) {
+    int line = SetKey(lines, "key = ", absl::StrCat("\"", File("gw1.key"), "\""));
+    EXPECT_TRUE(FailsAt("cross.toml", lines, line, "key", "is not the root anchor's"));
+    return;
+  }
+  // Another node's certificate, then this node's certificate beside another key.
+  const std::string other = NodeId() == "dev-1" ? "dev-2" : "dev-1";
+  int line = SetKey(lines, "cert = ", absl::StrCat("\"", File(other + ".cert"), "\""));
+  EXPECT_TRUE(FailsAt("cross.toml", lines, line, "cert",
+                      absl::StrCat("is issued to \"", other, "\", not \"", NodeId(), "\"")));
+  lines = ValidLines();
+  SetKey(lines, "key = ", absl::StrCat("\"", File(other + ".key"), "\""));
+  EXPECT_TRUE(FailsAt("cross.toml", lines, line, "cert", "does not certify the key in"));
+}
+
+// Not only --check-config: a plain start with a broken configuration creates nothing either (it
+// once made the data directory and the database before failing on the key).
+TEST_P(DaemonsConfigTest, AStartWithABrokenConfigurationCreatesNothing) {
+  std::vector<std::string> lines = ValidLines();
+  int line = SetKey(lines, "public_key = ", absl::StrCat("\"", File("no-such.pub"), "\""));
+  std::string path = WriteConfig("start.toml", lines);
+  CommandResult r = Run(Binary(), {"--config", path}, absl::Seconds(20));
+  EXPECT_TRUE(r.exited_with(2)) << r.Describe();
+  EXPECT_TRUE(absl::StrContains(
+      r.err, absl::StrCat(path, ":", line, ": key 'root.public_key': cannot read ")))
+      << r.Describe();
+  EXPECT_FALSE(Started()) << r.Describe();
+  EXPECT_FALSE(core::PathExists(File("admin.token"))) << r.Describe();
 }
 
 INSTANTIATE_TEST_SUITE_P(

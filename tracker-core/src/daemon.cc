@@ -13,6 +13,7 @@
 #include "x1368/core/file_util.h"
 #include "x1368/core/log.h"
 #include "x1368/core/mqtt_transport.h"
+#include "x1368/core/node_config.h"
 
 namespace x1368::core {
 namespace {
@@ -87,6 +88,10 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
     return 2;
   }
   DaemonSetup setup = read(*file);
+  // Every file the configuration names is opened and parsed now, before anything is created:
+  // a broken key must be an error naming its key and line, not a failed start that left a
+  // data directory and a database behind (issue #14).
+  CheckNodeFiles(*file, setup.node, RealClock::Get());
   if (absl::Status s = file->Finish(); !s.ok()) {
     std::cerr << name << ": invalid configuration:\n" << s.message() << "\n";
     return 2;

@@ -59,6 +59,8 @@ std::string Node::ExtraMetrics() {
 absl::Status BuildCommon(const core::Env& env, const core::NodeConfig& config, const char* database,
                          Node* n) {
   if (n->loop != nullptr) return absl::FailedPreconditionError("node is already built");
+  // Credentials first: a node that cannot be itself creates nothing.
+  X1368_ASSIGN_OR_RETURN(core::Credentials credentials, core::LoadCredentials(config, env.clock()));
   X1368_RETURN_IF_ERROR(env.fs->MakeDirs(config.data_dir, 0700));
   n->loop = std::make_unique<core::EventLoop>(env.executor);
   if (database != nullptr) {
@@ -69,8 +71,8 @@ absl::Status BuildCommon(const core::Env& env, const core::NodeConfig& config, c
     X1368_ASSIGN_OR_RETURN(n->store,
                            core::FileKvStore::Open(config.data_dir + "/state.kv", env.fs));
   }
-  X1368_ASSIGN_OR_RETURN(n->node,
-                         core::NodeContext::Create(config, n->store.get(), env.clock(), env.fs));
+  X1368_ASSIGN_OR_RETURN(n->node, core::NodeContext::Create(config, std::move(credentials),
+                                                            n->store.get(), env.clock(), env.fs));
   return absl::OkStatus();
 }
 
