@@ -24,10 +24,12 @@
 #include "x1368/core/crypto.h"
 #include "x1368/core/file_util.h"
 #include "x1368/core/http_client.h"
+#include "x1368/core/log.h"
 #include "x1368/core/manifest.h"
 #include "x1368/core/reason.h"
 #include "x1368/core/topics.h"
 #include "x1368/core/trust.h"
+#include "x1368/core/values.h"
 #include "x1368/v1/admin.pb.h"
 
 namespace x1368::ctl {
@@ -36,6 +38,15 @@ namespace {
 int Fail(const absl::Status& s) {
   std::cerr << "trackerctl: " << s.message() << "\n";
   return 1;
+}
+
+// A value root relayed from a device (or any other node), for a table or a message: as it is
+// when it is plain printable ASCII without spaces or quotes, else quoted and escaped, so that no
+// value can break a line, forge a row or send the terminal control sequences.
+std::string Cell(absl::string_view value) {
+  bool plain = !value.empty() && value.size() <= 64;
+  for (char c : value) plain = plain && c > ' ' && c < 0x7f && c != '"' && c != '\\';
+  return plain ? std::string(value) : core::Quote(value);
 }
 
 std::vector<std::string> SplitList(const std::string& csv) {
@@ -134,6 +145,19 @@ struct SignArgs {
 };
 
 int AuthorSign(const SignArgs& a) {
+  // The grammar every receiver enforces (values.h), checked before the image is read: nothing a
+  // device or root would refuse is ever signed.
+  for (const absl::Status& s :
+       {core::ValidateIdentifier(a.component, "--component"),
+        core::ValidateVersion(a.version, "--version"),
+        core::ValidateText(a.description, "--description"), core::ValidateText(a.uri, "--uri")}) {
+    if (!s.ok()) return Fail(core::Reject(v1::MANIFEST_MALFORMED, s.message()));
+  }
+  for (const std::string& hw : SplitList(a.hardware)) {
+    if (absl::Status s = core::ValidateIdentifier(hw, "--hardware class"); !s.ok()) {
+      return Fail(core::Reject(v1::MANIFEST_MALFORMED, s.message()));
+    }
+  }
   auto key = core::PrivateKey::LoadPemFile(a.key);
   if (!key.ok()) return Fail(key.status());
   auto raw_cert = core::ReadFileLimited(a.cert, 64 << 10);
@@ -281,14 +305,14 @@ int FleetStatus(const Admin& admin, bool json) {
   std::printf("%-20s %-14s %-10s %-10s %-12s %-20s %-7s %s\n", "DEVICE", "VIA", "COMPONENT",
               "VERSION", "STATE", "REASON", "ONLINE", "REJECTIONS");
   for (const v1::DeviceRecord& d : fleet->devices()) {
-    std::printf("%-20s %-14s %-10s %-10s %-12s %-20s %-7s %s\n", d.device_id().c_str(),
-                d.via().c_str(), d.component().c_str(), d.version().c_str(),
+    std::printf("%-20s %-14s %-10s %-10s %-12s %-20s %-7s %s\n", Cell(d.device_id()).c_str(),
+                Cell(d.via()).c_str(), Cell(d.component()).c_str(), Cell(d.version()).c_str(),
                 v1::UpdateState_Name(d.state()).c_str(),
                 d.reason() == v1::REASON_UNSPECIFIED ? "-" : core::ReasonName(d.reason()).c_str(),
                 d.online() ? "yes" : "no", Rejections(d.rejections()).c_str());
   }
   for (const v1::NodeRecord& n : fleet->nodes()) {
-    std::printf("node %-15s online=%-3s rejections=%s\n", n.node_id().c_str(),
+    std::printf("node %-15s online=%-3s rejections=%s\n", Cell(n.node_id()).c_str(),
                 n.online() ? "yes" : "no", Rejections(n.rejections()).c_str());
   }
   std::printf("root rejections=%s\n", Rejections(fleet->rejections()).c_str());
@@ -335,9 +359,10 @@ int FleetWait(const Admin& admin, const std::string& component, const std::strin
   }
   for (const v1::DeviceRecord& d : fleet.devices()) {
     if (d.component() == component && d.version() != version) {
-      std::cerr << "not updated: " << d.device_id() << " runs " << d.version() << ", state "
-                << v1::UpdateState_Name(d.state()) << ", reason " << core::ReasonName(d.reason())
-                << (d.detail().empty() ? "" : ": " + d.detail()) << "\n";
+      std::cerr << "not updated: " << Cell(d.device_id()) << " runs " << Cell(d.version())
+                << ", state " << v1::UpdateState_Name(d.state()) << ", reason "
+                << core::ReasonName(d.reason())
+                << (d.detail().empty() ? "" : ": " + core::Quote(d.detail())) << "\n";
     }
   }
   return 1;

@@ -33,6 +33,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -1160,6 +1161,63 @@ TEST_F(DaemonsProcessTest, ReleaseReusingAVersionOrSequenceNumberIsRefused) {
   EXPECT_EQ(fleet->releases(0).sha256_hex(),
             core::HexEncode(core::Sha256(TestPki::MakeImage(64 * 1024, 1))))
       << raw.out;
+}
+
+// Issue #14: the version "2.5.0\nts=2099 level=critical node=root event=FORGED" was signed,
+// accepted by root and wrote a forged line into root's log. trackerctl refuses to sign it, and
+// root refuses such a manifest signed by other means (HTTP 400, MANIFEST_MALFORMED), its log
+// without a forged line; a valid release still goes through.
+TEST_F(DaemonsProcessTest, AVersionOutsideTheGrammarIsRefusedAtSigningAndAtPublish) {
+  const std::string forged = "2.5.0\nts=2099 level=critical node=root event=FORGED";
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({}));
+  ASSERT_TRUE(StartRoot());
+  std::string image = File("fw.bin");
+  ASSERT_OK(core::WriteFileAtomic(image, TestPki::MakeImage(64 * 1024, 7)));
+
+  CommandResult sign =
+      Ctl({"author", "sign", "--key", File("author-1.key"), "--cert", File("author-1.cert"),
+           "--image", image, "--component", "fw", "--version", forged, "--sequence", "2",
+           "--hardware", "board-a", "--out", File("forged.manifest")});
+  EXPECT_TRUE(sign.exited_with(1)) << sign.Describe();
+  EXPECT_TRUE(absl::StrContains(sign.err, "MANIFEST_MALFORMED")) << sign.Describe();
+  EXPECT_TRUE(absl::StrContains(sign.err, "\"2.5.0\\nts=2099")) << sign.Describe();
+  EXPECT_FALSE(core::PathExists(File("forged.manifest")));
+
+  // The same manifest signed with the author's key by other means than trackerctl.
+  auto key = core::PrivateKey::LoadPemFile(File("author-1.key"));
+  ASSERT_OK(key);
+  auto cert_bytes = core::ReadFile(File("author-1.cert"));
+  ASSERT_OK(cert_bytes);
+  v1::Manifest m = TestPki::ManifestFor(TestPki::MakeImage(64 * 1024, 7), "fw", forged, 2,
+                                        {"board-a"}, "author-1");
+  v1::SignedManifest sm;
+  m.SerializeToString(sm.mutable_manifest());
+  sm.set_author_id("author-1");
+  sm.set_alg(v1::ED25519);
+  sm.set_signature(*key->Sign(core::SignedKind::kManifest, sm.manifest()));
+  ASSERT_TRUE(sm.mutable_author_cert()->ParseFromString(*cert_bytes));
+  ASSERT_OK(core::WriteFileAtomic(File("forged.manifest"), sm.SerializeAsString()));
+  CommandResult publish =
+      Admin({"release", "publish", "--manifest", File("forged.manifest"), "--image", image});
+  EXPECT_TRUE(publish.exited_with(1)) << publish.Describe();
+  EXPECT_TRUE(absl::StrContains(publish.err, "HTTP 400")) << publish.Describe();
+  EXPECT_TRUE(absl::StrContains(publish.err, "MANIFEST_MALFORMED")) << publish.Describe();
+
+  EXPECT_TRUE(PublishRelease("2.5.0", 2, 64 * 1024));
+  auto fleet = FleetStatus();
+  ASSERT_OK(fleet);
+  ASSERT_EQ(fleet->releases_size(), 1);
+  EXPECT_EQ(fleet->releases(0).version(), "2.5.0");
+  // Root logs at info here: every line it wrote is one of its own.
+  std::string log = core::ReadFile(children_.front()->err_path()).value_or("");
+  for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+    EXPECT_TRUE(absl::StartsWith(line, "ts=2") && !absl::StrContains(line, "event=FORGED"))
+        << "a line root did not write:\n"
+        << line;
+  }
+  EXPECT_TRUE(absl::StrContains(log, "event=release.published component=\"fw\" version=\"2.5.0\""))
+      << log;
 }
 
 // X.1368 §10 c, §11.1 a.iii / DESIGN.md §8: a device that loses power in the middle of a

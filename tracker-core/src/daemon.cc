@@ -110,7 +110,7 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
   Env env{.executor = &executor, .fs = PosixFileSystem(), .transports = MqttTransports(&executor)};
   auto daemon = setup.build(env);
   if (!daemon.ok()) {
-    spdlog::critical("event=start_failed error=\"{}\"", daemon.status().message());
+    spdlog::critical("event=start_failed error={}", Quoted(daemon.status().message()));
     std::cerr << name << ": " << daemon.status().message() << "\n";
     return 1;
   }
@@ -136,7 +136,7 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
       if (absl::Status s = WriteFileAtomic(setup.node.data_dir + "/metrics.port",
                                            absl::StrCat(metrics_server->port(), "\n"));
           !s.ok()) {
-        spdlog::error("event=metrics.port_file_failed error=\"{}\"", s.message());
+        spdlog::error("event=metrics.port_file_failed error={}", Quoted(s.message()));
       }
     }
   }

@@ -52,7 +52,7 @@ void NodeLinks::DownstreamConnected() {
   // request goes out after the subscriptions are in place, so every child hears it or reports
   // after it anyway (its own connect report).
   if (absl::Status s = RequestStatus(); !s.ok()) {
-    spdlog::warn("event=status_request.send_failed error=\"{}\"", s.message());
+    spdlog::warn("event=status_request.send_failed error={}", Quoted(s.message()));
   }
 }
 
@@ -60,7 +60,7 @@ void NodeLinks::Stop() {
   if (upstream_ != nullptr) upstream_->Stop();
   if (downstream_ != nullptr && downstream_ != upstream_) downstream_->Stop();
   if (absl::Status s = node_->replay().Flush(); !s.ok()) {
-    spdlog::error("event=replay.flush_failed error=\"{}\"", s.message());
+    spdlog::error("event=replay.flush_failed error={}", Quoted(s.message()));
   }
 }
 
@@ -90,7 +90,7 @@ void NodeLinks::ScheduleFlush() { flush_.Schedule(); }
 void NodeLinks::FlushReplay() {
   if (absl::Status s = node_->replay().Flush(); !s.ok()) {
     node_->metrics().CountRejection(v1::STORAGE_ERROR);
-    spdlog::error("event=replay.flush_failed error=\"{}\"", s.message());
+    spdlog::error("event=replay.flush_failed error={}", Quoted(s.message()));
   }
 }
 

@@ -28,11 +28,15 @@ bool IsValidLogLevel(absl::string_view level) {
 }
 
 absl::Status InitLogging(absl::string_view node_id, absl::string_view level) {
+  return InitLogging(node_id, level, std::make_shared<spdlog::sinks::stderr_sink_mt>());
+}
+
+absl::Status InitLogging(absl::string_view node_id, absl::string_view level,
+                         spdlog::sink_ptr sink) {
   if (!IsValidLogLevel(level)) {
     return absl::InvalidArgumentError(absl::StrCat("unknown log level ", Quote(level)));
   }
-  auto logger =
-      std::make_shared<spdlog::logger>("x1368", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger = std::make_shared<spdlog::logger>("x1368", std::move(sink));
   logger->set_pattern(absl::StrCat("ts=%Y-%m-%dT%H:%M:%S.%eZ level=%l node=", node_id, " %v"),
                       spdlog::pattern_time_type::utc);
   logger->set_level(spdlog::level::from_str(std::string(level)));

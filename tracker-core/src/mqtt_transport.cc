@@ -182,9 +182,9 @@ class MqttTransport final : public Transport {
       // The broker ended the session on purpose (quota exceeded, a packet too large, the session
       // taken over by another connection with our client id...): the operator must hear it.
       const char* why = MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(rc));
-      spdlog::warn("event=mqtt.disconnected_by_broker broker={} client_id={} rc={} reason=\"{}\"",
-                   opts_.broker_uri, opts_.client_id, static_cast<int>(rc),
-                   why != nullptr ? why : "unknown");
+      spdlog::warn("event=mqtt.disconnected_by_broker broker={} client_id={} rc={} reason={}",
+                   Quoted(opts_.broker_uri), Quoted(opts_.client_id), static_cast<int>(rc),
+                   Quoted(why != nullptr ? why : "unknown"));
       OnLost(absl::StrCat("server disconnect ", static_cast<int>(rc)));
     });
     {
@@ -361,7 +361,8 @@ class MqttTransport final : public Transport {
       BuildConnectOptions(will, &options);
       client_->connect(options, ToContext(attempt), connect_listener_);
     } catch (const mqtt::exception& e) {
-      spdlog::debug("event=mqtt.connect_failed broker={} error=\"{}\"", opts_.broker_uri, e.what());
+      spdlog::debug("event=mqtt.connect_failed broker={} error={}", Quoted(opts_.broker_uri),
+                    Quoted(e.what()));
       Backoff(attempt);
     }
   }
@@ -385,7 +386,7 @@ class MqttTransport final : public Transport {
   void OnConnectDone(const mqtt::token& tok, bool ok) {
     uint64_t attempt = FromContext(tok);
     if (!ok) {
-      spdlog::debug("event=mqtt.connect_failed broker={} rc={}", opts_.broker_uri,
+      spdlog::debug("event=mqtt.connect_failed broker={} rc={}", Quoted(opts_.broker_uri),
                     tok.get_return_code());
       // Here rather than on the strand: Stop() waits for the attempt to settle.
       Backoff(attempt);
@@ -442,7 +443,7 @@ class MqttTransport final : public Transport {
       try {
         client_->subscribe(f, 1, ToContext(attempt), subscribe_listener_);
       } catch (const mqtt::exception& e) {
-        spdlog::warn("event=mqtt.subscribe_failed filter={} error=\"{}\"", f, e.what());
+        spdlog::warn("event=mqtt.subscribe_failed filter={} error={}", Quoted(f), Quoted(e.what()));
         absl::MutexLock lock(&mu_);
         // The link went down meanwhile (the next connect subscribes again), or the filter is
         // invalid: either way not a SUBACK to wait for.
@@ -464,8 +465,9 @@ class MqttTransport final : public Transport {
     uint64_t attempt = FromContext(tok);
     if (!ok || static_cast<int>(tok.get_reason_code()) >= 0x80) {
       // Refused by the broker (an ACL): retrying would not change its answer.
-      spdlog::warn("event=mqtt.subscribe_failed client_id={} rc={} reason={}", opts_.client_id,
-                   tok.get_return_code(), static_cast<int>(tok.get_reason_code()));
+      spdlog::warn("event=mqtt.subscribe_failed client_id={} rc={} reason={}",
+                   Quoted(opts_.client_id), tok.get_return_code(),
+                   static_cast<int>(tok.get_reason_code()));
     }
     bool ready = false;
     {
@@ -483,8 +485,8 @@ class MqttTransport final : public Transport {
       absl::MutexLock lock(&mu_);
       if (attempt != attempt_ || phase_ != Phase::kSubscribing) return;
     }
-    spdlog::warn("event=mqtt.subscribe_timeout broker={} client_id={}", opts_.broker_uri,
-                 opts_.client_id);
+    spdlog::warn("event=mqtt.subscribe_timeout broker={} client_id={}", Quoted(opts_.broker_uri),
+                 Quoted(opts_.client_id));
     try {
       client_->disconnect(0, ToContext(attempt), disconnect_listener_);
     } catch (const mqtt::exception&) {
@@ -517,7 +519,8 @@ class MqttTransport final : public Transport {
       handler = on_connect_;
     }
     NoDelayRegistry::Get().SetOnNewSockets();
-    spdlog::info("event=mqtt.connected broker={} client_id={}", opts_.broker_uri, opts_.client_id);
+    spdlog::info("event=mqtt.connected broker={} client_id={}", Quoted(opts_.broker_uri),
+                 Quoted(opts_.client_id));
     if (handler) handler();
     Pump();
   }
@@ -530,8 +533,8 @@ class MqttTransport final : public Transport {
       if (!LinkUp()) return;
       if (phase_ == Phase::kConnected) stats_losses_.fetch_add(1);
       phase_ = Phase::kIdle;
-      spdlog::info("event=mqtt.connection_lost broker={} client_id={} cause=\"{}\"",
-                   opts_.broker_uri, opts_.client_id, cause);
+      spdlog::info("event=mqtt.connection_lost broker={} client_id={} cause={}",
+                   Quoted(opts_.broker_uri), Quoted(opts_.client_id), Quoted(cause));
     }
     strand_.Post([this] { Attempt(); });
   }
@@ -587,7 +590,8 @@ class MqttTransport final : public Transport {
         absl::MutexLock lock(&mu_);
         --inflight_;
         stats_publish_errors_.fetch_add(1);
-        spdlog::debug("event=mqtt.publish_failed topic={} error=\"{}\"", m.topic, e.what());
+        spdlog::debug("event=mqtt.publish_failed topic={} error={}", Quoted(m.topic),
+                      Quoted(e.what()));
       }
     }
   }

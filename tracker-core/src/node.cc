@@ -153,15 +153,15 @@ void NodeContext::CountRejection(const absl::Status& status, absl::string_view w
   }
   if (reason == v1::REASON_UNSPECIFIED) reason = v1::MALFORMED;
   metrics_.CountRejection(reason);
-  spdlog::info("event=rejected where={} reason={} detail=\"{}\"", where, ReasonName(reason),
-               status.message());
+  spdlog::info("event=rejected where={} reason={} detail={}", Quoted(where), ReasonName(reason),
+               Quoted(status.message()));
 }
 
 std::optional<MqttMessage> NodeContext::NextPresenceWill(const std::string& parent_id) {
   constexpr int64_t kPresenceTtlMs = 30LL * 86400 * 1000;
   auto epoch = presence_epoch_->Next();
   if (!epoch.ok()) {
-    spdlog::error("event=presence.epoch_failed error=\"{}\"", epoch.status().message());
+    spdlog::error("event=presence.epoch_failed error={}", Quoted(epoch.status().message()));
     return std::nullopt;
   }
   std::string topic = UpTopic(prefix(), parent_id, id(), Channel::kPresence);

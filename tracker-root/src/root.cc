@@ -121,7 +121,7 @@ void Root::Stop() {
   if (registry_) {
     links_.Stop();
     if (absl::Status s = registry_->Commit(); !s.ok()) {
-      spdlog::error("event=registry.commit_failed error=\"{}\"", s.message());
+      spdlog::error("event=registry.commit_failed error={}", core::Quoted(s.message()));
     }
     registry_.reset();
   }
@@ -187,14 +187,16 @@ absl::StatusOr<v1::ReleaseInfo> Root::PublishRelease(const v1::ReleaseSubmission
   X1368_RETURN_IF_ERROR(node_->fs().WriteAtomic(release.image_path, sub.image(), 0600));
   X1368_RETURN_IF_ERROR(registry_->AddRelease(release));
   spdlog::info("event=release.published component={} version={} sequence={} author={}",
-               m.component(), m.version(), m.sequence_number(), m.author_id());
+               core::Quoted(m.component()), core::Quoted(m.version()), m.sequence_number(),
+               core::Quoted(m.author_id()));
   return info;
 }
 
 absl::StatusOr<v1::CampaignInfo> Root::StartCampaign(const v1::CampaignStartRequest& req) {
   std::optional<Release> release = registry_->FindRelease(req.component(), req.version());
   if (!release) {
-    return absl::NotFoundError(absl::StrCat("no release ", req.version(), " of ", req.component()));
+    return absl::NotFoundError(absl::StrCat("no release ", core::Quote(req.version()), " of ",
+                                            core::Quote(req.component())));
   }
   for (const std::string& d : req.devices()) {
     X1368_RETURN_IF_ERROR(core::ValidateNodeId(d, "device id"));
@@ -235,8 +237,9 @@ absl::StatusOr<v1::CampaignInfo> Root::StartCampaign(const v1::CampaignStartRequ
   for (const v1::NodeRecord& n : registry_->Nodes()) {
     if (!n.online()) SendDesired(n.node_id());
   }
-  spdlog::info("event=campaign.started campaign={} component={} version={}", info.campaign_id(),
-               req.component(), req.version());
+  spdlog::info("event=campaign.started campaign={} component={} version={}",
+               core::Quoted(info.campaign_id()), core::Quoted(req.component()),
+               core::Quoted(req.version()));
   return info;
 }
 
@@ -247,7 +250,8 @@ void Root::SendDesired(const std::string& child) {
         {c.info.campaign_id(), c.directive_envelope, c.directive_digest, c.expires_at_ms});
   }
   if (absl::Status s = links_.SendDesiredState(child, active, ChildWindow()); !s.ok()) {
-    spdlog::warn("event=desired.send_failed child={} error=\"{}\"", child, s.message());
+    spdlog::warn("event=desired.send_failed child={} error={}", core::Quoted(child),
+                 core::Quoted(s.message()));
   }
 }
 
@@ -360,8 +364,9 @@ void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const
       }
       bool behind = newest > 0 && (!in_active || r.state() == v1::OFFERED);
       if (newest > 0 && catch_up_.OnReport(r.device_id(), behind, now, newest)) {
-        spdlog::info("event=desired.resent child={} campaign={} state={}", r.device_id(),
-                     r.campaign_id(), v1::UpdateState_Name(r.state()));
+        spdlog::info("event=desired.resent child={} campaign={} state={}",
+                     core::Quoted(r.device_id()), core::Quoted(r.campaign_id()),
+                     v1::UpdateState_Name(r.state()));
         desired_resent_->Add();
         SendDesired(r.device_id());
       }
@@ -376,7 +381,7 @@ void Root::CommitStaged() {
   if (!registry_) return;
   if (absl::Status s = registry_->Commit(); !s.ok()) {
     node_->metrics().CountRejection(v1::STORAGE_ERROR);
-    spdlog::error("event=registry.commit_failed error=\"{}\"", s.message());
+    spdlog::error("event=registry.commit_failed error={}", core::Quoted(s.message()));
   }
 }
 

@@ -31,6 +31,9 @@ namespace x1368::core {
 
 // Installs the stderr logger for this process. `level`: trace, debug, info, warn, error, off.
 absl::Status InitLogging(absl::string_view node_id, absl::string_view level);
+// The same logger (pattern, level, flushing) writing to `sink` instead: tests read the lines a
+// node writes exactly as a daemon writes them.
+absl::Status InitLogging(absl::string_view node_id, absl::string_view level, spdlog::sink_ptr sink);
 
 // True when `level` is one InitLogging accepts.
 bool IsValidLogLevel(absl::string_view level);
