@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "testing/pki.h"
 #include "testing/status_matchers.h"
 #include "x1368/core/file_util.h"
@@ -185,6 +187,61 @@ TEST(SqliteKvStoreTest, MultiPairWriteIsAtomic) {
   ASSERT_OK((*store)->Write({{"a", "newer"}, {"c", "3"}}));
   EXPECT_THAT(MustGet(**store, "a"), Optional(std::string("newer")));
   EXPECT_THAT(MustGet(**store, "c"), Optional(std::string("3")));
+}
+
+// Issue #14, item 7: every error about a tracker's database names its file, whatever failed:
+// opening, a statement, a constraint, a commit, a row the caller cannot parse.
+TEST(SqliteErrorsTest, EveryErrorNamesTheDatabaseFile) {
+  TempDir dir;
+  const std::string path = dir.File("state/root.db");
+  ASSERT_OK(MakeDirs(dir.File("state")));
+  auto names_file = [&](const absl::Status& s) {
+    return !s.ok() && absl::StrContains(s.message(), absl::StrCat("sqlite ", path, ": "));
+  };
+
+  // Not a database at all.
+  ASSERT_OK(WriteFileAtomic(path, std::string(4096, 'x')));
+  auto garbage = SqliteDb::Open(path);
+  ASSERT_FALSE(garbage.ok());
+  EXPECT_TRUE(names_file(garbage.status())) << garbage.status();
+  EXPECT_THAT(std::string(garbage.status().message()), ::testing::HasSubstr("not a database"));
+  auto garbage_ro = SqliteDb::OpenReadOnly(path);
+  EXPECT_TRUE(names_file(garbage_ro.status())) << garbage_ro.status();
+  ASSERT_OK(RemoveFile(path));
+
+  // A database that cannot be opened (its directory is missing) and one that does not exist.
+  auto nowhere = SqliteDb::Open(dir.File("missing/root.db"));
+  ASSERT_FALSE(nowhere.ok());
+  EXPECT_THAT(std::string(nowhere.status().message()),
+              ::testing::HasSubstr(absl::StrCat("sqlite ", dir.File("missing/root.db"), ": ")));
+  auto absent = SqliteDb::OpenReadOnly(path);
+  EXPECT_TRUE(names_file(absent.status())) << absent.status();
+
+  auto db = SqliteDb::Open(path);
+  ASSERT_OK(db);
+  EXPECT_TRUE(names_file((*db)->Exec("INSERT INTO nowhere VALUES (1)")));
+  auto bad_sql = (*db)->Prepare("SELEKT 1");
+  EXPECT_TRUE(names_file(bad_sql.status())) << bad_sql.status();
+  ASSERT_OK((*db)->Exec("CREATE TABLE t (k TEXT PRIMARY KEY)"));
+  auto insert = (*db)->Prepare("INSERT INTO t VALUES (?)");
+  ASSERT_OK(insert);
+  ASSERT_OK((*insert)->Bind(1, "a").Run());
+  absl::Status duplicate = (*insert)->Bind(1, "a").Run();
+  EXPECT_TRUE(names_file(duplicate)) << duplicate;
+  EXPECT_TRUE(names_file((*db)->Commit()));  // no transaction to commit
+  absl::Status corrupt = (*db)->Corrupt("a stored release does not parse");
+  EXPECT_TRUE(names_file(corrupt)) << corrupt;
+  EXPECT_THAT(corrupt, HasReason(v1::STORAGE_ERROR));
+
+  // Through the key-value store: its table gone, a read and a write fail naming the file.
+  auto store = SqliteKvStore::Open(db->get());
+  ASSERT_OK(store);
+  ASSERT_OK((*db)->Exec("DROP TABLE kv"));
+  auto read = (*store)->Get("own_seq");
+  EXPECT_TRUE(names_file(read.status())) << read.status();
+  absl::Status write = (*store)->Put("own_seq", "1");
+  EXPECT_TRUE(names_file(write)) << write;
+  EXPECT_THAT(write, HasReason(v1::STORAGE_ERROR));
 }
 
 TEST(FaultyKvStoreTest, PassesThroughUntilToldToFail) {
