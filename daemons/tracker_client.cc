@@ -61,7 +61,9 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
 
   nodes::ClientSpec spec{
       .node = setup.node, .options = opts, .hooks = {}, .upstream = upstream, .consumer = stub};
-  setup.build = [spec](const core::Env& env) -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
+  setup.build = [spec](const core::Env& env, const core::NodeConfig& node) mutable
+      -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
+    spec.node = node;
     return nodes::Make<nodes::ClientNode>(env, spec);
   };
   return setup;

@@ -35,7 +35,9 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
 
   nodes::IntermediateSpec spec{
       .node = setup.node, .options = opts, .upstream = upstream, .downstream = downstream};
-  setup.build = [spec](const core::Env& env) -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
+  setup.build = [spec](const core::Env& env, const core::NodeConfig& node) mutable
+      -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
+    spec.node = node;
     return nodes::Make<nodes::IntermediateNode>(env, spec);
   };
   return setup;

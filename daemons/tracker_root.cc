@@ -64,18 +64,23 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   opts.device_stale_after_ms = f.Int("fleet.stale_after_s", 180, 1, 30 * 86400) * 1000;
 
   nodes::RootSpec spec{.node = setup.node, .options = opts, .downstream = downstream};
-  setup.build = [spec, token_file](
-                    const core::Env& env) mutable -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
+  setup.build = [spec, token_file](const core::Env& env, const core::NodeConfig& node) mutable
+      -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
+    spec.node = node;
     // The token file is made (random, mode 0600) only once the node is built: a start that
     // fails leaves nothing behind.
     X1368_ASSIGN_OR_RETURN(std::optional<std::string> token, ReadToken(token_file));
     spec.options.admin_token = token ? *token : RandomToken();
-    X1368_ASSIGN_OR_RETURN(auto node, nodes::Make<nodes::RootNode>(env, spec));
+    X1368_ASSIGN_OR_RETURN(auto built, nodes::Make<nodes::RootNode>(env, spec));
     if (!token) {
       X1368_RETURN_IF_ERROR(
           core::WriteFileAtomic(token_file, spec.options.admin_token + "\n", 0600));
     }
-    return std::unique_ptr<core::Daemon>(std::move(node));
+    return std::unique_ptr<core::Daemon>(std::move(built));
+  };
+  setup.restore = [](const core::Env& env, const core::NodeConfig& node,
+                     const std::string& backup) -> absl::StatusOr<std::string> {
+    return nodes::RestoreDatabase(env, node, nodes::kRootDatabase, backup);
   };
   return setup;
 }

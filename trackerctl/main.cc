@@ -9,6 +9,7 @@
 //   trackerctl campaign start --component fw --version 2.0.0
 //   trackerctl fleet status [--json]
 //   trackerctl fleet wait --component fw --version 2.0.0 --count 6
+//   trackerctl backup --out root-backup.db
 #include <google/protobuf/util/json_util.h>
 
 #include <iostream>
@@ -269,6 +270,21 @@ int CampaignStart(const Admin& admin, const std::string& component, const std::s
   return 0;
 }
 
+// An online backup of root's database (GET /v1/backup: SQLite's backup API on the running
+// root), written to `out` (mode 0600) only once complete.
+int Backup(const Admin& admin, const std::string& out) {
+  auto client = admin.Client();
+  if (!client.ok()) return Fail(client.status());
+  auto r = client->Get("/v1/backup");
+  if (!r.ok()) return Fail(r.status());
+  if (r->status != 200) return Fail(ReplyError(*r));
+  if (absl::Status s = core::WriteFileAtomic(out, r->body, 0600); !s.ok()) return Fail(s);
+  std::cout << "backed up root's database (" << r->body.size() << " bytes) to " << out
+            << "; restore it with tracker-root --config FILE --restore " << out
+            << " (see README: keep release.images_dir and the admin token too)\n";
+  return 0;
+}
+
 absl::StatusOr<v1::FleetStatus> GetFleet(core::HttpClient& client) {
   X1368_ASSIGN_OR_RETURN(core::HttpReply r, client.Get("/v1/fleet"));
   if (r.status != 200) return ReplyError(r);
@@ -312,10 +328,27 @@ int FleetStatus(const Admin& admin, bool json) {
                 d.online() ? "yes" : "no", Rejections(d.rejections()).c_str());
   }
   for (const v1::NodeRecord& n : fleet->nodes()) {
-    std::printf("node %-15s online=%-3s rejections=%s\n", Cell(n.node_id()).c_str(),
-                n.online() ? "yes" : "no", Rejections(n.rejections()).c_str());
+    std::printf("node %-15s online=%-3s rejections=%s parent_rejections=%s\n",
+                Cell(n.node_id()).c_str(), n.online() ? "yes" : "no",
+                Rejections(n.rejections()).c_str(), Rejections(n.parent_rejections()).c_str());
   }
   std::printf("root rejections=%s\n", Rejections(fleet->rejections()).c_str());
+  // A node that drops its parent's messages as replays is cut off from updates until its parent
+  // is fixed: said apart, not only counted (issue #14).
+  auto warn = [](const std::string& id, const std::string& via,
+                 const google::protobuf::RepeatedPtrField<v1::ReasonCount>& parent) {
+    for (const v1::ReasonCount& rc : parent) {
+      if (rc.reason() != v1::REPLAY) continue;
+      std::printf(
+          "warning: %s (via %s) refused %llu messages of its parent as replays: the parent's "
+          "sequence numbers went back (its store was lost or put back from a copy)\n",
+          Cell(id).c_str(), Cell(via).c_str(), static_cast<unsigned long long>(rc.count()));
+    }
+  };
+  for (const v1::NodeRecord& n : fleet->nodes()) warn(n.node_id(), n.via(), n.parent_rejections());
+  for (const v1::DeviceRecord& d : fleet->devices()) {
+    warn(d.device_id(), d.via(), d.parent_rejections());
+  }
   return 0;
 }
 
@@ -462,6 +495,13 @@ int main(int argc, char** argv) {
   wait->add_option("--timeout-s", timeout_s)->capture_default_str();
   add_admin(wait);
 
+  std::string backup_out;
+  auto* backup = app.add_subcommand(
+      "backup", "an online backup of root's database (restore: tracker-root --restore FILE)");
+  backup->add_option("--out", backup_out, "backup file (written when complete, mode 0600)")
+      ->required();
+  add_admin(backup);
+
   CLI11_PARSE(app, argc, argv);
   if (*keygen) return Keygen(out, pub);
   if (*issue) return CertIssue(ca);
@@ -471,5 +511,6 @@ int main(int argc, char** argv) {
   if (*start) return CampaignStart(admin, component, version, devices, deadline_s);
   if (*status) return FleetStatus(admin, json);
   if (*wait) return FleetWait(admin, component, version, count, timeout_s);
+  if (*backup) return Backup(admin, backup_out);
   return 1;
 }

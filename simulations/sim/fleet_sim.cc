@@ -225,6 +225,7 @@ core::NodeConfig Fleet::ConfigFor(const TestNode& n, const std::string& data_dir
   c.root_id = pki_.root_id();
   c.root_public_key_file = pki_.root_pub_path();
   c.data_dir = data_dir;
+  c.init = true;  // a simulated fleet always starts new
   return c;
 }
 

@@ -244,6 +244,70 @@ TEST(SqliteErrorsTest, EveryErrorNamesTheDatabaseFile) {
   EXPECT_THAT(write, HasReason(v1::STORAGE_ERROR));
 }
 
+// The online backup (SQLite's backup API) of a database in use, written as a file, opened read
+// only, checked and copied into another database: everything committed is there, the source
+// stays usable, and what it writes afterwards is not in the backup.
+TEST(SqliteBackupTest, ASnapshotOfADatabaseInUseRestoresIntoAnother) {
+  TempDir dir;
+  auto db = SqliteDb::Open(dir.File("root.db"));
+  ASSERT_OK(db);
+  auto store = SqliteKvStore::Open(db->get());
+  ASSERT_OK(store);
+  for (int i = 0; i < 500; ++i) {
+    ASSERT_OK((*store)->Put(absl::StrCat("key-", i), std::string(100, static_cast<char>(i))));
+  }
+  auto snapshot = (*db)->Snapshot();
+  ASSERT_OK(snapshot);
+  ASSERT_OK((*store)->Put("after", "not in the backup"));
+  ASSERT_OK(WriteFileAtomic(dir.File("backup.db"), *snapshot));
+
+  auto backup = SqliteDb::OpenReadOnly(dir.File("backup.db"));
+  ASSERT_OK(backup);
+  ASSERT_OK((*backup)->CheckIntegrity());
+  auto restored = SqliteDb::Open(dir.File("restored.db"));
+  ASSERT_OK(restored);
+  ASSERT_OK((*restored)->CopyFrom(**backup));
+  ASSERT_OK((*restored)->CheckIntegrity());
+  auto restored_store = SqliteKvStore::Open(restored->get());
+  ASSERT_OK(restored_store);
+  for (int i : {0, 250, 499}) {
+    EXPECT_THAT(MustGet(**restored_store, absl::StrCat("key-", i)),
+                Optional(std::string(100, static_cast<char>(i))));
+  }
+  EXPECT_EQ(MustGet(**restored_store, "after"), std::nullopt);
+  ASSERT_OK((*restored_store)->Put("new", "1")) << "the restored database is writable";
+  // Reopened as a node reopens it: WAL, everything there.
+  restored->reset();
+  auto reopened = SqliteDb::Open(dir.File("restored.db"));
+  ASSERT_OK(reopened);
+  auto reopened_store = SqliteKvStore::Open(reopened->get());
+  ASSERT_OK(reopened_store);
+  EXPECT_THAT(MustGet(**reopened_store, "key-7"), Optional(std::string(100, '\x07')));
+  EXPECT_THAT(MustGet(**reopened_store, "new"), Optional(std::string("1")));
+  // The source went on working.
+  EXPECT_THAT(MustGet(**store, "after"), Optional(std::string("not in the backup")));
+}
+
+TEST(SqliteBackupTest, ACorruptBackupFailsItsIntegrityCheckNamingTheFile) {
+  TempDir dir;
+  auto db = SqliteDb::Open(dir.File("root.db"));
+  ASSERT_OK(db);
+  ASSERT_OK((*db)->Exec("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)"));
+  ASSERT_OK((*db)->Exec("CREATE INDEX tv ON t (v)"));
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_OK((*db)->Exec(absl::StrCat("INSERT INTO t (v) VALUES (randomblob(200))")));
+  }
+  auto snapshot = (*db)->Snapshot();
+  ASSERT_OK(snapshot);
+  std::string damaged = *snapshot;
+  for (size_t i = damaged.size() / 2; i < damaged.size() / 2 + 4096; ++i) damaged[i] ^= 0x5a;
+  ASSERT_OK(WriteFileAtomic(dir.File("damaged.db"), damaged));
+  auto backup = SqliteDb::OpenReadOnly(dir.File("damaged.db"));
+  absl::Status s = backup.ok() ? (*backup)->CheckIntegrity() : backup.status();
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr(dir.File("damaged.db")));
+}
+
 TEST(FaultyKvStoreTest, PassesThroughUntilToldToFail) {
   MemKvStore base;
   FaultyKvStore store(&base);

@@ -615,6 +615,9 @@ void Client::Report() {
     r.set_target_version(manifest_->version());
   }
   for (const v1::ReasonCount& rc : node_->metrics().RejectionCounts()) *r.add_rejections() = rc;
+  for (const v1::ReasonCount& rc : node_->metrics().ParentRejectionCounts()) {
+    *r.add_parent_rejections() = rc;
+  }
   v1::Body body;
   *body.mutable_status() = std::move(r);
   if (absl::Status s = links_.SendUp(Channel::kStatus, std::move(body)); !s.ok()) {

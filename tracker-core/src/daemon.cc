@@ -77,8 +77,18 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
   CLI::App app(description, name);
   std::string config_path;
   bool check_only = false;
+  bool init = false;
+  std::string restore_from;
   app.add_option("-c,--config", config_path, "TOML configuration file")->required();
-  app.add_flag("--check-config", check_only, "validate the configuration file and exit");
+  app.add_flag("--check-config", check_only,
+               "validate the configuration file, opening every file it names, and exit");
+  app.add_flag("--init", init,
+               "initialise a missing or empty store as a new node's (first start); without it "
+               "such a store is refused, so that a lost store never goes unnoticed");
+  app.add_option("--restore", restore_from,
+                 "restore the node's database from FILE (made by trackerctl backup) into its "
+                 "data_dir, which must hold no initialised store, and exit")
+      ->excludes("--init");
   app.set_version_flag("--version", "x1368 tracker 0.1.0");
   CLI11_PARSE(app, argc, argv);
 
@@ -100,6 +110,7 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
     std::cout << config_path << ": OK\n";
     return 0;
   }
+  setup.node.init = init;
   if (absl::Status s = InitLogging(setup.node.node_id, setup.node.log_level); !s.ok()) {
     std::cerr << name << ": " << s.message() << "\n";
     return 2;
@@ -108,7 +119,21 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
   // own no thread), two more its blocking calls.
   Executor executor(RealClock::Get(), /*threads=*/2, /*blocking_threads=*/2);
   Env env{.executor = &executor, .fs = PosixFileSystem(), .transports = MqttTransports(&executor)};
-  auto daemon = setup.build(env);
+  if (!restore_from.empty()) {
+    if (!setup.restore) {
+      std::cerr << name << ": --restore: this daemon keeps no database to restore\n";
+      return 2;
+    }
+    auto restored = setup.restore(env, setup.node, restore_from);
+    if (!restored.ok()) {
+      spdlog::critical("event=restore_failed error={}", Quoted(restored.status().message()));
+      std::cerr << name << ": --restore: " << restored.status().message() << "\n";
+      return 1;
+    }
+    std::cout << *restored << "\n";
+    return 0;
+  }
+  auto daemon = setup.build(env, setup.node);
   if (!daemon.ok()) {
     spdlog::critical("event=start_failed error={}", Quoted(daemon.status().message()));
     std::cerr << name << ": " << daemon.status().message() << "\n";

@@ -64,8 +64,8 @@ void NodeLinks::Stop() {
   }
 }
 
-void NodeLinks::Reject(const absl::Status& status, absl::string_view where) {
-  node_->CountRejection(status, where);
+void NodeLinks::Reject(const absl::Status& status, absl::string_view where, bool from_parent) {
+  node_->CountRejection(status, where, from_parent);
   if (handlers_.rejected) handlers_.rejected(status);
 }
 
@@ -107,7 +107,7 @@ void NodeLinks::OnMessage(const MqttMessage& m) {
     }
     if (topic->channel == Channel::kData) return OnData(*topic, m);
     auto opened = node_->opener().Open(m.payload, {Origin::kFromParent, parent_id_});
-    if (!opened.ok()) return Reject(opened.status(), m.topic);
+    if (!opened.ok()) return Reject(opened.status(), m.topic, /*from_parent=*/true);
     ScheduleFlush();
     if (handlers_.from_parent) handlers_.from_parent(*topic, m.payload, *std::move(opened));
     return;

@@ -6,6 +6,7 @@
 #include "x1368/core/file_util.h"
 #include "x1368/core/log.h"
 #include "x1368/core/reason.h"
+#include "x1368/core/store_identity.h"
 #include "x1368/core/topics.h"
 
 namespace x1368::core {
@@ -130,8 +131,8 @@ absl::StatusOr<std::unique_ptr<NodeContext>> NodeContext::Create(const NodeConfi
   ctx->self_ = config.node_id == config.root_id ? ctx->trust_->root() : credentials.self;
   const PrivateKey& key = credentials.key;
   const std::optional<v1::DelegationCert>& cert = credentials.cert;
-  X1368_ASSIGN_OR_RETURN(ctx->seq_, SeqCounter::Open(store, "own_seq"));
-  X1368_ASSIGN_OR_RETURN(ctx->presence_epoch_, SeqCounter::Open(store, "presence_epoch", 1));
+  X1368_ASSIGN_OR_RETURN(ctx->seq_, SeqCounter::Open(store, kOwnSeqKey));
+  X1368_ASSIGN_OR_RETURN(ctx->presence_epoch_, SeqCounter::Open(store, kPresenceEpochKey, 1));
   ctx->replay_ = std::make_unique<ReplayGuard>(store);
   ctx->sealer_ =
       std::make_unique<EnvelopeSealer>(config.node_id, key, cert, ctx->seq_.get(), clock);
@@ -145,14 +146,27 @@ absl::StatusOr<std::string> NodeContext::Seal(absl::string_view recipient, v1::B
   return sealer_->Seal(recipient, std::move(body), config_.message_ttl_ms);
 }
 
-void NodeContext::CountRejection(const absl::Status& status, absl::string_view where) {
+void NodeContext::CountRejection(const absl::Status& status, absl::string_view where,
+                                 bool from_parent) {
   Reason reason = ReasonOf(status);
   if (reason == v1::DUPLICATE) {
     duplicates_->Add();
     return;
   }
   if (reason == v1::REASON_UNSPECIFIED) reason = v1::MALFORMED;
-  metrics_.CountRejection(reason);
+  metrics_.CountRejection(reason, from_parent);
+  if (from_parent && reason == v1::REPLAY) {
+    // Not an attack as a rule: the parent lost its store (or got an old copy back) and numbers
+    // its messages again from below. Nothing it sends gets through until it is fixed, so the
+    // operator must hear of it here and at root (StatusReport.parent_rejections).
+    spdlog::warn(
+        "event=parent.replay_refused where={} count={} detail={} hint={}", Quoted(where),
+        metrics_.ParentRejections(v1::REPLAY), Quoted(status.message()),
+        Quoted("the parent's sequence numbers went back: its store was lost or restored from a "
+               "copy. Its messages are dropped until its numbers pass what this node has seen: "
+               "restore it with tracker-root --restore (root) or start it with --init"));
+    return;
+  }
   spdlog::info("event=rejected where={} reason={} detail={}", Quoted(where), ReasonName(reason),
                Quoted(status.message()));
 }

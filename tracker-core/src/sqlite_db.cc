@@ -312,6 +312,58 @@ absl::StatusOr<std::unique_ptr<SqliteStatement>> SqliteDb::Prepare(absl::string_
   return std::make_unique<SqliteStatement>(db_, stmt, &path_);
 }
 
+absl::StatusOr<std::string> SqliteDb::Snapshot() {
+  // Into a private in-memory database, then serialized: no temporary file, and the copy is
+  // consistent because the backup runs in one step on this connection's thread.
+  sqlite3* mem = nullptr;
+  if (sqlite3_open_v2(":memory:", &mem, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+      SQLITE_OK) {
+    sqlite3_close(mem);
+    return absl::InternalError(absl::StrCat("sqlite ", path_, ": backup: no memory database"));
+  }
+  std::unique_ptr<sqlite3, int (*)(sqlite3*)> owned(mem, sqlite3_close);
+  sqlite3_backup* backup = sqlite3_backup_init(mem, "main", db_, "main");
+  if (backup == nullptr) return SqlError(mem, path_, "backup");
+  int rc = sqlite3_backup_step(backup, -1);
+  sqlite3_backup_finish(backup);
+  if (rc != SQLITE_DONE) {
+    return absl::InternalError(
+        absl::StrCat("sqlite ", path_, ": backup: ", sqlite3_errstr(rc), " in: backup"));
+  }
+  sqlite3_int64 size = 0;
+  unsigned char* bytes = sqlite3_serialize(mem, "main", &size, 0);
+  if (bytes == nullptr) return SqlError(mem, path_, "serialize");
+  std::string out(reinterpret_cast<const char*>(bytes), static_cast<size_t>(size));
+  sqlite3_free(bytes);
+  return out;
+}
+
+absl::Status SqliteDb::CopyFrom(SqliteDb& source) {
+  sqlite3_backup* backup = sqlite3_backup_init(db_, "main", source.db_, "main");
+  if (backup == nullptr) return SqlError(db_, path_, absl::StrCat("restore from ", source.path_));
+  int rc = sqlite3_backup_step(backup, -1);
+  sqlite3_backup_finish(backup);
+  if (rc != SQLITE_DONE) {
+    return absl::InternalError(
+        absl::StrCat("sqlite ", path_, ": restore from ", source.path_, ": ", sqlite3_errstr(rc)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteDb::CheckIntegrity() {
+  X1368_ASSIGN_OR_RETURN(auto stmt, Prepare("PRAGMA integrity_check"));
+  std::string findings;
+  while (true) {
+    X1368_ASSIGN_OR_RETURN(bool row, stmt->Step());
+    if (!row) break;
+    std::string line = stmt->ColumnText(0);
+    if (line == "ok") continue;
+    if (findings.size() < 512) absl::StrAppend(&findings, findings.empty() ? "" : "; ", line);
+  }
+  if (findings.empty()) return absl::OkStatus();
+  return Corrupt(absl::StrCat("integrity check failed: ", findings));
+}
+
 absl::Status SqliteDb::Begin() { return Exec("BEGIN IMMEDIATE"); }
 absl::Status SqliteDb::Commit() {
   absl::Status s = Exec("COMMIT");

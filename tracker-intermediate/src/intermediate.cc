@@ -633,6 +633,9 @@ void Intermediate::ReportSelf() {
   r->set_device_id(node_->id());
   r->set_state(v1::IDLE);
   for (const v1::ReasonCount& rc : node_->metrics().RejectionCounts()) *r->add_rejections() = rc;
+  for (const v1::ReasonCount& rc : node_->metrics().ParentRejectionCounts()) {
+    *r->add_parent_rejections() = rc;
+  }
   SendFailed(links_.SendUp(Channel::kStatus, std::move(body)), "report.send_failed");
 }
 

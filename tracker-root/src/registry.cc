@@ -181,6 +181,12 @@ std::vector<v1::NodeRecord> Registry::Nodes() const {
   return out;
 }
 
+std::optional<v1::DeviceRecord> Registry::Device(const std::string& id) const {
+  auto it = devices_.find(id);
+  if (it == devices_.end()) return std::nullopt;
+  return it->second;
+}
+
 std::optional<v1::NodeRecord> Registry::Node(const std::string& id) const {
   auto it = nodes_.find(id);
   if (it == nodes_.end()) return std::nullopt;

@@ -104,6 +104,16 @@ Root::~Root() { Stop(); }
 absl::Status Root::Start() {
   X1368_RETURN_IF_ERROR(node_->fs().MakeDirs(opts_.images_dir, 0700));
   X1368_ASSIGN_OR_RETURN(registry_, Registry::Open(db_));
+  // A database restored from a backup comes without its images (README: they are copied back
+  // by hand): every release whose image is missing is named, or devices would only see
+  // IMAGE_UNAVAILABLE.
+  for (const Release& r : registry_->Releases()) {
+    if (node_->fs().Exists(r.image_path)) continue;
+    spdlog::error("event=release.image_missing component={} version={} path={} hint={}",
+                  core::Quoted(r.manifest.component()), core::Quoted(r.manifest.version()),
+                  core::Quoted(r.image_path),
+                  core::Quoted("copy release.images_dir back from the backup"));
+  }
   core::NodeLinks::Handlers h;
   h.from_child = [this](const core::Topic& t, const std::string& p, core::OpenedMessage m) {
     FromChild(t, p, std::move(m));
@@ -329,16 +339,49 @@ void Root::FromChild(const core::Topic& topic, const std::string& payload, core:
   links_.Reject(Reject(v1::UNKNOWN_TYPE, "unexpected message from a child"), topic.ToString());
 }
 
+namespace {
+
+uint64_t CountOf(const google::protobuf::RepeatedPtrField<v1::ReasonCount>& counts,
+                 v1::Reason reason) {
+  for (const v1::ReasonCount& rc : counts) {
+    if (rc.reason() == reason) return rc.count();
+  }
+  return 0;
+}
+
+}  // namespace
+
+void Root::WarnIfRefusingParent(const std::string& id, const std::string& via,
+                                const google::protobuf::RepeatedPtrField<v1::ReasonCount>& before,
+                                const google::protobuf::RepeatedPtrField<v1::ReasonCount>& now) {
+  uint64_t replays = CountOf(now, v1::REPLAY);
+  // Counters restart with the node: any count above the last one seen is news.
+  if (replays == 0 || replays == CountOf(before, v1::REPLAY)) return;
+  spdlog::warn(
+      "event=child.refuses_parent node={} via={} reason=REPLAY count={} hint={}", core::Quoted(id),
+      core::Quoted(via), replays,
+      core::Quoted("it drops its parent's messages as replays: the parent's sequence numbers "
+                   "went back (its store was lost or put back from a copy); see trackerctl "
+                   "fleet status"));
+}
+
 void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const std::string& via) {
   int64_t now = node_->clock().NowMs();
   if (signer.role == v1::ROLE_INTERMEDIATE) {
     v1::NodeRecord n = registry_->Node(r.device_id()).value_or(v1::NodeRecord());
+    WarnIfRefusingParent(r.device_id(), via, n.parent_rejections(), r.parent_rejections());
     n.set_node_id(r.device_id());
     n.set_via(via);
     if (via != r.device_id()) n.set_online(true);  // cascaded: alive if it reports
     n.mutable_rejections()->CopyFrom(r.rejections());
+    n.mutable_parent_rejections()->CopyFrom(r.parent_rejections());
     registry_->StageNode(n);
   } else {
+    std::optional<v1::DeviceRecord> before = registry_->Device(r.device_id());
+    WarnIfRefusingParent(r.device_id(), via,
+                         before ? before->parent_rejections()
+                                : google::protobuf::RepeatedPtrField<v1::ReasonCount>(),
+                         r.parent_rejections());
     v1::DeviceRecord d;
     d.set_device_id(r.device_id());
     d.set_via(via);
@@ -352,6 +395,7 @@ void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const
     d.set_detail(r.detail());
     d.set_updated_at_ms(now);
     d.mutable_rejections()->CopyFrom(r.rejections());
+    d.mutable_parent_rejections()->CopyFrom(r.parent_rejections());
     registry_->StageDevice(d);
     reports_->Add();
     if (via == r.device_id()) {
@@ -383,6 +427,13 @@ void Root::CommitStaged() {
     node_->metrics().CountRejection(v1::STORAGE_ERROR);
     spdlog::error("event=registry.commit_failed error={}", core::Quoted(s.message()));
   }
+}
+
+absl::StatusOr<std::string> Root::Backup() {
+  X1368_RETURN_IF_ERROR(registry_->Commit());
+  X1368_ASSIGN_OR_RETURN(std::string bytes, db_->Snapshot());
+  spdlog::info("event=backup.taken bytes={}", bytes.size());
+  return bytes;
 }
 
 v1::FleetStatus Root::Fleet() const {
@@ -452,6 +503,14 @@ absl::Status Root::StartAdminApi() {
         loop_, [this]() -> absl::StatusOr<v1::FleetStatus> { return Fleet(); });
     if (!fleet.ok()) return ErrorResponse(fleet.status());
     return HttpResponse{200, "application/json", ToJson(*fleet)};
+  });
+  // An online backup: SQLite's backup API on root's own connection, on the loop (so between two
+  // writes of root's, never inside one), after what was staged is committed.
+  admin_->Get("/v1/backup", [this, authorized, unauthorized](const HttpRequest& req) {
+    if (!authorized(req)) return unauthorized();
+    auto bytes = RunOnLoop<std::string>(loop_, [this] { return Backup(); });
+    if (!bytes.ok()) return ErrorResponse(bytes.status());
+    return HttpResponse{200, "application/vnd.sqlite3", *std::move(bytes)};
   });
   admin_->Get("/metrics", [this](const HttpRequest&) {
     return HttpResponse{200, "text/plain; version=0.0.4", node_->metrics().RenderPrometheus()};

@@ -40,6 +40,9 @@ struct NodeConfig {
   int64_t message_ttl_ms = 10 * 60 * 1000;  // validity of ordinary messages
   std::string log_level{"warn"};
   std::string metrics_listen;  // "host:port"; empty: no endpoint
+  // A missing or empty store is initialised as a new node's (the daemons' --init); without it
+  // such a store is refused (core/store_identity.h). Harmless on an initialised store.
+  bool init = false;
 };
 
 // A node's credentials: its key, the root anchor and, for every node but the root, its
@@ -97,7 +100,10 @@ class NodeContext {
   absl::StatusOr<std::string> Seal(absl::string_view recipient, v1::Body body);
 
   // Counts a rejected message by reason and logs it; DUPLICATE is counted as a duplicate only.
-  void CountRejection(const absl::Status& status, absl::string_view where);
+  // `from_parent`: it came down from this node's parent; a REPLAY of the parent's is logged as a
+  // warning (the parent's sequence numbers went back: its store was lost or put back).
+  void CountRejection(const absl::Status& status, absl::string_view where,
+                      bool from_parent = false);
 
   // Presence for the upstream link (thread-safe: called from the transport's connect thread).
   // Each call starts a new epoch; returns the Will ("offline") for the coming connection and

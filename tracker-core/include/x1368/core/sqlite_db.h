@@ -77,6 +77,16 @@ class SqliteDb {
   // that does not parse), so that every error about a database names its file.
   absl::Status Corrupt(absl::string_view what) const;
 
+  // An online backup (SQLite's backup API): the whole database as of now, as the bytes of a
+  // database file, taken through this connection while it stays usable. Not inside a
+  // transaction of this connection.
+  absl::StatusOr<std::string> Snapshot();
+  // Replaces this database's whole content with `source`'s (SQLite's backup API, one step), as
+  // one transaction of this connection.
+  absl::Status CopyFrom(SqliteDb& source);
+  // PRAGMA integrity_check: OK, or STORAGE_ERROR with SQLite's first findings.
+  absl::Status CheckIntegrity();
+
  private:
   SqliteDb(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   sqlite3* db_;

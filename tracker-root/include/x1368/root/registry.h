@@ -61,6 +61,7 @@ class Registry {
   // and device reports through one of them, and only these fetch chunks from root.
   size_t direct_child_count() const { return direct_children_.size(); }
   std::optional<v1::NodeRecord> Node(const std::string& id) const;
+  std::optional<v1::DeviceRecord> Device(const std::string& id) const;
 
  private:
   explicit Registry(core::SqliteDb* db) : db_(db) {}

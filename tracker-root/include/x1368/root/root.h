@@ -56,10 +56,18 @@ class Root {
   absl::StatusOr<v1::ReleaseInfo> PublishRelease(const v1::ReleaseSubmission& submission);
   absl::StatusOr<v1::CampaignInfo> StartCampaign(const v1::CampaignStartRequest& request);
   v1::FleetStatus Fleet() const;
+  // An online backup of root's database (SqliteDb::Snapshot), after committing what is staged:
+  // the bytes of a database file that tracker-root --restore puts back.
+  absl::StatusOr<std::string> Backup();
 
  private:
   void FromChild(const core::Topic& topic, const std::string& payload, core::OpenedMessage m);
   void Record(const v1::StatusReport& report, const core::Identity& signer, const std::string& via);
+  // Logs a warning when a node's report says it refused more of its parent's messages as
+  // replays than it had said before (StatusReport.parent_rejections).
+  void WarnIfRefusingParent(const std::string& id, const std::string& via,
+                            const google::protobuf::RepeatedPtrField<v1::ReasonCount>& before,
+                            const google::protobuf::RepeatedPtrField<v1::ReasonCount>& now);
   void ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& request);
   // The chunks each child may keep in flight (stated in root's go).
   uint32_t ChildWindow();
