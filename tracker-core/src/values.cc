@@ -108,9 +108,9 @@ bool IsValidVersion(absl::string_view version) { return SemverProblem(version).e
 absl::Status ValidateVersion(absl::string_view version, absl::string_view what) {
   std::string problem = SemverProblem(version);
   if (problem.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat(what, " ", Quote(version), " ", problem, " (versions are SemVer 2.0: ",
-                   "MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD], e.g. 2.0.0)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      what, " ", Quote(version), " ", problem,
+      " (versions are SemVer 2.0: ", "MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD], e.g. 2.0.0)"));
 }
 
 absl::Status ValidateIdentifier(absl::string_view id, absl::string_view what) {
