@@ -5,6 +5,7 @@
 #include "x1368/core/daemon.h"
 #include "x1368/core/node_config.h"
 #include "x1368/core/topics.h"
+#include "x1368/core/values.h"
 #include "x1368/nodes/nodes.h"
 
 namespace x1368::client {
@@ -14,24 +15,30 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   core::DaemonSetup setup;
   setup.node = core::ReadNodeConfig(f, /*needs_cert=*/true);
   ClientOptions opts;
-  opts.parent_id = f.String("parent_id");
-  if (!opts.parent_id.empty() && !core::IsValidNodeId(opts.parent_id))
-    f.Fail("parent_id", "not a valid node id");
+  opts.parent_id = core::ReadId(f, "parent_id");
   core::TransportOptions upstream = core::ReadLinkConfig(f, "upstream", setup.node.node_id);
+  core::CheckLinkFiles(f, "upstream", upstream);
 
   stub::StubOptions stub;
   std::string kind = f.String("consumer.kind", "stub");
   if (kind != "stub") f.Fail("consumer.kind", "only \"stub\" is built in");
   stub.dir = f.Path("consumer.dir", "");
   if (stub.dir.empty()) stub.dir = setup.node.data_dir + "/slots";
+  // What the device reports upward and manifests must match: the wire's grammar (values.h).
   stub.component = f.String("consumer.component");
-  if (!stub.component.empty() && !core::IsValidNodeId(stub.component))
-    f.Fail("consumer.component", "invalid name");
+  if (absl::Status s = core::ValidateIdentifier(stub.component, "the component name");
+      !s.ok() && f.Has("consumer.component")) {
+    f.Fail("consumer.component", s.message());
+  }
   stub.hardware_class = f.String("consumer.hardware_class");
-  if (!stub.hardware_class.empty() && !core::IsValidNodeId(stub.hardware_class)) {
-    f.Fail("consumer.hardware_class", "invalid name");
+  if (absl::Status s = core::ValidateIdentifier(stub.hardware_class, "the hardware class");
+      !s.ok() && f.Has("consumer.hardware_class")) {
+    f.Fail("consumer.hardware_class", s.message());
   }
   stub.initial_version = f.String("consumer.initial_version", "1.0.0");
+  if (absl::Status s = core::ValidateVersion(stub.initial_version); !s.ok()) {
+    f.Fail("consumer.initial_version", s.message());
+  }
   stub.initial_sequence =
       static_cast<uint64_t>(f.Int("consumer.initial_sequence", 1, 0, INT64_MAX));
   stub.max_trial_boots = static_cast<uint32_t>(f.Int("consumer.max_trial_boots", 2, 1, 100));
@@ -54,7 +61,9 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
 
   nodes::ClientSpec spec{
       .node = setup.node, .options = opts, .hooks = {}, .upstream = upstream, .consumer = stub};
-  setup.build = [spec](const core::Env& env) -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
+  setup.build = [spec](const core::Env& env, const core::NodeConfig& node) mutable
+      -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
+    spec.node = node;
     return nodes::Make<nodes::ClientNode>(env, spec);
   };
   return setup;

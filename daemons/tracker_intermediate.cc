@@ -13,13 +13,13 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   core::DaemonSetup setup;
   setup.node = core::ReadNodeConfig(f, /*needs_cert=*/true);
   IntermediateOptions opts;
-  opts.parent_id = f.String("parent_id");
-  if (!opts.parent_id.empty() && !core::IsValidNodeId(opts.parent_id))
-    f.Fail("parent_id", "not a valid node id");
+  opts.parent_id = core::ReadId(f, "parent_id");
   core::TransportOptions upstream = core::ReadLinkConfig(f, "upstream", setup.node.node_id);
+  core::CheckLinkFiles(f, "upstream", upstream);
   std::optional<core::TransportOptions> downstream;
   if (f.Has("downstream")) {
     core::TransportOptions d = core::ReadLinkConfig(f, "downstream", setup.node.node_id);
+    core::CheckLinkFiles(f, "downstream", d);
     if (d.broker_uri != upstream.broker_uri) downstream = d;  // a broker of its own for the subtree
   }
   opts.downstream_queue = downstream ? downstream->broker_max_queued : upstream.broker_max_queued;
@@ -35,7 +35,9 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
 
   nodes::IntermediateSpec spec{
       .node = setup.node, .options = opts, .upstream = upstream, .downstream = downstream};
-  setup.build = [spec](const core::Env& env) -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
+  setup.build = [spec](const core::Env& env, const core::NodeConfig& node) mutable
+      -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
+    spec.node = node;
     return nodes::Make<nodes::IntermediateNode>(env, spec);
   };
   return setup;

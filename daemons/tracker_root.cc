@@ -17,21 +17,25 @@
 namespace x1368::root {
 namespace {
 
-// The admin token: read from the file, or made (random, mode 0600) when the file does not exist.
-absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
-  if (core::PathExists(path)) {
-    X1368_ASSIGN_OR_RETURN(std::string token, core::ReadFileLimited(path, 4096));
-    std::string t(absl::StripAsciiWhitespace(token));
-    if (t.size() < 16)
-      return absl::InvalidArgumentError(absl::StrCat(path, ": token shorter than 16 characters"));
-    return t;
+constexpr size_t kMinTokenChars = 16;
+
+// The admin token in `path`, or nullopt when there is no such file (yet).
+absl::StatusOr<std::optional<std::string>> ReadToken(const std::string& path) {
+  if (!core::PathExists(path)) return std::nullopt;
+  X1368_ASSIGN_OR_RETURN(std::string token, core::ReadFileLimited(path, 4096));
+  std::string t(absl::StripAsciiWhitespace(token));
+  if (t.size() < kMinTokenChars) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": token shorter than ", kMinTokenChars, " characters"));
   }
+  return t;
+}
+
+std::string RandomToken() {
   std::random_device rd;
   std::string raw(32, '\0');
   for (char& c : raw) c = static_cast<char>(rd() & 0xff);
-  std::string token = core::HexEncode(raw);
-  X1368_RETURN_IF_ERROR(core::WriteFileAtomic(path, token + "\n", 0600));
-  return token;
+  return core::HexEncode(raw);
 }
 
 core::DaemonSetup ReadConfig(core::ConfigFile& f) {
@@ -42,6 +46,7 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
            absl::StrCat("the root's node_id must equal root.id (\"", setup.node.root_id, "\")"));
   }
   core::TransportOptions downstream = core::ReadLinkConfig(f, "downstream", setup.node.node_id);
+  core::CheckLinkFiles(f, "downstream", downstream);
   RootOptions opts;
   opts.downstream_queue = downstream.broker_max_queued;
   opts.images_dir = f.Path("release.images_dir", "");
@@ -51,16 +56,31 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   opts.admin_listen = f.String("admin.listen", "127.0.0.1:8368");
   std::string token_file = f.Path("admin.token_file", "");
   if (token_file.empty()) token_file = setup.node.data_dir + "/admin.token";
+  if (auto token = ReadToken(token_file); !token.ok()) {
+    f.Fail(f.Has("admin.token_file") ? "admin.token_file" : "data_dir", token.status().message());
+  }
   opts.default_deadline_ms =
       f.Int("campaign.default_deadline_s", 7 * 86400, 60, 365LL * 86400) * 1000;
   opts.device_stale_after_ms = f.Int("fleet.stale_after_s", 180, 1, 30 * 86400) * 1000;
 
   nodes::RootSpec spec{.node = setup.node, .options = opts, .downstream = downstream};
-  setup.build = [spec, token_file](
-                    const core::Env& env) mutable -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
-    X1368_RETURN_IF_ERROR(env.fs->MakeDirs(spec.node.data_dir, 0700));
-    X1368_ASSIGN_OR_RETURN(spec.options.admin_token, LoadOrCreateToken(token_file));
-    return nodes::Make<nodes::RootNode>(env, spec);
+  setup.build = [spec, token_file](const core::Env& env, const core::NodeConfig& node) mutable
+      -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
+    spec.node = node;
+    // The token file is made (random, mode 0600) only once the node is built: a start that
+    // fails leaves nothing behind.
+    X1368_ASSIGN_OR_RETURN(std::optional<std::string> token, ReadToken(token_file));
+    spec.options.admin_token = token ? *token : RandomToken();
+    X1368_ASSIGN_OR_RETURN(auto built, nodes::Make<nodes::RootNode>(env, spec));
+    if (!token) {
+      X1368_RETURN_IF_ERROR(
+          core::WriteFileAtomic(token_file, spec.options.admin_token + "\n", 0600));
+    }
+    return std::unique_ptr<core::Daemon>(std::move(built));
+  };
+  setup.restore = [](const core::Env& env, const core::NodeConfig& node,
+                     const std::string& backup) -> absl::StatusOr<std::string> {
+    return nodes::RestoreDatabase(env, node, nodes::kRootDatabase, backup);
   };
   return setup;
 }

@@ -129,8 +129,8 @@ for d in "${devices_a[@]}"; do client_conf "$d" gw1; done
 for d in "${devices_b[@]}"; do client_conf "$d" gw2; done
 
 # --- start the tree --------------------------------------------------------------------------------
-start() {  # binary config
-  "$bin/$1" --config "$2" 2>>"$work/${2%.toml}.log" &
+start() {  # binary config: a first start, on a fresh data_dir (--init)
+  "$bin/$1" --config "$2" --init 2>>"$work/${2%.toml}.log" &
   pids+=($!)
 }
 start tracker-root root.toml

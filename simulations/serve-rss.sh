@@ -264,8 +264,9 @@ done
 
 # --- the tree ---------------------------------------------------------------------------------
 
-start() { # binary config: the daemon's own pid is $! (bash execs a simple command in the fork)
-  "$bin/$1" --config "$2" 2>>"$work/${2%.toml}.log" &
+start() { # binary config: the daemon's own pid is $! (bash execs a simple command in the fork);
+  # a first start, on a fresh data_dir (--init)
+  "$bin/$1" --config "$2" --init 2>>"$work/${2%.toml}.log" &
   pids+=($!)
 }
 start tracker-root root.toml

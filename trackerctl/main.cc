@@ -12,6 +12,7 @@
 //                           [--limit N] [--after CURSOR] [--json]
 //   trackerctl device show ID [--json]
 //   trackerctl fleet wait --component fw --version 2.0.0 --count 6
+//   trackerctl backup --out root-backup.db
 #include <google/protobuf/util/json_util.h>
 
 #include <iostream>
@@ -27,10 +28,12 @@
 #include "x1368/core/crypto.h"
 #include "x1368/core/file_util.h"
 #include "x1368/core/http_client.h"
+#include "x1368/core/log.h"
 #include "x1368/core/manifest.h"
 #include "x1368/core/reason.h"
 #include "x1368/core/topics.h"
 #include "x1368/core/trust.h"
+#include "x1368/core/values.h"
 #include "x1368/v1/admin.pb.h"
 
 namespace x1368::ctl {
@@ -39,6 +42,15 @@ namespace {
 int Fail(const absl::Status& s) {
   std::cerr << "trackerctl: " << s.message() << "\n";
   return 1;
+}
+
+// A value root relayed from a device (or any other node), for a table or a message: as it is
+// when it is plain printable ASCII without spaces or quotes, else quoted and escaped, so that no
+// value can break a line, forge a row or send the terminal control sequences.
+std::string Cell(absl::string_view value) {
+  bool plain = !value.empty() && value.size() <= 64;
+  for (char c : value) plain = plain && c > ' ' && c < 0x7f && c != '"' && c != '\\';
+  return plain ? std::string(value) : core::Quote(value);
 }
 
 std::vector<std::string> SplitList(const std::string& csv) {
@@ -137,6 +149,19 @@ struct SignArgs {
 };
 
 int AuthorSign(const SignArgs& a) {
+  // The grammar every receiver enforces (values.h), checked before the image is read: nothing a
+  // device or root would refuse is ever signed.
+  for (const absl::Status& s :
+       {core::ValidateIdentifier(a.component, "--component"),
+        core::ValidateVersion(a.version, "--version"),
+        core::ValidateText(a.description, "--description"), core::ValidateText(a.uri, "--uri")}) {
+    if (!s.ok()) return Fail(core::Reject(v1::MANIFEST_MALFORMED, s.message()));
+  }
+  for (const std::string& hw : SplitList(a.hardware)) {
+    if (absl::Status s = core::ValidateIdentifier(hw, "--hardware class"); !s.ok()) {
+      return Fail(core::Reject(v1::MANIFEST_MALFORMED, s.message()));
+    }
+  }
   auto key = core::PrivateKey::LoadPemFile(a.key);
   if (!key.ok()) return Fail(key.status());
   auto raw_cert = core::ReadFileLimited(a.cert, 64 << 10);
@@ -251,6 +276,21 @@ int CampaignStart(const Admin& admin, const std::string& component, const std::s
   return 0;
 }
 
+// An online backup of root's database (GET /v1/backup: SQLite's backup API on the running
+// root), written to `out` (mode 0600) only once complete.
+int Backup(const Admin& admin, const std::string& out) {
+  auto client = admin.Client();
+  if (!client.ok()) return Fail(client.status());
+  auto r = client->Get("/v1/backup");
+  if (!r.ok()) return Fail(r.status());
+  if (r->status != 200) return Fail(ReplyError(*r));
+  if (absl::Status s = core::WriteFileAtomic(out, r->body, 0600); !s.ok()) return Fail(s);
+  std::cout << "backed up root's database (" << r->body.size() << " bytes) to " << out
+            << "; restore it with tracker-root --config FILE --restore " << out
+            << " (see README: keep release.images_dir and the admin token too)\n";
+  return 0;
+}
+
 absl::StatusOr<v1::FleetStatus> GetFleet(core::HttpClient& client) {
   X1368_ASSIGN_OR_RETURN(core::HttpReply r, client.Get("/v1/fleet"));
   if (r.status != 200) return ReplyError(r);
@@ -287,17 +327,34 @@ int FleetStatus(const Admin& admin, bool json) {
   std::printf("%-20s %-14s %-10s %-10s %-12s %-20s %-7s %s\n", "DEVICE", "VIA", "COMPONENT",
               "VERSION", "STATE", "REASON", "ONLINE", "REJECTIONS");
   for (const v1::DeviceRecord& d : fleet->devices()) {
-    std::printf("%-20s %-14s %-10s %-10s %-12s %-20s %-7s %s\n", d.device_id().c_str(),
-                d.via().c_str(), d.component().c_str(), d.version().c_str(),
+    std::printf("%-20s %-14s %-10s %-10s %-12s %-20s %-7s %s\n", Cell(d.device_id()).c_str(),
+                Cell(d.via()).c_str(), Cell(d.component()).c_str(), Cell(d.version()).c_str(),
                 v1::UpdateState_Name(d.state()).c_str(),
                 d.reason() == v1::REASON_UNSPECIFIED ? "-" : core::ReasonName(d.reason()).c_str(),
                 d.online() ? "yes" : "no", Rejections(d.rejections()).c_str());
   }
   for (const v1::NodeRecord& n : fleet->nodes()) {
-    std::printf("node %-15s online=%-3s rejections=%s\n", n.node_id().c_str(),
-                n.online() ? "yes" : "no", Rejections(n.rejections()).c_str());
+    std::printf("node %-15s online=%-3s rejections=%s parent_rejections=%s\n",
+                Cell(n.node_id()).c_str(), n.online() ? "yes" : "no",
+                Rejections(n.rejections()).c_str(), Rejections(n.parent_rejections()).c_str());
   }
   std::printf("root rejections=%s\n", Rejections(fleet->rejections()).c_str());
+  // A node that drops its parent's messages as replays is cut off from updates until its parent
+  // is fixed: said apart, not only counted (issue #14).
+  auto warn = [](const std::string& id, const std::string& via,
+                 const google::protobuf::RepeatedPtrField<v1::ReasonCount>& parent) {
+    for (const v1::ReasonCount& rc : parent) {
+      if (rc.reason() != v1::REPLAY) continue;
+      std::printf(
+          "warning: %s (via %s) refused %llu messages of its parent as replays: the parent's "
+          "sequence numbers went back (its store was lost or put back from a copy)\n",
+          Cell(id).c_str(), Cell(via).c_str(), static_cast<unsigned long long>(rc.count()));
+    }
+  };
+  for (const v1::NodeRecord& n : fleet->nodes()) warn(n.node_id(), n.via(), n.parent_rejections());
+  for (const v1::DeviceRecord& d : fleet->devices()) {
+    warn(d.device_id(), d.via(), d.parent_rejections());
+  }
   return 0;
 }
 
@@ -342,9 +399,10 @@ int FleetList(const Admin& admin, const ListArgs& a, bool json) {
   std::printf("%-20s %-24s %-10s %-10s %-10s %-12s %-20s %s\n", "DEVICE", "PATH", "COMPONENT",
               "VERSION", "LATEST", "STATE", "REASON", "ONLINE");
   for (const v1::DeviceRecord& d : page.devices()) {
-    std::printf("%-20s %-24s %-10s %-10s %-10s %-12s %-20s %s\n", d.device_id().c_str(),
-                d.path().empty() ? "-" : d.path().c_str(), d.component().c_str(),
-                d.version().c_str(), d.latest_version().empty() ? "-" : d.latest_version().c_str(),
+    std::printf("%-20s %-24s %-10s %-10s %-10s %-12s %-20s %s\n", Cell(d.device_id()).c_str(),
+                d.path().empty() ? "-" : Cell(d.path()).c_str(), Cell(d.component()).c_str(),
+                Cell(d.version()).c_str(),
+                d.latest_version().empty() ? "-" : Cell(d.latest_version()).c_str(),
                 v1::UpdateState_Name(d.state()).c_str(),
                 d.reason() == v1::REASON_UNSPECIFIED ? "-" : core::ReasonName(d.reason()).c_str(),
                 d.online() ? "yes" : "no");
@@ -370,20 +428,22 @@ int DeviceShow(const Admin& admin, const std::string& id, bool json) {
   if (!google::protobuf::util::JsonStringToMessage(r->body, &d, o).ok()) {
     return Fail(absl::DataLossError("root's device record does not parse"));
   }
-  std::printf("device:     %s\n", d.device_id().c_str());
-  std::printf("path:       %s\n", d.path().empty() ? "(directly under root)" : d.path().c_str());
-  std::printf("component:  %s\n", d.component().c_str());
-  std::printf("hardware:   %s\n", d.hardware_class().c_str());
-  std::printf("version:    %s (sequence %llu)\n", d.version().c_str(),
+  std::printf("device:     %s\n", Cell(d.device_id()).c_str());
+  std::printf("path:       %s\n",
+              d.path().empty() ? "(directly under root)" : Cell(d.path()).c_str());
+  std::printf("component:  %s\n", Cell(d.component()).c_str());
+  std::printf("hardware:   %s\n", Cell(d.hardware_class()).c_str());
+  std::printf("version:    %s (sequence %llu)\n", Cell(d.version()).c_str(),
               static_cast<unsigned long long>(d.sequence_number()));
-  std::printf("latest:     %s%s\n", d.latest_version().empty() ? "-" : d.latest_version().c_str(),
+  std::printf("latest:     %s%s\n",
+              d.latest_version().empty() ? "-" : Cell(d.latest_version()).c_str(),
               d.obsolete() ? " (obsolete)" : "");
   std::printf("state:      %s%s%s\n", v1::UpdateState_Name(d.state()).c_str(),
               d.reason() == v1::REASON_UNSPECIFIED
                   ? ""
                   : absl::StrCat(" ", core::ReasonName(d.reason())).c_str(),
-              d.detail().empty() ? "" : absl::StrCat(": ", d.detail()).c_str());
-  std::printf("campaign:   %s\n", d.campaign_id().empty() ? "-" : d.campaign_id().c_str());
+              d.detail().empty() ? "" : absl::StrCat(": ", core::Quote(d.detail())).c_str());
+  std::printf("campaign:   %s\n", d.campaign_id().empty() ? "-" : Cell(d.campaign_id()).c_str());
   std::printf("online:     %s\n", d.online() ? "yes" : "no");
   std::printf("last seen:  %s\n",
               absl::FormatTime(absl::RFC3339_sec, absl::FromUnixMillis(d.updated_at_ms()),
@@ -433,9 +493,10 @@ int FleetWait(const Admin& admin, const std::string& component, const std::strin
   }
   for (const v1::DeviceRecord& d : fleet.devices()) {
     if (d.component() == component && d.version() != version) {
-      std::cerr << "not updated: " << d.device_id() << " runs " << d.version() << ", state "
-                << v1::UpdateState_Name(d.state()) << ", reason " << core::ReasonName(d.reason())
-                << (d.detail().empty() ? "" : ": " + d.detail()) << "\n";
+      std::cerr << "not updated: " << Cell(d.device_id()) << " runs " << Cell(d.version())
+                << ", state " << v1::UpdateState_Name(d.state()) << ", reason "
+                << core::ReasonName(d.reason())
+                << (d.detail().empty() ? "" : ": " + core::Quote(d.detail())) << "\n";
     }
   }
   return 1;
@@ -560,6 +621,13 @@ int main(int argc, char** argv) {
   wait->add_option("--timeout-s", timeout_s)->capture_default_str();
   add_admin(wait);
 
+  std::string backup_out;
+  auto* backup = app.add_subcommand(
+      "backup", "an online backup of root's database (restore: tracker-root --restore FILE)");
+  backup->add_option("--out", backup_out, "backup file (written when complete, mode 0600)")
+      ->required();
+  add_admin(backup);
+
   CLI11_PARSE(app, argc, argv);
   if (*keygen) return Keygen(out, pub);
   if (*issue) return CertIssue(ca);
@@ -571,5 +639,6 @@ int main(int argc, char** argv) {
     return list_args.asked() ? FleetList(admin, list_args, json) : FleetStatus(admin, json);
   if (*device_show) return DeviceShow(admin, device_id, json);
   if (*wait) return FleetWait(admin, component, version, count, timeout_s);
+  if (*backup) return Backup(admin, backup_out);
   return 1;
 }

@@ -67,6 +67,7 @@ absl::Status DeviceGroup::Add(const DevicePlan& plan) {
   s.node.root_id = pki_->root_id();
   s.node.root_public_key_file = pki_->root_pub_path();
   s.node.data_dir = data_dir;
+  s.node.init = true;  // a simulated device always starts new
   s.options.parent_id = plan.parent_id;
   s.options.report_interval = options_.report_interval;
   s.consumer.dir = data_dir + "/slots";

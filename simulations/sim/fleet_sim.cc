@@ -225,6 +225,7 @@ core::NodeConfig Fleet::ConfigFor(const TestNode& n, const std::string& data_dir
   c.root_id = pki_.root_id();
   c.root_public_key_file = pki_.root_pub_path();
   c.data_dir = data_dir;
+  c.init = true;  // a simulated fleet always starts new
   return c;
 }
 
@@ -266,6 +267,7 @@ absl::Status Fleet::BuildRoot() {
   spec.node.root_id = pki_.root_id();
   spec.node.root_public_key_file = pki_.root_pub_path();
   spec.node.data_dir = dir_.File("root");
+  spec.node.init = true;  // a simulated fleet always starts new
   spec.options.images_dir = dir_.File("root/images");
   // Client-server with in-process device links: the devices are root's children on the
   // in-process broker.

@@ -396,6 +396,43 @@ TEST_F(BadInputTest, TruncatedOversizedAndGarbageBytes) {
   ExpectGenuineUpdateStillWorks();
 }
 
+// Issue #14: values from the wire are data. A manifest whose version is not SemVer (here one
+// that would forge a log line), signed by the real author outside trackerctl and carried by a
+// directive root really signed, is refused by the gateway and by the device with the typed
+// reason MANIFEST_MALFORMED, each counted and reported up to root.
+TEST_F(BadInputTest, AManifestOutsideTheValueGrammarIsRefusedByEveryReceiver) {
+  v1::Manifest m = SomeManifest();
+  m.set_version("2.5.0\nts=2099 level=critical node=root event=FORGED");
+  v1::SignedManifest sm;
+  m.SerializeToString(sm.mutable_manifest());
+  sm.set_author_id(m.author_id());
+  sm.set_alg(v1::ED25519);
+  sm.set_signature(*tree_->author().key.Sign(core::SignedKind::kManifest, sm.manifest()));
+  *sm.mutable_author_cert() = tree_->author().cert;
+  v1::Body body;
+  v1::UpdateDirective* d = body.mutable_directive();
+  d->set_campaign_id("c-forged");
+  *d->mutable_manifest() = sm;
+  d->mutable_selector()->set_component("fw");
+  // Root's own sealer: the directive itself is genuine, only its manifest breaks the grammar.
+  auto sealed = tree_->root()->node->sealer().Seal("_all", body, 600'000);
+  ASSERT_OK(sealed);
+  Inject("x1368/root/_all/down/cmd", *sealed);  // to gw1
+  Inject("x1368/gw1/_all/down/cmd", *sealed);   // to dev-1, as if gw1 had forwarded it
+  EXPECT_TRUE(Reported(v1::MANIFEST_MALFORMED));
+  EXPECT_TRUE(WaitFor([&] {
+    v1::FleetStatus f = tree_->Fleet();
+    for (const auto& n : f.nodes()) {
+      for (const auto& rc : n.rejections()) {
+        if (n.node_id() == "gw1" && rc.reason() == v1::MANIFEST_MALFORMED) return true;
+      }
+    }
+    return false;
+  })) << "gw1 did not report refusing the manifest";
+  ExpectStillOnFactoryFirmware();
+  ExpectGenuineUpdateStillWorks();
+}
+
 TEST_F(BadInputTest, MalformedTopicsAreRefused) {
   v1::Body go;
   go.mutable_go()->set_campaign_id("c");

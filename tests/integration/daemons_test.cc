@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -267,13 +268,16 @@ class DaemonsTestBase : public ::testing::Test {
   }
 
   // Starts a daemon that runs until TearDown (or until the test stops it); logs go to
-  // <name>.out / <name>.err in the TempDir.
+  // <name>.out / <name>.err in the TempDir. A first start: with --init, as an operator starts a
+  // node on a fresh store (a restart goes through ChildProcess::Start, without it).
   ChildProcess* StartDaemon(const std::string& binary, const std::string& name,
-                            const std::string& config) {
+                            const std::string& config, bool init = true) {
     children_.push_back(
         std::make_unique<ChildProcess>(name, File(name + ".out"), File(name + ".err")));
     ChildProcess* p = children_.back().get();
-    absl::Status s = p->Start({Bin(binary), "--config", config});
+    std::vector<std::string> argv = {Bin(binary), "--config", config};
+    if (init) argv.push_back("--init");
+    absl::Status s = p->Start(argv);
     EXPECT_OK(s);
     return p;
   }
@@ -384,10 +388,15 @@ class DaemonsTestBase : public ::testing::Test {
     std::vector<std::string> lines = RootLines();
     lines.insert(lines.end(), extra.begin(), extra.end());
     std::string config = WriteConfig("root.toml", lines);
-    ChildProcess* root = StartDaemon("tracker-root", "root", config);
+    root_ = StartDaemon("tracker-root", "root", config);
+    return WaitForAdminPort();
+  }
+
+  // Waits for root to write <data_dir>/admin.port, and points the admin client at it.
+  ::testing::AssertionResult WaitForAdminPort() {
     std::string port_file = File("data/root/admin.port");
-    bool up =
-        WaitFor([&] { return core::PathExists(port_file) || !root->running(); }, absl::Seconds(20));
+    bool up = WaitFor([&] { return core::PathExists(port_file) || !root_->running(); },
+                      absl::Seconds(20));
     auto text = core::ReadFile(port_file);
     int port = 0;
     if (!up || !text.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port)) {
@@ -397,6 +406,17 @@ class DaemonsTestBase : public ::testing::Test {
     }
     admin_url_ = absl::StrCat("http://127.0.0.1:", port);
     return ::testing::AssertionSuccess();
+  }
+
+  // Starts the root StartRoot started again, over its data_dir, with `flags` (a restart: no
+  // --init unless given), and waits for its admin port.
+  ::testing::AssertionResult RestartRoot(const std::vector<std::string>& flags = {}) {
+    if (root_->running()) return ::testing::AssertionFailure() << "root is still running";
+    (void)core::RemoveFile(File("data/root/admin.port"));
+    std::vector<std::string> argv = {Bin("tracker-root"), "--config", File("root.toml")};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    if (absl::Status s = root_->Start(argv); !s.ok()) return ::testing::AssertionFailure() << s;
+    return WaitForAdminPort();
   }
 
   // `trackerctl fleet wait`: COUNT devices of fw run VERSION, as root sees it.
@@ -508,6 +528,7 @@ class DaemonsTestBase : public ::testing::Test {
   TempDir broker_dir_;
   std::unique_ptr<MosquittoBroker> broker_;
   std::vector<std::unique_ptr<ChildProcess>> children_;
+  ChildProcess* root_ = nullptr;  // the one StartRoot started
   int commands_ = 0;
   std::string admin_url_;
 };
@@ -521,7 +542,8 @@ TEST_F(DaemonsFlagsTest, EachDaemonAnswersHelpWithItsFlags) {
   for (const char* daemon : {"tracker-root", "tracker-intermediate", "tracker-client"}) {
     CommandResult r = Run(daemon, {"--help"}, absl::Seconds(20));
     ASSERT_TRUE(r.exited_with(0)) << r.Describe();
-    for (const char* flag : {"--config", "--check-config", "--help", "--version"}) {
+    for (const char* flag :
+         {"--config", "--check-config", "--init", "--restore", "--help", "--version"}) {
       EXPECT_TRUE(absl::StrContains(r.out, flag))
           << daemon << " --help does not name " << flag << "\n"
           << r.Describe();
@@ -533,7 +555,7 @@ TEST_F(DaemonsFlagsTest, EachDaemonAnswersHelpWithItsFlags) {
 TEST_F(DaemonsFlagsTest, TrackerctlAnswersHelpWithItsSubcommands) {
   CommandResult r = Ctl({"--help"}, absl::Seconds(20));
   ASSERT_TRUE(r.exited_with(0)) << r.Describe();
-  for (const char* sub : {"keygen", "cert", "author", "release", "campaign", "fleet"}) {
+  for (const char* sub : {"keygen", "cert", "author", "release", "campaign", "fleet", "backup"}) {
     EXPECT_TRUE(absl::StrContains(r.out, sub)) << "trackerctl --help does not name " << sub << "\n"
                                                << r.Describe();
   }
@@ -584,6 +606,52 @@ void PrintTo(const DaemonKind& kind, std::ostream* os) { *os << kind.binary; }
 
 class DaemonsConfigTest : public DaemonsTestBase, public ::testing::WithParamInterface<DaemonKind> {
  protected:
+  // --check-config opens every file the configuration names: they must exist and be right.
+  void SetUp() override { ASSERT_TRUE(MakePki({"dev-1", "dev-2"})); }
+
+  const std::string& Binary() const { return GetParam().binary; }
+  bool IsRoot() const { return Binary() == "tracker-root"; }
+  std::string NodeId() const {
+    return IsRoot() ? "root" : Binary() == "tracker-intermediate" ? "gw1" : "dev-1";
+  }
+
+  // Replaces the line that starts with `prefix` (e.g. "key = ") by `prefix` + `value`; returns
+  // its 1-based line number.
+  static int SetKey(std::vector<std::string>& lines, const std::string& prefix,
+                    const std::string& value) {
+    for (size_t i = 0; i < lines.size(); ++i) {
+      if (absl::StartsWith(lines[i], prefix)) {
+        lines[i] = prefix + value;
+        return static_cast<int>(i + 1);
+      }
+    }
+    ADD_FAILURE() << "no line starts with " << prefix;
+    return 0;
+  }
+
+  // Checks `lines` and expects exit 2 with "<file>:<line>: key '<key>': " followed, on the same
+  // line, by `fragment`; and nothing created.
+  ::testing::AssertionResult FailsAt(const std::string& name, const std::vector<std::string>& lines,
+                                     int line, const std::string& key,
+                                     const std::string& fragment) {
+    CommandResult r = Check(name, lines);
+    std::string where = absl::StrCat(File(name), ":", line, ": key '", key, "': ");
+    size_t at = r.err.find(where);
+    size_t end = at == std::string::npos ? at : r.err.find('\n', at);
+    if (!r.exited_with(2) || at == std::string::npos ||
+        r.err.substr(at, end == std::string::npos ? std::string::npos : end - at).find(fragment) ==
+            std::string::npos) {
+      return ::testing::AssertionFailure()
+             << "expected exit 2 and \"" << where << "..." << fragment << "\"\n"
+             << r.Describe();
+    }
+    if (Started()) {
+      return ::testing::AssertionFailure() << "--check-config made the data directory\n"
+                                           << r.Describe();
+    }
+    return ::testing::AssertionSuccess();
+  }
+
   std::vector<std::string> ValidLines() const {
     const std::string& b = GetParam().binary;
     if (b == "tracker-root") return RootLines();
@@ -710,6 +778,87 @@ TEST_P(DaemonsConfigTest, EveryErrorIsReportedAtOnceInFileOrder) {
   ASSERT_NE(typo, std::string::npos) << r.Describe();
   ASSERT_NE(type, std::string::npos) << r.Describe();
   EXPECT_LT(typo, type) << "errors are not in file order\n" << r.Describe();
+}
+
+// Ids follow the wire's rules (1-64 characters of [A-Za-z0-9._-], never empty): an empty
+// parent_id once made the daemons run on x1368//dev-a1/... (issue #14).
+TEST_P(DaemonsConfigTest, IdsAreCheckedWithTheWireRules) {
+  std::vector<std::pair<std::string, std::string>> keys = {{"node_id = ", "node_id"},
+                                                           {"id = ", "root.id"}};
+  if (!IsRoot()) keys.push_back({"parent_id = ", "parent_id"});
+  for (const auto& [prefix, key] : keys) {
+    for (const auto& [value, fragment] : std::vector<std::pair<std::string, std::string>>{
+             {"\"\"", "the id is empty"},
+             {"\"gw/1\"", "has characters outside [A-Za-z0-9._-]"},
+             {"\"_all\"", "is reserved"}}) {
+      std::vector<std::string> lines = ValidLines();
+      int line = SetKey(lines, prefix, value);
+      EXPECT_TRUE(FailsAt("ids.toml", lines, line, key, fragment)) << key << " = " << value;
+    }
+  }
+}
+
+// Every key file, certificate and root public key is opened and parsed by --check-config, and
+// each failure names the file, the line and the key (issue #14: they all passed as OK).
+TEST_P(DaemonsConfigTest, EveryCredentialFileIsOpenedAndParsed) {
+  ASSERT_OK(core::WriteFileAtomic(File("garbage.pem"), "not a key at all\n"));
+  ASSERT_OK(core::MakeDirs(File("a-directory")));
+  struct Case {
+    std::string prefix, key, parse_error;
+  };
+  std::vector<Case> cases = {{"key = ", "key", "not a PEM private key"},
+                             {"public_key = ", "root.public_key", "not a PEM public key"}};
+  if (!IsRoot()) cases.push_back({"cert = ", "cert", "not a certificate"});
+  for (const Case& c : cases) {
+    const std::string missing = File("no-such-file");
+    std::vector<std::string> lines = ValidLines();
+    int line = SetKey(lines, c.prefix, absl::StrCat("\"", missing, "\""));
+    EXPECT_TRUE(FailsAt("files.toml", lines, line, c.key,
+                        absl::StrCat("cannot read ", missing, ": No such file or directory")));
+
+    lines = ValidLines();
+    SetKey(lines, c.prefix, absl::StrCat("\"", File("a-directory"), "\""));
+    EXPECT_TRUE(FailsAt("files.toml", lines, line, c.key,
+                        absl::StrCat("cannot read ", File("a-directory"), ": Is a directory")));
+
+    lines = ValidLines();
+    SetKey(lines, c.prefix, absl::StrCat("\"", File("garbage.pem"), "\""));
+    EXPECT_TRUE(FailsAt("files.toml", lines, line, c.key,
+                        absl::StrCat(File("garbage.pem"), ": ", c.parse_error)));
+  }
+}
+
+// The files are checked against each other and the node id, as the node does when it starts.
+TEST_P(DaemonsConfigTest, CredentialsAreCheckedAgainstEachOtherAndTheNodeId) {
+  std::vector<std::string> lines = ValidLines();
+  if (IsRoot()) {
+    int line = SetKey(lines, "key = ", absl::StrCat("\"", File("gw1.key"), "\""));
+    EXPECT_TRUE(FailsAt("cross.toml", lines, line, "key", "is not the root anchor's"));
+    return;
+  }
+  // Another node's certificate, then this node's certificate beside another key.
+  const std::string other = NodeId() == "dev-1" ? "dev-2" : "dev-1";
+  int line = SetKey(lines, "cert = ", absl::StrCat("\"", File(other + ".cert"), "\""));
+  EXPECT_TRUE(FailsAt("cross.toml", lines, line, "cert",
+                      absl::StrCat("is issued to \"", other, "\", not \"", NodeId(), "\"")));
+  lines = ValidLines();
+  SetKey(lines, "key = ", absl::StrCat("\"", File(other + ".key"), "\""));
+  EXPECT_TRUE(FailsAt("cross.toml", lines, line, "cert", "does not certify the key in"));
+}
+
+// Not only --check-config: a plain start with a broken configuration creates nothing either (it
+// once made the data directory and the database before failing on the key).
+TEST_P(DaemonsConfigTest, AStartWithABrokenConfigurationCreatesNothing) {
+  std::vector<std::string> lines = ValidLines();
+  int line = SetKey(lines, "public_key = ", absl::StrCat("\"", File("no-such.pub"), "\""));
+  std::string path = WriteConfig("start.toml", lines);
+  CommandResult r = Run(Binary(), {"--config", path, "--init"}, absl::Seconds(20));
+  EXPECT_TRUE(r.exited_with(2)) << r.Describe();
+  EXPECT_TRUE(absl::StrContains(
+      r.err, absl::StrCat(path, ":", line, ": key 'root.public_key': cannot read ")))
+      << r.Describe();
+  EXPECT_FALSE(Started()) << r.Describe();
+  EXPECT_FALSE(core::PathExists(File("admin.token"))) << r.Describe();
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -1134,6 +1283,272 @@ TEST_F(DaemonsProcessTest, CurlUploadsAReleaseAsTrackerctlDoes) {
   ASSERT_EQ(fleet->releases_size(), 1) << raw.out;
   EXPECT_EQ(fleet->releases(0).sha256_hex(), core::HexEncode(core::Sha256(bytes))) << raw.out;
   EXPECT_EQ(fleet->releases(0).size(), bytes.size()) << raw.out;
+}
+
+// Issue #14: the version "2.5.0\nts=2099 level=critical node=root event=FORGED" was signed,
+// accepted by root and wrote a forged line into root's log. trackerctl refuses to sign it, and
+// root refuses such a manifest signed by other means (HTTP 400, MANIFEST_MALFORMED), its log
+// without a forged line; a valid release still goes through.
+TEST_F(DaemonsProcessTest, AVersionOutsideTheGrammarIsRefusedAtSigningAndAtPublish) {
+  const std::string forged = "2.5.0\nts=2099 level=critical node=root event=FORGED";
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({}));
+  ASSERT_TRUE(StartRoot());
+  std::string image = File("fw.bin");
+  ASSERT_OK(core::WriteFileAtomic(image, TestPki::MakeImage(64 * 1024, 7)));
+
+  CommandResult sign =
+      Ctl({"author", "sign", "--key", File("author-1.key"), "--cert", File("author-1.cert"),
+           "--image", image, "--component", "fw", "--version", forged, "--sequence", "2",
+           "--hardware", "board-a", "--out", File("forged.manifest")});
+  EXPECT_TRUE(sign.exited_with(1)) << sign.Describe();
+  EXPECT_TRUE(absl::StrContains(sign.err, "MANIFEST_MALFORMED")) << sign.Describe();
+  EXPECT_TRUE(absl::StrContains(sign.err, "\"2.5.0\\nts=2099")) << sign.Describe();
+  EXPECT_FALSE(core::PathExists(File("forged.manifest")));
+
+  // The same manifest signed with the author's key by other means than trackerctl.
+  auto key = core::PrivateKey::LoadPemFile(File("author-1.key"));
+  ASSERT_OK(key);
+  auto cert_bytes = core::ReadFile(File("author-1.cert"));
+  ASSERT_OK(cert_bytes);
+  v1::Manifest m = TestPki::ManifestFor(TestPki::MakeImage(64 * 1024, 7), "fw", forged, 2,
+                                        {"board-a"}, "author-1");
+  v1::SignedManifest sm;
+  m.SerializeToString(sm.mutable_manifest());
+  sm.set_author_id("author-1");
+  sm.set_alg(v1::ED25519);
+  sm.set_signature(*key->Sign(core::SignedKind::kManifest, sm.manifest()));
+  ASSERT_TRUE(sm.mutable_author_cert()->ParseFromString(*cert_bytes));
+  ASSERT_OK(core::WriteFileAtomic(File("forged.manifest"), sm.SerializeAsString()));
+  CommandResult publish =
+      Admin({"release", "publish", "--manifest", File("forged.manifest"), "--image", image});
+  EXPECT_TRUE(publish.exited_with(1)) << publish.Describe();
+  EXPECT_TRUE(absl::StrContains(publish.err, "HTTP 400")) << publish.Describe();
+  EXPECT_TRUE(absl::StrContains(publish.err, "MANIFEST_MALFORMED")) << publish.Describe();
+
+  EXPECT_TRUE(PublishRelease("2.5.0", 2, 64 * 1024));
+  auto fleet = FleetStatus();
+  ASSERT_OK(fleet);
+  ASSERT_EQ(fleet->releases_size(), 1);
+  EXPECT_EQ(fleet->releases(0).version(), "2.5.0");
+  // Root logs at info here: every line it wrote is one of its own. The refused version may
+  // appear inside a quoted, escaped value (the refusal says what was refused), never as keys.
+  auto keys_outside_quotes = [](absl::string_view line) {
+    std::string out;
+    bool quoted = false;
+    for (size_t i = 0; i < line.size(); ++i) {
+      if (quoted && line[i] == '\\') {
+        ++i;  // an escaped character inside a value
+      } else if (line[i] == '"') {
+        quoted = !quoted;
+      } else if (!quoted) {
+        out.push_back(line[i]);
+      }
+    }
+    return out;
+  };
+  std::string log = core::ReadFile(root_->err_path()).value_or("");
+  for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+    EXPECT_TRUE(absl::StartsWith(line, "ts=2") && !absl::StartsWith(line, "ts=2099") &&
+                !absl::StrContains(keys_outside_quotes(line), "event=FORGED"))
+        << "a line root did not write:\n"
+        << line;
+  }
+  EXPECT_TRUE(absl::StrContains(log, "event=release.published component=\"fw\" version=\"2.5.0\""))
+      << log;
+}
+
+// ---------------------------------------------------------------------------------------------
+// No silent state loss (issue #14, item 1): root's database lost while root was stopped.
+
+std::string RootDb() { return "data/root/root.db"; }
+
+// Root's database deleted, then emptied, while root was stopped: root refuses to start as new
+// (exit 1, naming its data_dir and --init) and creates nothing; started with --init it begins
+// as a new root whose sequence numbers are above everything it sent before, so the gateway and
+// the device take its next campaign (before the fix: dropped as replays, silently).
+TEST_F(DaemonsProcessTest, RootWithALostStoreRefusesToStartUntilToldToInitAndIsThenHeard) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({"dev-1"}));
+  ASSERT_TRUE(StartRoot());
+  StartDaemon("tracker-intermediate", "gw1",
+              WriteConfig("gw1.toml", IntermediateLines("gw1", "root")));
+  StartDaemon("tracker-client", "dev-1", WriteConfig("dev-1.toml", ClientLines("dev-1", "gw1")));
+  ASSERT_TRUE(FleetWait("1.0.0", 1, 60));
+  ASSERT_TRUE(PublishRelease("2.0.0", 2, 64 * 1024));
+  ASSERT_TRUE(StartCampaign("2.0.0"));
+  ASSERT_TRUE(FleetWait("2.0.0", 1, 120));
+  ASSERT_TRUE(TerminatesCleanly(root_));
+
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    ASSERT_OK(core::RemoveFile(File(RootDb() + suffix)));
+  }
+  const std::vector<std::string> plain = {"--config", File("root.toml")};
+  CommandResult deleted = Run("tracker-root", plain, absl::Seconds(20));
+  EXPECT_TRUE(deleted.exited_with(1)) << deleted.Describe();
+  EXPECT_TRUE(absl::StrContains(deleted.err, absl::StrCat("data_dir ", File("data/root"))))
+      << deleted.Describe();
+  EXPECT_TRUE(absl::StrContains(deleted.err, "--init")) << deleted.Describe();
+  EXPECT_FALSE(core::PathExists(File(RootDb()))) << "the refused start made a database";
+
+  ASSERT_OK(core::WriteFileAtomic(File(RootDb()), ""));  // emptied
+  CommandResult emptied = Run("tracker-root", plain, absl::Seconds(20));
+  EXPECT_TRUE(emptied.exited_with(1)) << emptied.Describe();
+  EXPECT_TRUE(absl::StrContains(emptied.err, "--init")) << emptied.Describe();
+  EXPECT_EQ(core::FileSize(File(RootDb())).value_or(1), 0u);
+
+  ASSERT_TRUE(RestartRoot({"--init"}));
+  auto fleet = FleetStatus();
+  ASSERT_OK(fleet);
+  EXPECT_EQ(fleet->releases_size(), 0) << "a new root knows no releases";
+  EXPECT_TRUE(
+      absl::StrContains(core::ReadFile(root_->err_path()).value_or(""), "event=store.initialised"));
+  ASSERT_TRUE(FleetWait("2.0.0", 1, 60));  // the device is heard again
+  ASSERT_TRUE(PublishRelease("3.0.0", 3, 64 * 1024));
+  ASSERT_TRUE(StartCampaign("3.0.0"));
+  ASSERT_TRUE(FleetWait("3.0.0", 1, 120));
+  fleet = FleetStatus();
+  ASSERT_OK(fleet);
+  const v1::NodeRecord* gw1 = FindNode(*fleet, "gw1");
+  ASSERT_NE(gw1, nullptr);
+  for (const v1::ReasonCount& rc : gw1->parent_rejections()) {
+    EXPECT_NE(rc.reason(), v1::REPLAY) << "gw1 dropped some of the new root's messages";
+  }
+}
+
+// A child that refuses its parent's messages as replays says so where the operator looks: root's
+// database put back from a file copy (not --restore) after root had restarted twice, so its
+// numbers went back past gw1's window. gw1 logs a warning, reports the count up, root logs a
+// warning naming gw1, and trackerctl fleet status prints it.
+TEST_F(DaemonsProcessTest, AChildThatRefusesItsParentsMessagesAsReplaysIsVisibleAtRoot) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({"dev-1"}));
+  ASSERT_TRUE(StartRoot());
+  ChildProcess* gw1 = StartDaemon("tracker-intermediate", "gw1",
+                                  WriteConfig("gw1.toml", IntermediateLines("gw1", "root")));
+  StartDaemon("tracker-client", "dev-1", WriteConfig("dev-1.toml", ClientLines("dev-1", "gw1")));
+  ASSERT_TRUE(FleetWait("1.0.0", 1, 60));
+  ASSERT_TRUE(TerminatesCleanly(root_));
+  auto copy = core::ReadFile(File(RootDb()));  // closed cleanly: the WAL is checkpointed
+  ASSERT_OK(copy);
+
+  // Each start that sends leases 1,024 numbers past the last lease: two starts, each with a
+  // campaign that reaches gw1, put root's numbers beyond the copy's by more than gw1's window of
+  // 64 (after one, the copy's next numbers would be within the window: dropped as duplicates).
+  ASSERT_TRUE(RestartRoot());
+  ASSERT_TRUE(PublishRelease("2.0.0", 2, 64 * 1024));
+  ASSERT_TRUE(StartCampaign("2.0.0"));
+  ASSERT_TRUE(FleetWait("2.0.0", 1, 120));
+  ASSERT_TRUE(TerminatesCleanly(root_));
+  ASSERT_TRUE(RestartRoot());
+  ASSERT_TRUE(PublishRelease("2.1.0", 3, 64 * 1024));
+  ASSERT_TRUE(StartCampaign("2.1.0"));
+  ASSERT_TRUE(FleetWait("2.1.0", 1, 120));
+  ASSERT_TRUE(TerminatesCleanly(root_));
+
+  for (const char* suffix : {"-wal", "-shm"}) ASSERT_OK(core::RemoveFile(File(RootDb() + suffix)));
+  ASSERT_OK(core::WriteFileAtomic(File(RootDb()), *copy));
+  ASSERT_TRUE(RestartRoot());  // its first message, a status request, is refused by gw1
+
+  ASSERT_TRUE(WaitForFleet(
+      "gw1 reporting REPLAY refusals of its parent's messages",
+      [](const v1::FleetStatus& f) {
+        const v1::NodeRecord* n = FindNode(f, "gw1");
+        if (n == nullptr) return false;
+        for (const v1::ReasonCount& rc : n->parent_rejections()) {
+          if (rc.reason() == v1::REPLAY && rc.count() > 0) return true;
+        }
+        return false;
+      },
+      absl::Seconds(30)));
+  EXPECT_TRUE(absl::StrContains(core::ReadFile(gw1->err_path()).value_or(""),
+                                "level=warning node=gw1 event=parent.replay_refused"))
+      << gw1->Describe();
+  EXPECT_TRUE(WaitFor([&] {
+    return absl::StrContains(core::ReadFile(root_->err_path()).value_or(""),
+                             "level=warning node=root event=child.refuses_parent node=\"gw1\"");
+  })) << root_->Describe();
+  CommandResult table = Admin({"fleet", "status"});
+  ASSERT_TRUE(table.exited_with(0)) << table.Describe();
+  EXPECT_TRUE(absl::StrContains(table.out, "warning: gw1 (via gw1) refused")) << table.out;
+}
+
+// An online backup of the running root (trackerctl backup: SQLite's backup API through the
+// admin API), restored after its whole data_dir was wiped (tracker-root --restore, with the
+// images copied back as README says): root continues with its releases and campaigns, and its
+// children take its next campaign although root had sent messages, over two more starts, after
+// the backup was taken (the restore raises its sequence numbers to the clock).
+TEST_F(DaemonsProcessTest, RootRestoredFromAnOnlineBackupContinuesAndIsHeard) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({"dev-1"}));
+  ASSERT_TRUE(StartRoot());
+  StartDaemon("tracker-intermediate", "gw1",
+              WriteConfig("gw1.toml", IntermediateLines("gw1", "root")));
+  StartDaemon("tracker-client", "dev-1", WriteConfig("dev-1.toml", ClientLines("dev-1", "gw1")));
+  ASSERT_TRUE(FleetWait("1.0.0", 1, 60));
+  ASSERT_TRUE(PublishRelease("2.0.0", 2, 64 * 1024));
+  ASSERT_TRUE(StartCampaign("2.0.0"));
+  ASSERT_TRUE(FleetWait("2.0.0", 1, 120));
+
+  const std::string backup = File("root-backup.db");
+  CommandResult taken = Admin({"backup", "--out", backup});
+  ASSERT_TRUE(taken.exited_with(0)) << taken.Describe() << Logs();
+  EXPECT_TRUE(absl::StrContains(taken.out, "backed up root's database")) << taken.Describe();
+  std::error_code ec;
+  std::filesystem::copy(File("data/root/images"), File("images-backup"),
+                        std::filesystem::copy_options::recursive, ec);
+  ASSERT_FALSE(ec) << ec.message();
+
+  // Root goes on after the backup, over two more starts, each with a release and a campaign
+  // that reach gw1: its numbers pass the backup's by more than two leases of 1,024, so that a
+  // restore that put them back as they were would be dropped as replays.
+  for (const auto& [version, sequence] : {std::pair<std::string, int>{"2.1.0", 3}, {"2.2.0", 4}}) {
+    ASSERT_TRUE(TerminatesCleanly(root_));
+    ASSERT_TRUE(RestartRoot());
+    ASSERT_TRUE(PublishRelease(version, sequence, 64 * 1024));
+    ASSERT_TRUE(StartCampaign(version));
+    ASSERT_TRUE(FleetWait(version, 1, 120));
+  }
+  ASSERT_TRUE(TerminatesCleanly(root_));
+
+  std::filesystem::remove_all(File("data/root"), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  const std::vector<std::string> plain = {"--config", File("root.toml")};
+  CommandResult refused = Run("tracker-root", plain, absl::Seconds(20));
+  EXPECT_TRUE(refused.exited_with(1)) << refused.Describe();
+  std::vector<std::string> restore = plain;
+  restore.insert(restore.end(), {"--restore", backup});
+  CommandResult restored = Run("tracker-root", restore, absl::Seconds(30));
+  ASSERT_TRUE(restored.exited_with(0)) << restored.Describe();
+  EXPECT_TRUE(absl::StrContains(restored.out, "restored " + backup)) << restored.Describe();
+  CommandResult again = Run("tracker-root", restore, absl::Seconds(30));
+  EXPECT_TRUE(again.exited_with(1)) << "a restore over an initialised store\n" << again.Describe();
+  EXPECT_TRUE(absl::StrContains(again.err, "holds the initialised store")) << again.Describe();
+  std::filesystem::copy(File("images-backup"), File("data/root/images"),
+                        std::filesystem::copy_options::recursive, ec);
+  ASSERT_FALSE(ec) << ec.message();
+
+  ASSERT_TRUE(RestartRoot());
+  auto fleet = FleetStatus();
+  ASSERT_OK(fleet);
+  ASSERT_EQ(fleet->releases_size(), 1) << "the backup holds 2.0.0, not 2.1.0 nor 2.2.0";
+  EXPECT_EQ(fleet->releases(0).version(), "2.0.0");
+  ASSERT_EQ(fleet->campaigns_size(), 1);
+  EXPECT_EQ(fleet->campaigns(0).version(), "2.0.0");
+  ASSERT_NE(FindDevice(*fleet, "dev-1"), nullptr);
+  EXPECT_FALSE(absl::StrContains(core::ReadFile(root_->err_path()).value_or(""),
+                                 "event=release.image_missing"));
+
+  ASSERT_TRUE(PublishRelease("3.0.0", 5, 64 * 1024));
+  ASSERT_TRUE(StartCampaign("3.0.0"));
+  ASSERT_TRUE(FleetWait("3.0.0", 1, 120));
+  fleet = FleetStatus();
+  ASSERT_OK(fleet);
+  const v1::NodeRecord* gw1 = FindNode(*fleet, "gw1");
+  ASSERT_NE(gw1, nullptr);
+  for (const v1::ReasonCount& rc : gw1->parent_rejections()) {
+    EXPECT_NE(rc.reason(), v1::REPLAY) << "gw1 dropped some of the restored root's messages";
+  }
 }
 
 // X.1368 §10 c, §11.1 a.iii / DESIGN.md §8: a device that loses power in the middle of a

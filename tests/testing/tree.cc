@@ -66,6 +66,8 @@ core::NodeConfig TestTree::NodeConfigFor(const std::string& id, const std::strin
   c.root_id = pki_.root_id();
   c.root_public_key_file = pki_.root_pub_path();
   c.data_dir = data_dir;
+  // Every node of a tree starts on a fresh store; its restarts find it initialised.
+  c.init = true;
   return c;
 }
 

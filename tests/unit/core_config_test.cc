@@ -17,6 +17,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
+using testing::TempDir;
 
 ConfigFile MustParse(absl::string_view text, std::string base_dir = "/etc/x1368") {
   auto cfg = ConfigFile::Parse(text, "cfg.toml", std::move(base_dir));
@@ -254,6 +255,118 @@ TEST(NodeConfigTest, LimitOutOfRange) {
   ConfigFile cfg = MustParse(text);
   ReadNodeConfig(cfg, true);
   EXPECT_THAT(FinishMessage(cfg), HasSubstr("cfg.toml:9: key 'limits.max_message_bytes'"));
+}
+
+TEST(NodeConfigTest, EmptyIdsAreErrorsNamingTheirKeyAndLine) {
+  // An empty id once passed: the daemons then ran on topics with an empty level (issue #14).
+  std::string text = kValidNode;
+  text.replace(text.find("\"gw-1\""), 6, "\"\"");
+  text.replace(text.find("id = \"root\""), 11, "id = \"\"");
+  text = "parent_id = \"\"\n" + text;
+  ConfigFile cfg = MustParse(text);
+  ReadNodeConfig(cfg, true);
+  ReadId(cfg, "parent_id");
+  std::string msg = FinishMessage(cfg);
+  EXPECT_THAT(msg, HasSubstr("cfg.toml:1: key 'parent_id': the id is empty"));
+  EXPECT_THAT(msg, HasSubstr("cfg.toml:2: key 'node_id': the id is empty"));
+  EXPECT_THAT(msg, HasSubstr("cfg.toml:7: key 'root.id': the id is empty"));
+}
+
+TEST(NodeConfigTest, ReadIdReportsAMissingKeyOnce) {
+  ConfigFile cfg = MustParse("");
+  EXPECT_EQ(ReadId(cfg, "parent_id"), "");
+  std::string msg = FinishMessage(cfg);
+  EXPECT_EQ(msg, "cfg.toml: key 'parent_id': missing (required)");
+  ConfigFile with_fallback = MustParse("");
+  EXPECT_EQ(ReadId(with_fallback, "root.id", "root"), "root");
+  EXPECT_OK(with_fallback.Finish());
+}
+
+// CheckNodeFiles opens what the keys name; every problem is reported against its key's line.
+class NodeFilesTest : public ::testing::Test {
+ protected:
+  NodeFilesTest()
+      : pki_(dir_.path()),
+        gw_(pki_.Issue("gw-1", v1::ROLE_INTERMEDIATE, {"dev-*"})),
+        other_(pki_.Issue("gw-2", v1::ROLE_INTERMEDIATE, {"dev-*"})) {}
+  // kValidNode, with `dir_` as the base directory and the real root public key.
+  std::string Text() const {
+    std::string text = kValidNode;
+    text.replace(text.find("/pki/root.pub"), 13, pki_.root_pub_path());
+    return text;
+  }
+  std::string Check(const std::string& text) {
+    ConfigFile cfg = MustParse(text, dir_.path());
+    NodeConfig c = ReadNodeConfig(cfg, /*needs_cert=*/true);
+    CheckNodeFiles(cfg, c, RealClock::Get());
+    absl::Status s = cfg.Finish();
+    return s.ok() ? "OK" : std::string(s.message());
+  }
+
+  TempDir dir_;
+  testing::TestPki pki_;
+  testing::TestNode gw_, other_;
+};
+
+TEST_F(NodeFilesTest, ValidFilesPassAndNothingIsCreated) {
+  EXPECT_EQ(Check(Text()), "OK");
+  EXPECT_FALSE(PathExists(dir_.File("data")));
+}
+
+TEST_F(NodeFilesTest, MissingFilesAreNamedWithTheirKeys) {
+  std::string text = Text();
+  text.replace(text.find("gw-1.key"), 8, "keys/nope.key");
+  text.replace(text.find(pki_.root_pub_path()), pki_.root_pub_path().size(), "/nonexistent.pub");
+  std::string msg = Check(text);
+  EXPECT_THAT(msg, HasSubstr(absl::StrCat("cfg.toml:2: key 'key': cannot read ", dir_.path(),
+                                          "/keys/nope.key: No such file or directory")));
+  EXPECT_THAT(msg, HasSubstr("cfg.toml:7: key 'root.public_key': cannot read /nonexistent.pub: "
+                             "No such file or directory"));
+}
+
+TEST_F(NodeFilesTest, FilesThatDoNotParseAreNamedWithTheirKeys) {
+  ASSERT_OK(WriteFileAtomic(dir_.File("gw-1.cert"), "garbage"));
+  ASSERT_OK(WriteFileAtomic(dir_.File("gw-1.key"), "-----BEGIN PRIVATE KEY-----\nxx\n"));
+  std::string msg = Check(Text());
+  EXPECT_THAT(msg, HasSubstr("cfg.toml:2: key 'key': "));
+  EXPECT_THAT(msg, HasSubstr("gw-1.key: not a PEM private key"));
+  EXPECT_THAT(msg, HasSubstr("cfg.toml:3: key 'cert': "));
+  EXPECT_THAT(msg, HasSubstr("gw-1.cert: not a certificate"));
+}
+
+TEST_F(NodeFilesTest, ACertificateOfAnotherNodeOrKeyIsRefused) {
+  std::string text = Text();
+  text.replace(text.find("gw-1.cert"), 9, "gw-2.cert");
+  EXPECT_THAT(Check(text), HasSubstr("cfg.toml:3: key 'cert': " + dir_.File("gw-2.cert") +
+                                     " is issued to \"gw-2\", not \"gw-1\""));
+  text = Text();
+  text.replace(text.find("gw-1.key"), 8, "gw-2.key");
+  EXPECT_THAT(Check(text), HasSubstr("cfg.toml:3: key 'cert': " + dir_.File("gw-1.cert") +
+                                     " does not certify the key in " + dir_.File("gw-2.key")));
+}
+
+TEST_F(NodeFilesTest, ADataDirThatIsAFileIsRefused) {
+  ASSERT_OK(WriteFileAtomic(dir_.File("data"), "not a directory"));
+  EXPECT_THAT(Check(Text()), HasSubstr("cfg.toml:4: key 'data_dir': " + dir_.File("data") +
+                                       " exists and is not a directory"));
+}
+
+TEST(LinkFilesTest, TlsFilesAreOpenedAndParsed) {
+  TempDir dir;
+  ASSERT_OK(WriteFileAtomic(dir.File("ca.pem"), "not a certificate"));
+  ConfigFile cfg = MustParse(
+      "[upstream]\n"
+      "broker = \"ssl://broker:8883\"\n"
+      "tls.ca = \"ca.pem\"\n"
+      "tls.key = \"client.key\"\n",
+      dir.path());
+  TransportOptions t = ReadLinkConfig(cfg, "upstream", "gw-1");
+  CheckLinkFiles(cfg, "upstream", t);
+  std::string msg = FinishMessage(cfg);
+  EXPECT_THAT(msg, HasSubstr("cfg.toml:3: key 'upstream.tls.ca': " + dir.File("ca.pem") +
+                             " holds no PEM X.509 certificate"));
+  EXPECT_THAT(msg, HasSubstr("cfg.toml:4: key 'upstream.tls.key': cannot read " +
+                             dir.File("client.key") + ": No such file or directory"));
 }
 
 TEST(LinkConfigTest, ReadsPlainAndTlsLinks) {

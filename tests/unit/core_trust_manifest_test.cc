@@ -5,10 +5,12 @@
 
 #include <string>
 
+#include "absl/strings/match.h"
 #include "testing/pki.h"
 #include "testing/status_matchers.h"
 #include "x1368/core/clock.h"
 #include "x1368/core/manifest.h"
+#include "x1368/core/reason.h"
 #include "x1368/core/trust.h"
 
 namespace x1368::core {
@@ -432,6 +434,60 @@ TEST_F(ManifestTest, MalformedManifests) {
                   "ab",
                   4));
   EXPECT_THAT(VerifyManifest(trust_, garbage), HasReason(v1::MANIFEST_MALFORMED));
+}
+
+// Issue #14: a signed version "2.5.0\nts=2099 level=critical node=root event=FORGED" was accepted
+// and wrote a forged line into root's log. Values follow the grammar of values.h: refused at
+// signing and by every receiver (VerifyManifest), with the typed reason MANIFEST_MALFORMED.
+TEST_F(ManifestTest, ValuesOutsideTheGrammarAreRefusedAtSigningAndByReceivers) {
+  const std::string forged = "2.5.0\nts=2099 level=critical node=root event=FORGED";
+  auto refused = [&](const v1::Manifest& m) -> ::testing::AssertionResult {
+    auto signed_ok = SignManifest(author_.key, author_.cert, m);
+    if (signed_ok.ok()) return ::testing::AssertionFailure() << "signed " << m.DebugString();
+    if (ReasonOf(signed_ok.status()) != v1::MANIFEST_MALFORMED) {
+      return ::testing::AssertionFailure() << "signing: " << signed_ok.status();
+    }
+    auto verified = VerifyManifest(trust_, SignRawManifest(author_, m));
+    if (verified.ok() || ReasonOf(verified.status()) != v1::MANIFEST_MALFORMED) {
+      return ::testing::AssertionFailure() << "receiver: " << verified.status();
+    }
+    // The message quotes the value escaped: it never carries a raw newline.
+    if (absl::StrContains(verified.status().message(), "\n")) {
+      return ::testing::AssertionFailure() << "raw newline in: " << verified.status().message();
+    }
+    return ::testing::AssertionSuccess();
+  };
+  for (const std::string& version :
+       {forged, std::string("v2.0.0"), std::string("2.0"), std::string("02.0.0"),
+        std::string("2.0.0-"), std::string("2.0.0-01"), std::string("2.0.0+"),
+        std::string("2.0.0 "), std::string(65, '1')}) {
+    v1::Manifest m = manifest_;
+    m.set_version(version);
+    EXPECT_TRUE(refused(m)) << version;
+  }
+  for (const std::string& version :
+       {std::string("2.0.0"), std::string("1.4.0-rc.1"), std::string("3.0.0+build.7"),
+        std::string("10.20.30"), std::string("1.0.0-alpha-a.b-c+001")}) {
+    v1::Manifest m = manifest_;
+    m.set_version(version);
+    EXPECT_OK(VerifyManifest(trust_, SignRawManifest(author_, m))) << version;
+  }
+  v1::Manifest component = manifest_;
+  component.set_component("fw\nmain");
+  EXPECT_TRUE(refused(component));
+  v1::Manifest hw = manifest_;
+  hw.set_hardware_classes(0, "board a");
+  EXPECT_TRUE(refused(hw));
+  v1::Manifest description = manifest_;
+  description.set_description("fine\nlevel=critical event=FORGED");
+  EXPECT_TRUE(refused(description));
+  description.set_description(std::string(1025, 'x'));
+  EXPECT_TRUE(refused(description));
+  description.set_description("Funkmodul repariert \u2013 ok");  // UTF-8 text passes
+  EXPECT_OK(VerifyManifest(trust_, SignRawManifest(author_, description)));
+  v1::Manifest uri = manifest_;
+  uri.set_uri("https://fw.example/\r\nx");
+  EXPECT_TRUE(refused(uri));
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "testing/pki.h"
 #include "testing/status_matchers.h"
 #include "x1368/core/sqlite_db.h"
@@ -300,6 +301,18 @@ TEST_F(RegistryTest, AStoredRowThatDoesNotParseFailsOpeningWithStorageError) {
   ASSERT_OK(db_->Exec("INSERT INTO nodes VALUES ('gw1', x'ffffffff')"));
   auto reopened = Registry::Open(db_.get());
   EXPECT_THAT(reopened, HasReason(v1::STORAGE_ERROR));
+}
+
+// Issue #14, item 7: a row root cannot read back is an error naming the database file.
+TEST_F(RegistryTest, ARowThatDoesNotParseNamesTheDatabaseFile) {
+  ASSERT_OK(registry_->AddRelease(MakeRelease("2.0.0", 2, 1)));
+  ASSERT_OK(db_->Exec("UPDATE releases SET signed_manifest = X'ffffffff'"));
+  registry_.reset();
+  auto reopened = Registry::Open(db_.get());
+  ASSERT_FALSE(reopened.ok());
+  EXPECT_THAT(reopened, HasReason(v1::STORAGE_ERROR));
+  EXPECT_TRUE(absl::StrContains(reopened.status().message(), "sqlite " + path_ + ": "))
+      << reopened.status();
 }
 
 }  // namespace

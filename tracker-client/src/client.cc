@@ -56,7 +56,7 @@ void Client::CountTimeouts() {
       "event=download.chunks_timed_out count={} parent={} hint=\"the broker may be dropping "
       "messages (its max_queued_messages below what the parent's configuration states) or the "
       "parent is overloaded\"",
-      n, opts_.parent_id);
+      n, core::Quoted(opts_.parent_id));
 }
 
 Client::~Client() { Stop(); }
@@ -74,7 +74,7 @@ absl::Status Client::Start() {
   }
   if (!IsTerminal(record_.state())) {
     spdlog::info("event=update.resume state={} campaign={}", StateName(record_.state()),
-                 record_.campaign_id());
+                 core::Quoted(record_.campaign_id()));
   }
   {
     absl::MutexLock lock(&mu_);
@@ -241,7 +241,8 @@ void Client::Offer(const std::string& envelope, const core::OpenedMessage& opene
   rec.set_bytes_done(0);
   rec.set_trial_started(false);
   rec.set_go_received(go_ok);
-  spdlog::info("event=update.offered campaign={} version={}", d.campaign_id(), manifest.version());
+  spdlog::info("event=update.offered campaign={} version={}", core::Quoted(d.campaign_id()),
+               core::Quoted(manifest.version()));
   // A download of a superseded image stops here; a consumer result for it is dropped (the
   // record moved on).
   if (Transition(Event::kOffer, v1::REASON_UNSPECIFIED, "", &rec, &manifest)) fetcher_.Cancel();
@@ -471,7 +472,7 @@ void Client::TrialBoot() {
         // consumer switched slots. The install stands; boot the trial now (once per start, so a
         // consumer that cannot tell the two apart never loops).
         rearmed_ = true;
-        spdlog::info("event=update.trial_rearmed campaign={}", record_.campaign_id());
+        spdlog::info("event=update.trial_rearmed campaign={}", core::Quoted(record_.campaign_id()));
         v1::UpdateRecord rec = record_;
         rec.set_trial_started(false);
         if (Persist(rec)) StepSoon();
@@ -539,8 +540,8 @@ bool Client::Persist(const v1::UpdateRecord& rec, const v1::Manifest* manifest) 
   if (!s.ok()) {
     // Never retried silently: counted, logged and reported; the previous record stays on disk.
     node_->metrics().CountRejection(v1::STORAGE_ERROR);
-    spdlog::error("event=update.persist_failed state={} error=\"{}\"", StateName(rec.state()),
-                  s.message());
+    spdlog::error("event=update.persist_failed state={} error={}", StateName(rec.state()),
+                  core::Quoted(s.message()));
     return false;
   }
   record_ = rec;
@@ -576,7 +577,7 @@ bool Client::Transition(Event event, v1::Reason reason, absl::string_view detail
     return false;
   }
   spdlog::info("event=update.state state={} campaign={} reason={}", StateName(*to),
-               rec.campaign_id(), core::ReasonName(reason));
+               core::Quoted(rec.campaign_id()), core::ReasonName(reason));
   Report();
   if (CrashHere(hooks_.crash_after_persist && hooks_.crash_after_persist(*to))) return false;
   StepSoon();
@@ -614,10 +615,13 @@ void Client::Report() {
     r.set_target_version(manifest_->version());
   }
   for (const v1::ReasonCount& rc : node_->metrics().RejectionCounts()) *r.add_rejections() = rc;
+  for (const v1::ReasonCount& rc : node_->metrics().ParentRejectionCounts()) {
+    *r.add_parent_rejections() = rc;
+  }
   v1::Body body;
   *body.mutable_status() = std::move(r);
   if (absl::Status s = links_.SendUp(Channel::kStatus, std::move(body)); !s.ok()) {
-    spdlog::warn("event=report.send_failed error=\"{}\"", s.message());
+    spdlog::warn("event=report.send_failed error={}", core::Quoted(s.message()));
   }
 }
 

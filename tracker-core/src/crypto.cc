@@ -1,8 +1,10 @@
 #include "x1368/core/crypto.h"
 
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <cstdio>
 #include <fstream>
@@ -196,6 +198,31 @@ absl::StatusOr<std::string> Sha256File(const std::string& path) {
   }
   if (in.bad()) return absl::DataLossError(absl::StrCat("read error on ", path));
   return s.Final();
+}
+
+absl::Status CheckPemCertificates(absl::string_view pem) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  int count = 0;
+  while (X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+    X509_free(cert);
+    ++count;
+  }
+  BIO_free(bio);
+  ERR_clear_error();  // the read past the last certificate leaves an error behind
+  if (count == 0) return absl::InvalidArgumentError("holds no PEM X.509 certificate");
+  return absl::OkStatus();
+}
+
+absl::Status CheckPemPrivateKey(absl::string_view pem) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  EVP_PKEY* pkey = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (pkey == nullptr) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError("holds no PEM private key (unencrypted)");
+  }
+  EVP_PKEY_free(pkey);
+  return absl::OkStatus();
 }
 
 std::string HexEncode(absl::string_view bytes) {

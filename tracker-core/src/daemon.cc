@@ -13,6 +13,7 @@
 #include "x1368/core/file_util.h"
 #include "x1368/core/log.h"
 #include "x1368/core/mqtt_transport.h"
+#include "x1368/core/node_config.h"
 
 namespace x1368::core {
 namespace {
@@ -76,8 +77,18 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
   CLI::App app(description, name);
   std::string config_path;
   bool check_only = false;
+  bool init = false;
+  std::string restore_from;
   app.add_option("-c,--config", config_path, "TOML configuration file")->required();
-  app.add_flag("--check-config", check_only, "validate the configuration file and exit");
+  app.add_flag("--check-config", check_only,
+               "validate the configuration file, opening every file it names, and exit");
+  app.add_flag("--init", init,
+               "initialise a missing or empty store as a new node's (first start); without it "
+               "such a store is refused, so that a lost store never goes unnoticed");
+  app.add_option("--restore", restore_from,
+                 "restore the node's database from FILE (made by trackerctl backup) into its "
+                 "data_dir, which must hold no initialised store, and exit")
+      ->excludes("--init");
   app.set_version_flag("--version", "x1368 tracker 0.1.0");
   CLI11_PARSE(app, argc, argv);
 
@@ -87,6 +98,10 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
     return 2;
   }
   DaemonSetup setup = read(*file);
+  // Every file the configuration names is opened and parsed now, before anything is created:
+  // a broken key must be an error naming its key and line, not a failed start that left a
+  // data directory and a database behind (issue #14).
+  CheckNodeFiles(*file, setup.node, RealClock::Get());
   if (absl::Status s = file->Finish(); !s.ok()) {
     std::cerr << name << ": invalid configuration:\n" << s.message() << "\n";
     return 2;
@@ -95,6 +110,7 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
     std::cout << config_path << ": OK\n";
     return 0;
   }
+  setup.node.init = init;
   if (absl::Status s = InitLogging(setup.node.node_id, setup.node.log_level); !s.ok()) {
     std::cerr << name << ": " << s.message() << "\n";
     return 2;
@@ -103,9 +119,23 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
   // own no thread), two more its blocking calls.
   Executor executor(RealClock::Get(), /*threads=*/2, /*blocking_threads=*/2);
   Env env{.executor = &executor, .fs = PosixFileSystem(), .transports = MqttTransports(&executor)};
-  auto daemon = setup.build(env);
+  if (!restore_from.empty()) {
+    if (!setup.restore) {
+      std::cerr << name << ": --restore: this daemon keeps no database to restore\n";
+      return 2;
+    }
+    auto restored = setup.restore(env, setup.node, restore_from);
+    if (!restored.ok()) {
+      spdlog::critical("event=restore_failed error={}", Quoted(restored.status().message()));
+      std::cerr << name << ": --restore: " << restored.status().message() << "\n";
+      return 1;
+    }
+    std::cout << *restored << "\n";
+    return 0;
+  }
+  auto daemon = setup.build(env, setup.node);
   if (!daemon.ok()) {
-    spdlog::critical("event=start_failed error=\"{}\"", daemon.status().message());
+    spdlog::critical("event=start_failed error={}", Quoted(daemon.status().message()));
     std::cerr << name << ": " << daemon.status().message() << "\n";
     return 1;
   }
@@ -131,7 +161,7 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
       if (absl::Status s = WriteFileAtomic(setup.node.data_dir + "/metrics.port",
                                            absl::StrCat(metrics_server->port(), "\n"));
           !s.ok()) {
-        spdlog::error("event=metrics.port_file_failed error=\"{}\"", s.message());
+        spdlog::error("event=metrics.port_file_failed error={}", Quoted(s.message()));
       }
     }
   }

@@ -72,7 +72,7 @@ void NodeLinks::DownstreamConnected() {
   // request goes out after the subscriptions are in place, so every child hears it or reports
   // after it anyway (its own connect report).
   if (absl::Status s = RequestStatus(); !s.ok()) {
-    spdlog::warn("event=status_request.send_failed error=\"{}\"", s.message());
+    spdlog::warn("event=status_request.send_failed error={}", Quoted(s.message()));
   }
 }
 
@@ -80,12 +80,12 @@ void NodeLinks::Stop() {
   if (upstream_ != nullptr) upstream_->Stop();
   if (downstream_ != nullptr && downstream_ != upstream_) downstream_->Stop();
   if (absl::Status s = node_->replay().Flush(); !s.ok()) {
-    spdlog::error("event=replay.flush_failed error=\"{}\"", s.message());
+    spdlog::error("event=replay.flush_failed error={}", Quoted(s.message()));
   }
 }
 
-void NodeLinks::Reject(const absl::Status& status, absl::string_view where) {
-  node_->CountRejection(status, where);
+void NodeLinks::Reject(const absl::Status& status, absl::string_view where, bool from_parent) {
+  node_->CountRejection(status, where, from_parent);
   if (handlers_.rejected) handlers_.rejected(status);
 }
 
@@ -126,7 +126,7 @@ void NodeLinks::ScheduleFlush() { flush_.Schedule(); }
 void NodeLinks::FlushReplay() {
   if (absl::Status s = node_->replay().Flush(); !s.ok()) {
     node_->metrics().CountRejection(v1::STORAGE_ERROR);
-    spdlog::error("event=replay.flush_failed error=\"{}\"", s.message());
+    spdlog::error("event=replay.flush_failed error={}", Quoted(s.message()));
   }
 }
 
@@ -143,7 +143,7 @@ void NodeLinks::OnMessage(const MqttMessage& m) {
     }
     if (topic->channel == Channel::kData) return OnData(*topic, m);
     auto opened = node_->opener().Open(m.payload, {Origin::kFromParent, parent_id_});
-    if (!opened.ok()) return Reject(opened.status(), m.topic);
+    if (!opened.ok()) return Reject(opened.status(), m.topic, /*from_parent=*/true);
     ScheduleFlush();
     if (handlers_.from_parent) handlers_.from_parent(*topic, m.payload, *std::move(opened));
     return;

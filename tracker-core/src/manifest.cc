@@ -3,10 +3,12 @@
 #include "absl/strings/str_cat.h"
 #include "x1368/core/reason.h"
 #include "x1368/core/topics.h"
+#include "x1368/core/values.h"
 
 namespace x1368::core {
 namespace {
 constexpr size_t kMaxManifestBytes = 16 << 10;
+constexpr int kMaxHardwareClasses = 64;
 }  // namespace
 
 v1::Manifest BuildManifest(const ManifestSpec& spec, const ImageDigests& digests) {
@@ -27,22 +29,34 @@ v1::Manifest BuildManifest(const ManifestSpec& spec, const ImageDigests& digests
 }
 
 absl::Status ValidateManifest(const v1::Manifest& m) {
-  if (!IsValidNodeId(m.component()))
-    return Reject(v1::MANIFEST_MALFORMED, "invalid component name");
-  if (!IsValidNodeId(m.author_id())) return Reject(v1::MANIFEST_MALFORMED, "invalid author id");
-  if (m.version().empty() || m.version().size() > 64) {
-    return Reject(v1::MANIFEST_MALFORMED, "version label must be 1-64 characters");
+  // The grammar of values.h: whatever passes here is safe to store, compare, log and print.
+  auto malformed = [](const absl::Status& s) {
+    return Reject(v1::MANIFEST_MALFORMED, s.message());
+  };
+  if (absl::Status s = ValidateIdentifier(m.component(), "component"); !s.ok()) {
+    return malformed(s);
   }
+  if (absl::Status s = ValidateIdentifier(m.author_id(), "author id"); !s.ok()) {
+    return malformed(s);
+  }
+  if (absl::Status s = ValidateVersion(m.version()); !s.ok()) return malformed(s);
   if (m.sequence_number() == 0)
     return Reject(v1::MANIFEST_MALFORMED, "sequence number must be positive");
   if (m.hardware_classes().empty()) return Reject(v1::MANIFEST_MALFORMED, "no hardware class");
+  if (m.hardware_classes_size() > kMaxHardwareClasses) {
+    return Reject(v1::MANIFEST_MALFORMED,
+                  absl::StrCat("more than ", kMaxHardwareClasses, " hardware classes"));
+  }
   for (const std::string& hw : m.hardware_classes()) {
-    if (!IsValidNodeId(hw)) return Reject(v1::MANIFEST_MALFORMED, "invalid hardware class");
+    if (absl::Status s = ValidateIdentifier(hw, "hardware class"); !s.ok()) return malformed(s);
   }
   if (m.sha256().size() != 32) return Reject(v1::MANIFEST_MALFORMED, "digest is not 32 bytes");
   if (m.size() == 0) return Reject(v1::MANIFEST_MALFORMED, "image size is zero");
-  if (m.uri().empty() || m.uri().size() > 1024)
-    return Reject(v1::MANIFEST_MALFORMED, "missing or oversized URI");
+  if (m.uri().empty()) return Reject(v1::MANIFEST_MALFORMED, "missing URI");
+  if (absl::Status s = ValidateText(m.uri(), "URI"); !s.ok()) return malformed(s);
+  if (absl::Status s = ValidateText(m.description(), "description"); !s.ok()) {
+    return malformed(s);
+  }
   return ValidateChunking(m);
 }
 

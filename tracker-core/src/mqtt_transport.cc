@@ -197,11 +197,11 @@ class MqttTransport final : public Transport {
         spdlog::error(
             "event=mqtt.session_taken_over broker={} client_id={} detail=\"another connection "
             "uses this client id; reconnecting with backoff\"",
-            opts_.broker_uri, opts_.client_id);
+            Quoted(opts_.broker_uri), Quoted(opts_.client_id));
       } else {
-        spdlog::warn("event=mqtt.disconnected_by_broker broker={} client_id={} rc={} reason=\"{}\"",
-                     opts_.broker_uri, opts_.client_id, static_cast<int>(rc),
-                     why != nullptr ? why : "unknown");
+        spdlog::warn("event=mqtt.disconnected_by_broker broker={} client_id={} rc={} reason={}",
+                     Quoted(opts_.broker_uri), Quoted(opts_.client_id), static_cast<int>(rc),
+                     Quoted(why != nullptr ? why : "unknown"));
       }
       OnLost(absl::StrCat("server disconnect ", static_cast<int>(rc)));
     });
@@ -381,7 +381,8 @@ class MqttTransport final : public Transport {
       BuildConnectOptions(will, &options);
       client_->connect(options, ToContext(attempt), connect_listener_);
     } catch (const mqtt::exception& e) {
-      spdlog::debug("event=mqtt.connect_failed broker={} error=\"{}\"", opts_.broker_uri, e.what());
+      spdlog::debug("event=mqtt.connect_failed broker={} error={}", Quoted(opts_.broker_uri),
+                    Quoted(e.what()));
       Backoff(attempt);
     }
   }
@@ -405,7 +406,7 @@ class MqttTransport final : public Transport {
   void OnConnectDone(const mqtt::token& tok, bool ok) {
     uint64_t attempt = FromContext(tok);
     if (!ok) {
-      spdlog::debug("event=mqtt.connect_failed broker={} rc={}", opts_.broker_uri,
+      spdlog::debug("event=mqtt.connect_failed broker={} rc={}", Quoted(opts_.broker_uri),
                     tok.get_return_code());
       // Here rather than on the strand: Stop() waits for the attempt to settle.
       Backoff(attempt);
@@ -464,7 +465,7 @@ class MqttTransport final : public Transport {
       try {
         client_->subscribe(f, 1, ToContext(attempt), subscribe_listener_);
       } catch (const mqtt::exception& e) {
-        spdlog::warn("event=mqtt.subscribe_failed filter={} error=\"{}\"", f, e.what());
+        spdlog::warn("event=mqtt.subscribe_failed filter={} error={}", Quoted(f), Quoted(e.what()));
         absl::MutexLock lock(&mu_);
         // The link went down meanwhile (the next connect subscribes again), or the filter is
         // invalid: either way not a SUBACK to wait for.
@@ -486,8 +487,9 @@ class MqttTransport final : public Transport {
     uint64_t attempt = FromContext(tok);
     if (!ok || static_cast<int>(tok.get_reason_code()) >= 0x80) {
       // Refused by the broker (an ACL): retrying would not change its answer.
-      spdlog::warn("event=mqtt.subscribe_failed client_id={} rc={} reason={}", opts_.client_id,
-                   tok.get_return_code(), static_cast<int>(tok.get_reason_code()));
+      spdlog::warn("event=mqtt.subscribe_failed client_id={} rc={} reason={}",
+                   Quoted(opts_.client_id), tok.get_return_code(),
+                   static_cast<int>(tok.get_reason_code()));
     }
     bool ready = false;
     {
@@ -505,8 +507,8 @@ class MqttTransport final : public Transport {
       absl::MutexLock lock(&mu_);
       if (attempt != attempt_ || phase_ != Phase::kSubscribing) return;
     }
-    spdlog::warn("event=mqtt.subscribe_timeout broker={} client_id={}", opts_.broker_uri,
-                 opts_.client_id);
+    spdlog::warn("event=mqtt.subscribe_timeout broker={} client_id={}", Quoted(opts_.broker_uri),
+                 Quoted(opts_.client_id));
     try {
       client_->disconnect(0, ToContext(attempt), disconnect_listener_);
     } catch (const mqtt::exception&) {
@@ -539,7 +541,8 @@ class MqttTransport final : public Transport {
       handler = on_connect_;
     }
     NoDelayRegistry::Get().SetOnNewSockets();
-    spdlog::info("event=mqtt.connected broker={} client_id={}", opts_.broker_uri, opts_.client_id);
+    spdlog::info("event=mqtt.connected broker={} client_id={}", Quoted(opts_.broker_uri),
+                 Quoted(opts_.client_id));
     strand_.PostAfter(kStableAfter, [this, attempt] {
       absl::MutexLock lock(&mu_);
       if (attempt != attempt_ || phase_ != Phase::kConnected) return;
@@ -564,8 +567,8 @@ class MqttTransport final : public Transport {
       if (phase_ == Phase::kConnected) stats_losses_.fetch_add(1);
       phase_ = Phase::kIdle;
       stable_ = false;
-      spdlog::info("event=mqtt.connection_lost broker={} client_id={} cause=\"{}\"",
-                   opts_.broker_uri, opts_.client_id, cause);
+      spdlog::info("event=mqtt.connection_lost broker={} client_id={} cause={}",
+                   Quoted(opts_.broker_uri), Quoted(opts_.client_id), Quoted(cause));
       const bool taken_over = stats_taken_over_.load() != taken_over_seen_;
       taken_over_seen_ = stats_taken_over_.load();
       if (quick) {
@@ -574,7 +577,7 @@ class MqttTransport final : public Transport {
           spdlog::error(
               "event=mqtt.link_flapping broker={} client_id={} losses={} detail=\"each connection "
               "was lost within seconds: another connection may be using this client id\"",
-              opts_.broker_uri, opts_.client_id, quick_losses_in_a_row_);
+              Quoted(opts_.broker_uri), Quoted(opts_.client_id), quick_losses_in_a_row_);
         }
       }
       // A takeover, or a link that did not last: wait (at least kTakenOverMinWait) and double.
@@ -644,7 +647,8 @@ class MqttTransport final : public Transport {
         absl::MutexLock lock(&mu_);
         --inflight_;
         stats_publish_errors_.fetch_add(1);
-        spdlog::debug("event=mqtt.publish_failed topic={} error=\"{}\"", m.topic, e.what());
+        spdlog::debug("event=mqtt.publish_failed topic={} error={}", Quoted(m.topic),
+                      Quoted(e.what()));
       }
     }
   }

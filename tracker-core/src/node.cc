@@ -1,15 +1,124 @@
 #include "x1368/core/node.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "spdlog/spdlog.h"
 #include "x1368/core/file_util.h"
 #include "x1368/core/log.h"
 #include "x1368/core/reason.h"
+#include "x1368/core/store_identity.h"
 #include "x1368/core/topics.h"
 
 namespace x1368::core {
 
+namespace {
+
+constexpr uint64_t kMaxCredentialBytes = 64 << 10;
+
+// "cannot read <path>: <why>", the way an operator reads it.
+absl::StatusOr<std::string> ReadCredentialFile(const std::string& path) {
+  if (path.empty()) return absl::InvalidArgumentError("no file named");
+  auto raw = ReadFileLimited(path, kMaxCredentialBytes);
+  if (raw.ok()) return raw;
+  absl::string_view m = raw.status().message();
+  if (absl::ConsumePrefix(&m, "open ") || absl::ConsumePrefix(&m, "read ")) {
+    return absl::Status(raw.status().code(), absl::StrCat("cannot read ", m));
+  }
+  return absl::Status(raw.status().code(), absl::StrCat("cannot read ", path, ": ", m));
+}
+
+}  // namespace
+
+absl::StatusOr<Credentials> LoadCredentials(const NodeConfig& config, const Clock* clock,
+                                            std::vector<CredentialProblem>* problems) {
+  std::vector<CredentialProblem> found;
+  auto problem = [&](const char* key, absl::string_view message) {
+    found.push_back({key, std::string(message)});
+  };
+  // Each file on its own first, so that every broken one is named.
+  std::optional<PrivateKey> key;
+  if (!config.key_pem.empty()) {
+    auto k = PrivateKey::FromPem(config.key_pem);
+    if (k.ok()) {
+      key = *k;
+    } else {
+      problem("key", absl::StrCat("inline key: ", k.status().message()));
+    }
+  } else if (auto pem = ReadCredentialFile(config.key_file); !pem.ok()) {
+    problem("key", pem.status().message());
+  } else if (auto k = PrivateKey::FromPem(*pem); !k.ok()) {
+    problem("key", absl::StrCat(config.key_file, ": ", k.status().message()));
+  } else {
+    key = *k;
+  }
+  std::optional<PublicKey> root_key;
+  if (auto pem = ReadCredentialFile(config.root_public_key_file); !pem.ok()) {
+    problem("root.public_key", pem.status().message());
+  } else if (auto k = PublicKey::FromPem(*pem); !k.ok()) {
+    problem("root.public_key",
+            absl::StrCat(config.root_public_key_file, ": ", k.status().message()));
+  } else {
+    root_key = *k;
+  }
+  const bool is_root = config.node_id == config.root_id;
+  std::optional<v1::DelegationCert> cert;
+  const std::string cert_name = config.cert_bytes.empty() ? config.cert_file : "inline certificate";
+  if (!is_root) {
+    absl::StatusOr<std::string> raw = config.cert_bytes;
+    if (config.cert_bytes.empty()) raw = ReadCredentialFile(config.cert_file);
+    v1::DelegationCert c;
+    if (!raw.ok()) {
+      problem("cert", raw.status().message());
+    } else if (!c.ParseFromString(*raw) || c.body().empty()) {
+      problem("cert", absl::StrCat(cert_name, ": not a certificate (trackerctl cert issue)"));
+    } else {
+      cert = std::move(c);
+    }
+  }
+  // Then against each other.
+  std::shared_ptr<const Identity> self;
+  if (root_key) {
+    TrustStore trust(config.root_id, *root_key, clock);
+    if (is_root) {
+      if (key && key->public_key().raw() != root_key->raw()) {
+        problem("key", absl::StrCat(config.key_pem.empty() ? config.key_file : "inline key",
+                                    ": this node is the root, but its key is not the root "
+                                    "anchor's (",
+                                    config.root_public_key_file, ")"));
+      }
+      self = trust.root();
+    } else if (cert) {
+      auto id = trust.VerifyCert(*cert);
+      if (!id.ok()) {
+        problem("cert", absl::StrCat(cert_name, ": ", id.status().message()));
+      } else if ((*id)->node_id != config.node_id) {
+        problem("cert", absl::StrCat(cert_name, " is issued to ", Quote((*id)->node_id), ", not ",
+                                     Quote(config.node_id)));
+      } else if (key && (*id)->key.raw() != key->public_key().raw()) {
+        problem("cert", absl::StrCat(cert_name, " does not certify the key in ",
+                                     config.key_pem.empty() ? config.key_file : "inline key"));
+      } else {
+        self = *id;
+      }
+    }
+  }
+  if (!found.empty()) {
+    absl::Status first = absl::InvalidArgumentError(found.front().message);
+    if (problems != nullptr) *problems = std::move(found);
+    return first;
+  }
+  return Credentials{*std::move(key), *std::move(root_key), std::move(cert), std::move(self)};
+}
+
 absl::StatusOr<std::unique_ptr<NodeContext>> NodeContext::Create(const NodeConfig& config,
+                                                                 KvStore* store, const Clock* clock,
+                                                                 FileSystem* fs) {
+  X1368_ASSIGN_OR_RETURN(Credentials credentials, LoadCredentials(config, clock));
+  return Create(config, std::move(credentials), store, clock, fs);
+}
+
+absl::StatusOr<std::unique_ptr<NodeContext>> NodeContext::Create(const NodeConfig& config,
+                                                                 Credentials credentials,
                                                                  KvStore* store, const Clock* clock,
                                                                  FileSystem* fs) {
   std::unique_ptr<NodeContext> ctx(new NodeContext());
@@ -17,43 +126,13 @@ absl::StatusOr<std::unique_ptr<NodeContext>> NodeContext::Create(const NodeConfi
   ctx->clock_ = clock;
   ctx->fs_ = fs;
   ctx->store_ = store;
-  X1368_ASSIGN_OR_RETURN(PrivateKey key, config.key_pem.empty()
-                                             ? PrivateKey::LoadPemFile(config.key_file)
-                                             : PrivateKey::FromPem(config.key_pem));
-  X1368_ASSIGN_OR_RETURN(PublicKey root_key, PublicKey::LoadPemFile(config.root_public_key_file));
-  ctx->trust_ = std::make_unique<TrustStore>(config.root_id, root_key, clock);
-  std::optional<v1::DelegationCert> cert;
-  if (config.node_id == config.root_id) {
-    if (key.public_key().raw() != root_key.raw()) {
-      return absl::InvalidArgumentError(
-          "this node is the root, but its key is not the root anchor's");
-    }
-    ctx->self_ = ctx->trust_->root();
-  } else {
-    std::string raw = config.cert_bytes;
-    if (raw.empty()) {
-      X1368_ASSIGN_OR_RETURN(raw, ReadFileLimited(config.cert_file, 64 << 10));
-    }
-    v1::DelegationCert c;
-    if (!c.ParseFromString(raw)) {
-      return absl::InvalidArgumentError(absl::StrCat(config.cert_file, " is not a certificate"));
-    }
-    auto id = ctx->trust_->VerifyCert(c);
-    if (!id.ok()) return WithContext(id.status(), absl::StrCat("checking ", config.cert_file));
-    if ((*id)->node_id != config.node_id) {
-      return absl::InvalidArgumentError(absl::StrCat(config.cert_file, " is issued to \"",
-                                                     (*id)->node_id, "\", not \"", config.node_id,
-                                                     "\""));
-    }
-    if ((*id)->key.raw() != key.public_key().raw()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(config.cert_file, " does not certify ", config.key_file));
-    }
-    ctx->self_ = *id;
-    cert = c;
-  }
-  X1368_ASSIGN_OR_RETURN(ctx->seq_, SeqCounter::Open(store, "own_seq"));
-  X1368_ASSIGN_OR_RETURN(ctx->presence_epoch_, SeqCounter::Open(store, "presence_epoch", 1));
+  ctx->trust_ = std::make_unique<TrustStore>(config.root_id, credentials.root_key, clock);
+  // The root's identity is its trust store's anchor itself.
+  ctx->self_ = config.node_id == config.root_id ? ctx->trust_->root() : credentials.self;
+  const PrivateKey& key = credentials.key;
+  const std::optional<v1::DelegationCert>& cert = credentials.cert;
+  X1368_ASSIGN_OR_RETURN(ctx->seq_, SeqCounter::Open(store, kOwnSeqKey));
+  X1368_ASSIGN_OR_RETURN(ctx->presence_epoch_, SeqCounter::Open(store, kPresenceEpochKey, 1));
   ctx->replay_ = std::make_unique<ReplayGuard>(store);
   ctx->sealer_ =
       std::make_unique<EnvelopeSealer>(config.node_id, key, cert, ctx->seq_.get(), clock);
@@ -67,23 +146,36 @@ absl::StatusOr<std::string> NodeContext::Seal(absl::string_view recipient, v1::B
   return sealer_->Seal(recipient, std::move(body), config_.message_ttl_ms);
 }
 
-void NodeContext::CountRejection(const absl::Status& status, absl::string_view where) {
+void NodeContext::CountRejection(const absl::Status& status, absl::string_view where,
+                                 bool from_parent) {
   Reason reason = ReasonOf(status);
   if (reason == v1::DUPLICATE) {
     duplicates_->Add();
     return;
   }
   if (reason == v1::REASON_UNSPECIFIED) reason = v1::MALFORMED;
-  metrics_.CountRejection(reason);
-  spdlog::info("event=rejected where={} reason={} detail=\"{}\"", where, ReasonName(reason),
-               status.message());
+  metrics_.CountRejection(reason, from_parent);
+  if (from_parent && reason == v1::REPLAY) {
+    // Not an attack as a rule: the parent lost its store (or got an old copy back) and numbers
+    // its messages again from below. Nothing it sends gets through until it is fixed, so the
+    // operator must hear of it here and at root (StatusReport.parent_rejections).
+    spdlog::warn(
+        "event=parent.replay_refused where={} count={} detail={} hint={}", Quoted(where),
+        metrics_.ParentRejections(v1::REPLAY), Quoted(status.message()),
+        Quoted("the parent's sequence numbers went back: its store was lost or restored from a "
+               "copy. Its messages are dropped until its numbers pass what this node has seen: "
+               "restore it with tracker-root --restore (root) or start it with --init"));
+    return;
+  }
+  spdlog::info("event=rejected where={} reason={} detail={}", Quoted(where), ReasonName(reason),
+               Quoted(status.message()));
 }
 
 std::optional<MqttMessage> NodeContext::NextPresenceWill(const std::string& parent_id) {
   constexpr int64_t kPresenceTtlMs = 30LL * 86400 * 1000;
   auto epoch = presence_epoch_->Next();
   if (!epoch.ok()) {
-    spdlog::error("event=presence.epoch_failed error=\"{}\"", epoch.status().message());
+    spdlog::error("event=presence.epoch_failed error={}", Quoted(epoch.status().message()));
     return std::nullopt;
   }
   std::string topic = UpTopic(prefix(), parent_id, id(), Channel::kPresence);

@@ -12,12 +12,12 @@
 
 namespace x1368::core {
 namespace {
-// Names the database file: a node may have more than one, and the operator needs the path.
-absl::Status SqlError(sqlite3* db, absl::string_view what, const char* message = nullptr) {
-  const char* file = sqlite3_db_filename(db, "main");
-  return absl::InternalError(absl::StrCat("sqlite ", file != nullptr ? file : "?", ": ",
-                                          message != nullptr ? message : sqlite3_errmsg(db),
-                                          " in: ", what));
+// Names the database file as it was opened (SQLite's own name for it is empty for some VFSs and
+// modes): a node may have more than one database, and the operator needs the path.
+absl::Status SqlError(sqlite3* db, const std::string& path, absl::string_view what,
+                      const char* message = nullptr) {
+  return absl::InternalError(absl::StrCat(
+      "sqlite ", path, ": ", message != nullptr ? message : sqlite3_errmsg(db), " in: ", what));
 }
 
 // A SQLite VFS over a FileSystem, so that the trackers' databases live wherever the node's
@@ -213,7 +213,7 @@ absl::StatusOr<bool> SqliteStatement::Step() {
   int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  absl::Status s = SqlError(db_, sqlite3_sql(stmt_));
+  absl::Status s = SqlError(db_, *path_, sqlite3_sql(stmt_));
   sqlite3_reset(stmt_);
   return s;
 }
@@ -253,7 +253,7 @@ absl::StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, vfs);
   if (rc != SQLITE_OK) {
     absl::Status s = absl::InternalError(
-        absl::StrCat("sqlite: cannot open ", path, ": ", db ? sqlite3_errmsg(db) : "no memory"));
+        absl::StrCat("sqlite ", path, ": cannot open: ", db ? sqlite3_errmsg(db) : "no memory"));
     sqlite3_close(db);
     return s;
   }
@@ -270,13 +270,33 @@ absl::StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path
   return out;
 }
 
+absl::StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::OpenReadOnly(const std::string& path) {
+  sqlite3* db = nullptr;
+  int rc =
+      sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    absl::Status s = absl::InternalError(
+        absl::StrCat("sqlite ", path, ": cannot open: ", db ? sqlite3_errmsg(db) : "no memory"));
+    sqlite3_close(db);
+    return s;
+  }
+  std::unique_ptr<SqliteDb> out(new SqliteDb(db, path));
+  // Opening reads nothing; a file that is not a database shows on the first read.
+  X1368_RETURN_IF_ERROR(out->Exec("SELECT count(*) FROM sqlite_schema"));
+  return out;
+}
+
 SqliteDb::~SqliteDb() { sqlite3_close(db_); }
+
+absl::Status SqliteDb::Corrupt(absl::string_view what) const {
+  return Reject(v1::STORAGE_ERROR, absl::StrCat("sqlite ", path_, ": ", what));
+}
 
 absl::Status SqliteDb::Exec(absl::string_view sql) {
   char* err = nullptr;
   std::string owned(sql);
   if (sqlite3_exec(db_, owned.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-    absl::Status s = SqlError(db_, sql, err);
+    absl::Status s = SqlError(db_, path_, sql, err);
     sqlite3_free(err);
     return s;
   }
@@ -287,9 +307,61 @@ absl::StatusOr<std::unique_ptr<SqliteStatement>> SqliteDb::Prepare(absl::string_
   sqlite3_stmt* stmt = nullptr;
   if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr) !=
       SQLITE_OK) {
-    return SqlError(db_, sql);
+    return SqlError(db_, path_, sql);
   }
-  return std::make_unique<SqliteStatement>(db_, stmt);
+  return std::make_unique<SqliteStatement>(db_, stmt, &path_);
+}
+
+absl::StatusOr<std::string> SqliteDb::Snapshot() {
+  // Into a private in-memory database, then serialized: no temporary file, and the copy is
+  // consistent because the backup runs in one step on this connection's thread.
+  sqlite3* mem = nullptr;
+  if (sqlite3_open_v2(":memory:", &mem, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+      SQLITE_OK) {
+    sqlite3_close(mem);
+    return absl::InternalError(absl::StrCat("sqlite ", path_, ": backup: no memory database"));
+  }
+  std::unique_ptr<sqlite3, int (*)(sqlite3*)> owned(mem, sqlite3_close);
+  sqlite3_backup* backup = sqlite3_backup_init(mem, "main", db_, "main");
+  if (backup == nullptr) return SqlError(mem, path_, "backup");
+  int rc = sqlite3_backup_step(backup, -1);
+  sqlite3_backup_finish(backup);
+  if (rc != SQLITE_DONE) {
+    return absl::InternalError(
+        absl::StrCat("sqlite ", path_, ": backup: ", sqlite3_errstr(rc), " in: backup"));
+  }
+  sqlite3_int64 size = 0;
+  unsigned char* bytes = sqlite3_serialize(mem, "main", &size, 0);
+  if (bytes == nullptr) return SqlError(mem, path_, "serialize");
+  std::string out(reinterpret_cast<const char*>(bytes), static_cast<size_t>(size));
+  sqlite3_free(bytes);
+  return out;
+}
+
+absl::Status SqliteDb::CopyFrom(SqliteDb& source) {
+  sqlite3_backup* backup = sqlite3_backup_init(db_, "main", source.db_, "main");
+  if (backup == nullptr) return SqlError(db_, path_, absl::StrCat("restore from ", source.path_));
+  int rc = sqlite3_backup_step(backup, -1);
+  sqlite3_backup_finish(backup);
+  if (rc != SQLITE_DONE) {
+    return absl::InternalError(
+        absl::StrCat("sqlite ", path_, ": restore from ", source.path_, ": ", sqlite3_errstr(rc)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteDb::CheckIntegrity() {
+  X1368_ASSIGN_OR_RETURN(auto stmt, Prepare("PRAGMA integrity_check"));
+  std::string findings;
+  while (true) {
+    X1368_ASSIGN_OR_RETURN(bool row, stmt->Step());
+    if (!row) break;
+    std::string line = stmt->ColumnText(0);
+    if (line == "ok") continue;
+    if (findings.size() < 512) absl::StrAppend(&findings, findings.empty() ? "" : "; ", line);
+  }
+  if (findings.empty()) return absl::OkStatus();
+  return Corrupt(absl::StrCat("integrity check failed: ", findings));
 }
 
 absl::Status SqliteDb::Begin() { return Exec("BEGIN IMMEDIATE"); }
@@ -310,27 +382,36 @@ absl::StatusOr<std::unique_ptr<SqliteKvStore>> SqliteKvStore::Open(SqliteDb* db)
   return std::unique_ptr<SqliteKvStore>(new SqliteKvStore(db));
 }
 
+namespace {
+// A key-value store's failures are STORAGE_ERROR, whichever step failed (the message, with the
+// database's path, is kept).
+absl::Status StorageError(const absl::Status& s) {
+  return ReasonOf(s) == v1::STORAGE_ERROR ? s : Reject(v1::STORAGE_ERROR, s.message());
+}
+}  // namespace
+
 absl::StatusOr<std::optional<std::string>> SqliteKvStore::Get(const std::string& key) {
-  X1368_ASSIGN_OR_RETURN(auto stmt, db_->Prepare("SELECT value FROM kv WHERE key = ?"));
-  stmt->Bind(1, key);
-  X1368_ASSIGN_OR_RETURN(bool row, stmt->Step());
-  if (!row) return std::nullopt;
-  return stmt->ColumnText(0);
+  auto stmt = db_->Prepare("SELECT value FROM kv WHERE key = ?");
+  if (!stmt.ok()) return StorageError(stmt.status());
+  (*stmt)->Bind(1, key);
+  auto row = (*stmt)->Step();
+  if (!row.ok()) return StorageError(row.status());
+  if (!*row) return std::nullopt;
+  return (*stmt)->ColumnText(0);
 }
 
 absl::Status SqliteKvStore::Write(const Pairs& puts) {
-  X1368_ASSIGN_OR_RETURN(auto stmt,
-                         db_->Prepare("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)"));
-  X1368_RETURN_IF_ERROR(db_->Begin());
+  auto stmt = db_->Prepare("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)");
+  if (!stmt.ok()) return StorageError(stmt.status());
+  if (absl::Status s = db_->Begin(); !s.ok()) return StorageError(s);
   for (const auto& [k, v] : puts) {
-    stmt->Bind(1, k).BindBlob(2, v);
-    if (absl::Status s = stmt->Run(); !s.ok()) {
+    (*stmt)->Bind(1, k).BindBlob(2, v);
+    if (absl::Status s = (*stmt)->Run(); !s.ok()) {
       db_->Rollback();
-      return Reject(v1::STORAGE_ERROR, s.message());
+      return StorageError(s);
     }
   }
-  absl::Status s = db_->Commit();
-  if (!s.ok()) return Reject(v1::STORAGE_ERROR, s.message());
+  if (absl::Status s = db_->Commit(); !s.ok()) return StorageError(s);
   return absl::OkStatus();
 }
 

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "x1368/core/log.h"
 #include "x1368/core/reason.h"
 #include "x1368/core/transport.h"
 
@@ -60,7 +61,7 @@ absl::Status ValidateNodeId(absl::string_view id, absl::string_view what) {
         absl::StrCat(what, " is longer than ", kMaxNodeIdLength, " characters"));
   }
   return absl::InvalidArgumentError(
-      absl::StrCat(what, " \"", id, "\" has characters outside [A-Za-z0-9._-]"));
+      absl::StrCat(what, " ", Quote(id), " has characters outside [A-Za-z0-9._-]"));
 }
 
 absl::Status ValidatePath(absl::string_view path) {

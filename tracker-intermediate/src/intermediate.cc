@@ -59,14 +59,14 @@ Intermediate::Intermediate(IntermediateOptions options, core::NodeContext* node,
 void Intermediate::StorageFailed(const absl::Status& status, absl::string_view event) {
   if (status.ok()) return;
   node_->metrics().CountRejection(v1::STORAGE_ERROR);
-  spdlog::error("event={} error=\"{}\"", event, status.message());
+  spdlog::error("event={} error={}", event, core::Quoted(status.message()));
   ScheduleSelfReport();  // the count goes up with the next report
 }
 
 void Intermediate::SendFailed(const absl::Status& status, absl::string_view event) {
   if (status.ok()) return;
   send_failures_->Add();
-  spdlog::warn("event={} error=\"{}\"", event, status.message());
+  spdlog::warn("event={} error={}", event, core::Quoted(status.message()));
 }
 
 absl::Status Intermediate::Start() {
@@ -198,14 +198,15 @@ void Intermediate::AcceptDirective(const std::string& envelope, const core::Open
     if (!s.ok()) {
       // Not persisted means not acknowledged: the parent's desired state brings it again.
       node_->metrics().CountRejection(v1::STORAGE_ERROR);
-      spdlog::error("event=directive.persist_failed campaign={} error=\"{}\"",
-                    dir.active.campaign_id, s.message());
+      spdlog::error("event=directive.persist_failed campaign={} error={}",
+                    core::Quoted(dir.active.campaign_id), core::Quoted(s.message()));
       return;
     }
   }
   directives_[dir.active.campaign_id] = dir;
   spdlog::info("event=directive.accepted campaign={} component={} version={}",
-               dir.active.campaign_id, manifest->component(), manifest->version());
+               core::Quoted(dir.active.campaign_id), core::Quoted(manifest->component()),
+               core::Quoted(manifest->version()));
   // Prefetch: fetch the image once for the whole subtree before the children ask.
   if (manifest->uri() == core::kChunkServiceUri && !cache_.Has(manifest->sha256()) &&
       manifest->size() <= kMaxCachedImageBytes)
@@ -213,7 +214,7 @@ void Intermediate::AcceptDirective(const std::string& envelope, const core::Open
   if (!fresh) return;
   // Down the tree: the root's bytes unchanged, then our own go for every child.
   if (absl::Status s = links_.ForwardToChildren(envelope); !s.ok()) {
-    spdlog::warn("event=directive.forward_failed error=\"{}\"", s.message());
+    spdlog::warn("event=directive.forward_failed error={}", core::Quoted(s.message()));
   }
   v1::Body go;
   go.mutable_go()->set_campaign_id(dir.active.campaign_id);
@@ -257,7 +258,8 @@ void Intermediate::SendDesired(const std::string& child) {
   std::vector<core::ActiveDirective> active;
   for (const auto& [campaign, d] : directives_) active.push_back(d.active);
   if (absl::Status s = links_.SendDesiredState(child, active, ChildWindow()); !s.ok()) {
-    spdlog::warn("event=desired.send_failed child={} error=\"{}\"", child, s.message());
+    spdlog::warn("event=desired.send_failed child={} error={}", core::Quoted(child),
+                 core::Quoted(s.message()));
   }
 }
 
@@ -269,8 +271,8 @@ void Intermediate::CatchUpChild(const std::string& child, const v1::StatusReport
   // the directive without its go.
   bool behind = !directives_.count(report.campaign_id()) || report.state() == v1::OFFERED;
   if (!catch_up_.OnReport(child, behind, node_->clock().NowMs(), newest)) return;
-  spdlog::info("event=desired.resent child={} campaign={} state={}", child, report.campaign_id(),
-               v1::UpdateState_Name(report.state()));
+  spdlog::info("event=desired.resent child={} campaign={} state={}", core::Quoted(child),
+               core::Quoted(report.campaign_id()), v1::UpdateState_Name(report.state()));
   desired_resent_->Add();
   SendDesired(child);
 }
@@ -538,7 +540,7 @@ void Intermediate::CountTimeouts(Fill& fill) {
       "event=cache.chunks_timed_out count={} parent={} hint=\"the broker may be dropping messages "
       "(its max_queued_messages below what the parent's configuration states) or the parent is "
       "overloaded\"",
-      n, opts_.parent_id);
+      n, core::Quoted(opts_.parent_id));
 }
 
 void Intermediate::FillFailed(const std::string& sha, const absl::Status& status) {
@@ -556,9 +558,9 @@ void Intermediate::FillFailed(const std::string& sha, const absl::Status& status
   absl::Duration backoff =
       std::min(opts_.fill_retry_min * (1 << std::min(fill.failures - 1, 10)), opts_.fill_retry_max);
   fill_retries_->Add();
-  spdlog::warn("event=cache.fill_failed image={} reason={} error=\"{}\" held={} retry_in_ms={}",
+  spdlog::warn("event=cache.fill_failed image={} reason={} error={} held={} retry_in_ms={}",
                core::HexEncode(sha).substr(0, 16), core::ReasonName(core::ReasonOf(status)),
-               status.message(), fill.verified, absl::ToInt64Milliseconds(backoff));
+               core::Quoted(status.message()), fill.verified, absl::ToInt64Milliseconds(backoff));
   fill.retry_pending = true;
   loop_->PostAfter(backoff, [this, sha] {
     auto f = fills_.find(sha);
@@ -614,7 +616,7 @@ void Intermediate::FlushBatch() {
   batch_bytes_ = 0;
   batches_->Add();
   if (absl::Status s = links_.SendUp(Channel::kStatus, std::move(body)); !s.ok()) {
-    spdlog::warn("event=batch.send_failed error=\"{}\"", s.message());
+    spdlog::warn("event=batch.send_failed error={}", core::Quoted(s.message()));
   }
 }
 
@@ -638,6 +640,9 @@ void Intermediate::ReportSelf() {
   r->set_device_id(node_->id());
   r->set_state(v1::IDLE);
   for (const v1::ReasonCount& rc : node_->metrics().RejectionCounts()) *r->add_rejections() = rc;
+  for (const v1::ReasonCount& rc : node_->metrics().ParentRejectionCounts()) {
+    *r->add_parent_rejections() = rc;
+  }
   SendFailed(links_.SendUp(Channel::kStatus, std::move(body)), "report.send_failed");
 }
 

@@ -2,7 +2,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "x1368/core/log.h"
 #include "x1368/core/reason.h"
+#include "x1368/core/store_identity.h"
 
 namespace x1368::nodes {
 
@@ -55,22 +57,31 @@ std::string Node::ExtraMetrics() {
 }
 
 // What every node has: its strand, its store (a table in the tracker's SQLite database, or the
-// device's one atomically replaced file), and its identity.
+// device's one atomically replaced file), and its identity. Nothing is created for a node whose
+// credentials fail, or whose store is missing without --init (core/store_identity.h).
 absl::Status BuildCommon(const core::Env& env, const core::NodeConfig& config, const char* database,
                          Node* n) {
   if (n->loop != nullptr) return absl::FailedPreconditionError("node is already built");
+  // Credentials first: a node that cannot be itself creates nothing.
+  X1368_ASSIGN_OR_RETURN(core::Credentials credentials, core::LoadCredentials(config, env.clock()));
+  const std::string store_file =
+      absl::StrCat(config.data_dir, "/", database != nullptr ? database : "state.kv");
+  if (!config.init) {
+    // Refused before anything is made: opening a database that is not there creates it.
+    auto size = env.fs->Size(store_file);
+    if (!size.ok() || *size == 0) return core::NotInitialisedError(config, store_file);
+  }
   X1368_RETURN_IF_ERROR(env.fs->MakeDirs(config.data_dir, 0700));
   n->loop = std::make_unique<core::EventLoop>(env.executor);
   if (database != nullptr) {
-    X1368_ASSIGN_OR_RETURN(
-        n->db, core::SqliteDb::Open(absl::StrCat(config.data_dir, "/", database), env.fs));
+    X1368_ASSIGN_OR_RETURN(n->db, core::SqliteDb::Open(store_file, env.fs));
     X1368_ASSIGN_OR_RETURN(n->store, core::SqliteKvStore::Open(n->db.get()));
   } else {
-    X1368_ASSIGN_OR_RETURN(n->store,
-                           core::FileKvStore::Open(config.data_dir + "/state.kv", env.fs));
+    X1368_ASSIGN_OR_RETURN(n->store, core::FileKvStore::Open(store_file, env.fs));
   }
-  X1368_ASSIGN_OR_RETURN(n->node,
-                         core::NodeContext::Create(config, n->store.get(), env.clock(), env.fs));
+  X1368_RETURN_IF_ERROR(core::PrepareStore(*n->store, config, *env.clock(), store_file).status());
+  X1368_ASSIGN_OR_RETURN(n->node, core::NodeContext::Create(config, std::move(credentials),
+                                                            n->store.get(), env.clock(), env.fs));
   return absl::OkStatus();
 }
 
@@ -85,7 +96,7 @@ absl::Status RootNode::StartModule() {
 }
 
 absl::Status Build(const core::Env& env, const RootSpec& spec, RootNode* n) {
-  X1368_RETURN_IF_ERROR(BuildCommon(env, spec.node, "root.db", n));
+  X1368_RETURN_IF_ERROR(BuildCommon(env, spec.node, kRootDatabase, n));
   n->transport = env.transports(spec.downstream);
   n->root = std::make_unique<root::Root>(spec.options, n->node.get(), n->db.get(),
                                          n->transport.get(), n->loop.get());
@@ -93,7 +104,7 @@ absl::Status Build(const core::Env& env, const RootSpec& spec, RootNode* n) {
 }
 
 absl::Status Build(const core::Env& env, const IntermediateSpec& spec, IntermediateNode* n) {
-  X1368_RETURN_IF_ERROR(BuildCommon(env, spec.node, "intermediate.db", n));
+  X1368_RETURN_IF_ERROR(BuildCommon(env, spec.node, kIntermediateDatabase, n));
   n->transport = env.transports(spec.upstream);
   if (spec.downstream) n->downstream = env.transports(*spec.downstream);
   core::Transport* down = n->downstream ? n->downstream.get() : n->transport.get();
@@ -111,6 +122,59 @@ absl::Status Build(const core::Env& env, const ClientSpec& spec, ClientNode* n) 
   n->client = std::make_unique<client::Client>(spec.options, n->node.get(), n->consumer.get(),
                                                n->transport.get(), n->loop.get(), spec.hooks);
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> RestoreDatabase(const core::Env& env, const core::NodeConfig& config,
+                                            const char* database, const std::string& backup) {
+  // The backup first: nothing is touched for a file that is not this node's good backup.
+  X1368_ASSIGN_OR_RETURN(auto source, core::SqliteDb::OpenReadOnly(backup));
+  X1368_RETURN_IF_ERROR(source->CheckIntegrity());
+  auto read_identity = source->Prepare("SELECT value FROM kv WHERE key = ?");
+  if (!read_identity.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        backup, " is not a tracker's database backup: ", read_identity.status().message()));
+  }
+  (*read_identity)->Bind(1, core::kStoreIdentityKey);
+  X1368_ASSIGN_OR_RETURN(bool found, (*read_identity)->Step());
+  v1::StoreIdentity identity;
+  if (!found || !identity.ParseFromString((*read_identity)->ColumnText(0))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(backup, " holds no store identity: not a backup made by trackerctl backup"));
+  }
+  read_identity->reset();
+  if (identity.node_id() != config.node_id) {
+    return absl::InvalidArgumentError(absl::StrCat(backup, " is a backup of node ",
+                                                   core::Quote(identity.node_id()), ", not of ",
+                                                   core::Quote(config.node_id)));
+  }
+  // Never over a store in use: a restore replaces what is there, so what is there must be lost.
+  const std::string target = absl::StrCat(config.data_dir, "/", database);
+  if (auto size = env.fs->Size(target); size.ok() && *size > 0) {
+    {
+      X1368_ASSIGN_OR_RETURN(auto existing, core::SqliteDb::Open(target, env.fs));
+      X1368_ASSIGN_OR_RETURN(auto store, core::SqliteKvStore::Open(existing.get()));
+      X1368_ASSIGN_OR_RETURN(auto id, core::ReadStoreIdentity(*store));
+      if (id) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            target, " holds the initialised store of node ", core::Quote(id->node_id()),
+            ": a restore only replaces a store that is lost; move it away first"));
+      }
+    }
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      if (env.fs->Exists(target + suffix)) X1368_RETURN_IF_ERROR(env.fs->Remove(target + suffix));
+    }
+  }
+  X1368_RETURN_IF_ERROR(env.fs->MakeDirs(config.data_dir, 0700));
+  X1368_ASSIGN_OR_RETURN(auto db, core::SqliteDb::Open(target, env.fs));
+  X1368_RETURN_IF_ERROR(db->CopyFrom(*source));
+  X1368_RETURN_IF_ERROR(db->CheckIntegrity());
+  X1368_ASSIGN_OR_RETURN(auto store, core::SqliteKvStore::Open(db.get()));
+  X1368_ASSIGN_OR_RETURN(uint64_t next, core::ReanchorAfterRestore(*store, *env.clock()));
+  spdlog::warn("event=store.restored backup={} store={} seq_from={}", core::Quoted(backup),
+               core::Quoted(target), next);
+  return absl::StrCat("restored ", backup, " into ", target, " (node ", config.node_id,
+                      "); its sequence numbers continue from ", next,
+                      ", above anything it sent since the backup. Start it without --restore.");
 }
 
 }  // namespace x1368::nodes

@@ -28,7 +28,7 @@ absl::Status Registry::Load() {
     Release r;
     if (!r.signed_manifest.ParseFromString(rel->ColumnText(0)) ||
         !r.manifest.ParseFromString(r.signed_manifest.manifest())) {
-      return core::Reject(v1::STORAGE_ERROR, "a stored release does not parse");
+      return db_->Corrupt("a stored release does not parse");
     }
     r.image_path = rel->ColumnText(1);
     releases_.push_back(std::move(r));
@@ -40,7 +40,7 @@ absl::Status Registry::Load() {
     if (!row) break;
     Campaign c;
     if (!c.info.ParseFromString(camp->ColumnText(0)))
-      return core::Reject(v1::STORAGE_ERROR, "a stored campaign does not parse");
+      return db_->Corrupt("a stored campaign does not parse");
     c.directive_envelope = camp->ColumnText(1);
     c.directive_digest = camp->ColumnText(2);
     c.expires_at_ms = camp->ColumnInt(3);
@@ -52,7 +52,7 @@ absl::Status Registry::Load() {
     if (!row) break;
     v1::DeviceRecord d;
     if (!d.ParseFromString(dev->ColumnText(0)))
-      return core::Reject(v1::STORAGE_ERROR, "a device record does not parse");
+      return db_->Corrupt("a device record does not parse");
     if (d.via() == d.device_id()) direct_children_.insert(d.device_id());
     devices_[d.device_id()] = std::move(d);
   }
@@ -62,7 +62,7 @@ absl::Status Registry::Load() {
     if (!row) break;
     v1::NodeRecord n;
     if (!n.ParseFromString(node->ColumnText(0)))
-      return core::Reject(v1::STORAGE_ERROR, "a node record does not parse");
+      return db_->Corrupt("a node record does not parse");
     if (n.via() == n.node_id()) direct_children_.insert(n.node_id());
     nodes_[n.node_id()] = std::move(n);
   }

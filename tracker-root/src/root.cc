@@ -152,7 +152,8 @@ class ReleaseUpload {
       : fs_(fs), path_(std::move(path)), check_(std::move(check)) {}
   ~ReleaseUpload() {
     if (absl::Status s = fs_->Remove(path_); !s.ok()) {
-      spdlog::error("event=release.upload_cleanup_failed path={} error=\"{}\"", path_, s.message());
+      spdlog::error("event=release.upload_cleanup_failed path={} error={}", core::Quoted(path_),
+                    core::Quoted(s.message()));
     }
   }
   ReleaseUpload(const ReleaseUpload&) = delete;
@@ -283,6 +284,16 @@ absl::Status Root::Start() {
   X1368_RETURN_IF_ERROR(node_->fs().MakeDirs(opts_.images_dir, 0700));
   X1368_RETURN_IF_ERROR(RemoveStaleUploads());
   X1368_ASSIGN_OR_RETURN(registry_, Registry::Open(db_));
+  // A database restored from a backup comes without its images (README: they are copied back
+  // by hand): every release whose image is missing is named, or devices would only see
+  // IMAGE_UNAVAILABLE.
+  for (const Release& r : registry_->Releases()) {
+    if (node_->fs().Exists(r.image_path)) continue;
+    spdlog::error("event=release.image_missing component={} version={} path={} hint={}",
+                  core::Quoted(r.manifest.component()), core::Quoted(r.manifest.version()),
+                  core::Quoted(r.image_path),
+                  core::Quoted("copy release.images_dir back from the backup"));
+  }
   core::NodeLinks::Handlers h;
   h.from_child = [this](const core::Topic& t, const std::string& p, core::OpenedMessage m) {
     FromChild(t, p, std::move(m));
@@ -300,7 +311,7 @@ void Root::Stop() {
   if (registry_) {
     links_.Stop();
     if (absl::Status s = registry_->Commit(); !s.ok()) {
-      spdlog::error("event=registry.commit_failed error=\"{}\"", s.message());
+      spdlog::error("event=registry.commit_failed error={}", core::Quoted(s.message()));
     }
     registry_.reset();
   }
@@ -385,7 +396,8 @@ absl::StatusOr<v1::ReleaseInfo> Root::AcceptRelease(const v1::SignedManifest& si
   X1368_RETURN_IF_ERROR(store_image(release.image_path));
   X1368_RETURN_IF_ERROR(registry_->AddRelease(release));
   spdlog::info("event=release.published component={} version={} sequence={} author={}",
-               m.component(), m.version(), m.sequence_number(), m.author_id());
+               core::Quoted(m.component()), core::Quoted(m.version()), m.sequence_number(),
+               core::Quoted(m.author_id()));
   return info;
 }
 
@@ -434,7 +446,8 @@ absl::Status Root::RemoveStaleUploads() {
 absl::StatusOr<v1::CampaignInfo> Root::StartCampaign(const v1::CampaignStartRequest& req) {
   std::optional<Release> release = registry_->FindRelease(req.component(), req.version());
   if (!release) {
-    return absl::NotFoundError(absl::StrCat("no release ", req.version(), " of ", req.component()));
+    return absl::NotFoundError(absl::StrCat("no release ", core::Quote(req.version()), " of ",
+                                            core::Quote(req.component())));
   }
   for (const std::string& d : req.devices()) {
     X1368_RETURN_IF_ERROR(core::ValidateNodeId(d, "device id"));
@@ -475,8 +488,9 @@ absl::StatusOr<v1::CampaignInfo> Root::StartCampaign(const v1::CampaignStartRequ
   for (const v1::NodeRecord& n : registry_->Nodes()) {
     if (!n.online()) SendDesired(n.node_id());
   }
-  spdlog::info("event=campaign.started campaign={} component={} version={}", info.campaign_id(),
-               req.component(), req.version());
+  spdlog::info("event=campaign.started campaign={} component={} version={}",
+               core::Quoted(info.campaign_id()), core::Quoted(req.component()),
+               core::Quoted(req.version()));
   return info;
 }
 
@@ -487,7 +501,8 @@ void Root::SendDesired(const std::string& child) {
         {c.info.campaign_id(), c.directive_envelope, c.directive_digest, c.expires_at_ms});
   }
   if (absl::Status s = links_.SendDesiredState(child, active, ChildWindow()); !s.ok()) {
-    spdlog::warn("event=desired.send_failed child={} error=\"{}\"", child, s.message());
+    spdlog::warn("event=desired.send_failed child={} error={}", core::Quoted(child),
+                 core::Quoted(s.message()));
   }
 }
 
@@ -566,18 +581,51 @@ void Root::FromChild(const core::Topic& topic, const std::string& payload, core:
   links_.Reject(Reject(v1::UNKNOWN_TYPE, "unexpected message from a child"), topic.ToString());
 }
 
+namespace {
+
+uint64_t CountOf(const google::protobuf::RepeatedPtrField<v1::ReasonCount>& counts,
+                 v1::Reason reason) {
+  for (const v1::ReasonCount& rc : counts) {
+    if (rc.reason() == reason) return rc.count();
+  }
+  return 0;
+}
+
+}  // namespace
+
+void Root::WarnIfRefusingParent(const std::string& id, const std::string& via,
+                                const google::protobuf::RepeatedPtrField<v1::ReasonCount>& before,
+                                const google::protobuf::RepeatedPtrField<v1::ReasonCount>& now) {
+  uint64_t replays = CountOf(now, v1::REPLAY);
+  // Counters restart with the node: any count above the last one seen is news.
+  if (replays == 0 || replays == CountOf(before, v1::REPLAY)) return;
+  spdlog::warn(
+      "event=child.refuses_parent node={} via={} reason=REPLAY count={} hint={}", core::Quoted(id),
+      core::Quoted(via), replays,
+      core::Quoted("it drops its parent's messages as replays: the parent's sequence numbers "
+                   "went back (its store was lost or put back from a copy); see trackerctl "
+                   "fleet status"));
+}
+
 void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const std::string& via,
                   const std::string& path) {
   int64_t now = node_->clock().NowMs();
   if (signer.role == v1::ROLE_INTERMEDIATE) {
     v1::NodeRecord n = registry_->Node(r.device_id()).value_or(v1::NodeRecord());
+    WarnIfRefusingParent(r.device_id(), via, n.parent_rejections(), r.parent_rejections());
     n.set_node_id(r.device_id());
     n.set_via(via);
     n.set_path(path);
     if (via != r.device_id()) n.set_online(true);  // cascaded: alive if it reports
     n.mutable_rejections()->CopyFrom(r.rejections());
+    n.mutable_parent_rejections()->CopyFrom(r.parent_rejections());
     registry_->StageNode(n);
   } else {
+    std::optional<v1::DeviceRecord> before = registry_->Device(r.device_id());
+    WarnIfRefusingParent(r.device_id(), via,
+                         before ? before->parent_rejections()
+                                : google::protobuf::RepeatedPtrField<v1::ReasonCount>(),
+                         r.parent_rejections());
     v1::DeviceRecord d;
     d.set_device_id(r.device_id());
     d.set_via(via);
@@ -592,6 +640,7 @@ void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const
     d.set_detail(r.detail());
     d.set_updated_at_ms(now);
     d.mutable_rejections()->CopyFrom(r.rejections());
+    d.mutable_parent_rejections()->CopyFrom(r.parent_rejections());
     registry_->StageDevice(d);
     reports_->Add();
     if (via == r.device_id()) {
@@ -604,8 +653,9 @@ void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const
       }
       bool behind = newest > 0 && (!in_active || r.state() == v1::OFFERED);
       if (newest > 0 && catch_up_.OnReport(r.device_id(), behind, now, newest)) {
-        spdlog::info("event=desired.resent child={} campaign={} state={}", r.device_id(),
-                     r.campaign_id(), v1::UpdateState_Name(r.state()));
+        spdlog::info("event=desired.resent child={} campaign={} state={}",
+                     core::Quoted(r.device_id()), core::Quoted(r.campaign_id()),
+                     v1::UpdateState_Name(r.state()));
         desired_resent_->Add();
         SendDesired(r.device_id());
       }
@@ -620,12 +670,19 @@ void Root::CommitStaged() {
   if (!registry_) return;
   if (absl::Status s = registry_->Commit(); !s.ok()) {
     node_->metrics().CountRejection(v1::STORAGE_ERROR);
-    spdlog::error("event=registry.commit_failed error=\"{}\"", s.message());
+    spdlog::error("event=registry.commit_failed error={}", core::Quoted(s.message()));
   }
 }
 
 Liveness Root::LivenessNow() const {
   return Liveness{node_->clock().NowMs(), opts_.device_stale_after_ms};
+}
+
+absl::StatusOr<std::string> Root::Backup() {
+  X1368_RETURN_IF_ERROR(registry_->Commit());
+  X1368_ASSIGN_OR_RETURN(std::string bytes, db_->Snapshot());
+  spdlog::info("event=backup.taken bytes={}", bytes.size());
+  return bytes;
 }
 
 v1::FleetStatus Root::Fleet() const {
@@ -681,8 +738,9 @@ absl::Status Root::StartAdminApi() {
   releases.handle = [this](const HttpRequest&, core::HttpBodyReader& body) {
     absl::StatusOr<v1::ReleaseInfo> info = PublishUpload(body);
     if (!info.ok()) {
-      spdlog::info("event=release.upload_refused reason={} error=\"{}\"",
-                   core::ReasonName(core::ReasonOf(info.status())), info.status().message());
+      spdlog::info("event=release.upload_refused reason={} error={}",
+                   core::ReasonName(core::ReasonOf(info.status())),
+                   core::Quoted(info.status().message()));
       return ErrorResponse(info.status());
     }
     return HttpResponse{201, "application/json", ToJson(*info)};
@@ -736,6 +794,14 @@ absl::Status Root::StartAdminApi() {
     });
     if (!summary.ok()) return ErrorResponse(summary.status());
     return HttpResponse{200, "application/json", ToJson(*summary)};
+  });
+  // An online backup: SQLite's backup API on root's own connection, on the loop (so between two
+  // writes of root's, never inside one), after what was staged is committed.
+  admin_->Get("/v1/backup", [this, authorized, unauthorized](const HttpRequest& req) {
+    if (!authorized(req)) return unauthorized();
+    auto bytes = RunOnLoop<std::string>(loop_, [this] { return Backup(); });
+    if (!bytes.ok()) return ErrorResponse(bytes.status());
+    return HttpResponse{200, "application/vnd.sqlite3", *std::move(bytes)};
   });
   admin_->Get("/metrics", [this](const HttpRequest&) {
     return HttpResponse{200, "text/plain; version=0.0.4", node_->metrics().RenderPrometheus()};

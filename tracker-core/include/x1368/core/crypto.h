@@ -83,6 +83,12 @@ class Sha256Stream {
 // SHA-256 of a whole file, streamed.
 absl::StatusOr<std::string> Sha256File(const std::string& path);
 
+// TLS material for the MQTT links, checked when a configuration is read so that a broken file is
+// named with its key, not found by the first connection attempt: at least one PEM X.509
+// certificate (a CA file or a client certificate), or one PEM private key of any algorithm.
+absl::Status CheckPemCertificates(absl::string_view pem);
+absl::Status CheckPemPrivateKey(absl::string_view pem);
+
 std::string HexEncode(absl::string_view bytes);
 absl::StatusOr<std::string> HexDecode(absl::string_view hex);
 

@@ -45,13 +45,23 @@ class Daemon {
 struct DaemonSetup {
   NodeConfig node;
   // Called once the configuration file is valid; builds the daemon from `env` (the real clock,
-  // the process's executor, the disk, MQTT).
-  std::function<absl::StatusOr<std::unique_ptr<Daemon>>(const Env& env)> build;
+  // the process's executor, the disk, MQTT) and `node` (the configuration's, with the flags that
+  // bear on it: --init).
+  std::function<absl::StatusOr<std::unique_ptr<Daemon>>(const Env& env, const NodeConfig& node)>
+      build;
+  // Restores the node's store from the backup file `backup` into its data_dir, which must hold
+  // no initialised store, and returns what to tell the operator; the daemon then exits. Null
+  // for a daemon that keeps nothing to restore (--restore is refused).
+  std::function<absl::StatusOr<std::string>(const Env& env, const NodeConfig& node,
+                                            const std::string& backup)>
+      restore;
 };
 
-// The whole main() of a daemon: flags (--config FILE, --check-config, --help), the config file
-// read by `read` and validated with line-precise errors (exit 2), logging, the metrics endpoint,
-// Start(), the event loop, and a clean Stop() on SIGTERM/SIGINT (exit 0).
+// The whole main() of a daemon: flags (--config FILE, --check-config, --init, --restore FILE,
+// --help), the config file read by `read` and validated with line-precise errors, every file it
+// names opened (exit 2), logging, the metrics endpoint, Start(), the event loop, and a clean
+// Stop() on SIGTERM/SIGINT (exit 0). A store that is missing or was never initialised fails the
+// start (exit 1) unless --init is given.
 int RunDaemon(int argc, char** argv, const std::string& name, const std::string& description,
               const std::function<DaemonSetup(ConfigFile&)>& read);
 

@@ -85,7 +85,8 @@ class NodeLinks {
                                 uint32_t chunk_window);
 
   // Counts and reports a rejection found by the module itself (e.g. a bad manifest).
-  void Reject(const absl::Status& status, absl::string_view where);
+  // `from_parent`: of a message that came down from the parent (NodeContext::CountRejection).
+  void Reject(const absl::Status& status, absl::string_view where, bool from_parent = false);
 
   // Opens every report inside a StatusBatch that `batch` (already opened) carries, each under
   // its own device's signature, subtree and sequence numbers (Origin::kRelayed via the batch's

@@ -37,9 +37,12 @@ struct ManifestSpec {
 // SignManifest validates what it signs (and tests build invalid manifests on purpose).
 v1::Manifest BuildManifest(const ManifestSpec& spec, const ImageDigests& digests);
 
-// Checks the fields a device relies on: component and author ids, version label, a positive
-// sequence number, at least one hardware class, a 32-byte digest, a size, and the chunking
-// (ValidateChunking). MANIFEST_MALFORMED.
+// Checks every field against the grammar of values.h (issue #14: values from the wire are data):
+// component, author id and hardware classes (1-64 of them) are identifiers, the version is
+// SemVer 2.0, the URI and description are control-free text of at most 1024 bytes; and a
+// positive sequence number, a 32-byte digest, a size and the chunking (ValidateChunking).
+// MANIFEST_MALFORMED. SignManifest (trackerctl author sign), root's release publish and every
+// receiver (VerifyManifest) apply it.
 absl::Status ValidateManifest(const v1::Manifest& manifest);
 
 // Signs `manifest` with the author's key; `author_cert` is embedded for devices to check.

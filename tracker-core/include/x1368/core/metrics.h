@@ -38,10 +38,14 @@ class Metrics {
   Metric* Gauge(const std::string& name, const std::string& help, const std::string& labels = "");
 
   // Counted rejections (DUPLICATE is counted apart: it is not an attack, only QoS 1).
-  void CountRejection(v1::Reason reason);
+  // `from_parent`: the message came down from this node's parent; it is also counted apart
+  // (StatusReport.parent_rejections), where a REPLAY means the parent's numbers went back.
+  void CountRejection(v1::Reason reason, bool from_parent = false);
   uint64_t Rejections(v1::Reason reason) const;
-  // Non-zero counts, for StatusReport.rejections.
+  uint64_t ParentRejections(v1::Reason reason) const;
+  // Non-zero counts, for StatusReport.rejections and StatusReport.parent_rejections.
   std::vector<v1::ReasonCount> RejectionCounts() const;
+  std::vector<v1::ReasonCount> ParentRejectionCounts() const;
   uint64_t TotalRejections() const;
 
   std::string RenderPrometheus() const;
@@ -58,6 +62,7 @@ class Metrics {
   std::deque<Entry> entries_ ABSL_GUARDED_BY(mu_);  // deque: stable addresses
   // One counter per reason (every value of the enum, sparse as it is).
   std::array<std::atomic<uint64_t>, v1::Reason_ARRAYSIZE> rejections_{};
+  std::array<std::atomic<uint64_t>, v1::Reason_ARRAYSIZE> parent_rejections_{};
 };
 
 }  // namespace x1368::core

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -39,7 +40,34 @@ struct NodeConfig {
   int64_t message_ttl_ms = 10 * 60 * 1000;  // validity of ordinary messages
   std::string log_level{"warn"};
   std::string metrics_listen;  // "host:port"; empty: no endpoint
+  // A missing or empty store is initialised as a new node's (the daemons' --init); without it
+  // such a store is refused (core/store_identity.h). Harmless on an initialised store.
+  bool init = false;
 };
+
+// A node's credentials: its key, the root anchor and, for every node but the root, its
+// root-issued certificate, each checked against the others and against the node id.
+struct Credentials {
+  PrivateKey key;
+  PublicKey root_key;
+  std::optional<v1::DelegationCert> cert;  // absent for the root
+  std::shared_ptr<const Identity> self;    // verified: the certificate's, or the root anchor
+};
+
+// Something wrong with one credential file, against the configuration key that names it ("key",
+// "cert" or "root.public_key"); `message` names the file.
+struct CredentialProblem {
+  std::string key;
+  std::string message;
+};
+
+// Loads the key, the root public key and the certificate `config` names (or gives inline) and
+// checks them: each file readable and parsed, the certificate root-signed, valid now on `clock`,
+// issued to node_id for the key; the root's key the root anchor. When `problems` is not null it
+// receives every problem found, each against its configuration key (a configuration check lists
+// them all at once); the status is the first of them.
+absl::StatusOr<Credentials> LoadCredentials(const NodeConfig& config, const Clock* clock,
+                                            std::vector<CredentialProblem>* problems = nullptr);
 
 class NodeContext {
  public:
@@ -47,6 +75,11 @@ class NodeContext {
   // disk, unless the key and certificate are given inline); `store` keeps the sequence state and
   // must outlive the context. The node's own files (images, cache, slots) live on `fs`.
   static absl::StatusOr<std::unique_ptr<NodeContext>> Create(const NodeConfig& config,
+                                                             KvStore* store, const Clock* clock,
+                                                             FileSystem* fs = PosixFileSystem());
+  // The same with credentials already loaded (LoadCredentials).
+  static absl::StatusOr<std::unique_ptr<NodeContext>> Create(const NodeConfig& config,
+                                                             Credentials credentials,
                                                              KvStore* store, const Clock* clock,
                                                              FileSystem* fs = PosixFileSystem());
 
@@ -67,7 +100,10 @@ class NodeContext {
   absl::StatusOr<std::string> Seal(absl::string_view recipient, v1::Body body);
 
   // Counts a rejected message by reason and logs it; DUPLICATE is counted as a duplicate only.
-  void CountRejection(const absl::Status& status, absl::string_view where);
+  // `from_parent`: it came down from this node's parent; a REPLAY of the parent's is logged as a
+  // warning (the parent's sequence numbers went back: its store was lost or put back).
+  void CountRejection(const absl::Status& status, absl::string_view where,
+                      bool from_parent = false);
 
   // Presence for the upstream link (thread-safe: called from the transport's connect thread).
   // Each call starts a new epoch; returns the Will ("offline") for the coming connection and

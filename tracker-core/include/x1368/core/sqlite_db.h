@@ -1,6 +1,7 @@
 // A thin RAII layer over SQLite for the trackers' stores (DESIGN.md §9): the database opens in
 // WAL mode with full synchronous commits, statements are prepared once and reused, and every
-// error comes back as an absl::Status naming the statement.
+// error comes back as an absl::Status naming the database file (a node may have more than one,
+// and the operator needs the path: issue #14) and the statement.
 // Not thread-safe: one SqliteDb belongs to one event loop (SQLite itself runs serialized).
 #ifndef X1368_CORE_SQLITE_DB_H_
 #define X1368_CORE_SQLITE_DB_H_
@@ -22,7 +23,9 @@ namespace x1368::core {
 
 class SqliteStatement {
  public:
-  SqliteStatement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  // `path` names the database in errors; it must outlive the statement (the SqliteDb's does).
+  SqliteStatement(sqlite3* db, sqlite3_stmt* stmt, const std::string* path)
+      : db_(db), stmt_(stmt), path_(path) {}
   ~SqliteStatement();
   SqliteStatement(const SqliteStatement&) = delete;
   SqliteStatement& operator=(const SqliteStatement&) = delete;
@@ -44,6 +47,7 @@ class SqliteStatement {
  private:
   sqlite3* db_;
   sqlite3_stmt* stmt_;
+  const std::string* path_;
 };
 
 class SqliteDb {
@@ -51,6 +55,9 @@ class SqliteDb {
   // On `fs` (a VFS over it), or on the disk when `fs` is null or PosixFileSystem().
   static absl::StatusOr<std::unique_ptr<SqliteDb>> Open(const std::string& path,
                                                         FileSystem* fs = nullptr);
+  // A database file on the disk, read only and as it is (no journal mode set, nothing created):
+  // a backup being checked or restored from.
+  static absl::StatusOr<std::unique_ptr<SqliteDb>> OpenReadOnly(const std::string& path);
   ~SqliteDb();
   SqliteDb(const SqliteDb&) = delete;
   SqliteDb& operator=(const SqliteDb&) = delete;
@@ -65,6 +72,20 @@ class SqliteDb {
   void Rollback();
 
   const std::string& path() const { return path_; }
+
+  // STORAGE_ERROR naming this database: for what the caller finds wrong in what it read (a row
+  // that does not parse), so that every error about a database names its file.
+  absl::Status Corrupt(absl::string_view what) const;
+
+  // An online backup (SQLite's backup API): the whole database as of now, as the bytes of a
+  // database file, taken through this connection while it stays usable. Not inside a
+  // transaction of this connection.
+  absl::StatusOr<std::string> Snapshot();
+  // Replaces this database's whole content with `source`'s (SQLite's backup API, one step), as
+  // one transaction of this connection.
+  absl::Status CopyFrom(SqliteDb& source);
+  // PRAGMA integrity_check: OK, or STORAGE_ERROR with SQLite's first findings.
+  absl::Status CheckIntegrity();
 
  private:
   SqliteDb(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}

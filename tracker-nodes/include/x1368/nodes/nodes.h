@@ -122,6 +122,20 @@ class ClientNode : public Node {
 };
 absl::Status Build(const core::Env& env, const ClientSpec& spec, ClientNode* into);
 
+// The trackers' database files, in their data_dir.
+inline constexpr char kRootDatabase[] = "root.db";
+inline constexpr char kIntermediateDatabase[] = "intermediate.db";
+
+// Restores a tracker's database (`database` in config.data_dir) from `backup`, a database file
+// `trackerctl backup` wrote (SQLite's online backup of the running node): checks the backup
+// (integrity, the store identity of config.node_id), refuses a data_dir that holds an
+// initialised store, copies it in with SQLite's backup API, and raises the sequence counters to
+// at least the anchor of the restore's time (core::ReanchorAfterRestore), so the node's next
+// messages are above whatever it sent after the backup was taken. Returns what to tell the
+// operator. The node must not be running.
+absl::StatusOr<std::string> RestoreDatabase(const core::Env& env, const core::NodeConfig& config,
+                                            const char* database, const std::string& backup);
+
 // Build() into a new object.
 template <typename N, typename Spec>
 absl::StatusOr<std::unique_ptr<N>> Make(const core::Env& env, const Spec& spec) {

@@ -66,6 +66,9 @@ class Root {
   v1::FleetStatus Fleet() const;
   // What the lists judge online by, now.
   Liveness LivenessNow() const;
+  // An online backup of root's database (SqliteDb::Snapshot), after committing what is staged:
+  // the bytes of a database file that tracker-root --restore puts back.
+  absl::StatusOr<std::string> Backup();
 
  private:
   void FromChild(const core::Topic& topic, const std::string& payload, core::OpenedMessage m);
@@ -73,6 +76,11 @@ class Root {
   // (DeviceRecord.path).
   void Record(const v1::StatusReport& report, const core::Identity& signer, const std::string& via,
               const std::string& path);
+  // Logs a warning when a node's report says it refused more of its parent's messages as
+  // replays than it had said before (StatusReport.parent_rejections).
+  void WarnIfRefusingParent(const std::string& id, const std::string& via,
+                            const google::protobuf::RepeatedPtrField<v1::ReasonCount>& before,
+                            const google::protobuf::RepeatedPtrField<v1::ReasonCount>& now);
   void ServeChunk(const std::string& child, const v1::FirmwareChunkRequest& request);
   // The chunks each child may keep in flight (stated in root's go).
   uint32_t ChildWindow();
