@@ -580,9 +580,14 @@ class MqttTransport final : public Transport {
               Quoted(opts_.broker_uri), Quoted(opts_.client_id), quick_losses_in_a_row_);
         }
       }
-      // A takeover, or a link that did not last: wait (at least kTakenOverMinWait) and double.
+      // A link that did not last waits its jittered backoff and doubles it, from where the
+      // attempts before it left it (a broker restarting right after we connected costs what its
+      // downtime costs, as before). A takeover the broker named, or a link flapping
+      // (kFlappingAfter quick losses in a row), waits at least kTakenOverMinWait: two
+      // connections with one client id then trade the session ever more slowly.
+      const bool flapping = quick && quick_losses_in_a_row_ >= kFlappingAfter;
       if (taken_over || quick || backoff_ > opts_.min_backoff) {
-        const absl::Duration floor = taken_over || quick ? kTakenOverMinWait : backoff_;
+        const absl::Duration floor = taken_over || flapping ? kTakenOverMinWait : backoff_;
         const absl::Duration base = std::min(std::max(backoff_, floor), opts_.max_backoff);
         double jitter = std::uniform_real_distribution<double>(0.5, 1.0)(rng_);
         wait = base * jitter;
