@@ -747,11 +747,16 @@ absl::StatusOr<SimResult> Fleet::Run() {
   r.fault_marks = fault_marks_;
   r.workers = static_cast<int>(workers_.size());
   r.brokers = 1;
-  r.broker_drop_episodes = broker_->DropEpisodes();
+  std::vector<std::string> drops = broker_->DropEpisodes();
   for (const auto& g : gateways_) {
     r.brokers += g->broker ? 1 : 0;
-    if (g->broker) r.broker_drop_episodes += g->broker->DropEpisodes();
+    if (g->broker) {
+      for (std::string& line : g->broker->DropEpisodes()) drops.push_back(std::move(line));
+    }
   }
+  r.broker_drop_episodes = static_cast<int>(drops.size());
+  // Whose queue overflowed is what a failed run needs to say.
+  for (const std::string& line : drops) fprintf(stderr, "tracker-sim: broker: %s\n", line.c_str());
   return r;
 }
 

@@ -115,15 +115,14 @@ absl::StatusOr<std::unique_ptr<MosquittoBroker>> MosquittoBroker::Start(const st
   return b;
 }
 
-int MosquittoBroker::DropEpisodes() const {
+std::vector<std::string> MosquittoBroker::DropEpisodes() const {
+  std::vector<std::string> lines;
   auto log = core::ReadFile(log_path());
-  if (!log.ok()) return 0;
-  int n = 0;
-  for (size_t at = 0;
-       (at = log->find("Outgoing messages are being dropped", at)) != std::string::npos; ++at) {
-    ++n;
+  if (!log.ok()) return lines;
+  for (absl::string_view line : absl::StrSplit(*log, '\n')) {
+    if (absl::StrContains(line, "Outgoing messages are being dropped")) lines.emplace_back(line);
   }
-  return n;
+  return lines;
 }
 
 absl::Status MosquittoBroker::WriteConfig() {
@@ -155,18 +154,26 @@ absl::Status MosquittoBroker::WriteConfig() {
 absl::Status MosquittoBroker::Launch() {
   std::string bin = MosquittoBinary();
   std::string conf = dir_ + "/mosquitto.conf";
+  // The broker's own chatter (e.g. its warning about running as root) goes to its log. Opened
+  // here: between fork and exec the child of a threaded process may only make async-signal-safe
+  // calls: an allocation there can deadlock on a lock another thread held at the fork (this
+  // ASan's allocator has no fork handlers), and the broker then never starts.
+  int fd =
+      ::open((dir_ + "/mosquitto.stderr").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  pid_t parent = ::getpid();
   pid_ = ::fork();
   if (pid_ == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test binary that was killed
-    // The broker's own chatter (e.g. its warning about running as root) goes to its log.
-    int fd = ::open((dir_ + "/mosquitto.stderr").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (::getppid() != parent) ::_exit(126);
     if (fd >= 0) {
-      ::dup2(fd, 1);
+      ::dup2(fd, 1);  // dup2 clears FD_CLOEXEC on the copies
       ::dup2(fd, 2);
     }
     ::execl(bin.c_str(), bin.c_str(), "-c", conf.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
+  if (fd >= 0) ::close(fd);
+  if (pid_ < 0) return absl::InternalError("fork failed for mosquitto");
   absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (absl::Now() < deadline) {
     // Connectable is not enough: another test's broker may hold the port.

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "x1368/core/transport.h"
@@ -51,9 +52,9 @@ class MosquittoBroker {
   void Kill();
   absl::Status Restart();
   std::string log_path() const { return dir_ + "/mosquitto.log"; }
-  // How many times the broker started dropping messages for a client whose queue was full
-  // ("Outgoing messages are being dropped for client X" in its log): 0 on a run that fits it.
-  int DropEpisodes() const;
+  // Each time the broker started dropping messages for a client whose queue was full, its log
+  // line ("Outgoing messages are being dropped for client X"): none on a run that fits it.
+  std::vector<std::string> DropEpisodes() const;
 
  private:
   MosquittoBroker(std::string dir, MosquittoOptions options, int port)

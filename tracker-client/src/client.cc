@@ -19,6 +19,14 @@ constexpr char kRecordKey[] = "update_record";
 constexpr int kMaxFinishedCampaigns = 16;
 constexpr size_t kMaxPendingGo = 64;
 
+// How long a device's changes gather before they go up (Client::ScheduleReport): 200 ms, plus
+// up to as much again by its id, so siblings do not report in step.
+absl::Duration ReportDelayFor(const std::string& device_id) {
+  constexpr int64_t kGapMs = 200;
+  return absl::Milliseconds(kGapMs + static_cast<int64_t>(std::hash<std::string>{}(device_id) %
+                                                          static_cast<uint64_t>(kGapMs)));
+}
+
 bool Contains(const google::protobuf::RepeatedPtrField<std::string>& list, const std::string& v) {
   return std::find(list.begin(), list.end(), v) != list.end();
 }
@@ -39,7 +47,8 @@ Client::Client(ClientOptions options, core::NodeContext* node, FirmwareConsumer*
             *body.mutable_chunk_request() = req;
             return links_.SendUp(Channel::kFw, std::move(body));
           },
-          opts_.fetch) {
+          opts_.fetch),
+      report_soon_(loop, ReportDelayFor(node->id()), [this] { Report(); }) {
   chunk_timeouts_ = node_->metrics().Counter(
       "x1368_chunk_timeouts_total",
       "Chunks the parent did not send in time (each asked again); many mean a broker that "
@@ -406,7 +415,7 @@ void Client::Download() {
         // Progress goes up at each quarter, not with every chunk.
         if (done * 4 / m.size() > last_progress_report_ * 4 / m.size() || done == m.size()) {
           last_progress_report_ = done;
-          Report();
+          ScheduleReport();
         }
         return absl::OkStatus();
       },
@@ -573,12 +582,12 @@ bool Client::Transition(Event event, v1::Reason reason, absl::string_view detail
     }
   }
   if (!Persist(rec, manifest)) {
-    Report();
+    ScheduleReport();
     return false;
   }
   spdlog::info("event=update.state state={} campaign={} reason={}", StateName(*to),
                core::Quoted(rec.campaign_id()), core::ReasonName(reason));
-  Report();
+  ScheduleReport();
   if (CrashHere(hooks_.crash_after_persist && hooks_.crash_after_persist(*to))) return false;
   StepSoon();
   return true;
