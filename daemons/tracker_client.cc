@@ -59,8 +59,15 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   opts.retry_delay = absl::Milliseconds(f.Int("update.retry_delay_ms", 2000, 0, 3'600'000));
   opts.report_interval = absl::Seconds(f.Int("update.report_interval_s", 60, 1, 86400));
 
-  nodes::ClientSpec spec{
-      .node = setup.node, .options = opts, .hooks = {}, .upstream = upstream, .consumer = stub};
+  opts.max_retry_delay = absl::Seconds(f.Int("update.max_retry_delay_s", 300, 1, 86400));
+  uint64_t reserve = static_cast<uint64_t>(f.Int("storage.reserve_kib", 256, 0, 1 << 20)) * 1024;
+
+  nodes::ClientSpec spec{.node = setup.node,
+                         .options = opts,
+                         .hooks = {},
+                         .upstream = upstream,
+                         .consumer = stub,
+                         .state_reserve_bytes = reserve};
   setup.build = [spec](const core::Env& env, const core::NodeConfig& node) mutable
       -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
     spec.node = node;

@@ -298,7 +298,8 @@ absl::Status StubConsumer::Rollback() {
 void StubConsumer::Discard() {
   absl::MutexLock lock(&mu_);
   if (env_.trial_pending()) return;
-  (void)opts_.fs->WriteAtomic(SlotPath(inactive()), "");
+  // Removed, not emptied: on a full disk that is what always succeeds and frees the space.
+  (void)opts_.fs->Remove(SlotPath(inactive()));
   env_.mutable_slots(static_cast<int>(inactive()))->Clear();
   env_.clear_download_sha256();
   (void)Persist();

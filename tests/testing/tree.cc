@@ -182,10 +182,12 @@ absl::StatusOr<v1::ReleaseInfo> TestTree::Publish(const std::string& image,
 }
 
 absl::StatusOr<v1::CampaignInfo> TestTree::StartCampaign(const std::string& version,
-                                                         const std::string& component) {
+                                                         const std::string& component,
+                                                         int64_t deadline_s) {
   v1::CampaignStartRequest req;
   req.set_component(component);
   req.set_version(version);
+  req.set_deadline_s(deadline_s);
   return OnLoop(*root_->loop, [&] { return root_->root->StartCampaign(req); });
 }
 

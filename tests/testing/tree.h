@@ -108,8 +108,10 @@ class TestTree {
                                           uint64_t sequence,
                                           std::vector<std::string> hardware = {"board-a"},
                                           const std::string& component = "fw");
+  // `deadline_s` 0: the root's default (a week).
   absl::StatusOr<v1::CampaignInfo> StartCampaign(const std::string& version,
-                                                 const std::string& component = "fw");
+                                                 const std::string& component = "fw",
+                                                 int64_t deadline_s = 0);
   v1::FleetStatus Fleet();
   std::optional<v1::DeviceRecord> Device(const std::string& id);
   // Count of `reason` among the rejections a device reported to root.

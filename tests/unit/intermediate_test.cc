@@ -207,8 +207,11 @@ TEST_F(IntermediateTest, AGatewayThatSubscribesLateGetsItsWholeSubtreeReported) 
       ids, [](const auto& d) { return d.version() == "1.0.0"; }, absl::Seconds(10)));
 }
 
-TEST_F(IntermediateTest, ACacheThatCannotBeWrittenIsCountedAndReportedUpward) {
-  tree_->AddClient("dev-1", "gw1");
+// Issue #14: a gateway that cannot store the image is a transient failure for its children (the
+// operator may mend it): they keep their firmware and retry, with backoff, until the campaign's
+// deadline, and only then fail, saying why. Root sees the gateway's storage error meanwhile.
+TEST_F(IntermediateTest, ACacheThatCannotBeWrittenKeepsItsChildrenRetryingUntilTheDeadline) {
+  ClientNode* dev = tree_->AddClient("dev-1", "gw1");
   ASSERT_TRUE(
       tree_->WaitForDevices({"dev-1"}, [](const auto& d) { return d.version() == "1.0.0"; }));
   // The cache directory becomes a file: the gateway cannot store the image.
@@ -216,15 +219,29 @@ TEST_F(IntermediateTest, ACacheThatCannotBeWrittenIsCountedAndReportedUpward) {
   std::filesystem::remove_all(cache);
   ASSERT_OK(core::WriteFileAtomic(cache, "not a directory"));
   ASSERT_OK(tree_->Publish(image_, "2.0.0", 2));
-  ASSERT_OK(tree_->StartCampaign("2.0.0"));
-  // The device is told the image is unavailable and keeps its firmware ...
-  EXPECT_TRUE(tree_->WaitForDevices({"dev-1"}, [](const v1::DeviceRecord& d) {
-    return d.state() == v1::FAILED;
-  })) << tree_->Device("dev-1")->ShortDebugString();
-  EXPECT_EQ(tree_->Device("dev-1")->version(), "1.0.0");
-  // ... and root sees the gateway's storage error in the gateway's own report.
+  absl::Time start = absl::Now();
+  // Each attempt waits out its chunk timeouts (2 + 4 + 8 s here): the second one ends past the
+  // deadline.
+  ASSERT_OK(tree_->StartCampaign("2.0.0", "fw", /*deadline_s=*/20));
+  // Root sees the gateway's storage error in the gateway's own report, while the device waits.
   EXPECT_TRUE(WaitFor([&] { return NodeRejections("gw1", v1::STORAGE_ERROR) > 0; }))
       << "root never heard of the gateway's storage error";
+  EXPECT_TRUE(tree_->WaitForDevices(
+      {"dev-1"}, [](const v1::DeviceRecord& d) { return d.state() == v1::FAILED; },
+      absl::Seconds(50)))
+      << tree_->Device("dev-1")->ShortDebugString();
+  EXPECT_GE(absl::Now() - start, absl::Seconds(19)) << "gave up before the deadline";
+  std::optional<v1::DeviceRecord> d = tree_->Device("dev-1");
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->reason(), v1::DEADLINE_PASSED) << d->ShortDebugString();
+  EXPECT_THAT(d->detail(), ::testing::HasSubstr("DOWNLOAD_FAILED")) << "the last cause is kept";
+  EXPECT_THAT(d->detail(), ::testing::HasSubstr("gave up at the deadline after "));
+  EXPECT_EQ(d->version(), "1.0.0");
+  EXPECT_GT(OnLoop(*dev->loop,
+                   [&] {
+                     return dev->node->metrics().Counter("x1368_update_retries_total", "")->value();
+                   }),
+            0);
 }
 
 // One signed request for several chunks: each comes back alone, with the request's id, from the

@@ -19,6 +19,39 @@ constexpr char kRecordKey[] = "update_record";
 constexpr int kMaxFinishedCampaigns = 16;
 constexpr size_t kMaxPendingGo = 64;
 
+// Failures a later attempt may not meet: the image not (yet) at the parent, the parent or the
+// broker away, chunks that never came.
+bool IsTransient(v1::Reason reason) {
+  return reason == v1::DOWNLOAD_FAILED || reason == v1::IMAGE_UNAVAILABLE;
+}
+
+// Failures no attempt can mend: the image, its manifest or the device says no.
+bool IsFinal(v1::Reason reason) {
+  switch (reason) {
+    case v1::DIGEST_MISMATCH:
+    case v1::SIZE_MISMATCH:
+    case v1::MANIFEST_BAD_SIGNATURE:
+    case v1::MANIFEST_MALFORMED:
+    case v1::AUTHOR_NOT_TRUSTED:
+    case v1::WRONG_HARDWARE:
+    case v1::NOT_NEWER:
+    case v1::COMPONENT_MISMATCH:
+    case v1::CONSUMER_DECLINED:
+    case v1::DEADLINE_PASSED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// A write the disk had no room for, as the consumer reports it (its reason, or the file
+// system's ResourceExhausted).
+bool IsDiskFull(const absl::Status& s) {
+  v1::Reason reason = ReasonOf(s);
+  return reason == v1::STORAGE_FULL ||
+         (reason == v1::REASON_UNSPECIFIED && absl::IsResourceExhausted(s));
+}
+
 // How long a device's changes gather before they go up (Client::ScheduleReport): 200 ms, plus
 // up to as much again by its id, so siblings do not report in step.
 absl::Duration ReportDelayFor(const std::string& device_id) {
@@ -53,6 +86,9 @@ Client::Client(ClientOptions options, core::NodeContext* node, FirmwareConsumer*
       "x1368_chunk_timeouts_total",
       "Chunks the parent did not send in time (each asked again); many mean a broker that "
       "drops messages (max_queued_messages) or a parent that cannot keep up");
+  retries_ = node_->metrics().Counter(
+      "x1368_update_retries_total",
+      "Update steps tried again after a failure (transient ones back off until the deadline)");
 }
 
 void Client::CountTimeouts() {
@@ -452,6 +488,33 @@ void Client::Fail(v1::Reason reason, const std::string& detail) {
   DiscardSlot();
 }
 
+void Client::FailForSpace(const absl::Status& status) {
+  // Unlike Fail(), the slot goes before the failure is recorded: that record may need the space.
+  // A power cut in between leaves the update in DOWNLOADING with an empty slot, and the restart
+  // meets the same full disk again.
+  node_->metrics().CountRejection(v1::STORAGE_FULL);
+  spdlog::error(
+      "event=update.storage_full campaign={} error={} hint=\"no room for the image: the "
+      "partial download is discarded and the device stays on its running image\"",
+      core::Quoted(record_.campaign_id()), core::Quoted(status.message()));
+  std::string detail(status.message());
+  CallConsumer(
+      [this] {
+        consumer_->Discard();
+        return absl::OkStatus();
+      },
+      [this, detail](const absl::Status&) {
+        if (!Transition(Event::kFail, v1::STORAGE_FULL, detail)) {
+          // Not even the record fits (the reserve is gone too): tried again later.
+          busy_ = true;
+          loop_->PostAfter(opts_.retry_delay, [this] {
+            busy_ = false;
+            Step();
+          });
+        }
+      });
+}
+
 void Client::DiscardSlot() {
   CallConsumer(
       [this] {
@@ -526,18 +589,41 @@ void Client::TrialBoot() {
 }
 
 void Client::Retry(const absl::Status& status) {
+  if (IsDiskFull(status)) return FailForSpace(status);
+  v1::Reason reason = ReasonOf(status);
+  if (IsFinal(reason)) return Fail(reason, std::string(status.message()));
   v1::UpdateRecord rec = record_;
   rec.set_attempts(rec.attempts() + 1);
-  if (static_cast<int>(rec.attempts()) >= opts_.max_attempts) {
-    v1::Reason reason = ReasonOf(status);
-    if (reason == v1::REASON_UNSPECIFIED) reason = v1::DOWNLOAD_FAILED;
-    Fail(reason, std::string(status.message()));
+  absl::Duration wait = opts_.retry_delay;
+  if (IsTransient(reason)) {
+    // Capped exponential backoff with jitter (half to all of the step), so a fleet that lost
+    // its parent together does not come back in step; given up only at the deadline.
+    int doublings = std::min<int>(static_cast<int>(rec.attempts()) - 1, 20);
+    absl::Duration step =
+        std::min(opts_.retry_delay * (int64_t{1} << doublings), opts_.max_retry_delay);
+    wait = step / 2 + absl::Milliseconds(
+                          absl::Uniform<int64_t>(rng_, 0, absl::ToInt64Milliseconds(step) / 2 + 1));
+    if (rec.deadline_ms() != 0 &&
+        node_->clock().NowMs() + absl::ToInt64Milliseconds(wait) >= rec.deadline_ms()) {
+      Fail(v1::DEADLINE_PASSED, absl::StrCat("gave up at the deadline after ", rec.attempts(),
+                                             " attempts: ", status.message()));
+      return;
+    }
+  } else if (static_cast<int>(rec.attempts()) >= opts_.max_attempts) {
+    Fail(reason == v1::REASON_UNSPECIFIED ? v1::DOWNLOAD_FAILED : reason,
+         std::string(status.message()));
     return;
   }
   rec.set_detail(std::string(status.message()));
   if (!Persist(rec)) return;
-  busy_ = true;  // nothing else acts until the retry is due (on the clock)
-  loop_->PostAfter(opts_.retry_delay, [this] {
+  retries_->Add();
+  spdlog::warn(
+      "event=update.retry state={} campaign={} attempt={} retry_in_ms={} reason={} error={}",
+      StateName(rec.state()), core::Quoted(rec.campaign_id()), rec.attempts(),
+      absl::ToInt64Milliseconds(wait), core::ReasonName(reason), core::Quoted(status.message()));
+  ScheduleReport();  // the parent sees the attempt and its cause
+  busy_ = true;      // nothing else acts until the retry is due (on the clock)
+  loop_->PostAfter(wait, [this] {
     busy_ = false;
     Step();
   });

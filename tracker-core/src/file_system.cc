@@ -4,8 +4,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/file_util.h"
+#include "x1368/core/log.h"
 #include "x1368/core/reason.h"
 
 namespace x1368::core {
@@ -278,6 +280,69 @@ uint64_t MemFileSystem::unsynced_bytes() const {
 uint64_t MemFileSystem::syncs() const {
   absl::MutexLock lock(&mu_);
   return syncs_;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ReservingFileSystem
+
+ReservingFileSystem::ReservingFileSystem(FileSystem* base, std::string reserve_path,
+                                         uint64_t reserve_bytes)
+    : base_(base), reserve_path_(std::move(reserve_path)), reserve_bytes_(reserve_bytes) {}
+
+absl::Status ReservingFileSystem::Ensure() {
+  absl::MutexLock lock(&mu_);
+  if (reserve_bytes_ == 0 || base_->Exists(reserve_path_)) return absl::OkStatus();
+  return base_->WriteAtomic(reserve_path_, std::string(reserve_bytes_, '\0'), 0600);
+}
+
+bool ReservingFileSystem::reserve_held() {
+  absl::MutexLock lock(&mu_);
+  return base_->Exists(reserve_path_);
+}
+
+absl::Status ReservingFileSystem::WithReserve(const std::function<absl::Status()>& op) {
+  absl::MutexLock lock(&mu_);
+  absl::Status s = op();
+  if (reserve_bytes_ == 0) return s;
+  bool held = base_->Exists(reserve_path_);
+  if (absl::IsResourceExhausted(s) && held) {
+    spdlog::error(
+        "event=storage.full reserve_released path={} bytes={} error={} hint=\"the disk is full: "
+        "the node's state goes into its reserve; free space on the disk\"",
+        Quoted(reserve_path_), reserve_bytes_, Quoted(s.message()));
+    if (absl::Status r = base_->Remove(reserve_path_); !r.ok()) return s;
+    return op();
+  }
+  if (s.ok() && !held) {
+    // Room again, perhaps: the reserve is taken back (a disk still full leaves no partial one).
+    if (base_->WriteAtomic(reserve_path_, std::string(reserve_bytes_, '\0'), 0600).ok()) {
+      spdlog::warn("event=storage.reserve_restored path={} bytes={}", Quoted(reserve_path_),
+                   reserve_bytes_);
+    }
+  }
+  return s;
+}
+
+absl::Status ReservingFileSystem::WriteAtomic(const std::string& path, absl::string_view data,
+                                              int mode) {
+  return WithReserve([&] { return base_->WriteAtomic(path, data, mode); });
+}
+
+absl::Status ReservingFileSystem::WriteRange(const std::string& path, uint64_t offset,
+                                             absl::string_view data) {
+  return WithReserve([&] { return base_->WriteRange(path, offset, data); });
+}
+
+absl::Status ReservingFileSystem::Truncate(const std::string& path, uint64_t size, int mode) {
+  return WithReserve([&] { return base_->Truncate(path, size, mode); });
+}
+
+absl::Status ReservingFileSystem::Sync(const std::string& path) {
+  return WithReserve([&] { return base_->Sync(path); });
+}
+
+absl::Status ReservingFileSystem::Rename(const std::string& from, const std::string& to) {
+  return WithReserve([&] { return base_->Rename(from, to); });
 }
 
 }  // namespace x1368::core

@@ -89,13 +89,18 @@ absl::StatusOr<std::string> ReadFileLimited(const std::string& path, uint64_t ma
 
 absl::Status WriteFileAtomic(const std::string& path, absl::string_view data, int mode) {
   std::string tmp = absl::StrCat(path, ".tmp");
+  // A write that fails (a full disk above all) leaves no partial copy holding on to the space.
+  auto failed = [&tmp](absl::Status s) {
+    ::unlink(tmp.c_str());
+    return s;
+  };
   {
     Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
-    if (fd.get() < 0) return ErrnoError("create", tmp);
-    if (absl::Status s = WriteAll(fd.get(), data, tmp); !s.ok()) return s;
-    if (::fsync(fd.get()) != 0) return ErrnoError("fsync", tmp);
+    if (fd.get() < 0) return failed(ErrnoError("create", tmp));
+    if (absl::Status s = WriteAll(fd.get(), data, tmp); !s.ok()) return failed(s);
+    if (::fsync(fd.get()) != 0) return failed(ErrnoError("fsync", tmp));
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError("rename", tmp);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return failed(ErrnoError("rename", tmp));
   SyncDir(path);
   return absl::OkStatus();
 }

@@ -41,6 +41,8 @@ absl::StatusCode CodeFor(Reason reason) {
       return absl::StatusCode::kNotFound;
     case v1::STORAGE_ERROR:
       return absl::StatusCode::kDataLoss;
+    case v1::STORAGE_FULL:
+      return absl::StatusCode::kResourceExhausted;
     default:
       return absl::StatusCode::kFailedPrecondition;
   }

@@ -383,6 +383,10 @@ void Intermediate::ServeOne(const std::string& child, const v1::FirmwareChunkReq
     return Answer(child, req, Reject(v1::IMAGE_UNAVAILABLE, "no directive names this image"));
   }
   Fill& fill = StartFill(*manifest);
+  if (fill.refusal && !(req.table() && fill.table) &&
+      (req.table() || req.offset() >= fill.verified)) {
+    return Answer(child, req, *fill.refusal);
+  }
   // Cut-through: what the fill already holds, checked, is served at once.
   if (req.table() && fill.table) {
     auto length = core::ChunkLength(req, fill.table->bytes().size());
@@ -484,6 +488,7 @@ Intermediate::Fill& Intermediate::StartFill(const v1::Manifest& manifest) {
             return FillFailed(sha, table.status());
           }
           f->second.table = *std::move(table);
+          f->second.refusal.reset();
           AnswerWaiting(f->second);
           FetchImage(sha);
         });
@@ -506,6 +511,7 @@ void Intermediate::FetchImage(const std::string& sha) {
         upstream_chunks_->Add();
         Fill& f = fills_.at(sha);
         f.verified = offset + data.size();
+        f.refusal.reset();
         AnswerWaiting(f);
         return absl::OkStatus();
       },
@@ -553,7 +559,19 @@ void Intermediate::FillFailed(const std::string& sha, const absl::Status& status
   fill.timeouts_counted = 0;
   // Transient or not, the image is still wanted: tried again with capped exponential backoff,
   // resuming after the chunks already held. The children's requests wait (they ask again when
-  // theirs time out); a fill nobody names any more is dropped by PruneExpired.
+  // theirs time out); a fill nobody names any more is dropped by PruneExpired. Except when the
+  // parent serves bytes that fail the signed table: the children are told (a final failure for
+  // them), as the fill keeps trying in case the parent's copy is mended.
+  if (core::ReasonOf(status) == v1::DIGEST_MISMATCH) {
+    fill.refusal = core::Reject(v1::DIGEST_MISMATCH,
+                                absl::StrCat("the parent serves an image that fails its signed "
+                                             "chunk table: ",
+                                             status.message()));
+    auto waiting = std::move(fill.waiting);
+    fill.waiting.clear();
+    waiting_requests_ -= waiting.size();
+    for (const auto& [key, req] : waiting) Answer(std::get<2>(key), req, *fill.refusal);
+  }
   ++fill.failures;
   absl::Duration backoff =
       std::min(opts_.fill_retry_min * (1 << std::min(fill.failures - 1, 10)), opts_.fill_retry_max);

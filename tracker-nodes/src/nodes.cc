@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "spdlog/spdlog.h"
 #include "x1368/core/log.h"
 #include "x1368/core/reason.h"
 #include "x1368/core/store_identity.h"
@@ -60,7 +61,7 @@ std::string Node::ExtraMetrics() {
 // device's one atomically replaced file), and its identity. Nothing is created for a node whose
 // credentials fail, or whose store is missing without --init (core/store_identity.h).
 absl::Status BuildCommon(const core::Env& env, const core::NodeConfig& config, const char* database,
-                         Node* n) {
+                         Node* n, uint64_t state_reserve_bytes = 0) {
   if (n->loop != nullptr) return absl::FailedPreconditionError("node is already built");
   // Credentials first: a node that cannot be itself creates nothing.
   X1368_ASSIGN_OR_RETURN(core::Credentials credentials, core::LoadCredentials(config, env.clock()));
@@ -77,7 +78,13 @@ absl::Status BuildCommon(const core::Env& env, const core::NodeConfig& config, c
     X1368_ASSIGN_OR_RETURN(n->db, core::SqliteDb::Open(store_file, env.fs));
     X1368_ASSIGN_OR_RETURN(n->store, core::SqliteKvStore::Open(n->db.get()));
   } else {
-    X1368_ASSIGN_OR_RETURN(n->store, core::FileKvStore::Open(store_file, env.fs));
+    n->store_fs = std::make_unique<core::ReservingFileSystem>(
+        env.fs, absl::StrCat(config.data_dir, "/state.reserve"), state_reserve_bytes);
+    if (absl::Status s = n->store_fs->Ensure(); !s.ok()) {
+      // A node that starts on a full disk still runs: its state may fit, and it must report.
+      spdlog::error("event=storage.reserve_missing error={}", core::Quoted(s.message()));
+    }
+    X1368_ASSIGN_OR_RETURN(n->store, core::FileKvStore::Open(store_file, n->store_fs.get()));
   }
   X1368_RETURN_IF_ERROR(core::PrepareStore(*n->store, config, *env.clock(), store_file).status());
   X1368_ASSIGN_OR_RETURN(n->node, core::NodeContext::Create(config, std::move(credentials),
@@ -114,7 +121,8 @@ absl::Status Build(const core::Env& env, const IntermediateSpec& spec, Intermedi
 }
 
 absl::Status Build(const core::Env& env, const ClientSpec& spec, ClientNode* n) {
-  X1368_RETURN_IF_ERROR(BuildCommon(env, spec.node, /*database=*/nullptr, n));
+  X1368_RETURN_IF_ERROR(
+      BuildCommon(env, spec.node, /*database=*/nullptr, n, spec.state_reserve_bytes));
   stub::StubOptions consumer = spec.consumer;
   consumer.fs = env.fs;
   X1368_ASSIGN_OR_RETURN(n->consumer, stub::StubConsumer::Open(consumer));

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "x1368/client/firmware_consumer.h"
@@ -38,8 +39,13 @@ namespace x1368::client {
 struct ClientOptions {
   std::string parent_id;
   core::ChunkFetcherOptions fetch;  // its window at most; the parent's go may allow fewer
-  int max_attempts = 3;             // per state, then FAILED
-  absl::Duration retry_delay = absl::Seconds(2);       // between attempts
+  // Transient failures (the image unavailable, the parent or the broker away, chunks timing out)
+  // are retried until the campaign's deadline (none: for good), waiting retry_delay doubled with
+  // each attempt up to max_retry_delay, with jitter. Final ones (the image, its manifest or the
+  // disk say no) fail at once; any other fails after max_attempts of the same state.
+  int max_attempts = 3;
+  absl::Duration retry_delay = absl::Seconds(2);
+  absl::Duration max_retry_delay = absl::Minutes(5);
   absl::Duration report_interval = absl::Seconds(60);  // full-state report (heartbeat)
 };
 
@@ -117,9 +123,10 @@ class Client {
                   absl::string_view detail = "", v1::UpdateRecord* base = nullptr,
                   const v1::Manifest* manifest = nullptr);
   bool Persist(const v1::UpdateRecord& rec, const v1::Manifest* manifest = nullptr);
-  // Counts an attempt of the current state: after max_attempts FAILED, else a retry after
-  // retry_delay (on the clock).
+  // A failure of the current state's action: FAILED at once, or a retry later (ClientOptions).
   void Retry(const absl::Status& status);
+  // The disk is full: the partial slot goes first (freeing the space), then FAILED(STORAGE_FULL).
+  void FailForSpace(const absl::Status& status);
   bool CrashHere(bool simulate);
   absl::StatusOr<v1::Manifest> ManifestOf(const std::string& directive_envelope);
 
@@ -131,6 +138,8 @@ class Client {
   const ClientHooks hooks_;
   core::ChunkFetcher fetcher_;
   core::Metric* chunk_timeouts_ = nullptr;  // requests the parent never answered
+  core::Metric* retries_ = nullptr;         // attempts of a state after a failure
+  absl::BitGen rng_;                        // retry jitter
   uint64_t timeouts_seen_ = 0;              // fetcher_.timeouts() already counted
 
   // Loop only.

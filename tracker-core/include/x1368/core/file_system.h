@@ -68,6 +68,56 @@ FileSystem* PosixFileSystem();
 // SHA-256 of a file, read in pieces.
 absl::StatusOr<std::string> Sha256Of(FileSystem& fs, const std::string& path);
 
+// Space kept back for a node's own state on a disk that others fill (a download, logs, another
+// program): `reserve_path` holds `reserve_bytes` of nothing. When a write through this file
+// system finds the disk full, the reserve is deleted and the write tried once more, so the node
+// can still record its state and its sequence lease, and report (X.1368 §11.1 a: a device must
+// stay reachable and never lose its state). The reserve comes back with the first write that
+// succeeds while it is gone and there is room for it again. Everything else goes to `base`.
+// Use it for the small state writes only, never for what fills the disk. Thread-safe.
+class ReservingFileSystem final : public FileSystem {
+ public:
+  ReservingFileSystem(FileSystem* base, std::string reserve_path, uint64_t reserve_bytes);
+
+  // Creates the reserve if it is missing; an error if there is no room for it.
+  absl::Status Ensure();
+  bool reserve_held();
+
+  absl::StatusOr<std::string> Read(const std::string& path,
+                                   uint64_t max_bytes = UINT64_MAX) override {
+    return base_->Read(path, max_bytes);
+  }
+  absl::StatusOr<std::string> ReadRange(const std::string& path, uint64_t offset,
+                                        uint64_t length) override {
+    return base_->ReadRange(path, offset, length);
+  }
+  absl::StatusOr<uint64_t> Size(const std::string& path) override { return base_->Size(path); }
+  bool Exists(const std::string& path) override { return base_->Exists(path); }
+  absl::StatusOr<std::vector<std::string>> List(const std::string& dir) override {
+    return base_->List(dir);
+  }
+  absl::Status WriteAtomic(const std::string& path, absl::string_view data,
+                           int mode = 0644) override;
+  absl::Status WriteRange(const std::string& path, uint64_t offset,
+                          absl::string_view data) override;
+  absl::Status Truncate(const std::string& path, uint64_t size, int mode = 0644) override;
+  absl::Status Sync(const std::string& path) override;
+  absl::Status Rename(const std::string& from, const std::string& to) override;
+  absl::Status Remove(const std::string& path) override { return base_->Remove(path); }
+  absl::Status MakeDirs(const std::string& path, int mode = 0755) override {
+    return base_->MakeDirs(path, mode);
+  }
+
+ private:
+  // Runs `op`; on a full disk releases the reserve and runs it once more.
+  absl::Status WithReserve(const std::function<absl::Status()>& op);
+
+  FileSystem* const base_;
+  const std::string reserve_path_;
+  const uint64_t reserve_bytes_;
+  absl::Mutex mu_;  // one write at a time may release or restore the reserve
+};
+
 class MemFileSystem final : public FileSystem {
  public:
   MemFileSystem() = default;

@@ -94,6 +94,10 @@ class Intermediate {
     bool retry_pending = false;
     int failures = 0;
     uint64_t timeouts_counted = 0;  // of fetcher->timeouts()
+    // Set when the parent served what fails the signed chunk table (DIGEST_MISMATCH every
+    // time): no child can get a good image, so children are refused at once, with that reason,
+    // instead of waiting out their retries. Cleared when a later fill gets further.
+    std::optional<absl::Status> refusal;
     // Children's requests for what the fill does not hold yet, by (kind, offset, child): the
     // table's first, then the image's in offset order.
     std::map<std::tuple<int, uint64_t, std::string>, v1::FirmwareChunkRequest> waiting;

@@ -43,6 +43,8 @@ class Node : public core::Daemon {
   // Declared in the order they are built; destroyed in reverse.
   std::unique_ptr<core::EventLoop> loop;
   std::unique_ptr<core::SqliteDb> db;  // trackers only
+  // Devices: what their state file is written through, with space kept back on a full disk.
+  std::unique_ptr<core::ReservingFileSystem> store_fs;
   std::unique_ptr<core::KvStore> store;
   std::unique_ptr<core::NodeContext> node;
   std::unique_ptr<core::Transport> transport;   // to the parent (the root: to its children)
@@ -103,6 +105,8 @@ struct ClientSpec {
   client::ClientHooks hooks;
   core::TransportOptions upstream;
   stub::StubOptions consumer;  // its `fs` is the Env's
+  // Kept free on the device's disk for its own state (core::ReservingFileSystem); 0: none.
+  uint64_t state_reserve_bytes = 256 * 1024;
 };
 class ClientNode : public Node {
  public:
