@@ -1551,6 +1551,88 @@ TEST_F(DaemonsProcessTest, RootRestoredFromAnOnlineBackupContinuesAndIsHeard) {
   }
 }
 
+// A size-limited tmpfs mounted for one test, unmounted when it ends: a real filesystem that
+// fills up. Mounting needs root (CI runs as root, as does the fresh Debian run).
+class SmallDisk {
+ public:
+  static std::unique_ptr<SmallDisk> Mount(const std::string& dir, const std::string& size) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    std::string cmd = absl::StrCat("mount -t tmpfs -o size=", size, ",mode=0700 x1368-test '", dir,
+                                   "' 2>/dev/null");
+    if (std::system(cmd.c_str()) != 0) return nullptr;
+    return std::unique_ptr<SmallDisk>(new SmallDisk(dir));
+  }
+  ~SmallDisk() {
+    std::string cmd = absl::StrCat("umount -l '", dir_, "' 2>/dev/null");
+    (void)std::system(cmd.c_str());
+  }
+  uint64_t free_bytes() const {
+    std::error_code ec;
+    auto space = std::filesystem::space(dir_, ec);
+    return ec ? 0 : space.available;
+  }
+
+ private:
+  explicit SmallDisk(std::string dir) : dir_(std::move(dir)) {}
+  std::string dir_;
+};
+
+// Issue #14: a device whose data directory is a real filesystem too small for the image (a 1 MiB
+// tmpfs, a 2 MiB image). The download fails when the disk is full, the partial slot is discarded
+// and the space freed, the device stays on its image and root sees FAILED STORAGE_FULL. It still
+// restarts and reports, and takes a smaller update.
+TEST_F(DaemonsProcessTest, AFullDiskFailsTheDownloadFreesItsSpaceAndTheDeviceRecovers) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounting a size-limited tmpfs needs root";
+  auto disk = SmallDisk::Mount(File("data/dev-1"), "1m");
+  ASSERT_NE(disk, nullptr) << "cannot mount a tmpfs (running without CAP_SYS_ADMIN?)";
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({"dev-1"}));
+  ASSERT_TRUE(StartRoot());
+  StartDaemon("tracker-intermediate", "gw1",
+              WriteConfig("gw1.toml", IntermediateLines("gw1", "root")));
+  std::string dev_config = WriteConfig("dev-1.toml", ClientLines("dev-1", "gw1"));
+  ChildProcess* dev = StartDaemon("tracker-client", "dev-1", dev_config);
+  ASSERT_TRUE(FleetWait("1.0.0", 1, 60));
+  const uint64_t free_before = disk->free_bytes();
+
+  ASSERT_TRUE(PublishRelease("2.0.0", 2, 2 * 1024 * 1024));
+  ASSERT_TRUE(StartCampaign("2.0.0"));
+  const v1::DeviceRecord* d = nullptr;
+  absl::StatusOr<v1::FleetStatus> fleet;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        fleet = FleetStatus();
+        d = fleet.ok() ? FindDevice(*fleet, "dev-1") : nullptr;
+        return d != nullptr && d->state() == v1::FAILED;
+      },
+      absl::Seconds(60)))
+      << Logs();
+  EXPECT_EQ(d->reason(), v1::STORAGE_FULL) << d->ShortDebugString();
+  EXPECT_EQ(d->version(), "1.0.0");
+  EXPECT_THAT(d->detail(), ::testing::HasSubstr("No space left")) << d->ShortDebugString();
+  EXPECT_FALSE(core::PathExists(File("data/dev-1/slots/slot-b.img")))
+      << "the partial download was kept";
+  EXPECT_GE(disk->free_bytes() + 64 * 1024, free_before) << "the space was not given back";
+  EXPECT_TRUE(
+      absl::StrContains(core::ReadFile(dev->err_path()).value_or(""), "event=update.storage_full"));
+
+  // A restart on the same small disk, then an image that fits.
+  ASSERT_TRUE(TerminatesCleanly(dev));
+  ASSERT_OK(dev->Start({Bin("tracker-client"), "--config", dev_config}));
+  ASSERT_TRUE(PublishRelease("2.0.1", 3, 128 * 1024));
+  ASSERT_TRUE(StartCampaign("2.0.1"));
+  // (Not `fleet wait`: it takes the FAILED of the first campaign for the end of this one.)
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        fleet = FleetStatus();
+        d = fleet.ok() ? FindDevice(*fleet, "dev-1") : nullptr;
+        return d != nullptr && d->version() == "2.0.1" && d->state() == v1::CONFIRMED;
+      },
+      absl::Seconds(60)))
+      << (d != nullptr ? d->ShortDebugString() : "") << Logs();
+}
+
 // X.1368 §10 c, §11.1 a.iii / DESIGN.md §8: a device that loses power in the middle of a
 // download resumes from its persisted state when it comes back, and a device stopped politely does
 // the same.

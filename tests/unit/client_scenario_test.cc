@@ -96,6 +96,54 @@ class ScenarioTest : public ::testing::Test {
   std::string image_;
 };
 
+// Issue #14: a disk with no room for the image. The download fails as soon as a write finds the
+// disk full; the partial slot goes, the device stays on its image and says why (FAILED
+// STORAGE_FULL at root, the reason counted). Its state keeps a reserve: with the disk filled to
+// the brim by something else, it still starts and reports. With room again, the next update
+// goes through.
+TEST_F(ScenarioTest, AFullDiskFailsTheUpdateFreesTheSlotAndTheDeviceStillReports) {
+  ClientNode* c = AddDevice({});
+  const uint64_t held = c->memfs->used_bytes();
+  const uint64_t capacity = held + image_.size() / 2;
+  c->memfs->SetCapacity(capacity);
+  StartUpdate();
+  Outcome full{{}, v1::FAILED, v1::STORAGE_FULL, "1.0.0"};
+  ExpectConverged(c, full, "disk full");
+  EXPECT_THAT(tree_->Device("dev-1")->detail(), ::testing::HasSubstr("space left"));
+  v1::BootEnv env = c->consumer->boot_env();
+  EXPECT_FALSE(c->memfs->Exists(c->consumer->SlotPath(1 - env.active())))
+      << "the partial download still takes space";
+  EXPECT_LE(c->memfs->used_bytes(), held + 4096) << "the space was not given back";
+  EXPECT_TRUE(WaitFor([&] { return tree_->DeviceRejections("dev-1", v1::STORAGE_FULL) > 0; }));
+
+  // Something else fills the disk to the brim. The device still starts (its sequence lease is
+  // a write) and records and reports the next campaign: its state writes go into its reserve.
+  ASSERT_TRUE(c->store_fs->reserve_held());
+  ASSERT_OK(c->memfs->WriteAtomic("/filler", std::string(capacity - c->memfs->used_bytes(), 'x')));
+  tree_->CrashClient(c);
+  ASSERT_OK(tree_->RestartClient(c)) << "a full disk kept the device from starting";
+  // Larger than the reserve, which the device's state freed for the disk.
+  ASSERT_OK(tree_->Publish(TestPki::MakeImage(400 * 1024, 43), "2.0.1", 3));
+  ASSERT_OK_AND_ASSIGN(v1::CampaignInfo second, tree_->StartCampaign("2.0.1"));
+  EXPECT_TRUE(tree_->WaitForDevices({"dev-1"},
+                                    [&](const v1::DeviceRecord& d) {
+                                      return d.campaign_id() == second.campaign_id() &&
+                                             d.state() == v1::FAILED &&
+                                             d.reason() == v1::STORAGE_FULL;
+                                    }))
+      << "root sees " << tree_->Device("dev-1")->ShortDebugString();
+  EXPECT_FALSE(c->store_fs->reserve_held()) << "the reserve was not what made room";
+
+  // Room again: the next update goes through, and the next start takes the reserve back.
+  ASSERT_OK(c->memfs->Remove("/filler"));
+  ASSERT_OK(tree_->Publish(TestPki::MakeImage(64 * 1024, 44), "2.0.2", 4));
+  ASSERT_OK(tree_->StartCampaign("2.0.2"));
+  EXPECT_TRUE(tree_->WaitForVersion({"dev-1"}, "2.0.2"));
+  tree_->CrashClient(c);
+  ASSERT_OK(tree_->RestartClient(c));
+  EXPECT_TRUE(c->store_fs->reserve_held());
+}
+
 // How many writes the device makes during an update ending in `outcome` (measured once).
 uint64_t WritesOfAnUpdate(State outcome);
 

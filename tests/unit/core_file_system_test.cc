@@ -127,7 +127,11 @@ TEST(MemFileSystemTest, FullAndBrokenDisksFailWritesWithDistinctErrors) {
   fs.SetCapacity(150);
   EXPECT_TRUE(absl::IsResourceExhausted(fs.WriteRange("/b", 0, std::string(60, 'b'))));
   ASSERT_OK(fs.WriteRange("/b", 0, std::string(50, 'b'))) << "exactly full is allowed";
-  ASSERT_OK(fs.WriteAtomic("/a", "shrunk")) << "rewriting smaller frees space";
+  EXPECT_TRUE(absl::IsResourceExhausted(fs.WriteAtomic("/a", "shrunk")))
+      << "an atomic rewrite needs room for its new copy beside the old one";
+  ASSERT_OK(fs.Truncate("/b", 40));
+  ASSERT_OK(fs.WriteAtomic("/a", "shrunk")) << "with room for the copy, rewriting smaller works";
+  ASSERT_OK(fs.WriteRange("/b", 40, std::string(100, 'b'))) << "and frees space";
   fs.Heal();
   fs.FailWrites(true);
   EXPECT_TRUE(absl::IsDataLoss(fs.WriteAtomic("/a", "x")));

@@ -136,9 +136,9 @@ absl::StatusOr<std::vector<std::string>> MemFileSystem::List(const std::string& 
 
 absl::Status MemFileSystem::WriteAtomic(const std::string& path, absl::string_view data, int) {
   absl::MutexLock lock(&mu_);
-  auto it = files_.find(path);
-  uint64_t old = it == files_.end() ? 0 : it->second.data.size();
-  X1368_RETURN_IF_ERROR(CheckWrite(data.size() > old ? data.size() - old : 0));
+  // The new copy is written beside the old one before it replaces it, as on a disk: it needs
+  // room for all of itself.
+  X1368_RETURN_IF_ERROR(CheckWrite(data.size()));
   File& f = files_[path];
   f.data = std::string(data);
   f.synced = f.data;
@@ -268,6 +268,11 @@ uint64_t MemFileSystem::bytes_dropped() const {
   return dropped_;
 }
 
+uint64_t MemFileSystem::used_bytes() const {
+  absl::MutexLock lock(&mu_);
+  return UsedBytes();
+}
+
 uint64_t MemFileSystem::unsynced_bytes() const {
   absl::MutexLock lock(&mu_);
   uint64_t n = 0;
@@ -312,13 +317,6 @@ absl::Status ReservingFileSystem::WithReserve(const std::function<absl::Status()
         Quoted(reserve_path_), reserve_bytes_, Quoted(s.message()));
     if (absl::Status r = base_->Remove(reserve_path_); !r.ok()) return s;
     return op();
-  }
-  if (s.ok() && !held) {
-    // Room again, perhaps: the reserve is taken back (a disk still full leaves no partial one).
-    if (base_->WriteAtomic(reserve_path_, std::string(reserve_bytes_, '\0'), 0600).ok()) {
-      spdlog::warn("event=storage.reserve_restored path={} bytes={}", Quoted(reserve_path_),
-                   reserve_bytes_);
-    }
   }
   return s;
 }

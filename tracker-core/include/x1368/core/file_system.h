@@ -72,8 +72,9 @@ absl::StatusOr<std::string> Sha256Of(FileSystem& fs, const std::string& path);
 // program): `reserve_path` holds `reserve_bytes` of nothing. When a write through this file
 // system finds the disk full, the reserve is deleted and the write tried once more, so the node
 // can still record its state and its sequence lease, and report (X.1368 §11.1 a: a device must
-// stay reachable and never lose its state). The reserve comes back with the first write that
-// succeeds while it is gone and there is room for it again. Everything else goes to `base`.
+// stay reachable and never lose its state). Once released, the space is the disk's again (taking
+// it back at once would starve what freed it); Ensure() takes it back, at the node's next start.
+// Everything else goes to `base`.
 // Use it for the small state writes only, never for what fills the disk. Thread-safe.
 class ReservingFileSystem final : public FileSystem {
  public:
@@ -159,6 +160,7 @@ class MemFileSystem final : public FileSystem {
   void Heal();
 
   uint64_t bytes_dropped() const;
+  uint64_t used_bytes() const;      // what SetCapacity() counts against
   uint64_t unsynced_bytes() const;  // bytes a power cut now would drop, roughly
   uint64_t syncs() const;
 
