@@ -1551,6 +1551,43 @@ TEST_F(DaemonsProcessTest, RootRestoredFromAnOnlineBackupContinuesAndIsHeard) {
   }
 }
 
+// Issue #14 case 4: the broker goes away right after a campaign started, for longer than a
+// device's chunk retries and update attempts last (here 2 tries of 300 ms, 2 attempts). Those
+// are transient failures: the devices keep retrying, with backoff, until the campaign's
+// deadline, and all of them update once the broker is back. Before, a device ended FAILED.
+TEST_F(DaemonsProcessTest, ABrokerOutageLongerThanTheRetriesEndsInEveryDeviceUpdated) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({"dev-1", "dev-2"}));
+  ASSERT_TRUE(StartRoot());
+  StartDaemon("tracker-intermediate", "gw1",
+              WriteConfig("gw1.toml", IntermediateLines("gw1", "root")));
+  for (const char* id : {"dev-1", "dev-2"}) {
+    StartDaemon(
+        "tracker-client", id,
+        WriteConfig(absl::StrCat(id, ".toml"),
+                    ClientLines(id, "gw1",
+                                {"chunk_timeout_ms = 300", "chunk_tries = 2", "max_attempts = 2",
+                                 "retry_delay_ms = 200", "max_retry_delay_s = 2"})));
+  }
+  ASSERT_TRUE(FleetWait("1.0.0", 2, 60));
+  // Small chunks, so the downloads are under way when the broker goes.
+  ASSERT_TRUE(PublishRelease("2.0.0", 2, 1024 * 1024, /*chunk_size=*/4096));
+  ASSERT_TRUE(StartCampaign("2.0.0"));
+  ASSERT_TRUE(
+      WaitFor([&] { return core::FileSize(File("data/dev-1/slots/slot-b.img")).value_or(0) > 0; },
+              absl::Seconds(30)));
+  broker_->Kill();
+  absl::SleepFor(absl::Seconds(8));
+  ASSERT_OK(broker_->Restart());
+  ASSERT_TRUE(FleetWait("2.0.0", 2, 90)) << Logs();
+  std::string log = core::ReadFile(File("dev-1.err")).value_or("") +
+                    core::ReadFile(File("dev-2.err")).value_or("");
+  EXPECT_FALSE(absl::StrContains(log, "state=FAILED")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "event=update.retry"))
+      << "the outage never reached the devices' retries: the test proves nothing\n"
+      << log;
+}
+
 // A size-limited tmpfs mounted for one test, unmounted when it ends: a real filesystem that
 // fills up. Mounting needs root (CI runs as root, as does the fresh Debian run).
 class SmallDisk {
