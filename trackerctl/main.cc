@@ -8,7 +8,8 @@
 //   trackerctl release publish --manifest fw.manifest --image fw.bin
 //   trackerctl campaign start --component fw --version 2.0.0
 //   trackerctl fleet status [--component C] [--subtree ID]
-//                           [--up-to-date|--obsolete|--failed|--offline|--updating]
+//                           [--up-to-date|--obsolete|--failed|--offline|--updating|
+//                            --needs-update|--ahead]
 //                           [--limit N] [--after CURSOR] [--json]
 //   trackerctl device show ID [--json]
 //   trackerctl fleet wait --component fw --version 2.0.0 --count 6
@@ -437,7 +438,12 @@ int DeviceShow(const Admin& admin, const std::string& id, bool json) {
               static_cast<unsigned long long>(d.sequence_number()));
   std::printf("latest:     %s%s\n",
               d.latest_version().empty() ? "-" : Cell(d.latest_version()).c_str(),
-              d.obsolete() ? " (obsolete)" : "");
+              d.obsolete()        ? " (obsolete)"
+              : d.ahead_of_root() ? " (it runs a newer one)"
+                                  : "");
+  if (!d.needs_update().empty()) {
+    std::printf("asks:       an update: %s\n", core::Quote(d.needs_update()).c_str());
+  }
   std::printf("state:      %s%s%s\n", v1::UpdateState_Name(d.state()).c_str(),
               d.reason() == v1::REASON_UNSPECIFIED
                   ? ""
@@ -597,7 +603,8 @@ int main(int argc, char** argv) {
   for (const auto& [flag, name] :
        {std::pair{"--up-to-date", "up_to_date"}, std::pair{"--obsolete", "obsolete"},
         std::pair{"--failed", "failed"}, std::pair{"--offline", "offline"},
-        std::pair{"--updating", "updating"}}) {
+        std::pair{"--updating", "updating"}, std::pair{"--needs-update", "needs_update"},
+        std::pair{"--ahead", "ahead"}}) {
     lists->add_flag_callback(flag,
                              [&list_args, name = std::string(name)] { list_args.list = name; });
   }

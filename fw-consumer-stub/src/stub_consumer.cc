@@ -91,6 +91,18 @@ absl::StatusOr<std::unique_ptr<StubConsumer>> StubConsumer::Open(StubOptions opt
     }
     X1368_RETURN_IF_ERROR(c->Persist());
   }
+  // The self-check of a booted image: its bytes against the digest recorded when it was installed.
+  // One that fails keeps running (there is nothing better to boot: the other slot holds an older
+  // or no image) and asks for an update.
+  const v1::SlotInfo& running = c->env_.slots(static_cast<int>(c->env_.active()));
+  auto digest = core::Sha256Of(*c->opts_.fs, c->SlotPath(c->env_.active()));
+  if (!digest.ok() || *digest != running.sha256()) {
+    c->self_check_failed_sha_ = running.sha256();
+    c->self_check_error_ = digest.ok() ? "its digest differs from the installed image's"
+                                       : std::string(digest.status().message());
+    spdlog::error("event=stub.self_check_failed slot={} version={} error={}", c->env_.active(),
+                  core::Quoted(running.version()), core::Quoted(c->self_check_error_));
+  }
   return c;
 }
 
@@ -125,6 +137,10 @@ client::ConsumerStatus StubConsumer::Status() {
   out.image_sha256 = s.sha256();
   out.in_trial = env_.trial_pending();
   out.failed_trial_sha256 = env_.failed_trial_sha256();
+  if (!self_check_failed_sha_.empty() && s.sha256() == self_check_failed_sha_) {
+    out.needs_update = absl::StrCat("the running image (", s.version(),
+                                    ") fails its self-check: ", self_check_error_);
+  }
   return out;
 }
 

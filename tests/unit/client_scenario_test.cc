@@ -13,6 +13,7 @@
 #include <set>
 #include <tuple>
 
+#include "absl/strings/match.h"
 #include "testing/status_matchers.h"
 #include "testing/tree.h"
 #include "testing/wait.h"
@@ -142,6 +143,30 @@ TEST_F(ScenarioTest, AFullDiskFailsTheUpdateFreesTheSlotAndTheDeviceStillReports
   tree_->CrashClient(c);
   ASSERT_OK(tree_->RestartClient(c));
   EXPECT_TRUE(c->store_fs->reserve_held());
+}
+
+// X.1368 §11.1 a.iv: a device asks for an update. Its running image fails the self-check at
+// power-on (bytes damaged on its storage): it keeps running it, and its reports say it needs an
+// update and why, which root records. The next release repairs it, and the request goes.
+TEST_F(ScenarioTest, ADeviceWhoseImageFailsItsSelfCheckAsksForAnUpdateUntilItGetsOne) {
+  ClientNode* c = AddDevice({});
+  EXPECT_TRUE(tree_->Device("dev-1")->needs_update().empty());
+  v1::BootEnv env = c->consumer->boot_env();
+  const std::string slot = c->consumer->SlotPath(env.active());
+  ASSERT_OK_AND_ASSIGN(std::string image, c->memfs->Read(slot));
+  image[image.size() / 2] ^= 0x20;
+  ASSERT_OK(c->memfs->WriteAtomic(slot, image));  // durable: the power cut below keeps it
+  tree_->CrashClient(c);
+  ASSERT_OK(tree_->RestartClient(c));
+  EXPECT_TRUE(tree_->WaitForDevices({"dev-1"}, [](const v1::DeviceRecord& d) {
+    return absl::StrContains(d.needs_update(), "fails its self-check");
+  })) << tree_->Device("dev-1")->ShortDebugString();
+  EXPECT_EQ(tree_->Device("dev-1")->version(), "1.0.0");
+
+  StartUpdate();
+  EXPECT_TRUE(tree_->WaitForDevices({"dev-1"}, [](const v1::DeviceRecord& d) {
+    return d.version() == "2.0.0" && d.state() == v1::CONFIRMED && d.needs_update().empty();
+  })) << tree_->Device("dev-1")->ShortDebugString();
 }
 
 // How many writes the device makes during an update ending in `outcome` (measured once).

@@ -124,6 +124,30 @@ TEST_F(FleetQueryTest, ListsJudgeEachDeviceAgainstTheNewestReleaseForItsHardware
   EXPECT_FALSE(root::ShowDevice(*registry_, "nobody", kLiveness).has_value());
 }
 
+// Signals from below (X.1368 §11.1 a.iv): a device that asks for an update, and one that runs an
+// image newer than root's newest release for it (ahead of root, never obsolete nor up to date
+// by mistake), each have their list.
+TEST_F(FleetQueryTest, DevicesThatAskForAnUpdateOrRunAheadOfRootHaveTheirLists) {
+  AddRelease("fw", "2.0.0", 2, {"board-a"});
+  Add("a-current", "2.0.0", 2);
+  Add("a-asks", "2.0.0", 2).set_needs_update("the running image fails its self-check");
+  Add("a-ahead", "2.1.0", 5);
+  Add("c-none", "9.0.0", 9, "gw1", "board-c");  // no release for it: not ahead of anything
+  Stage();
+  EXPECT_EQ(List(v1::LIST_NEEDS_UPDATE), Ids{"a-asks"});
+  EXPECT_EQ(List(v1::LIST_AHEAD), Ids{"a-ahead"});
+  EXPECT_EQ(List(v1::LIST_OBSOLETE), Ids{});
+  std::optional<v1::DeviceRecord> ahead = root::ShowDevice(*registry_, "a-ahead", kLiveness);
+  ASSERT_TRUE(ahead.has_value());
+  EXPECT_TRUE(ahead->ahead_of_root());
+  EXPECT_FALSE(ahead->obsolete());
+  EXPECT_EQ(ahead->latest_version(), "2.0.0");
+  // Once root has a newer release, the device is behind it like any other.
+  AddRelease("fw", "3.0.0", 6, {"board-a"});
+  EXPECT_EQ(List(v1::LIST_AHEAD), Ids{});
+  EXPECT_EQ(List(v1::LIST_OBSOLETE), (Ids{"a-ahead", "a-asks", "a-current"}));
+}
+
 TEST_F(FleetQueryTest, ADeviceDirectlyUnderRootIsOfflineOnceItsLastWillCame) {
   Add("dev-direct", "1.0.0", 1, "");
   Stage();

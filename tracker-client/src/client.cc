@@ -700,6 +700,7 @@ void Client::Report() {
   r.set_version(status.version);
   r.set_sequence_number(status.sequence_number);
   r.set_hardware_class(status.hardware_class);
+  r.set_needs_update(status.needs_update);
   r.set_campaign_id(record_.campaign_id());
   r.set_state(record_.state());
   r.set_reason(record_.reason());

@@ -27,6 +27,7 @@ struct Computed {
   bool online = false;
   const v1::Manifest* newest = nullptr;
   bool obsolete = false;
+  bool ahead = false;  // runs a sequence number above the newest release
 };
 
 class Annotator {
@@ -46,6 +47,7 @@ class Annotator {
     }
     c.newest = newest_;
     c.obsolete = newest_ != nullptr && d.sequence_number() < newest_->sequence_number();
+    c.ahead = newest_ != nullptr && d.sequence_number() > newest_->sequence_number();
     return c;
   }
 
@@ -53,6 +55,7 @@ class Annotator {
     d->set_online(c.online);
     d->set_latest_version(c.newest != nullptr ? c.newest->version() : "");
     d->set_obsolete(c.obsolete);
+    d->set_ahead_of_root(c.ahead);
   }
 
  private:
@@ -76,6 +79,10 @@ bool Selected(const v1::DeviceRecord& d, const Computed& c, v1::DeviceList list)
       return !c.online;
     case v1::LIST_UPDATING:
       return InProgress(d.state());
+    case v1::LIST_NEEDS_UPDATE:
+      return !d.needs_update().empty();
+    case v1::LIST_AHEAD:
+      return c.ahead;
     default:
       return true;
   }

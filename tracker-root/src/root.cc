@@ -39,7 +39,7 @@ std::string ToJson(const google::protobuf::Message& m) {
 }
 
 // GET /v1/devices?component=&subtree=&list=&limit=&after= (list: all, up_to_date, obsolete,
-// failed, offline, updating).
+// failed, offline, updating, needs_update, ahead).
 absl::StatusOr<v1::DeviceQuery> DeviceQueryFrom(const std::map<std::string, std::string>& params) {
   v1::DeviceQuery q;
   for (const auto& [key, value] : params) {
@@ -60,7 +60,8 @@ absl::StatusOr<v1::DeviceQuery> DeviceQueryFrom(const std::map<std::string, std:
       if (!v1::DeviceList_Parse(absl::StrCat("LIST_", absl::AsciiStrToUpper(value)), &list)) {
         return absl::InvalidArgumentError(
             absl::StrCat("list \"", value,
-                         "\" is none of all, up_to_date, obsolete, failed, offline, updating"));
+                         "\" is none of all, up_to_date, obsolete, failed, offline, updating, "
+                         "needs_update, ahead"));
       }
       q.set_list(list);
     } else {
@@ -607,6 +608,33 @@ void Root::WarnIfRefusingParent(const std::string& id, const std::string& via,
                    "fleet status"));
 }
 
+void Root::WarnOfSignals(const v1::DeviceRecord& d, const v1::DeviceRecord* before) {
+  // X.1368 §11.1 a.iv: a device that asks for an update; said once, when it starts asking.
+  if (!d.needs_update().empty() && (before == nullptr || before->needs_update().empty())) {
+    spdlog::warn("event=device.needs_update device={} via={} version={} why={}",
+                 core::Quoted(d.device_id()), core::Quoted(d.via()), core::Quoted(d.version()),
+                 core::Quoted(d.needs_update()));
+  }
+  // A device running an image newer than any release root knows for it (installed by other
+  // means, or a release lost with root's store): a trigger to look. Judged when what it runs
+  // changes, not at every report.
+  if (before != nullptr && before->sequence_number() == d.sequence_number() &&
+      before->component() == d.component()) {
+    return;
+  }
+  const v1::Manifest* newest =
+      LatestReleases(registry_->Releases()).For(d.component(), d.hardware_class());
+  if (newest != nullptr && d.sequence_number() > newest->sequence_number()) {
+    spdlog::warn(
+        "event=device.ahead_of_root device={} via={} component={} version={} sequence={} "
+        "newest_release={} hint={}",
+        core::Quoted(d.device_id()), core::Quoted(d.via()), core::Quoted(d.component()),
+        core::Quoted(d.version()), d.sequence_number(), core::Quoted(newest->version()),
+        core::Quoted("it runs an image root never released for it; see trackerctl fleet status "
+                     "--ahead"));
+  }
+}
+
 void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const std::string& via,
                   const std::string& path) {
   int64_t now = node_->clock().NowMs();
@@ -641,6 +669,8 @@ void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const
     d.set_updated_at_ms(now);
     d.mutable_rejections()->CopyFrom(r.rejections());
     d.mutable_parent_rejections()->CopyFrom(r.parent_rejections());
+    d.set_needs_update(r.needs_update());
+    WarnOfSignals(d, before ? &*before : nullptr);
     registry_->StageDevice(d);
     reports_->Add();
     if (via == r.device_id()) {

@@ -91,6 +91,9 @@ class StubConsumer final : public client::FirmwareConsumer {
   bool download_fault_fired_ ABSL_GUARDED_BY(mu_) = false;
   int64_t fail_at_ ABSL_GUARDED_BY(mu_) = -1;     // of the download in progress
   uint64_t since_sync_ ABSL_GUARDED_BY(mu_) = 0;  // bytes written since the last fsync
+  // The running image as it failed its self-check at power-on (its recorded digest), and why.
+  std::string self_check_failed_sha_ ABSL_GUARDED_BY(mu_);
+  std::string self_check_error_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace x1368::stub

@@ -78,6 +78,9 @@ class Root {
               const std::string& path);
   // Logs a warning when a node's report says it refused more of its parent's messages as
   // replays than it had said before (StatusReport.parent_rejections).
+  // Signals from below (X.1368 §11.1 a.iv): a device that asks for an update, or runs an image
+  // newer than root's newest release for it, is a warning when it starts to.
+  void WarnOfSignals(const v1::DeviceRecord& d, const v1::DeviceRecord* before);
   void WarnIfRefusingParent(const std::string& id, const std::string& via,
                             const google::protobuf::RepeatedPtrField<v1::ReasonCount>& before,
                             const google::protobuf::RepeatedPtrField<v1::ReasonCount>& now);

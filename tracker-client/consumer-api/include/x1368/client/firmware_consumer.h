@@ -31,6 +31,9 @@ struct ConsumerStatus {
   // This is how the client tells a trial that failed from one that never started because the
   // power went before BootTrial() switched slots: only the first is a rollback.
   std::string failed_trial_sha256;
+  // Not empty: the consumer asks for an update and says why (X.1368 §11.1 a.iv), e.g. its running
+  // image fails a self-check. Reported upward; root lists such devices.
+  std::string needs_update;
 };
 
 // A source that can be read with blocking calls (a file, an http(s) URL), for DownloadFrom().
