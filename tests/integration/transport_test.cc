@@ -322,6 +322,40 @@ TEST_F(TransportTest, LastWillIsFreshForEveryConnectionAndSentOnAbruptLoss) {
   mortal->Stop();
 }
 
+// Issue #13 / X.1368 §11.2 b.i: with a Will Delay, a connection lost and made again within it is
+// no outage (the broker drops the Will when the node is back); one that stays lost gets its Will,
+// but only once the delay has passed.
+TEST_F(TransportTest, AReconnectWithinTheWillDelayIsNoOutage) {
+  Inbox inbox;
+  auto watcher = Connect("watcher", &inbox, {"will/#"});
+  auto relay = CuttableRelay::Start(broker_->port());
+  ASSERT_NE(relay, nullptr);
+  core::TransportOptions o = broker_->ClientOptions("mortal");
+  o.broker_uri = absl::StrCat("tcp://127.0.0.1:", relay->port());
+  o.min_backoff = absl::Milliseconds(50);
+  o.will_delay_s = 3;
+  auto mortal = core::MakeMqttTransport(o, &executor_);
+  mortal->SetWillProvider([] { return core::MqttMessage{"will/mortal", "offline", false}; });
+  ASSERT_OK(mortal->Start());
+  ASSERT_TRUE(WaitFor([&] { return mortal->connected(); }));
+  ASSERT_GE(relay->Cut(), 1);
+  ASSERT_TRUE(WaitFor([&] { return mortal->connected() && mortal->stats().connects >= 2; }))
+      << "no reconnect";
+  absl::SleepFor(absl::Seconds(4));  // past the delay: a Will held by the broker would be out
+  ASSERT_OK(watcher->Publish({"will/barrier", "barrier"}));
+  ASSERT_TRUE(WaitFor([&] { return inbox.size() >= 1; }));
+  EXPECT_EQ(inbox.Payloads(), (std::vector<std::string>{"barrier"}))
+      << "a reconnect within the Will Delay was announced as an outage";
+
+  // Now the way back is gone: the Will comes, after the delay.
+  absl::Time lost = absl::Now();
+  relay.reset();  // stops accepting and cuts the live connection
+  ASSERT_TRUE(WaitFor([&] { return inbox.size() >= 2; }, absl::Seconds(15)));
+  EXPECT_EQ(inbox.Payloads()[1], "offline");
+  EXPECT_GE(absl::Now() - lost, absl::Milliseconds(2500)) << "the Will did not wait its delay";
+  mortal->Stop();
+}
+
 TEST_F(TransportTest, CleanStopSendsNoWill) {
   Inbox inbox;
   auto watcher = Connect("watcher", &inbox, {"will/#"});

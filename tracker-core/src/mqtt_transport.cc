@@ -683,7 +683,13 @@ class MqttTransport final : public Transport {
       out->set_properties(mqtt::properties{
           mqtt::property(mqtt::property::SESSION_EXPIRY_INTERVAL, opts_.session_expiry_s)});
     }
-    if (will) out->set_will_message(mqtt::message(will->topic, will->payload, 1, will->retained));
+    if (will) {
+      mqtt::properties props;
+      if (opts_.will_delay_s > 0) {
+        props.add(mqtt::property(mqtt::property::WILL_DELAY_INTERVAL, opts_.will_delay_s));
+      }
+      out->set_will(mqtt::will_options(will->topic, will->payload, 1, will->retained, props));
+    }
   }
 
   // Declared in destruction order: client_ goes first (Paho calls nothing after its destructor,

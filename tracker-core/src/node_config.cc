@@ -101,6 +101,7 @@ TransportOptions ReadLinkConfig(ConfigFile& file, absl::string_view section,
   if (t.tls.enabled() && !tls_uri) file.Fail(key("tls.ca"), "TLS settings need an ssl:// broker");
   t.keepalive_s = static_cast<int>(file.Int(key("keepalive_s"), 30, 1, 3600));
   t.session_expiry_s = static_cast<int>(file.Int(key("session_expiry_s"), 3600, 0, 30 * 86400));
+  t.will_delay_s = static_cast<int>(file.Int(key("will_delay_s"), 10, 0, 86400));
   t.max_buffered = static_cast<int>(file.Int(key("max_buffered"), 10000, 1, 1'000'000));
   t.broker_max_queued =
       static_cast<uint32_t>(file.Int(key("max_queued_messages"), 1000, 2, 100'000'000));

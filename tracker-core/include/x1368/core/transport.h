@@ -51,6 +51,11 @@ struct TransportOptions {
   // MQTT 5 session expiry: the broker keeps subscriptions and queues QoS 1 messages this long
   // while the node is away. 0: a clean session on every connect.
   int session_expiry_s = 3600;
+  // MQTT 5 Will Delay Interval: the broker holds this node's Will (its "offline" presence) this
+  // long after the connection is lost, and drops it if the node is back in time, so a quick
+  // reconnect is never an outage (X.1368 §11.2 b.i). 0: the Will goes at once. The daemons'
+  // default is 10 s (`<link>.will_delay_s`).
+  int will_delay_s = 0;
   // What the broker queues for this connection beyond the messages in flight (Mosquitto's
   // max_queued_messages, 1000 unless its configuration says otherwise; it drops the rest without
   // telling anyone). A parent shares it among its children's chunks in flight (ChunkWindowFor).
