@@ -220,6 +220,10 @@ struct CommandResult {
 // helpers that make keys with trackerctl and write the daemons' TOML configurations.
 class DaemonsTestBase : public ::testing::Test {
  protected:
+  // The nodes' MQTT 5 Will Delay: a node killed without a word is offline at root this long after
+  // (the daemons' default is 10 s).
+  static constexpr int kWillDelayS = 2;
+
   void TearDown() override {
     for (auto& child : children_) child->Stop(absl::Seconds(5));
     children_.clear();
@@ -353,8 +357,9 @@ class DaemonsTestBase : public ::testing::Test {
                                              const std::string& metrics_listen = "") const {
     std::vector<std::string> lines = CommonLines(id, parent);
     lines.insert(lines.end(),
-                 {"[upstream]", absl::StrCat("broker = \"", BrokerUri(), "\""), "[report]",
-                  "interval_s = 5", "[batch]", "delay_ms = 50", "[log]", "level = \"info\""});
+                 {"[upstream]", absl::StrCat("broker = \"", BrokerUri(), "\""),
+                  absl::StrCat("will_delay_s = ", kWillDelayS), "[report]", "interval_s = 5",
+                  "[batch]", "delay_ms = 50", "[log]", "level = \"info\""});
     if (!metrics_listen.empty()) {
       lines.insert(lines.end(), {"[metrics]", absl::StrCat("listen = \"", metrics_listen, "\"")});
     }
@@ -366,10 +371,11 @@ class DaemonsTestBase : public ::testing::Test {
                                        const std::vector<std::string>& update = {},
                                        const std::vector<std::string>& tables = {}) const {
     std::vector<std::string> lines = CommonLines(id, parent);
-    lines.insert(lines.end(), {"[upstream]", absl::StrCat("broker = \"", BrokerUri(), "\""),
-                               "[consumer]", "component = \"fw\"", "hardware_class = \"board-a\"",
-                               "initial_version = \"1.0.0\"", "initial_sequence = 1", "[update]",
-                               "report_interval_s = 5"});
+    lines.insert(lines.end(),
+                 {"[upstream]", absl::StrCat("broker = \"", BrokerUri(), "\""),
+                  absl::StrCat("will_delay_s = ", kWillDelayS), "[consumer]", "component = \"fw\"",
+                  "hardware_class = \"board-a\"", "initial_version = \"1.0.0\"",
+                  "initial_sequence = 1", "[update]", "report_interval_s = 5"});
     lines.insert(lines.end(), update.begin(), update.end());
     lines.insert(lines.end(), {"[log]", "level = \"info\""});
     lines.insert(lines.end(), tables.begin(), tables.end());
@@ -1125,7 +1131,8 @@ TEST_F(DaemonsProcessTest, SignedUpdateDrivenByTrackerctl) {
 }
 
 // X.1368 §11.2 b.i and §11.2 (modules) c, through the Last Will: a client and a gateway killed
-// without a word (SIGKILL: no MQTT DISCONNECT) are shown offline at root within seconds, long
+// without a word (SIGKILL: no MQTT DISCONNECT) are shown offline at root within seconds (their
+// Will Delay, kWillDelayS, then the relay), long
 // before root's staleness rule (fleet.stale_after_s, an hour here) could say so; the nodes that
 // still run stay online.
 TEST_F(DaemonsProcessTest, KilledNodesAreShownOfflineAtRoot) {
