@@ -1186,6 +1186,38 @@ TEST_F(DaemonsProcessTest, KilledNodesAreShownOfflineAtRoot) {
       absl::Seconds(20)));
 }
 
+// A node stopped cleanly (SIGTERM: an MQTT DISCONNECT, after which the broker discards the Will)
+// says it is going: root shows it offline at once, not when its reports go stale (an hour here).
+TEST_F(DaemonsProcessTest, CleanlyStoppedNodesAreShownOfflineAtOnce) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({"dev-1"}));
+  ASSERT_TRUE(StartRoot({"[fleet]", "stale_after_s = 3600"}));
+  ChildProcess* gw1 = StartDaemon("tracker-intermediate", "gw1",
+                                  WriteConfig("gw1.toml", IntermediateLines("gw1", "root")));
+  ChildProcess* dev1 = StartDaemon("tracker-client", "dev-1",
+                                   WriteConfig("dev-1.toml", ClientLines("dev-1", "root")));
+  ASSERT_TRUE(FleetWait("1.0.0", 1, 60));
+  auto node_online = [](const v1::FleetStatus& f, const std::string& id) {
+    const v1::NodeRecord* n = FindNode(f, id);
+    return n == nullptr ? std::optional<bool>() : std::optional<bool>(n->online());
+  };
+  ASSERT_TRUE(WaitForFleet(
+      "dev-1 and gw1 online",
+      [&](const v1::FleetStatus& f) {
+        return node_online(f, "dev-1") == true && node_online(f, "gw1") == true;
+      },
+      absl::Seconds(30)));
+  for (ChildProcess* p : {dev1, gw1}) {
+    ASSERT_TRUE(TerminatesCleanly(p));
+    absl::Time stopped = absl::Now();
+    const std::string id = p == dev1 ? "dev-1" : "gw1";
+    EXPECT_TRUE(WaitForFleet(
+        absl::StrCat(id, " offline"),
+        [&](const v1::FleetStatus& f) { return node_online(f, id) == false; }, absl::Seconds(10)));
+    EXPECT_LT(absl::Now() - stopped, absl::Seconds(5)) << id << " was not offline at once";
+  }
+}
+
 // X.1368 §11.3 e, through trackerctl and root's admin API: once fw 2.0.0 is released with
 // sequence number 2, another image as 2.0.0 and another version with sequence number 2 are
 // refused (HTTP 409, typed reason, exit 1); the very same release again is accepted idempotently.

@@ -77,6 +77,11 @@ void NodeLinks::DownstreamConnected() {
 }
 
 void NodeLinks::Stop() {
+  // A clean stop is an outage all the same: said at once, as the Will would have (the broker
+  // discards it on our DISCONNECT). Queued before the stop, which lets the queue go out.
+  if (upstream_ != nullptr && upstream_->connected()) {
+    if (auto offline = node_->OfflinePresence()) (void)upstream_->Publish(*offline);
+  }
   if (upstream_ != nullptr) upstream_->Stop();
   if (downstream_ != nullptr && downstream_ != upstream_) downstream_->Stop();
   if (absl::Status s = node_->replay().Flush(); !s.ok()) {

@@ -190,12 +190,18 @@ std::optional<MqttMessage> NodeContext::NextPresenceWill(const std::string& pare
   };
   absl::MutexLock lock(&presence_mu_);
   online_ = make(true);
-  return make(false);
+  offline_ = make(false);
+  return offline_;
 }
 
 std::optional<MqttMessage> NodeContext::OnlinePresence() {
   absl::MutexLock lock(&presence_mu_);
   return online_;
+}
+
+std::optional<MqttMessage> NodeContext::OfflinePresence() {
+  absl::MutexLock lock(&presence_mu_);
+  return offline_;
 }
 
 }  // namespace x1368::core

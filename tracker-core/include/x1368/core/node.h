@@ -110,6 +110,9 @@ class NodeContext {
   // remembers the "online" message to publish once connected.
   std::optional<MqttMessage> NextPresenceWill(const std::string& parent_id);
   std::optional<MqttMessage> OnlinePresence();
+  // The offline presence of the current connection (its Will), which a node that stops cleanly
+  // publishes itself: a clean DISCONNECT makes the broker discard the Will.
+  std::optional<MqttMessage> OfflinePresence();
 
  private:
   NodeContext() = default;
@@ -130,6 +133,7 @@ class NodeContext {
 
   absl::Mutex presence_mu_;
   std::optional<MqttMessage> online_ ABSL_GUARDED_BY(presence_mu_);
+  std::optional<MqttMessage> offline_ ABSL_GUARDED_BY(presence_mu_);
 };
 
 }  // namespace x1368::core
