@@ -622,8 +622,8 @@ void Root::WarnOfSignals(const v1::DeviceRecord& d, const v1::DeviceRecord* befo
       before->component() == d.component()) {
     return;
   }
-  const v1::Manifest* newest =
-      LatestReleases(registry_->Releases()).For(d.component(), d.hardware_class());
+  const LatestReleases latest(registry_->Releases());
+  const v1::Manifest* newest = latest.For(d.component(), d.hardware_class());
   if (newest != nullptr && d.sequence_number() > newest->sequence_number()) {
     spdlog::warn(
         "event=device.ahead_of_root device={} via={} component={} version={} sequence={} "
