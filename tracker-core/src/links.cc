@@ -46,7 +46,10 @@ absl::Status NodeLinks::Start(Handlers handlers) {
     }
     downstream_->AddSubscription(ParentUpFilter(node_->prefix(), node_->id()));
   }
-  if (upstream_ != nullptr) X1368_RETURN_IF_ERROR(upstream_->Start());
+  if (upstream_ != nullptr) {
+    loop_->PostAfter(absl::Milliseconds(kTimeResyncIntervalMs), [this] { PeriodicTimeRequest(); });
+    X1368_RETURN_IF_ERROR(upstream_->Start());
+  }
   if (downstream_ != nullptr && downstream_ != upstream_)
     X1368_RETURN_IF_ERROR(downstream_->Start());
   return absl::OkStatus();
@@ -105,6 +108,16 @@ void NodeLinks::RequestTime(bool force, bool resend) {
   }
   if (!force && last_time_request_mono_ms_ &&
       now - *last_time_request_mono_ms_ < kTimeRequestIntervalMs) {
+    // Too soon after the last one: asked at the end of the interval instead (once), so the
+    // trigger is not lost when nothing else comes down meanwhile.
+    if (!time_request_deferred_) {
+      time_request_deferred_ = true;
+      loop_->PostAfter(
+          absl::Milliseconds(*last_time_request_mono_ms_ + kTimeRequestIntervalMs - now), [this] {
+            time_request_deferred_ = false;
+            RequestTime();
+          });
+    }
     return;
   }
   v1::Body body;
@@ -116,6 +129,11 @@ void NodeLinks::RequestTime(bool force, bool resend) {
   if (absl::Status s = SendUp(Channel::kStatus, std::move(body)); !s.ok()) {
     spdlog::warn("event=time.request_failed error={}", Quoted(s.message()));
   }
+}
+
+void NodeLinks::PeriodicTimeRequest() {
+  RequestTime();
+  loop_->PostAfter(absl::Milliseconds(kTimeResyncIntervalMs), [this] { PeriodicTimeRequest(); });
 }
 
 void NodeLinks::AnswerTime(const Topic& topic, const OpenedMessage& m) {

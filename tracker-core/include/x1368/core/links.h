@@ -102,7 +102,8 @@ class NodeLinks {
   // Time (X.1368 §10 freshness; issue #14). A node asks its parent for the time (TimeRequest,
   // a fresh random nonce) each time its upstream link is up, and again when a message of its
   // parent is refused for time (EXPIRED, ISSUED_IN_FUTURE, BAD_CERT), at most once every
-  // kTimeRequestIntervalMs (monotonic). The parent answers each request with its own trusted
+  // kTimeRequestIntervalMs (monotonic: a trigger within it is deferred to its end, not lost),
+  // and every kTimeResyncIntervalMs anyway (a clock stepped while nothing came down). The parent answers each request with its own trusted
   // time (TimeResponse) signed for that child. The answer is adopted when it carries the nonce
   // of the request outstanding (answered within kTimeResponseTimeoutMs), is signed by the parent
   // itself (the usual origin checks), its certificate valid at the time it asserts: offset =
@@ -112,6 +113,7 @@ class NodeLinks {
   static constexpr int64_t kTimeRequestIntervalMs = 10'000;
   static constexpr int64_t kTimeResponseTimeoutMs = 30'000;
   static constexpr int64_t kTimeAdoptThresholdMs = 1'000;
+  static constexpr int64_t kTimeResyncIntervalMs = 3'600'000;
   // Sends a TimeRequest now unless one is outstanding (`force`: whatever the interval).
   void RequestTime(bool force = false, bool resend = false);
 
@@ -138,6 +140,8 @@ class NodeLinks {
   };
   std::optional<PendingTime> pending_time_;
   std::optional<int64_t> last_time_request_mono_ms_;
+  bool time_request_deferred_ = false;
+  void PeriodicTimeRequest();
 
   NodeContext* node_;
   EventLoop* loop_;
