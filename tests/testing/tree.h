@@ -6,12 +6,12 @@
 #ifndef X1368_TESTING_TREE_H_
 #define X1368_TESTING_TREE_H_
 
+#include <atomic>
 #include <functional>
 #include <future>
-#include <atomic>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>

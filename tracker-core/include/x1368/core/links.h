@@ -103,13 +103,14 @@ class NodeLinks {
   // a fresh random nonce) each time its upstream link is up, and again when a message of its
   // parent is refused for time (EXPIRED, ISSUED_IN_FUTURE, BAD_CERT), at most once every
   // kTimeRequestIntervalMs (monotonic: a trigger within it is deferred to its end, not lost),
-  // and every kTimeResyncIntervalMs anyway (a clock stepped while nothing came down). The parent answers each request with its own trusted
-  // time (TimeResponse) signed for that child. The answer is adopted when it carries the nonce
-  // of the request outstanding (answered within kTimeResponseTimeoutMs), is signed by the parent
-  // itself (the usual origin checks), its certificate valid at the time it asserts: offset =
-  // time_ms + rtt/2 - system time, adopted when it moves trusted time by more than
-  // kTimeAdoptThresholdMs. After a correction the node asks once more with `resend`, and the
-  // parent sends its desired state again (what was refused for time meanwhile).
+  // and every kTimeResyncIntervalMs anyway (a clock stepped while nothing came down). The parent
+  // answers each request with its own trusted time (TimeResponse) signed for that child. The answer
+  // is adopted when it carries the nonce of the request outstanding (answered within
+  // kTimeResponseTimeoutMs), is signed by the parent itself (the usual origin checks), its
+  // certificate valid at the time it asserts: offset = time_ms + rtt/2 - system time, adopted when
+  // it moves trusted time by more than kTimeAdoptThresholdMs. After a correction the node asks once
+  // more with `resend`, and the parent sends its desired state again (what was refused for time
+  // meanwhile).
   static constexpr int64_t kTimeRequestIntervalMs = 10'000;
   static constexpr int64_t kTimeResponseTimeoutMs = 30'000;
   static constexpr int64_t kTimeAdoptThresholdMs = 1'000;
