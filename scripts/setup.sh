@@ -20,6 +20,7 @@ packages=(
   clang libclang-rt-14-dev
   procps
   jq
+  faketime
 )
 
 missing=()

@@ -456,6 +456,12 @@ int DeviceShow(const Admin& admin, const std::string& id, bool json) {
                                absl::UTCTimeZone())
                   .c_str());
   std::printf("rejections: %s\n", Rejections(d.rejections()).c_str());
+  // Signed time from its parent (issue #14): what it adds to its own clock.
+  std::printf(
+      "clock:      %s\n",
+      d.clock_offset_ms() == 0
+          ? "in step with its parent"
+          : absl::StrCat("offset ", d.clock_offset_ms(), " ms from its parent's time").c_str());
   return 0;
 }
 

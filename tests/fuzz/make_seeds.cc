@@ -203,6 +203,16 @@ void EnvelopeOpenSeeds() {
   Write(t, "child_presence", Prefixed(kChild, Seal(k.device, kGatewayId, presence, 6)));
   Write(t, "relayed_status",
         Prefixed(kRelayed, Seal(k.device, kGatewayId, StatusBody(v1::DOWNLOADING), 11)));
+  // Time (issue #14): read outside the validity and replay windows, the response's certificate
+  // judged at the time it asserts; extremes must be refused, not overflow.
+  v1::Body time_request;
+  time_request.mutable_time_request()->set_nonce(std::string(16, '\x5a'));
+  Write(t, "child_time_request", Prefixed(kChild, Seal(k.device, kGatewayId, time_request, 12)));
+  v1::Body time_response;
+  time_response.mutable_time_response()->set_nonce(std::string(16, '\x5a'));
+  time_response.mutable_time_response()->set_time_ms(INT64_MAX);
+  Write(t, "parent_time_response_at_int64_max",
+        Prefixed(kParent, Seal(k.gateway, kDeviceId, time_response, 13)));
 }
 
 // signed_body: route byte, flags byte, then Body bytes the harness signs (see its header).
@@ -233,6 +243,15 @@ void SignedBodySeeds() {
   expired.set_expires_at_ms(INT64_MIN);
   Write(t, "device_go_expired_at_int64_min",
         Prefixed(kDeviceCmd, kKeepHeader, expired.SerializeAsString()));
+  v1::Body time_response;
+  time_response.mutable_time_response()->set_nonce(std::string(16, '\x5a'));
+  time_response.mutable_time_response()->set_time_ms(INT64_MIN);
+  Write(t, "device_time_response_at_int64_min",
+        Prefixed(kDeviceCmd, 0, time_response.SerializeAsString()));
+  v1::Body time_request;
+  time_request.mutable_time_request()->set_nonce(std::string(65, '\x5a'));  // over 64 bytes
+  Write(t, "gateway_time_request_long_nonce",
+        Prefixed(kGatewayStatus, 0, time_request.SerializeAsString()));
   Write(t, "device_directive_from_root",
         Prefixed(kDeviceCmd, kRootSigns | kSignNested,
                  DirectiveBody("c-direct", unsigned_manifest).SerializeAsString()));

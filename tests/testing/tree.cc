@@ -129,7 +129,13 @@ ClientNode* TestTree::AddClient(const std::string& id, const std::string& parent
   Prepare(c, id);
   if (spec.fs != nullptr) c->env.fs = spec.fs;
   c->parent = parent;
-  pki_.Issue(id, v1::ROLE_CLIENT);
+  c->wall = std::make_unique<SkewedClock>(&executor_.clock(), spec.clock_skew_ms);
+  c->env.wall_clock = c->wall.get();
+  if (spec.cert_validity) {
+    pki_.Issue(id, v1::ROLE_CLIENT, {}, {}, spec.cert_validity->first, spec.cert_validity->second);
+  } else {
+    pki_.Issue(id, v1::ROLE_CLIENT);
+  }
   nodes::ClientSpec& s = c->spec;
   s.node = NodeConfigFor(id, dir_.File(id + ".key"), dir_.File(id + ".cert"), c->dir);
   s.consumer.dir = c->dir + "/slots";

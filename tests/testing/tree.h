@@ -6,10 +6,12 @@
 #ifndef X1368_TESTING_TREE_H_
 #define X1368_TESTING_TREE_H_
 
+#include <atomic>
 #include <functional>
 #include <future>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,6 +34,21 @@ auto OnLoop(core::EventLoop& loop, F fn) -> decltype(fn()) {
   return core::CallOnLoop(loop, std::move(fn));
 }
 
+// A wall clock `skew_ms` off the base clock, as a device's with a wrong RTC; set_skew_ms() is a
+// step while running (NTP, an operator). Monotonic time is the base's.
+class SkewedClock final : public core::Clock {
+ public:
+  SkewedClock(const core::Clock* base, int64_t skew_ms) : base_(base), skew_ms_(skew_ms) {}
+  int64_t NowMs() const override { return base_->NowMs() + skew_ms_.load(); }
+  int64_t MonotonicMs() const override { return base_->MonotonicMs(); }
+  bool advances_by_itself() const override { return base_->advances_by_itself(); }
+  void set_skew_ms(int64_t skew_ms) { skew_ms_.store(skew_ms); }
+
+ private:
+  const core::Clock* base_;
+  std::atomic<int64_t> skew_ms_;
+};
+
 // Where the tree's nodes keep their files: a real temporary directory, or one MemFileSystem per
 // node (whose PowerCut() drops what that node had not synced).
 enum class Storage { kDisk, kMemory };
@@ -49,8 +66,10 @@ struct TreeNode : N {
 using RootNode = TreeNode<nodes::RootNode>;
 using IntermediateNode = TreeNode<nodes::IntermediateNode>;
 struct ClientNode : TreeNode<nodes::ClientNode> {
+  ~ClientNode() override { this->Reset(); }  // before `wall` goes
   std::string parent;
   nodes::ClientSpec spec;
+  std::unique_ptr<SkewedClock> wall;  // its own wall clock (ClientSpec::clock_skew_ms)
 };
 
 struct ClientSpec {
@@ -71,6 +90,10 @@ struct ClientSpec {
   // The client's files go here instead of the tree's storage (benchmarks count its syncs); not
   // owned, must outlive the tree.
   core::FileSystem* fs = nullptr;
+  // The device's wall clock runs this far off everyone else's (ClientNode::wall steps it).
+  int64_t clock_skew_ms = 0;
+  // Its certificate's window, when not the default (1970 to 2096).
+  std::optional<std::pair<int64_t, int64_t>> cert_validity;
 };
 
 class TestTree {

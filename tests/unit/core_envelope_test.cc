@@ -549,5 +549,70 @@ TEST_F(EnvelopeTest, ReplayStateSurvivesRestart) {
   EXPECT_OK(opener.Open(Seal(gw_, "dev-1", GoBody(), 101), FromParent("gw")));
 }
 
+// Time (X.1368 §10 freshness; issue #14): a node with a wrong clock must still be able to read
+// its parent's signed time. The time messages skip the validity window and the replay window
+// (the nonce is their freshness, checked by NodeLinks), and the signer's certificate is judged at
+// the time the response asserts.
+v1::Body TimeResponseBody(int64_t time_ms) {
+  v1::Body body;
+  body.mutable_time_response()->set_nonce("n0nce");
+  body.mutable_time_response()->set_time_ms(time_ms);
+  return body;
+}
+
+TEST_F(EnvelopeTest, TimeResponseIsJudgedAtTheTimeItAssertsNotAtTheLocalClock) {
+  const int64_t now = clock_.NowMs();
+  constexpr int64_t kHour = 3'600'000;
+  constexpr int64_t kYear = 365 * 24 * kHour;
+  // The parent's certificate is valid for two hours around the true time.
+  TestNode gw = pki_.Make("gw", v1::ROLE_INTERMEDIATE, {"dev-*"}, {}, now - kHour, now + kHour);
+  // This device's clock is a year ahead: the parent's messages look expired, its certificate too.
+  clock_.StepWall(kYear);
+  FakeClock parent_clock(now);
+  EXPECT_THAT(
+      dev_opener_->Open(Seal(gw, "dev-1", GoBody(), 1, kTtlMs, &parent_clock), FromParent("gw")),
+      HasReason(v1::BAD_CERT));
+  // Its signed time is read all the same, and twice (no replay window: the nonce decides).
+  std::string response = Seal(gw, "dev-1", TimeResponseBody(now), 2, kTtlMs, &parent_clock);
+  EXPECT_OK(dev_opener_->Open(response, FromParent("gw")));
+  EXPECT_OK(dev_opener_->Open(response, FromParent("gw")));
+  // A time outside the signer's certificate is refused, whatever the local clock says.
+  EXPECT_THAT(
+      dev_opener_->Open(Seal(gw, "dev-1", TimeResponseBody(now + kYear), 3, kTtlMs, &parent_clock),
+                        FromParent("gw")),
+      HasReason(v1::BAD_CERT));
+  // Only from the parent, and addressed to this device.
+  EXPECT_THAT(
+      dev_opener_->Open(Seal(gw2_, "dev-1", TimeResponseBody(now), 4, kTtlMs, &parent_clock),
+                        FromParent("gw")),
+      HasReason(v1::OUT_OF_SCOPE));
+  EXPECT_THAT(dev_opener_->Open(Seal(gw, "dev-2", TimeResponseBody(now), 5, kTtlMs, &parent_clock),
+                                FromParent("gw")),
+              HasReason(v1::WRONG_RECIPIENT));
+  // Everywhere else the time response is an ordinary message: judged by the local clock.
+  EXPECT_THAT(gw_opener_->Open(Seal(dev_, "gw", TimeResponseBody(now), 6, kTtlMs, &parent_clock),
+                               FromChild("dev-1")),
+              HasReason(v1::EXPIRED));
+}
+
+TEST_F(EnvelopeTest, TimeRequestFromAChildWithAWrongClockIsRead) {
+  constexpr int64_t kYear = 365LL * 24 * 3'600'000;
+  FakeClock ahead(clock_.NowMs() + kYear), behind(clock_.NowMs() - kYear);
+  v1::Body request;
+  request.mutable_time_request()->set_nonce("n0nce");
+  EXPECT_OK(gw_opener_->Open(Seal(dev_, "gw", request, 1, kTtlMs, &ahead), FromChild("dev-1")));
+  EXPECT_OK(gw_opener_->Open(Seal(dev_, "gw", request, 1, kTtlMs, &behind), FromChild("dev-1")));
+  // Its report, sealed by the same wrong clock, is not.
+  EXPECT_THAT(
+      gw_opener_->Open(Seal(dev_, "gw", StatusBody(), 2, kTtlMs, &ahead), FromChild("dev-1")),
+      HasReason(v1::ISSUED_IN_FUTURE));
+  EXPECT_THAT(
+      gw_opener_->Open(Seal(dev_, "gw", StatusBody(), 3, kTtlMs, &behind), FromChild("dev-1")),
+      HasReason(v1::EXPIRED));
+  // Still only from the child the topic names.
+  EXPECT_THAT(gw_opener_->Open(Seal(dev_, "gw", request, 4, kTtlMs, &ahead), FromChild("dev-2")),
+              HasReason(v1::SENDER_MISMATCH));
+}
+
 }  // namespace
 }  // namespace x1368::core

@@ -129,6 +129,7 @@ absl::Status Client::Start() {
   handlers.from_parent = [this](const core::Topic& t, const std::string& payload,
                                 core::OpenedMessage opened) { OnMessage(t, payload, opened); };
   handlers.upstream_connected = [this] { Report(); };
+  handlers.clock_corrected = [this] { ScheduleReport(); };
   // Chunks are unsigned: each is checked against the chunk table before it is kept.
   handlers.data_from_parent = [this](const v1::ChunkData& data) {
     if (absl::Status s = fetcher_.OnData(data); !s.ok()) Reject(s, "chunk");
@@ -714,6 +715,7 @@ void Client::Report() {
   for (const v1::ReasonCount& rc : node_->metrics().ParentRejectionCounts()) {
     *r.add_parent_rejections() = rc;
   }
+  r.set_clock_offset_ms(node_->trusted_clock().offset_ms());
   v1::Body body;
   *body.mutable_status() = std::move(r);
   if (absl::Status s = links_.SendUp(Channel::kStatus, std::move(body)); !s.ok()) {

@@ -50,4 +50,13 @@ void FakeClock::Notify() {
   for (auto& [id, fn] : watchers_) fn();
 }
 
+int64_t TrustedClock::NowMs() const {
+  // Saturating: the offset came from a signed time, but must never overflow the sum.
+  int64_t now = base_->NowMs();
+  int64_t offset = offset_ms_.load();
+  if (offset > 0 && now > INT64_MAX - offset) return INT64_MAX;
+  if (offset < 0 && now < INT64_MIN - offset) return INT64_MIN;
+  return now + offset;
+}
+
 }  // namespace x1368::core

@@ -4,9 +4,11 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <vector>
 
@@ -162,6 +164,14 @@ absl::StatusOr<std::string> PrivateKey::Sign(SignedKind kind, absl::string_view 
   EVP_MD_CTX_free(ctx);
   if (!ok || len != kEd25519SigBytes) return absl::InternalError("Ed25519 signing failed");
   return sig;
+}
+
+std::string RandomBytes(size_t n) {
+  std::string out(n, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
+    std::abort();  // no randomness: nothing this node signs could be trusted either
+  }
+  return out;
 }
 
 std::string Sha256(absl::string_view data) {

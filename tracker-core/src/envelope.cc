@@ -118,9 +118,12 @@ absl::StatusOr<OpenedMessage> EnvelopeOpener::Open(absl::string_view bytes,
     return Reject(v1::UNSUPPORTED_ALG, absl::StrCat("algorithm ", static_cast<int>(env.alg())));
   }
   if (!IsValidNodeId(env.signer_id())) return Reject(v1::UNKNOWN_SIGNER, "invalid signer id");
+  // The certificate's window is judged once the body is read (below): a signed time is judged
+  // at the time it asserts.
   X1368_ASSIGN_OR_RETURN(
       std::shared_ptr<const Identity> signer,
-      trust_->Resolve(env.signer_id(), env.has_signer_cert() ? &env.signer_cert() : nullptr));
+      trust_->Resolve(env.signer_id(), env.has_signer_cert() ? &env.signer_cert() : nullptr,
+                      /*check_validity=*/false));
   if (!signer->key.Verify(SignedKind::kEnvelopeBody, env.body(), env.signature())) {
     return Reject(v1::BAD_SIGNATURE,
                   absl::StrCat("signature of \"", env.signer_id(), "\" does not verify"));
@@ -134,7 +137,25 @@ absl::StatusOr<OpenedMessage> EnvelopeOpener::Open(absl::string_view bytes,
   if (out.body.message_case() == v1::Body::MESSAGE_NOT_SET) {
     return Reject(v1::UNKNOWN_TYPE, "no known message in the body");
   }
+  // Time messages (X.1368 §10 freshness; issue #14) are exempt from the validity window: they
+  // are how a node with a wrong clock learns the right time. A child's request is judged without
+  // it (the child's clock is the one in doubt; answering is harmless); the parent's answer is
+  // fresh by its nonce (checked by NodeLinks), and its signer's certificate must be valid at the
+  // time it asserts, not at ours.
+  const bool time_request =
+      ctx.origin == Origin::kFromChild && out.body.message_case() == v1::Body::kTimeRequest;
+  const bool time_response =
+      ctx.origin == Origin::kFromParent && out.body.message_case() == v1::Body::kTimeResponse;
+  X1368_RETURN_IF_ERROR(trust_->CheckValidity(
+      *signer,
+      time_response ? std::optional<int64_t>(out.body.time_response().time_ms()) : std::nullopt));
   int64_t now = clock_->NowMs();
+  if (time_request || time_response) {
+    X1368_RETURN_IF_ERROR(CheckOrigin(out.body, *signer, ctx));
+    out.body_digest = Sha256(env.body());
+    out.signer = std::move(signer);
+    return out;  // nor in the replay window: idempotent (request) or fresh by nonce (response)
+  }
   // The times are whatever the signer wrote (INT64_MIN included): the differences reported are
   // taken in uint64_t, where they are exact (never negative here) and cannot overflow.
   if (out.body.expires_at_ms() <= now) {

@@ -29,6 +29,7 @@ void Executor::Shutdown() {
     absl::MutexLock lock(&mu_);
     stop_ = true;
   }
+  Kick();
   for (std::thread& t : workers_) {
     if (t.joinable() && t.get_id() != std::this_thread::get_id()) t.join();
   }
@@ -42,10 +43,21 @@ void Executor::Shutdown() {
   timer_due_.clear();
 }
 
+void Executor::Kick() {
+  {
+    std::lock_guard<std::mutex> lock(sleep_mu_);
+    ++kicks_;
+  }
+  sleep_cv_.notify_all();
+}
+
 void Executor::Submit(Task task) {
-  absl::MutexLock lock(&mu_);
-  if (stop_) return;
-  tasks_.push_back(std::move(task));
+  {
+    absl::MutexLock lock(&mu_);
+    if (stop_) return;
+    tasks_.push_back(std::move(task));
+  }
+  Kick();
 }
 
 void Executor::SubmitBlocking(Task task) {
@@ -63,6 +75,7 @@ Executor::TimerId Executor::SubmitAfter(absl::Duration delay, Task task) {
   timers_.emplace(std::make_pair(due, id), std::move(task));
   timer_due_[id] = due;
   ++wakeups_;  // a worker asleep until a later timer (or for good) must look again
+  Kick();
   return id;
 }
 
@@ -119,7 +132,20 @@ void Executor::WorkerLoop(bool blocking) {
         } else {
           // A real clock: sleep until the first timer is due (or new work wakes us).
           int64_t wait_ms = timers_.begin()->first.first - clock_->MonotonicMs();
-          mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(wait_ms));
+          if (wait_ms <= 0 || ready()) continue;
+          uint64_t kicks;
+          {
+            // Read before mu_ is released: whatever is submitted after that kicks past it.
+            std::lock_guard<std::mutex> sleep_lock(sleep_mu_);
+            kicks = kicks_;
+          }
+          mu_.Unlock();
+          {
+            std::unique_lock<std::mutex> sleep_lock(sleep_mu_);
+            sleep_cv_.wait_for(sleep_lock, std::chrono::milliseconds(wait_ms),
+                               [&] { return kicks_ != kicks; });
+          }
+          mu_.Lock();
         }
       }
     }

@@ -26,6 +26,7 @@ absl::Status NodeLinks::Start(Handlers handlers) {
       loop_->Post([this] {
         CountTakeovers(upstream_);
         if (auto online = node_->OnlinePresence()) (void)upstream_->Publish(*online);
+        RequestTime(/*force=*/true);
         if (handlers_.upstream_connected) handlers_.upstream_connected();
         if (downstream_ == upstream_) DownstreamConnected();
       });
@@ -45,7 +46,10 @@ absl::Status NodeLinks::Start(Handlers handlers) {
     }
     downstream_->AddSubscription(ParentUpFilter(node_->prefix(), node_->id()));
   }
-  if (upstream_ != nullptr) X1368_RETURN_IF_ERROR(upstream_->Start());
+  if (upstream_ != nullptr) {
+    loop_->PostAfter(absl::Milliseconds(kTimeResyncIntervalMs), [this] { PeriodicTimeRequest(); });
+    X1368_RETURN_IF_ERROR(upstream_->Start());
+  }
   if (downstream_ != nullptr && downstream_ != upstream_)
     X1368_RETURN_IF_ERROR(downstream_->Start());
   return absl::OkStatus();
@@ -91,7 +95,115 @@ void NodeLinks::Stop() {
 
 void NodeLinks::Reject(const absl::Status& status, absl::string_view where, bool from_parent) {
   node_->CountRejection(status, where, from_parent);
+  if (from_parent) ResyncAfter(status);
   if (handlers_.rejected) handlers_.rejected(status);
+}
+
+void NodeLinks::ResyncAfter(const absl::Status& status) {
+  Reason reason = ReasonOf(status);
+  if (reason != v1::EXPIRED && reason != v1::ISSUED_IN_FUTURE && reason != v1::BAD_CERT) return;
+  RequestTime();
+}
+
+void NodeLinks::RequestTime(bool force, bool resend) {
+  if (upstream_ == nullptr) return;  // the root: its clock is the reference
+  const int64_t now = loop_->clock().MonotonicMs();
+  if (pending_time_ && now - pending_time_->sent_mono_ms < kTimeResponseTimeoutMs && !resend) {
+    return;  // one is on its way
+  }
+  if (!force && last_time_request_mono_ms_ &&
+      now - *last_time_request_mono_ms_ < kTimeRequestIntervalMs) {
+    // Too soon after the last one: asked at the end of the interval instead (once), so the
+    // trigger is not lost when nothing else comes down meanwhile.
+    if (!time_request_deferred_) {
+      time_request_deferred_ = true;
+      loop_->PostAfter(
+          absl::Milliseconds(*last_time_request_mono_ms_ + kTimeRequestIntervalMs - now), [this] {
+            time_request_deferred_ = false;
+            RequestTime();
+          });
+    }
+    return;
+  }
+  v1::Body body;
+  v1::TimeRequest* req = body.mutable_time_request();
+  req->set_nonce(RandomBytes(16));
+  req->set_resend(resend);
+  pending_time_ = PendingTime{req->nonce(), now, resend};
+  last_time_request_mono_ms_ = now;
+  if (absl::Status s = SendUp(Channel::kStatus, std::move(body)); !s.ok()) {
+    spdlog::warn("event=time.request_failed error={}", Quoted(s.message()));
+  }
+}
+
+void NodeLinks::PeriodicTimeRequest() {
+  RequestTime();
+  loop_->PostAfter(absl::Milliseconds(kTimeResyncIntervalMs), [this] { PeriodicTimeRequest(); });
+}
+
+void NodeLinks::AnswerTime(const Topic& topic, const OpenedMessage& m) {
+  constexpr size_t kMaxNonceBytes = 64;
+  const v1::TimeRequest& req = m.body.time_request();
+  if (topic.channel != Channel::kStatus || req.nonce().empty() ||
+      req.nonce().size() > kMaxNonceBytes) {
+    return Reject(core::Reject(v1::MALFORMED,
+                               "a time request needs a nonce of 1 to 64 bytes on "
+                               "the status channel"),
+                  topic.ToString());
+  }
+  v1::Body body;
+  body.mutable_time_response()->set_nonce(req.nonce());
+  body.mutable_time_response()->set_time_ms(node_->clock().NowMs());
+  if (absl::Status s = SendDown(topic.child, Channel::kCmd, std::move(body)); !s.ok()) {
+    spdlog::warn("event=time.answer_failed child={} error={}", Quoted(topic.child),
+                 Quoted(s.message()));
+  }
+  if (req.resend() && handlers_.resend_requested) handlers_.resend_requested(topic.child);
+}
+
+void NodeLinks::OnTimeResponse(const Topic& topic, const OpenedMessage& m) {
+  // Year 1970 to 9999: anything else is no time at all (and bounds the sums below).
+  constexpr int64_t kMaxTimeMs = 253'402'300'799'999;
+  const v1::TimeResponse& r = m.body.time_response();
+  const int64_t now = loop_->clock().MonotonicMs();
+  if (topic.broadcast() || m.signer == nullptr || m.signer->node_id != parent_id_) {
+    return Reject(core::Reject(v1::OUT_OF_SCOPE,
+                               "a time response must come from my parent, "
+                               "for me"),
+                  topic.ToString(), /*from_parent=*/true);
+  }
+  if (!pending_time_ || r.nonce() != pending_time_->nonce) {
+    // An old answer replayed, or one to a request this node never made (or gave up on).
+    node_->CountRejection(core::Reject(v1::REPLAY, "a time response for no request outstanding"),
+                          topic.ToString(), /*from_parent=*/false);
+    if (handlers_.rejected) handlers_.rejected(core::Reject(v1::REPLAY, ""));
+    return;
+  }
+  const PendingTime pending = *pending_time_;
+  pending_time_.reset();
+  const int64_t rtt = now - pending.sent_mono_ms;
+  if (rtt > kTimeResponseTimeoutMs) {
+    return Reject(core::Reject(v1::EXPIRED, absl::StrCat("time answered after ", rtt, " ms")),
+                  topic.ToString());
+  }
+  if (r.time_ms() <= 0 || r.time_ms() > kMaxTimeMs) {
+    return Reject(core::Reject(v1::MALFORMED, "time out of range"), topic.ToString());
+  }
+  const int64_t offset = r.time_ms() + rtt / 2 - node_->trusted_clock().SystemNowMs();
+  const int64_t moved = offset - node_->trusted_clock().offset_ms();
+  if (moved >= -kTimeAdoptThresholdMs && moved <= kTimeAdoptThresholdMs) {
+    spdlog::debug("event=time.checked offset_ms={} rtt_ms={} from={}", offset, rtt,
+                  Quoted(parent_id_));
+    return;
+  }
+  node_->AdoptClockOffset(offset, parent_id_);
+  // Judged again by the corrected time: a warning that remains means a certificate to renew.
+  node_->WarnIfOwnCertOutOfValidity();
+  // The "online" presence sent before went with the wrong time: again, with the right one.
+  if (auto online = node_->ResealOnlinePresence()) (void)upstream_->Publish(*online);
+  if (handlers_.clock_corrected) handlers_.clock_corrected();
+  // Confirms the time, and has the parent send again what was refused meanwhile.
+  if (!pending.resend) RequestTime(/*force=*/true, /*resend=*/true);
 }
 
 void NodeLinks::ForEachRelayedReport(
@@ -149,6 +261,7 @@ void NodeLinks::OnMessage(const MqttMessage& m) {
     if (topic->channel == Channel::kData) return OnData(*topic, m);
     auto opened = node_->opener().Open(m.payload, {Origin::kFromParent, parent_id_});
     if (!opened.ok()) return Reject(opened.status(), m.topic, /*from_parent=*/true);
+    if (opened->body.has_time_response()) return OnTimeResponse(*topic, *opened);
     ScheduleFlush();
     if (handlers_.from_parent) handlers_.from_parent(*topic, m.payload, *std::move(opened));
     return;
@@ -158,6 +271,7 @@ void NodeLinks::OnMessage(const MqttMessage& m) {
   }
   auto opened = node_->opener().Open(m.payload, {Origin::kFromChild, topic->child});
   if (!opened.ok()) return Reject(opened.status(), m.topic);
+  if (opened->body.has_time_request()) return AnswerTime(*topic, *opened);
   ScheduleFlush();
   if (handlers_.from_child) handlers_.from_child(*topic, m.payload, *std::move(opened));
 }

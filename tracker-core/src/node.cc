@@ -1,7 +1,9 @@
 #include "x1368/core/node.h"
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/time.h"
 #include "spdlog/spdlog.h"
 #include "x1368/core/file_util.h"
 #include "x1368/core/log.h"
@@ -14,6 +16,8 @@ namespace x1368::core {
 namespace {
 
 constexpr uint64_t kMaxCredentialBytes = 64 << 10;
+constexpr char kClockOffsetKey[] = "clock_offset_ms";
+constexpr int64_t kPresenceTtlMs = 30LL * 86400 * 1000;
 
 // "cannot read <path>: <why>", the way an operator reads it.
 absl::StatusOr<std::string> ReadCredentialFile(const std::string& path) {
@@ -88,7 +92,7 @@ absl::StatusOr<Credentials> LoadCredentials(const NodeConfig& config, const Cloc
       }
       self = trust.root();
     } else if (cert) {
-      auto id = trust.VerifyCert(*cert);
+      auto id = trust.VerifyCert(*cert, /*check_validity=*/false);
       if (!id.ok()) {
         problem("cert", absl::StrCat(cert_name, ": ", id.status().message()));
       } else if ((*id)->node_id != config.node_id) {
@@ -123,7 +127,23 @@ absl::StatusOr<std::unique_ptr<NodeContext>> NodeContext::Create(const NodeConfi
                                                                  FileSystem* fs) {
   std::unique_ptr<NodeContext> ctx(new NodeContext());
   ctx->config_ = config;
-  ctx->clock_ = clock;
+  // Trusted time starts from the offset the last run learned (a restart keeps it); the node
+  // asks its parent again at each connect anyway.
+  int64_t offset = 0;
+  X1368_ASSIGN_OR_RETURN(std::optional<std::string> stored, store->Get(kClockOffsetKey));
+  if (stored && !absl::SimpleAtoi(*stored, &offset)) {
+    spdlog::warn("event=time.offset_corrupt value={} hint={}", Quoted(*stored),
+                 Quoted("ignored: the node asks its parent for the time"));
+    offset = 0;
+  }
+  ctx->clock_ = std::make_unique<TrustedClock>(clock, offset);
+  clock = ctx->clock_.get();
+  ctx->clock_offset_ = ctx->metrics_.Gauge(
+      "x1368_clock_offset_ms",
+      "What this node adds to its system clock to get its parent's signed time (0: none)");
+  ctx->clock_offset_->Set(offset);
+  ctx->clock_corrections_ = ctx->metrics_.Counter(
+      "x1368_clock_corrections_total", "Times this node adopted a new offset from its parent");
   ctx->fs_ = fs;
   ctx->store_ = store;
   ctx->trust_ = std::make_unique<TrustStore>(config.root_id, credentials.root_key, clock);
@@ -139,7 +159,46 @@ absl::StatusOr<std::unique_ptr<NodeContext>> NodeContext::Create(const NodeConfi
   ctx->opener_ = std::make_unique<EnvelopeOpener>(ctx->self_, ctx->trust_.get(), ctx->replay_.get(),
                                                   clock, config.limits);
   ctx->duplicates_ = ctx->metrics_.Counter("x1368_duplicates_total", "QoS 1 redeliveries dropped");
+  ctx->WarnIfOwnCertOutOfValidity();
   return ctx;
+}
+
+bool NodeContext::WarnIfOwnCertOutOfValidity() {
+  if (self_ == nullptr || self_->is_root) return false;
+  absl::Status valid = trust_->CheckValidity(*self_);
+  if (valid.ok()) return false;
+  metrics_.CountRejection(v1::CLOCK_SKEW);
+  auto iso = [](int64_t ms) {
+    return absl::FormatTime(absl::RFC3339_sec, absl::FromUnixMillis(ms), absl::UTCTimeZone());
+  };
+  spdlog::warn(
+      "event=cert.out_of_validity node={} not_before={} not_after={} now={} offset_ms={} hint={}",
+      Quoted(id()), iso(self_->not_before_ms), iso(self_->not_after_ms), iso(clock_->NowMs()),
+      clock_->offset_ms(),
+      Quoted("this node's certificate is out of validity by its clock: either the clock is wrong "
+             "(it asks its parent for the time and judges again) or the certificate must be "
+             "renewed (trackerctl cert issue)"));
+  return true;
+}
+
+void NodeContext::AdoptClockOffset(int64_t offset_ms, absl::string_view from) {
+  const int64_t before = clock_->offset_ms();
+  clock_->set_offset_ms(offset_ms);
+  clock_offset_->Set(offset_ms);
+  clock_corrections_->Add();
+  // Saturating: both are bounded by what int64 holds, their difference may not be.
+  const uint64_t moved = offset_ms >= before
+                             ? static_cast<uint64_t>(offset_ms) - static_cast<uint64_t>(before)
+                             : static_cast<uint64_t>(before) - static_cast<uint64_t>(offset_ms);
+  if (moved > static_cast<uint64_t>(config_.limits.max_clock_skew_ms)) {
+    metrics_.CountRejection(v1::CLOCK_SKEW);
+  }
+  spdlog::warn("event=time.corrected offset_ms={} previous_offset_ms={} from={}", offset_ms, before,
+               Quoted(from));
+  if (absl::Status s = store_->Put(kClockOffsetKey, absl::StrCat(offset_ms)); !s.ok()) {
+    // Not fatal: the next start asks again.
+    spdlog::error("event=time.persist_failed error={}", Quoted(s.message()));
+  }
 }
 
 absl::StatusOr<std::string> NodeContext::Seal(absl::string_view recipient, v1::Body body) {
@@ -172,7 +231,6 @@ void NodeContext::CountRejection(const absl::Status& status, absl::string_view w
 }
 
 std::optional<MqttMessage> NodeContext::NextPresenceWill(const std::string& parent_id) {
-  constexpr int64_t kPresenceTtlMs = 30LL * 86400 * 1000;
   auto epoch = presence_epoch_->Next();
   if (!epoch.ok()) {
     spdlog::error("event=presence.epoch_failed error={}", Quoted(epoch.status().message()));
@@ -190,8 +248,24 @@ std::optional<MqttMessage> NodeContext::NextPresenceWill(const std::string& pare
   };
   absl::MutexLock lock(&presence_mu_);
   online_ = make(true);
-  offline_ = make(false);
-  return offline_;
+  presence_parent_ = parent_id;
+  presence_epoch_value_ = *epoch;
+  return make(false);
+}
+
+std::optional<MqttMessage> NodeContext::ResealOnlinePresence() {
+  absl::MutexLock lock(&presence_mu_);
+  if (!online_ || presence_epoch_value_ == 0) return std::nullopt;
+  // The same sequence number: the parent refused the first one (its time was wrong), so its
+  // window did not move; if it did accept it, this one is a harmless duplicate.
+  v1::Body body;
+  body.mutable_presence()->set_online(true);
+  body.mutable_presence()->set_epoch(presence_epoch_value_);
+  auto sealed =
+      sealer_->SealWithSeq(presence_parent_, body, kPresenceTtlMs, presence_epoch_value_ * 2);
+  if (!sealed.ok()) return std::nullopt;
+  online_->payload = *sealed;
+  return online_;
 }
 
 std::optional<MqttMessage> NodeContext::OnlinePresence() {
@@ -201,7 +275,15 @@ std::optional<MqttMessage> NodeContext::OnlinePresence() {
 
 std::optional<MqttMessage> NodeContext::OfflinePresence() {
   absl::MutexLock lock(&presence_mu_);
-  return offline_;
+  if (!online_ || presence_epoch_value_ == 0) return std::nullopt;
+  // Sealed now, by the trusted time, with the Will's own sequence number (the Will is discarded).
+  v1::Body body;
+  body.mutable_presence()->set_online(false);
+  body.mutable_presence()->set_epoch(presence_epoch_value_);
+  auto sealed =
+      sealer_->SealWithSeq(presence_parent_, body, kPresenceTtlMs, presence_epoch_value_ * 2 + 1);
+  if (!sealed.ok()) return std::nullopt;
+  return MqttMessage{online_->topic, *sealed, /*retained=*/true};
 }
 
 }  // namespace x1368::core

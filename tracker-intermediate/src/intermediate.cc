@@ -85,6 +85,9 @@ absl::Status Intermediate::Start() {
     FromChild(t, p, std::move(m));
   };
   h.upstream_connected = [this] { ReportSelf(); };
+  // A child that corrected its clock may have refused what it was sent before: again.
+  h.resend_requested = [this](const std::string& child) { SendDesired(child); };
+  h.clock_corrected = [this] { ScheduleSelfReport(); };
   // Chunks for a fill: unsigned, each checked against the chunk table before it is written.
   h.data_from_parent = [this](const v1::ChunkData& data) {
     auto fill = fills_.find(data.image_sha256());
@@ -661,6 +664,7 @@ void Intermediate::ReportSelf() {
   for (const v1::ReasonCount& rc : node_->metrics().ParentRejectionCounts()) {
     *r->add_parent_rejections() = rc;
   }
+  r->set_clock_offset_ms(node_->trusted_clock().offset_ms());
   SendFailed(links_.SendUp(Channel::kStatus, std::move(body)), "report.send_failed");
 }
 

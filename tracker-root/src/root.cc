@@ -299,6 +299,8 @@ absl::Status Root::Start() {
   h.from_child = [this](const core::Topic& t, const std::string& p, core::OpenedMessage m) {
     FromChild(t, p, std::move(m));
   };
+  // A child that corrected its clock may have refused what it was sent before: again.
+  h.resend_requested = [this](const std::string& child) { SendDesired(child); };
   X1368_RETURN_IF_ERROR(links_.Start(std::move(h)));
   if (!opts_.admin_listen.empty()) X1368_RETURN_IF_ERROR(StartAdminApi());
   return absl::OkStatus();
@@ -647,6 +649,7 @@ void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const
     if (via != r.device_id()) n.set_online(true);  // cascaded: alive if it reports
     n.mutable_rejections()->CopyFrom(r.rejections());
     n.mutable_parent_rejections()->CopyFrom(r.parent_rejections());
+    n.set_clock_offset_ms(r.clock_offset_ms());
     registry_->StageNode(n);
   } else {
     std::optional<v1::DeviceRecord> before = registry_->Device(r.device_id());
@@ -669,6 +672,7 @@ void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const
     d.set_updated_at_ms(now);
     d.mutable_rejections()->CopyFrom(r.rejections());
     d.mutable_parent_rejections()->CopyFrom(r.parent_rejections());
+    d.set_clock_offset_ms(r.clock_offset_ms());
     d.set_needs_update(r.needs_update());
     WarnOfSignals(d, before ? &*before : nullptr);
     registry_->StageDevice(d);

@@ -73,6 +73,35 @@ class FakeClock final : public Clock {
   std::map<WatchId, std::function<void()>> watchers_ ABSL_GUARDED_BY(mu_);
 };
 
+// A node's trusted time (X.1368 §10 freshness; issue #14): the wall time of `base` plus an
+// offset learned from the parent's signed time (TimeResponse, see links.h), so a device whose
+// clock is off still judges validity, expiry and skew by its parent's time, and seals its own
+// messages with it. Monotonic time is the base's, unchanged: timers never see the offset.
+// Thread-safe.
+class TrustedClock final : public Clock {
+ public:
+  explicit TrustedClock(const Clock* base, int64_t offset_ms = 0)
+      : base_(base), offset_ms_(offset_ms) {}
+  int64_t NowMs() const override;
+  int64_t MonotonicMs() const override { return base_->MonotonicMs(); }
+  bool advances_by_itself() const override { return base_->advances_by_itself(); }
+  // Watching is the base clock's (a step of the offset is not a tick of time).
+  WatchId Watch(std::function<void()> on_change) override {
+    return const_cast<Clock*>(base_)->Watch(std::move(on_change));
+  }
+  void Unwatch(WatchId id) override { const_cast<Clock*>(base_)->Unwatch(id); }
+
+  // The system's own wall time, before the offset.
+  int64_t SystemNowMs() const { return base_->NowMs(); }
+  int64_t offset_ms() const { return offset_ms_.load(); }
+  void set_offset_ms(int64_t offset_ms) { offset_ms_.store(offset_ms); }
+  const Clock* base() const { return base_; }
+
+ private:
+  const Clock* base_;
+  std::atomic<int64_t> offset_ms_;
+};
+
 }  // namespace x1368::core
 
 #endif  // X1368_CORE_CLOCK_H_

@@ -65,6 +65,8 @@ class PrivateKey {
 
 // SHA-256 of `data`, 32 raw bytes.
 std::string Sha256(absl::string_view data);
+// `n` bytes from the system's CSPRNG (OpenSSL RAND_bytes); aborts if it has none.
+std::string RandomBytes(size_t n);
 
 // Incremental SHA-256 for images too large to hold at once.
 class Sha256Stream {

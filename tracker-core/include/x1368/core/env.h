@@ -30,8 +30,11 @@ struct Env {
   Executor* executor = nullptr;  // every node's strand and timers; its clock is the node's clock
   FileSystem* fs = PosixFileSystem();
   TransportFactory transports;
+  // The node's system wall clock when it is not the executor's: a test's device whose clock is
+  // wrong (its timers still run on the executor's monotonic time). Not owned.
+  const Clock* wall_clock = nullptr;
 
-  const Clock* clock() const { return &executor->clock(); }
+  const Clock* clock() const { return wall_clock != nullptr ? wall_clock : &executor->clock(); }
 };
 
 }  // namespace x1368::core

@@ -13,10 +13,12 @@
 #ifndef X1368_CORE_EXECUTOR_H_
 #define X1368_CORE_EXECUTOR_H_
 
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -78,6 +80,16 @@ class Executor {
   TimerId next_timer_ ABSL_GUARDED_BY(mu_) = 1;
   // Bumped when a waiting worker must re-plan its wait: a fake clock moved, or a timer was set.
   uint64_t wakeups_ ABSL_GUARDED_BY(mu_) = 0;
+  // A worker waiting for its next timer sleeps here, on the monotonic clock
+  // (std::condition_variable::wait_for: steady_clock), not in absl's AwaitWithTimeout, whose
+  // deadline is wall time in Abseil 20220623 (a futex on CLOCK_REALTIME): a wall-clock step back
+  // while it slept held every timer back by the step, and a daemon under faketime ahead never
+  // woke (issue #14). Kick() after anything that may end such a sleep (new work, a new timer,
+  // stop). Lock order: mu_ before sleep_mu_.
+  void Kick();
+  std::mutex sleep_mu_;
+  std::condition_variable sleep_cv_;
+  uint64_t kicks_ = 0;  // guarded by sleep_mu_
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;
   std::vector<std::thread> blocking_workers_;

@@ -17,6 +17,7 @@
 #define X1368_CORE_LINKS_H_
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,11 @@ class NodeLinks {
     // Chunk bytes on my parent's down/data topic for me: parsed, NOT authenticated. The
     // handler checks them against the chunk table before using them.
     std::function<void(const v1::ChunkData&)> data_from_parent;
+    // Time sync (see below). `resend_requested(child)`: a child corrected its clock and may have
+    // refused what it was sent meanwhile; its desired state should go again. `clock_corrected`:
+    // this node adopted a new clock offset (its next report carries it).
+    std::function<void(const std::string& child)> resend_requested;
+    std::function<void()> clock_corrected;
   };
 
   // `upstream` and `downstream` may be null (root has no parent, a device no children) or the
@@ -93,6 +99,25 @@ class NodeLinks {
   // signer), and hands each valid one to `fn` with its raw envelope. Bad ones are counted.
   // `path`: the nodes between the batch's signer and the report's sender (StatusBatch.paths);
   // a batch whose paths do not match its reports, or name an invalid node, is refused whole.
+  // Time (X.1368 §10 freshness; issue #14). A node asks its parent for the time (TimeRequest,
+  // a fresh random nonce) each time its upstream link is up, and again when a message of its
+  // parent is refused for time (EXPIRED, ISSUED_IN_FUTURE, BAD_CERT), at most once every
+  // kTimeRequestIntervalMs (monotonic: a trigger within it is deferred to its end, not lost),
+  // and every kTimeResyncIntervalMs anyway (a clock stepped while nothing came down). The parent
+  // answers each request with its own trusted time (TimeResponse) signed for that child. The answer
+  // is adopted when it carries the nonce of the request outstanding (answered within
+  // kTimeResponseTimeoutMs), is signed by the parent itself (the usual origin checks), its
+  // certificate valid at the time it asserts: offset = time_ms + rtt/2 - system time, adopted when
+  // it moves trusted time by more than kTimeAdoptThresholdMs. After a correction the node asks once
+  // more with `resend`, and the parent sends its desired state again (what was refused for time
+  // meanwhile).
+  static constexpr int64_t kTimeRequestIntervalMs = 10'000;
+  static constexpr int64_t kTimeResponseTimeoutMs = 30'000;
+  static constexpr int64_t kTimeAdoptThresholdMs = 1'000;
+  static constexpr int64_t kTimeResyncIntervalMs = 3'600'000;
+  // Sends a TimeRequest now unless one is outstanding (`force`: whatever the interval).
+  void RequestTime(bool force = false, bool resend = false);
+
   void ForEachRelayedReport(
       const OpenedMessage& batch,
       const std::function<void(const std::string& envelope, const OpenedMessage& report,
@@ -105,6 +130,19 @@ class NodeLinks {
   // Counts SESSION_TAKEN_OVER and LINK_FLAPPING for what `link` suffered since the last call.
   void CountTakeovers(Transport* link);
   void ScheduleFlush();
+  void OnTimeResponse(const Topic& topic, const OpenedMessage& m);
+  void AnswerTime(const Topic& topic, const OpenedMessage& m);
+  // A message of the parent was refused: if for time, ask the time (rate-limited).
+  void ResyncAfter(const absl::Status& status);
+  struct PendingTime {
+    std::string nonce;
+    int64_t sent_mono_ms = 0;
+    bool resend = false;
+  };
+  std::optional<PendingTime> pending_time_;
+  std::optional<int64_t> last_time_request_mono_ms_;
+  bool time_request_deferred_ = false;
+  void PeriodicTimeRequest();
 
   NodeContext* node_;
   EventLoop* loop_;

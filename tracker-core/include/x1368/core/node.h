@@ -62,10 +62,12 @@ struct CredentialProblem {
 };
 
 // Loads the key, the root public key and the certificate `config` names (or gives inline) and
-// checks them: each file readable and parsed, the certificate root-signed, valid now on `clock`,
-// issued to node_id for the key; the root's key the root anchor. When `problems` is not null it
-// receives every problem found, each against its configuration key (a configuration check lists
-// them all at once); the status is the first of them.
+// checks them: each file readable and parsed, the certificate root-signed and issued to node_id
+// for the key (its validity window is not judged here: a node whose clock is wrong must still
+// start and ask its parent for the time; NodeContext::Create warns about it); the root's key the
+// root anchor. When `problems` is not null it receives every problem found, each against its
+// configuration key (a configuration check lists them all at once); the status is the first of
+// them.
 absl::StatusOr<Credentials> LoadCredentials(const NodeConfig& config, const Clock* clock,
                                             std::vector<CredentialProblem>* problems = nullptr);
 
@@ -86,7 +88,10 @@ class NodeContext {
   const NodeConfig& config() const { return config_; }
   const std::string& id() const { return config_.node_id; }
   const std::string& prefix() const { return config_.topic_prefix; }
+  // The node's trusted time: the system clock plus the offset learned from its parent's signed
+  // time (links.h). What validity, expiry, skew and the node's own messages are judged by.
   const Clock& clock() const { return *clock_; }
+  TrustedClock& trusted_clock() { return *clock_; }
   FileSystem& fs() const { return *fs_; }
   TrustStore& trust() { return *trust_; }
   EnvelopeSealer& sealer() { return *sealer_; }
@@ -105,6 +110,14 @@ class NodeContext {
   void CountRejection(const absl::Status& status, absl::string_view where,
                       bool from_parent = false);
 
+  // Adopts `offset_ms` (signed time from `from` minus the system clock) as this node's clock
+  // offset: kept in the store (a restart starts from it), logged at warn, and counted as
+  // CLOCK_SKEW when the trusted time moves by more than limits.max_clock_skew_ms.
+  void AdoptClockOffset(int64_t offset_ms, absl::string_view from);
+  // Warns (and counts CLOCK_SKEW) when this node's own certificate is out of validity by its
+  // trusted time; true when it is. Never fatal: the node starts and asks for the time.
+  bool WarnIfOwnCertOutOfValidity();
+
   // Presence for the upstream link (thread-safe: called from the transport's connect thread).
   // Each call starts a new epoch; returns the Will ("offline") for the coming connection and
   // remembers the "online" message to publish once connected.
@@ -113,12 +126,17 @@ class NodeContext {
   // The offline presence of the current connection (its Will), which a node that stops cleanly
   // publishes itself: a clean DISCONNECT makes the broker discard the Will.
   std::optional<MqttMessage> OfflinePresence();
+  // The "online" presence of the current epoch sealed again (by the trusted time, which just
+  // changed), and remembered as OnlinePresence(); nullopt before the first connect.
+  std::optional<MqttMessage> ResealOnlinePresence();
 
  private:
   NodeContext() = default;
 
   NodeConfig config_;
-  const Clock* clock_ = nullptr;
+  std::unique_ptr<TrustedClock> clock_;
+  Metric* clock_offset_ = nullptr;
+  Metric* clock_corrections_ = nullptr;
   FileSystem* fs_ = nullptr;
   KvStore* store_ = nullptr;
   std::shared_ptr<const Identity> self_;
@@ -133,7 +151,8 @@ class NodeContext {
 
   absl::Mutex presence_mu_;
   std::optional<MqttMessage> online_ ABSL_GUARDED_BY(presence_mu_);
-  std::optional<MqttMessage> offline_ ABSL_GUARDED_BY(presence_mu_);
+  std::string presence_parent_ ABSL_GUARDED_BY(presence_mu_);
+  uint64_t presence_epoch_value_ ABSL_GUARDED_BY(presence_mu_) = 0;
 };
 
 }  // namespace x1368::core

@@ -9,6 +9,7 @@
 #define X1368_CORE_TRUST_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -51,16 +52,21 @@ class TrustStore {
 
   // The identity behind a signature by `signer_id`: the root anchor when signer_id is the root
   // id (any certificate is ignored), otherwise `cert`, which must be root-signed, currently
-  // valid and issued to `signer_id`. Rejections: UNKNOWN_SIGNER, BAD_CERT.
+  // valid and issued to `signer_id`. Rejections: UNKNOWN_SIGNER, BAD_CERT. Without
+  // `check_validity` the certificate's window is left to the caller (CheckValidity): a signed
+  // time is judged at the time it asserts, not at the local clock's.
   absl::StatusOr<std::shared_ptr<const Identity>> Resolve(absl::string_view signer_id,
-                                                          const v1::DelegationCert* cert);
+                                                          const v1::DelegationCert* cert,
+                                                          bool check_validity = true);
 
-  // Verifies a certificate on its own (signature, fields, validity now).
-  absl::StatusOr<std::shared_ptr<const Identity>> VerifyCert(const v1::DelegationCert& cert);
+  // Verifies a certificate on its own (signature, fields, and validity now unless told not to).
+  absl::StatusOr<std::shared_ptr<const Identity>> VerifyCert(const v1::DelegationCert& cert,
+                                                             bool check_validity = true);
+
+  // BAD_CERT unless `id` is valid at `at_ms` (the clock's now when absent).
+  absl::Status CheckValidity(const Identity& id, std::optional<int64_t> at_ms = std::nullopt) const;
 
  private:
-  absl::Status CheckValidity(const Identity& id) const;
-
   std::shared_ptr<const Identity> root_;
   const Clock* clock_;
   absl::Mutex mu_;
