@@ -108,13 +108,13 @@ void NodeLinks::ResyncAfter(const absl::Status& status) {
 void NodeLinks::RequestTime(bool force, bool resend) {
   if (upstream_ == nullptr) return;  // the root: its clock is the reference
   const int64_t now = loop_->clock().MonotonicMs();
-  if (pending_time_ && now - pending_time_->sent_mono_ms < kTimeResponseTimeoutMs && !resend) {
-    return;  // one is on its way
-  }
-  if (!force && last_time_request_mono_ms_ &&
-      now - *last_time_request_mono_ms_ < kTimeRequestIntervalMs) {
-    // Too soon after the last one: asked at the end of the interval instead (once), so the
-    // trigger is not lost when nothing else comes down meanwhile.
+  const bool recent =
+      last_time_request_mono_ms_ && now - *last_time_request_mono_ms_ < kTimeRequestIntervalMs;
+  // At most one request an interval, but no trigger is lost: one that comes sooner (an answer
+  // may still be on its way, or the request went nowhere: the parent was not subscribed yet) is
+  // followed at the end of the interval. A forced one (a new connection) goes at once unless
+  // a request is still unanswered; a resend always does.
+  if (recent && !resend && !(force && !pending_time_)) {
     if (!time_request_deferred_) {
       time_request_deferred_ = true;
       loop_->PostAfter(

@@ -115,7 +115,9 @@ class NodeLinks {
   static constexpr int64_t kTimeResponseTimeoutMs = 30'000;
   static constexpr int64_t kTimeAdoptThresholdMs = 1'000;
   static constexpr int64_t kTimeResyncIntervalMs = 3'600'000;
-  // Sends a TimeRequest now unless one is outstanding (`force`: whatever the interval).
+  // Sends a TimeRequest now, or at the end of the interval when the last one went less than
+  // kTimeRequestIntervalMs ago; `force` (a new connection): now unless the last is unanswered;
+  // `resend`: now.
   void RequestTime(bool force = false, bool resend = false);
 
   void ForEachRelayedReport(
