@@ -253,18 +253,24 @@ std::optional<MqttMessage> NodeContext::NextPresenceWill(const std::string& pare
   return make(false);
 }
 
+std::optional<std::string> NodeContext::SealPresenceAgain(bool online) {
+  if (!online_ || presence_epoch_value_ == 0) return std::nullopt;
+  v1::Body body;
+  body.mutable_presence()->set_online(online);
+  body.mutable_presence()->set_epoch(presence_epoch_value_);
+  auto sealed = sealer_->SealWithSeq(presence_parent_, body, kPresenceTtlMs,
+                                     presence_epoch_value_ * 2 + (online ? 0 : 1));
+  if (!sealed.ok()) return std::nullopt;
+  return *std::move(sealed);
+}
+
 std::optional<MqttMessage> NodeContext::ResealOnlinePresence() {
   absl::MutexLock lock(&presence_mu_);
-  if (!online_ || presence_epoch_value_ == 0) return std::nullopt;
   // The same sequence number: the parent refused the first one (its time was wrong), so its
   // window did not move; if it did accept it, this one is a harmless duplicate.
-  v1::Body body;
-  body.mutable_presence()->set_online(true);
-  body.mutable_presence()->set_epoch(presence_epoch_value_);
-  auto sealed =
-      sealer_->SealWithSeq(presence_parent_, body, kPresenceTtlMs, presence_epoch_value_ * 2);
-  if (!sealed.ok()) return std::nullopt;
-  online_->payload = *sealed;
+  std::optional<std::string> sealed = SealPresenceAgain(/*online=*/true);
+  if (!sealed) return std::nullopt;
+  online_->payload = *std::move(sealed);
   return online_;
 }
 
@@ -275,15 +281,10 @@ std::optional<MqttMessage> NodeContext::OnlinePresence() {
 
 std::optional<MqttMessage> NodeContext::OfflinePresence() {
   absl::MutexLock lock(&presence_mu_);
-  if (!online_ || presence_epoch_value_ == 0) return std::nullopt;
   // Sealed now, by the trusted time, with the Will's own sequence number (the Will is discarded).
-  v1::Body body;
-  body.mutable_presence()->set_online(false);
-  body.mutable_presence()->set_epoch(presence_epoch_value_);
-  auto sealed =
-      sealer_->SealWithSeq(presence_parent_, body, kPresenceTtlMs, presence_epoch_value_ * 2 + 1);
-  if (!sealed.ok()) return std::nullopt;
-  return MqttMessage{online_->topic, *sealed, /*retained=*/true};
+  std::optional<std::string> sealed = SealPresenceAgain(/*online=*/false);
+  if (!sealed) return std::nullopt;
+  return MqttMessage{online_->topic, *std::move(sealed), /*retained=*/true};
 }
 
 }  // namespace x1368::core

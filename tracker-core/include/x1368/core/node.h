@@ -150,6 +150,9 @@ class NodeContext {
   Metric* duplicates_ = nullptr;
 
   absl::Mutex presence_mu_;
+  // The current epoch's presence, `online` or not, sealed now; nullopt before the first connect.
+  std::optional<std::string> SealPresenceAgain(bool online)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(presence_mu_);
   std::optional<MqttMessage> online_ ABSL_GUARDED_BY(presence_mu_);
   std::string presence_parent_ ABSL_GUARDED_BY(presence_mu_);
   uint64_t presence_epoch_value_ ABSL_GUARDED_BY(presence_mu_) = 0;
