@@ -32,6 +32,14 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   opts.batch_delay = absl::Milliseconds(f.Int("batch.delay_ms", 200, 0, 60'000));
   opts.batch_max_reports = static_cast<size_t>(f.Int("batch.max_reports", 200, 1, 100'000));
   opts.report_interval = absl::Seconds(f.Int("report.interval_s", 60, 1, 86400));
+  opts.child_timeout = absl::Seconds(f.Int("children.heartbeat_timeout_s", 200, 2, 7 * 86400));
+  opts.summary_interval = absl::Seconds(f.Int("status.summary_interval_s", 60, 1, 86400));
+  opts.resync_backoff = absl::Seconds(f.Int("status.resync_backoff_s", 30, 1, 3600));
+  const std::string verify = f.String("status.verify_relayed", "evidence");
+  if (verify != "evidence" && verify != "all") {
+    f.Fail("status.verify_relayed", "must be \"evidence\" or \"all\"");
+  }
+  opts.verify_relayed_all = verify == "all";
 
   nodes::IntermediateSpec spec{
       .node = setup.node, .options = opts, .upstream = upstream, .downstream = downstream};

@@ -62,6 +62,12 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   opts.default_deadline_ms =
       f.Int("campaign.default_deadline_s", 7 * 86400, 60, 365LL * 86400) * 1000;
   opts.device_stale_after_ms = f.Int("fleet.stale_after_s", 180, 1, 30 * 86400) * 1000;
+  opts.resync_backoff = absl::Seconds(f.Int("status.resync_backoff_s", 30, 1, 3600));
+  const std::string verify = f.String("status.verify_relayed", "evidence");
+  if (verify != "evidence" && verify != "all") {
+    f.Fail("status.verify_relayed", "must be \"evidence\" or \"all\"");
+  }
+  opts.verify_relayed_all = verify == "all";
 
   nodes::RootSpec spec{.node = setup.node, .options = opts, .downstream = downstream};
   setup.build = [spec, token_file](const core::Env& env, const core::NodeConfig& node) mutable

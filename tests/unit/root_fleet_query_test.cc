@@ -103,7 +103,8 @@ TEST_F(FleetQueryTest, ListsJudgeEachDeviceAgainstTheNewestReleaseForItsHardware
   Add("a-failed", "1.0.0", 1, "gw1", "board-a", v1::FAILED);
   Add("a-rolled", "1.0.0", 1, "gw1", "board-a", v1::ROLLED_BACK);
   Add("a-busy", "1.0.0", 1, "gw1", "board-a", v1::DOWNLOADING);
-  Add("a-gone", "2.0.0", 2, "gw1", "board-a", v1::CONFIRMED, 2 * kStale);
+  // Its gateway says it is down (heartbeats missed, or its Will).
+  Add("a-gone", "2.0.0", 2, "gw1", "board-a", v1::CONFIRMED).set_link_down(true);
   Stage();
 
   EXPECT_EQ(List(v1::LIST_OBSOLETE), (Ids{"a-busy", "a-failed", "a-old", "a-rolled"}));
@@ -215,11 +216,42 @@ TEST_F(FleetQueryTest, MalformedQueriesAreRefusedWithTheirReason) {
   EXPECT_FALSE(root::ListDevices(*registry_, q, kLiveness).ok());
 }
 
+// Issue #13: under gateways, unchanged reports are not relayed (heartbeats stay at the gateway),
+// so a device's last report's age says nothing. It is offline when its gateway says so, or when
+// a node on its path is down: root's own child by its presence or its stale self-reports, a
+// gateway below it by the liveness its parent relays.
+TEST_F(FleetQueryTest, ADeviceUnderGatewaysIsOfflineWhenItsGatewayOrAnyNodeOnItsPathIsDown) {
+  AddRelease("fw", "1.0.0", 1, {"board-a"});
+  Add("quiet", "1.0.0", 1, "gw1", "board-a", v1::IDLE, 10 * kStale);
+  Add("said-down", "1.0.0", 1, "gw1").set_link_down(true);
+  Add("under-gw2", "1.0.0", 1, "gw2/gw2a");
+  Add("under-gw2b", "1.0.0", 1, "gw2/gw2b");
+  Add("under-gw3", "1.0.0", 1, "gw3");
+  Add("under-gw4", "1.0.0", 1, "gw4/gw4a");
+  Stage();
+  auto node = [&](const std::string& id, const std::string& via, bool online, int64_t age_ms) {
+    v1::NodeRecord n;
+    n.set_node_id(id);
+    n.set_via(via);
+    n.set_online(online);
+    n.set_updated_at_ms(kNow - age_ms);
+    registry_->StageNode(n);
+  };
+  node("gw1", "gw1", true, 1000);
+  node("gw2", "gw2", true, 1000);
+  node("gw2a", "gw2", false, 1000);  // its parent gw2 relayed that it went down
+  node("gw2b", "gw2", true, 10 * kStale);  // below root's child: its own reports are not needed
+  node("gw3", "gw3", true, 2 * kStale);  // root's child, silent past fleet.stale_after_s
+  node("gw4", "gw4", false, 1000);       // root's child, its Will came
+  EXPECT_EQ(List(v1::LIST_OFFLINE), (Ids{"said-down", "under-gw2", "under-gw3", "under-gw4"}));
+  EXPECT_EQ(List(v1::LIST_ALL).size(), 6u);
+}
+
 TEST_F(FleetQueryTest, TheSummaryCountsEveryComponentByListAndVersion) {
   AddRelease("fw", "2.0.0", 2, {"board-a"});
   Add("a", "2.0.0", 2);
   Add("b", "1.0.0", 1, "gw1", "board-a", v1::FAILED);
-  Add("c", "1.0.0", 1, "gw1", "board-a", v1::DOWNLOADING, 2 * kStale);
+  Add("c", "1.0.0", 1, "gw1", "board-a", v1::DOWNLOADING).set_link_down(true);
   Add("d", "1.0.0", 1).set_component("app");
   Stage();
   v1::FleetSummary s = root::Summarize(*registry_, kLiveness);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "x1368/core/log.h"
 #include "x1368/core/reason.h"
@@ -209,7 +210,8 @@ void NodeLinks::OnTimeResponse(const Topic& topic, const OpenedMessage& m) {
 void NodeLinks::ForEachRelayedReport(
     const OpenedMessage& batch,
     const std::function<void(const std::string& envelope, const OpenedMessage& report,
-                             const std::string& path)>& fn) {
+                             const std::string& path)>& fn,
+    const std::function<bool(const v1::Body&)>& verify_relayed) {
   const v1::StatusBatch& b = batch.body.status_batch();
   if (b.paths_size() != 0 && b.paths_size() != b.reports_size()) {
     return Reject(
@@ -223,10 +225,21 @@ void NodeLinks::ForEachRelayedReport(
     }
   }
   static const std::string kNoPath;
+  const OpenContext ctx{Origin::kRelayed, {}, batch.signer.get()};
+  RelayPolicy policy;
+  policy.verify_if = verify_relayed;
+  policy.accept_duplicate = true;
+  absl::flat_hash_set<std::string> seen;
   for (int i = 0; i < b.reports_size(); ++i) {
     const std::string& inner = b.reports(i);
     const std::string& path = b.paths_size() == 0 ? kNoPath : b.paths(i);
-    auto r = node_->opener().Open(inner, {Origin::kRelayed, {}, batch.signer.get()});
+    auto r = node_->opener().Open(inner, ctx, policy);
+    if (r.ok() && !seen.insert(r->body.sender()).second) {
+      // State, not events: a batch carries one report per device. What follows is not taken.
+      return Reject(core::Reject(v1::MALFORMED, absl::StrCat("a batch names \"", r->body.sender(),
+                                                             "\" twice")),
+                    "batch");
+    }
     if (!r.ok()) {
       Reject(r.status(), "batch.report");
     } else if (!r->body.has_status() || r->body.status().device_id() != r->body.sender()) {

@@ -10,6 +10,7 @@
 #include "x1368/core/log.h"
 #include "x1368/core/manifest.h"
 #include "x1368/core/reason.h"
+#include "x1368/v1/envelope.pb.h"
 
 namespace x1368::intermediate {
 
@@ -50,6 +51,10 @@ Intermediate::Intermediate(IntermediateOptions options, core::NodeContext* node,
                               "Desired states sent again to a device that missed a campaign");
   fill_retries_ = m.Counter("x1368_cache_fill_retries_total",
                             "Cache fills from upstream that failed and were scheduled again");
+  heartbeats_ = m.Counter("x1368_heartbeats_total",
+                          "Children's reports that repeated their last one: liveness only, not "
+                          "relayed");
+  summaries_ = m.Counter("x1368_summaries_sent_total", "Subtree summaries sent upward");
   chunk_timeouts_ =
       m.Counter("x1368_chunk_timeouts_total",
                 "Chunks upstream did not send in time (each asked again); many mean a broker that "
@@ -75,8 +80,11 @@ absl::Status Intermediate::Start() {
       "CREATE TABLE IF NOT EXISTS directives (campaign_id TEXT PRIMARY KEY, envelope BLOB NOT NULL,"
       " expires_at_ms INTEGER NOT NULL);"
       "CREATE TABLE IF NOT EXISTS children (id TEXT PRIMARY KEY, online INTEGER NOT NULL,"
-      " updated_at_ms INTEGER NOT NULL);"));
+      " updated_at_ms INTEGER NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS subtree (id TEXT PRIMARY KEY, envelope BLOB NOT NULL,"
+      " path TEXT NOT NULL, device INTEGER NOT NULL, online INTEGER NOT NULL);"));
   X1368_RETURN_IF_ERROR(LoadState());
+  X1368_RETURN_IF_ERROR(LoadRegistry());
   core::NodeLinks::Handlers h;
   h.from_parent = [this](const core::Topic& t, const std::string& p, core::OpenedMessage m) {
     FromParent(t, p, std::move(m));
@@ -99,6 +107,8 @@ absl::Status Intermediate::Start() {
   };
   X1368_RETURN_IF_ERROR(links_.Start(std::move(h)));
   loop_->PostAfter(opts_.report_interval, [this] { PeriodicSelfReport(); });
+  loop_->PostAfter(opts_.child_timeout / 4, [this] { SweepHeartbeats(); });
+  loop_->PostAfter(opts_.summary_interval, [this] { PeriodicSummary(); });
   return absl::OkStatus();
 }
 
@@ -154,12 +164,13 @@ void Intermediate::FromParent(const core::Topic& topic, const std::string& paylo
       // The go says how many chunks our parent lets each child keep in flight.
       return AdoptWindow(body.go().chunk_window());
     case v1::Body::kStatusRequest:
-      // The parent missed what we relayed (it subscribed after, or lost its session): we keep no
-      // copy of our children's reports, so they are asked for fresh ones, relayed in our
-      // batches as usual, and our own report follows. Coalesced: a request that arrives with
-      // our own connect asks the subtree once.
+      // The parent may have missed what we relayed (it subscribed after, or restarted). Our
+      // registry holds the subtree: our summary goes up at once, and the parent asks for the
+      // whole subtree (full) if its view differs. Our own report follows.
       ScheduleSelfReport();
-      ask_children_.Schedule();
+      if (body.status_request().full()) return ResendAll();
+      summary_wanted_ = true;
+      batch_due_.Schedule();
       return;
     case v1::Body::kChunkResponse:
       if (topic.channel == Channel::kFw) {
@@ -299,10 +310,12 @@ void Intermediate::FromChild(const core::Topic& topic, const std::string& payloa
                              core::OpenedMessage m) {
   const std::string& child = topic.child;
   const v1::Body& body = m.body;
+  if (!body.has_presence() || body.presence().online()) Heard(child);
   switch (body.message_case()) {
     case v1::Body::kPresence:
       if (topic.channel != Channel::kPresence) break;
       SetChildOnline(child, body.presence().online());
+      SetLiveness(child, body.presence().online());
       if (body.presence().online()) SendDesired(child);
       return;
     case v1::Body::kStatus:
@@ -312,22 +325,15 @@ void Intermediate::FromChild(const core::Topic& topic, const std::string& payloa
                              topic.ToString());
       }
       if (!children_.count(child)) SetChildOnline(child, true);
-      Relay(child, payload, "");
+      Observe(child, payload, body.status(), "",
+              m.signer != nullptr && m.signer->role == v1::ROLE_CLIENT);
       if (m.signer != nullptr && m.signer->role == v1::ROLE_CLIENT) {
         CatchUpChild(child, body.status());
       }
       return;
     case v1::Body::kStatusBatch:
-      // A cascaded intermediate's batch: check every device's own signature, then pass the
-      // reports on in our batch (flattened, so the root sees each device's envelope once).
       if (topic.channel != Channel::kStatus) break;
-      // Each report's path grows by the child that relayed it.
-      links_.ForEachRelayedReport(
-          m, [this, &child](const std::string& envelope, const core::OpenedMessage& r,
-                            const std::string& path) {
-            Relay(r.body.sender(), envelope, core::JoinPath(child, path));
-          });
-      return;
+      return FromChildBatch(child, m);
     case v1::Body::kChunkRequest:
       if (topic.channel != Channel::kFw) break;
       return ServeChunk(child, body.chunk_request());
@@ -606,6 +612,200 @@ uint32_t Intermediate::ChildWindow() const {
 // ---------------------------------------------------------------------------------------------
 // Status upward
 
+void Intermediate::FromChildBatch(const std::string& child, const core::OpenedMessage& m) {
+  // A cascaded intermediate's batch: its reports (each under its device's certificate, scope
+  // and sequence numbers; its signature as NeedsDeviceSignature says) go into our registry and
+  // on in our batch, flattened, each path grown by the child that relayed it.
+  links_.ForEachRelayedReport(
+      m,
+      [this, &child](const std::string& envelope, const core::OpenedMessage& r,
+                     const std::string& path) {
+        Observe(r.body.sender(), envelope, r.body.status(), core::JoinPath(child, path),
+                r.signer->role == v1::ROLE_CLIENT);
+      },
+      [this, &child](const v1::Body& body) { return NeedsDeviceSignature(body, child); });
+  const v1::StatusBatch& b = m.body.status_batch();
+  for (const v1::ChildLiveness& l : b.liveness()) {
+    auto it = known_.find(l.node_id());
+    // Only what this child's subtree holds: a child cannot speak for another's devices.
+    if (it == known_.end() || core::JoinPath(child, l.path()) != it->second.path) {
+      links_.Reject(Reject(v1::OUT_OF_SCOPE, "liveness of a node outside the child's subtree"),
+                    "batch.liveness");
+      continue;
+    }
+    SetLiveness(l.node_id(), l.online());
+  }
+  if (!b.has_summary()) return;
+  const bool same = core::SubtreeIndex::Same(index_.SummaryOf(child), b.summary());
+  if (!resync_.Compared(child, same, node_->clock().MonotonicMs())) return;
+  node_->metrics().CountRejection(v1::SUMMARY_MISMATCH);
+  spdlog::warn("event=subtree.mismatch child={} its_devices={} my_devices={} hint={}",
+               core::Quoted(child), b.summary().devices(), index_.SummaryOf(child).devices(),
+               core::Quoted("its whole subtree is asked again"));
+  v1::Body body;
+  body.mutable_status_request()->set_full(true);
+  SendFailed(links_.SendDown(child, Channel::kCmd, std::move(body)), "status_request.send_failed");
+}
+
+bool Intermediate::NeedsDeviceSignature(const v1::Body& body, const std::string& child) const {
+  if (opts_.verify_relayed_all || !body.has_status()) return true;
+  const v1::StatusReport& r = body.status();
+  if (!r.needs_update().empty()) return true;
+  switch (r.state()) {
+    case v1::CONFIRMED:
+    case v1::FAILED:
+    case v1::ROLLED_BACK:
+    case v1::DECLINED:
+      return true;
+    default:
+      break;
+  }
+  auto it = known_.find(r.device_id());
+  return it == known_.end() || !it->second.device ||
+         it->second.path.substr(0, it->second.path.find('/')) != child;
+}
+
+void Intermediate::Observe(const std::string& id, const std::string& envelope,
+                           const v1::StatusReport& report, const std::string& path, bool device) {
+  std::string digest = core::ReportDigest(report);
+  auto [it, added] = known_.try_emplace(id);
+  Known& k = it->second;
+  const bool was_online = added || k.online;
+  k.online = true;
+  if (path.empty()) k.last_seen_ms = node_->clock().MonotonicMs();
+  if (!added && k.digest == digest && k.path == path) {
+    // A heartbeat: the parent knows this already.
+    heartbeats_->Add();
+    if (!was_online) SetLiveness(id, true);
+    return;
+  }
+  k.envelope = envelope;
+  k.digest = std::move(digest);
+  k.path = path;
+  k.device = device;
+  if (device) {
+    index_.Put(id, {path.empty() ? id : path.substr(0, path.find('/')), report.component(),
+                    report.version(), report.state(), true, k.digest});
+  }
+  // The report says it is up: a pending "down" would contradict it.
+  liveness_out_.erase(id);
+  unsaved_.insert(id);
+  Relay(id, envelope, path);
+}
+
+void Intermediate::Heard(const std::string& child) {
+  auto it = known_.find(child);
+  if (it == known_.end() || !it->second.path.empty()) return;
+  it->second.last_seen_ms = node_->clock().MonotonicMs();
+  if (!it->second.online) {
+    SetChildOnline(child, true);
+    SetLiveness(child, true);
+  }
+}
+
+void Intermediate::SetLiveness(const std::string& id, bool online) {
+  auto it = known_.find(id);
+  if (it == known_.end() || it->second.online == online) return;
+  it->second.online = online;
+  if (it->second.device) index_.SetOnline(id, online);
+  liveness_out_[id] = {online, it->second.path};
+  unsaved_.insert(id);
+  batch_due_.Schedule();
+}
+
+void Intermediate::SweepHeartbeats() {
+  if (stopped_) return;
+  const int64_t now = node_->clock().MonotonicMs();
+  const int64_t timeout = absl::ToInt64Milliseconds(opts_.child_timeout);
+  for (auto& [id, k] : known_) {
+    if (!k.path.empty() || !k.online || now - k.last_seen_ms < timeout) continue;
+    spdlog::warn("event=child.heartbeats_missed child={} silent_s={}", core::Quoted(id),
+                 (now - k.last_seen_ms) / 1000);
+    SetChildOnline(id, false);
+    SetLiveness(id, false);
+  }
+  loop_->PostAfter(opts_.child_timeout / 4, [this] { SweepHeartbeats(); });
+}
+
+void Intermediate::ResendAll() {
+  FlushBatch();
+  resending_ = true;
+  for (const auto& [id, k] : known_) {
+    Relay(id, k.envelope, k.path);
+    if (!k.online) liveness_out_[id] = {false, k.path};
+  }
+  resending_ = false;
+  summary_wanted_ = true;
+  FlushBatch();
+}
+
+void Intermediate::PeriodicSummary() {
+  if (stopped_) return;
+  const int64_t now = node_->clock().MonotonicMs();
+  if (now - last_summary_ms_ >= absl::ToInt64Milliseconds(opts_.summary_interval) / 2) {
+    summary_wanted_ = true;
+    FlushBatch();
+  }
+  loop_->PostAfter(opts_.summary_interval, [this] { PeriodicSummary(); });
+}
+
+absl::Status Intermediate::LoadRegistry() {
+  X1368_ASSIGN_OR_RETURN(auto stmt,
+                         db_->Prepare("SELECT id, envelope, path, device, online FROM subtree"));
+  const int64_t now = node_->clock().MonotonicMs();
+  while (true) {
+    X1368_ASSIGN_OR_RETURN(bool row, stmt->Step());
+    if (!row) break;
+    // Our own store, written from reports verified when they came.
+    v1::Envelope env;
+    v1::Body body;
+    Known k;
+    k.envelope = stmt->ColumnText(1);
+    if (!env.ParseFromString(k.envelope) || !body.ParseFromString(env.body()) ||
+        !body.has_status()) {
+      continue;
+    }
+    const std::string id = stmt->ColumnText(0);
+    k.path = stmt->ColumnText(2);
+    k.device = stmt->ColumnInt(3) != 0;
+    k.online = stmt->ColumnInt(4) != 0;
+    k.digest = core::ReportDigest(body.status());
+    k.last_seen_ms = now;  // a restart is not their silence
+    if (k.device) {
+      const v1::StatusReport& r = body.status();
+      index_.Put(id, {k.path.empty() ? id : k.path.substr(0, k.path.find('/')), r.component(),
+                      r.version(), r.state(), k.online, k.digest});
+    }
+    known_[id] = std::move(k);
+  }
+  return absl::OkStatus();
+}
+
+void Intermediate::PersistRegistry() {
+  if (unsaved_.empty()) return;
+  auto stmt = db_->Prepare("INSERT OR REPLACE INTO subtree VALUES (?, ?, ?, ?, ?)");
+  absl::Status s = stmt.status();
+  if (s.ok()) s = db_->Begin();
+  for (auto it = unsaved_.begin(); s.ok() && it != unsaved_.end(); ++it) {
+    const Known& k = known_.at(*it);
+    s = (*stmt)
+            ->Bind(1, *it)
+            .BindBlob(2, k.envelope)
+            .Bind(3, k.path)
+            .Bind(4, k.device ? 1 : 0)
+            .Bind(5, k.online ? 1 : 0)
+            .Run();
+  }
+  if (s.ok()) {
+    s = db_->Commit();
+  } else if (stmt.ok()) {
+    db_->Rollback();
+  }
+  // Lost rows come back from the children: each is asked at our next downstream connect.
+  StorageFailed(s, "registry.persist_failed");
+  unsaved_.clear();
+}
+
 void Intermediate::Relay(const std::string& device, const std::string& envelope,
                          const std::string& path) {
   relayed_->Add();
@@ -626,7 +826,13 @@ void Intermediate::Relay(const std::string& device, const std::string& envelope,
 }
 
 void Intermediate::FlushBatch() {
-  if (batch_.empty()) return;
+  const int64_t now = node_->clock().MonotonicMs();
+  const bool summary_due =
+      !resending_ && (summary_wanted_ || now - last_summary_ms_ >=
+                                             absl::ToInt64Milliseconds(opts_.summary_interval));
+  if (batch_.empty() && liveness_out_.empty() && !(summary_due && summary_wanted_)) return;
+  // What goes up is in the registry first: after a crash we resend it, not lose it.
+  PersistRegistry();
   v1::Body body;
   v1::StatusBatch* batch = body.mutable_status_batch();
   for (auto& [device, relayed] : batch_) {
@@ -635,6 +841,24 @@ void Intermediate::FlushBatch() {
   }
   batch_.clear();
   batch_bytes_ = 0;
+  // Liveness entries are small; a burst (a broker outage) goes in slices.
+  constexpr size_t kMaxLivenessPerBatch = 2000;
+  for (auto it = liveness_out_.begin();
+       it != liveness_out_.end() && batch->liveness_size() < int{kMaxLivenessPerBatch};) {
+    v1::ChildLiveness* l = batch->add_liveness();
+    l->set_node_id(it->first);
+    l->set_online(it->second.first);
+    l->set_path(it->second.second);
+    l->set_since_ms(node_->clock().NowMs());
+    it = liveness_out_.erase(it);
+  }
+  if (!liveness_out_.empty()) batch_due_.Schedule();
+  if (summary_due && liveness_out_.empty()) {
+    *batch->mutable_summary() = index_.Summary();
+    summary_wanted_ = false;
+    last_summary_ms_ = now;
+    summaries_->Add();
+  }
   batches_->Add();
   if (absl::Status s = links_.SendUp(Channel::kStatus, std::move(body)); !s.ok()) {
     spdlog::warn("event=batch.send_failed error={}", core::Quoted(s.message()));

@@ -1,5 +1,7 @@
 #include "x1368/root/fleet_query.h"
 
+#include "absl/container/flat_hash_map.h"
+
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -37,7 +39,7 @@ class Annotator {
 
   Computed Compute(const v1::DeviceRecord& d) {
     Computed c;
-    c.online = DeviceOnline(registry_, d, liveness_);
+    c.online = Online(d);
     // Devices come in id order, and neighbours mostly share component and hardware class.
     if (!cached_ || d.component() != component_ || d.hardware_class() != hardware_class_) {
       component_ = d.component();
@@ -49,6 +51,17 @@ class Annotator {
     c.obsolete = newest_ != nullptr && d.sequence_number() < newest_->sequence_number();
     c.ahead = newest_ != nullptr && d.sequence_number() > newest_->sequence_number();
     return c;
+  }
+
+  // DeviceOnline, with each node's answer kept for the query (a few hundred nodes, a million
+  // devices).
+  bool Online(const v1::DeviceRecord& d) {
+    if (d.via() == d.device_id()) return DeviceOnline(registry_, d, liveness_);
+    if (d.link_down()) return false;
+    const std::string& key = d.path().empty() ? d.via() : d.path();
+    auto it = paths_.find(key);
+    if (it == paths_.end()) it = paths_.emplace(key, DeviceOnline(registry_, d, liveness_)).first;
+    return it->second;
   }
 
   static void Fill(const Computed& c, v1::DeviceRecord* d) {
@@ -65,6 +78,7 @@ class Annotator {
   bool cached_ = false;
   std::string component_, hardware_class_;
   const v1::Manifest* newest_ = nullptr;
+  absl::flat_hash_map<std::string, bool> paths_;  // path -> every node on it up
 };
 
 bool Selected(const v1::DeviceRecord& d, const Computed& c, v1::DeviceList list) {
@@ -90,14 +104,34 @@ bool Selected(const v1::DeviceRecord& d, const Computed& c, v1::DeviceList list)
 
 }  // namespace
 
+bool NodeReachable(const Registry& registry, absl::string_view id, bool direct,
+                   const Liveness& l) {
+  const v1::NodeRecord* n = registry.FindNode(std::string(id));
+  // A gateway root never heard of itself (only its devices' reports): nothing says it is down.
+  if (n == nullptr) return true;
+  if (!n->online()) return false;
+  // Root's own child reports itself every interval: stale is down, whatever its presence says
+  // (a Will lost with the broker). Below it, its parent's liveness entries speak for it.
+  return !direct || l.now_ms - n->updated_at_ms() < l.stale_after_ms;
+}
+
 bool DeviceOnline(const Registry& registry, const v1::DeviceRecord& d, const Liveness& l) {
-  // X.1368 §11.2 b.i: online while its reports are fresh; and a device directly under root is
-  // offline as soon as its Last Will (presence "offline") arrives, not only once it is stale.
+  // X.1368 §11.2 b.i. A device directly under root: while its reports are fresh, and offline as
+  // soon as its Last Will (presence "offline") arrives.
   if (d.via() == d.device_id()) {
     std::optional<v1::NodeRecord> link = registry.Node(d.device_id());
     if (link && !link->online()) return false;
+    return l.now_ms - d.updated_at_ms() < l.stale_after_ms;
   }
-  return l.now_ms - d.updated_at_ms() < l.stale_after_ms;
+  // Under gateways: its gateway says it is up (heartbeats, Will; unchanged reports are not
+  // relayed, so their age says nothing), and every node on its path is up.
+  if (d.link_down()) return false;
+  bool first = true;
+  for (absl::string_view node : absl::StrSplit(d.path().empty() ? d.via() : d.path(), '/')) {
+    if (!NodeReachable(registry, node, first, l)) return false;
+    first = false;
+  }
+  return true;
 }
 
 LatestReleases::LatestReleases(const std::vector<Release>& releases) {

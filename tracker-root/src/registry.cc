@@ -132,7 +132,7 @@ void Registry::StageDevice(const v1::DeviceRecord& record) {
     direct_children_.erase(record.device_id());  // moved under a gateway
   }
   devices_[record.device_id()] = record;
-  staged_devices_[record.device_id()] = record;
+  staged_devices_.insert(record.device_id());
 }
 
 void Registry::StageNode(const v1::NodeRecord& record) {
@@ -142,7 +142,7 @@ void Registry::StageNode(const v1::NodeRecord& record) {
     direct_children_.erase(record.node_id());  // moved under a gateway
   }
   nodes_[record.node_id()] = record;
-  staged_nodes_[record.node_id()] = record;
+  staged_nodes_.insert(record.node_id());
 }
 
 absl::Status Registry::Commit() {
@@ -150,14 +150,17 @@ absl::Status Registry::Commit() {
   X1368_ASSIGN_OR_RETURN(auto dev, db_->Prepare("INSERT OR REPLACE INTO devices VALUES (?, ?)"));
   X1368_ASSIGN_OR_RETURN(auto node, db_->Prepare("INSERT OR REPLACE INTO nodes VALUES (?, ?)"));
   X1368_RETURN_IF_ERROR(db_->Begin());
-  for (const auto& [id, r] : staged_devices_) {
-    if (absl::Status s = dev->Bind(1, id).BindBlob(2, r.SerializeAsString()).Run(); !s.ok()) {
+  std::string bytes;
+  for (const std::string& id : staged_devices_) {
+    devices_.at(id).SerializeToString(&bytes);
+    if (absl::Status s = dev->Bind(1, id).BindBlob(2, bytes).Run(); !s.ok()) {
       db_->Rollback();
       return s;
     }
   }
-  for (const auto& [id, r] : staged_nodes_) {
-    if (absl::Status s = node->Bind(1, id).BindBlob(2, r.SerializeAsString()).Run(); !s.ok()) {
+  for (const std::string& id : staged_nodes_) {
+    nodes_.at(id).SerializeToString(&bytes);
+    if (absl::Status s = node->Bind(1, id).BindBlob(2, bytes).Run(); !s.ok()) {
       db_->Rollback();
       return s;
     }
@@ -173,6 +176,16 @@ std::vector<v1::DeviceRecord> Registry::Devices() const {
   out.reserve(devices_.size());
   for (const auto& [id, d] : devices_) out.push_back(d);
   return out;
+}
+
+const v1::DeviceRecord* Registry::FindDevice(const std::string& id) const {
+  auto it = devices_.find(id);
+  return it == devices_.end() ? nullptr : &it->second;
+}
+
+const v1::NodeRecord* Registry::FindNode(const std::string& id) const {
+  auto it = nodes_.find(id);
+  return it == nodes_.end() ? nullptr : &it->second;
 }
 
 std::optional<v1::DeviceRecord> Registry::Device(const std::string& id) const {

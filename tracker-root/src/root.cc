@@ -277,6 +277,12 @@ Root::Root(RootOptions options, core::NodeContext* node, core::SqliteDb* db,
   chunks_served_ = node_->metrics().Counter("x1368_chunks_served_total", "Firmware chunks served");
   desired_resent_ = node_->metrics().Counter(
       "x1368_desired_resent_total", "Desired states sent again to a device that missed a campaign");
+  verified_ = node_->metrics().Counter(
+      "x1368_relayed_reports_verified_total",
+      "Relayed device reports whose own signature root verified (outcomes, first contact)");
+  vouched_ = node_->metrics().Counter(
+      "x1368_relayed_reports_vouched_total",
+      "Relayed device reports taken on the relaying gateway's signed word (progress)");
 }
 
 Root::~Root() { Stop(); }
@@ -285,6 +291,11 @@ absl::Status Root::Start() {
   X1368_RETURN_IF_ERROR(node_->fs().MakeDirs(opts_.images_dir, 0700));
   X1368_RETURN_IF_ERROR(RemoveStaleUploads());
   X1368_ASSIGN_OR_RETURN(registry_, Registry::Open(db_));
+  registry_->ScanDevices("", [this](const v1::DeviceRecord& d) {
+    index_.Put(d.device_id(), {d.via(), d.component(), d.version(), d.state(), !d.link_down(),
+                               d.report_digest()});
+    return true;
+  });
   // A database restored from a backup comes without its images (README: they are copied back
   // by hand): every release whose image is missing is named, or devices would only see
   // IMAGE_UNAVAILABLE.
@@ -546,6 +557,7 @@ void Root::SetNodeOnline(const std::string& id, bool online) {
   n.set_node_id(id);
   n.set_via(id);  // presence comes from root's own children only
   n.set_online(online);
+  n.set_updated_at_ms(node_->clock().NowMs());
   registry_->StageNode(n);
   ScheduleCommit();
 }
@@ -568,13 +580,7 @@ void Root::FromChild(const core::Topic& topic, const std::string& payload, core:
       return Record(body.status(), *m.signer, topic.child, "");
     case v1::Body::kStatusBatch:
       if (topic.channel != Channel::kStatus) break;
-      // Each device's report is checked end to end: its own signature, its place in the
-      // relaying gateway's subtree, its own sequence numbers.
-      links_.ForEachRelayedReport(
-          m, [&](const std::string&, const core::OpenedMessage& r, const std::string& path) {
-            Record(r.body.status(), *r.signer, topic.child, core::JoinPath(topic.child, path));
-          });
-      return;
+      return RecordBatch(topic.child, m);
     case v1::Body::kChunkRequest:
       if (topic.channel != Channel::kFw) break;
       return ServeChunk(topic.child, body.chunk_request());
@@ -637,8 +643,111 @@ void Root::WarnOfSignals(const v1::DeviceRecord& d, const v1::DeviceRecord* befo
   }
 }
 
+bool Root::NeedsDeviceSignature(const v1::Body& body, const std::string& via) const {
+  if (opts_.verify_relayed_all || !body.has_status()) return true;
+  const v1::StatusReport& r = body.status();
+  // Evidence is never taken on a gateway's word: what a device ended in, what it asks for.
+  if (!r.needs_update().empty()) return true;
+  switch (r.state()) {
+    case v1::CONFIRMED:
+    case v1::FAILED:
+    case v1::ROLLED_BACK:
+    case v1::DECLINED:
+      return true;
+    default:
+      break;
+  }
+  // Nor who it is and where: its first report through this gateway, or one that is not a
+  // device's (a gateway's own report relayed from below).
+  const v1::DeviceRecord* d = registry_->FindDevice(r.device_id());
+  if (d == nullptr || d->via() != via) return true;
+  // Nor what it runs, when that changes outside a campaign's steps.
+  const bool in_campaign = r.state() >= v1::OFFERED && r.state() <= v1::TRIAL_BOOT;
+  return !in_campaign &&
+         (d->sequence_number() != r.sequence_number() || d->component() != r.component());
+}
+
+void Root::RecordBatch(const std::string& via, const core::OpenedMessage& m) {
+  // Each report is checked for its signer's certificate, its place in the relaying gateway's
+  // subtree and its sequence numbers; its own signature as NeedsDeviceSignature says.
+  links_.ForEachRelayedReport(
+      m,
+      [&](const std::string&, const core::OpenedMessage& r, const std::string& path) {
+        (r.verified ? verified_ : vouched_)->Add();
+        Record(r.body.status(), *r.signer, via, core::JoinPath(via, path),
+               r.verified ? "" : via);
+      },
+      [this, &via](const v1::Body& body) { return NeedsDeviceSignature(body, via); });
+  const v1::StatusBatch& b = m.body.status_batch();
+  for (const v1::ChildLiveness& l : b.liveness()) RecordLiveness(via, l);
+  if (b.has_summary()) CheckSummary(via, b.summary());
+}
+
+void Root::RecordLiveness(const std::string& via, const v1::ChildLiveness& l) {
+  if (!core::IsValidNodeId(l.node_id()) || !core::ValidatePath(l.path()).ok()) {
+    return links_.Reject(Reject(v1::MALFORMED, "liveness of an invalid node or path"),
+                         "batch.liveness");
+  }
+  const std::string path = core::JoinPath(via, l.path());
+  if (const v1::DeviceRecord* d = registry_->FindDevice(l.node_id())) {
+    // Only the gateway the device reports through speaks for it.
+    if (d->via() != via) {
+      return links_.Reject(Reject(v1::OUT_OF_SCOPE, "liveness of a device of another gateway"),
+                           "batch.liveness");
+    }
+    if (d->link_down() == !l.online()) return;
+    v1::DeviceRecord updated = *d;
+    updated.set_link_down(!l.online());
+    registry_->StageDevice(updated);
+    index_.SetOnline(l.node_id(), l.online());
+    ScheduleCommit();
+    return;
+  }
+  if (l.node_id() == via) return;  // a gateway's own presence comes to root directly
+  v1::NodeRecord n = registry_->Node(l.node_id()).value_or(v1::NodeRecord());
+  if (!n.node_id().empty() && n.via() != via) {
+    return links_.Reject(Reject(v1::OUT_OF_SCOPE, "liveness of a node of another gateway"),
+                         "batch.liveness");
+  }
+  n.set_node_id(l.node_id());
+  n.set_via(via);
+  n.set_path(path);
+  n.set_online(l.online());
+  n.set_updated_at_ms(node_->clock().NowMs());
+  registry_->StageNode(n);
+  ScheduleCommit();
+}
+
+void Root::CheckSummary(const std::string& via, const v1::SubtreeSummary& summary) {
+  const v1::SubtreeSummary mine = index_.SummaryOf(via);
+  const bool same = core::SubtreeIndex::Same(mine, summary);
+  const int64_t now = node_->clock().NowMs();
+  v1::NodeRecord n = registry_->Node(via).value_or(v1::NodeRecord());
+  n.set_node_id(via);
+  if (n.via().empty()) n.set_via(via);
+  n.set_summary_at_ms(now);
+  n.set_summary_devices(summary.devices());
+  n.set_summary_matches(same);
+  if (!same) n.set_summary_mismatches(n.summary_mismatches() + 1);
+  registry_->StageNode(n);
+  ScheduleCommit();
+  if (!resync_.Compared(via, same, now)) return;
+  node_->metrics().CountRejection(v1::SUMMARY_MISMATCH);
+  spdlog::warn(
+      "event=subtree.mismatch gateway={} its_devices={} root_devices={} hint={}", core::Quoted(via),
+      summary.devices(), mine.devices(),
+      core::Quoted("root's view of the gateway's subtree differs from the gateway's: its whole "
+                   "subtree is asked again"));
+  v1::Body body;
+  body.mutable_status_request()->set_full(true);
+  if (absl::Status s = links_.SendDown(via, Channel::kCmd, std::move(body)); !s.ok()) {
+    spdlog::warn("event=status_request.send_failed child={} error={}", core::Quoted(via),
+                 core::Quoted(s.message()));
+  }
+}
+
 void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const std::string& via,
-                  const std::string& path) {
+                  const std::string& path, const std::string& vouched_by) {
   int64_t now = node_->clock().NowMs();
   if (signer.role == v1::ROLE_INTERMEDIATE) {
     v1::NodeRecord n = registry_->Node(r.device_id()).value_or(v1::NodeRecord());
@@ -646,18 +755,25 @@ void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const
     n.set_node_id(r.device_id());
     n.set_via(via);
     n.set_path(path);
+    n.set_updated_at_ms(now);
     if (via != r.device_id()) n.set_online(true);  // cascaded: alive if it reports
     n.mutable_rejections()->CopyFrom(r.rejections());
     n.mutable_parent_rejections()->CopyFrom(r.parent_rejections());
     n.set_clock_offset_ms(r.clock_offset_ms());
     registry_->StageNode(n);
   } else {
-    std::optional<v1::DeviceRecord> before = registry_->Device(r.device_id());
+    const v1::DeviceRecord* found = registry_->FindDevice(r.device_id());
+    std::optional<v1::DeviceRecord> before;
+    if (found != nullptr) before = *found;
     WarnIfRefusingParent(r.device_id(), via,
                          before ? before->parent_rejections()
                                 : google::protobuf::RepeatedPtrField<v1::ReasonCount>(),
                          r.parent_rejections());
     v1::DeviceRecord d;
+    // A report is its gateway's word that it is online; a liveness entry says otherwise.
+    d.set_link_down(false);
+    d.set_report_digest(core::ReportDigest(r));
+    d.set_vouched_by(vouched_by);
     d.set_device_id(r.device_id());
     d.set_via(via);
     d.set_path(path);
@@ -675,6 +791,8 @@ void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const
     d.set_clock_offset_ms(r.clock_offset_ms());
     d.set_needs_update(r.needs_update());
     WarnOfSignals(d, before ? &*before : nullptr);
+    index_.Put(d.device_id(),
+               {via, d.component(), d.version(), d.state(), true, d.report_digest()});
     registry_->StageDevice(d);
     reports_->Add();
     if (via == r.device_id()) {

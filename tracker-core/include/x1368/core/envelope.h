@@ -22,6 +22,7 @@
 #ifndef X1368_CORE_ENVELOPE_H_
 #define X1368_CORE_ENVELOPE_H_
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,10 +54,24 @@ struct OpenContext {
   const Identity* via = nullptr;
 };
 
+// How a relayed report (Origin::kRelayed) is opened.
+struct RelayPolicy {
+  // When set, the report's body (covered by the relaying node's verified signature) is read
+  // first, and the report's own signature is verified only when this returns true; otherwise
+  // the relaying node vouches for it (OpenedMessage::verified false). Every other check
+  // (signer's certificate and scope, validity window, sequence numbers) still applies.
+  std::function<bool(const v1::Body&)> verify_if;
+  // A report whose sequence number was already seen is handed back with `duplicate` set
+  // instead of refused: a state resent on request (StatusRequest.full) is idempotent.
+  bool accept_duplicate = false;
+};
+
 struct OpenedMessage {
   v1::Body body;
   std::shared_ptr<const Identity> signer;
   std::string body_digest;  // SHA-256 of the body bytes: how a Go names a directive
+  bool verified = true;      // false: vouched for by the relaying node (verify_relayed)
+  bool duplicate = false;    // accept_duplicate: its sequence number was seen already
 };
 
 class EnvelopeSealer {
@@ -88,7 +103,8 @@ class EnvelopeOpener {
   EnvelopeOpener(std::shared_ptr<const Identity> self, TrustStore* trust, ReplayGuard* replay,
                  const Clock* clock, EnvelopeLimits limits);
 
-  absl::StatusOr<OpenedMessage> Open(absl::string_view bytes, const OpenContext& context);
+  absl::StatusOr<OpenedMessage> Open(absl::string_view bytes, const OpenContext& context,
+                                     const RelayPolicy& relay = {});
 
   const EnvelopeLimits& limits() const { return limits_; }
   const Identity& self() const { return *self_; }

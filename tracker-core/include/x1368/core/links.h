@@ -120,10 +120,14 @@ class NodeLinks {
   // `resend`: now.
   void RequestTime(bool force = false, bool resend = false);
 
+  // `verify_relayed`: which reports have their own signature verified (OpenContext); null:
+  // all. A resent report (the same sequence number again) is handed on with `duplicate` set.
+  // A batch that names a device twice is refused whole (MALFORMED).
   void ForEachRelayedReport(
       const OpenedMessage& batch,
       const std::function<void(const std::string& envelope, const OpenedMessage& report,
-                               const std::string& path)>& fn);
+                               const std::string& path)>& fn,
+      const std::function<bool(const v1::Body&)>& verify_relayed = nullptr);
 
  private:
   void OnMessage(const MqttMessage& m);

@@ -5,8 +5,10 @@
 //   down: forwards root-signed directives unchanged, signs its own go for its children, keeps a
 //         retained desired state for children that are away, serves firmware chunks from its
 //         cache (filled once from upstream, verified against the manifest digest).
-//   up:   verifies each child's signed report and relays the reports upward in batches, one
-//         latest report per device, so the root's traffic grows with gateways, not devices.
+//   up:   verifies each child's signed report, keeps the subtree's registry (each device's latest
+//         report, its liveness from heartbeats and Wills) and relays upward, in batches, only
+//         what changed, with a signed summary of the whole subtree its parent checks its own
+//         view against: the root's traffic grows with gateways and changes, not devices.
 //
 // Owned by one event loop: every method runs on it (Start/Stop from the owner's thread).
 #ifndef X1368_INTERMEDIATE_INTERMEDIATE_H_
@@ -15,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -29,6 +32,7 @@
 #include "x1368/core/links.h"
 #include "x1368/core/node.h"
 #include "x1368/core/sqlite_db.h"
+#include "x1368/core/subtree_index.h"
 #include "x1368/intermediate/firmware_cache.h"
 #include "x1368/v1/manifest.pb.h"
 
@@ -50,6 +54,17 @@ struct IntermediateOptions {
   absl::Duration batch_delay = absl::Milliseconds(200);
   size_t batch_max_reports = 200;
   absl::Duration report_interval = absl::Seconds(60);
+  // A direct child heard from (report, presence, chunk request) less recently than this is
+  // down: its heartbeats (periodic reports) stopped without a Will (children.heartbeat_timeout_s).
+  absl::Duration child_timeout = absl::Seconds(200);
+  // A SubtreeSummary goes up with a batch at most this often, and alone when nothing else went
+  // (status.summary_interval_s).
+  absl::Duration summary_interval = absl::Seconds(60);
+  // After a child's summary disagreed and its subtree was asked again (status.resync_backoff_s).
+  absl::Duration resync_backoff = absl::Seconds(30);
+  // Which reports in a cascaded child's batch have the device's own signature verified here:
+  // false: the child gateway verified each; only outcomes and first contact are checked again.
+  bool verify_relayed_all = false;
 };
 
 class Intermediate {
@@ -65,6 +80,8 @@ class Intermediate {
   size_t active_directives() const { return directives_.size(); }
   bool cached(const std::string& sha256) const { return cache_.Has(sha256); }
   size_t known_children() const { return children_.size(); }
+  // What this node's registry holds for its subtree (its SubtreeSummary).
+  v1::SubtreeSummary Summary() const { return index_.Summary(); }
 
  private:
   struct Directive {
@@ -130,6 +147,27 @@ class Intermediate {
   void StorageFailed(const absl::Status& status, absl::string_view event);
   void SendFailed(const absl::Status& status, absl::string_view event);
 
+  // The registry of the subtree (issue #13): every device's and node's latest report as this
+  // node relayed it. A report that differs from the last one is recorded and relayed; the same
+  // again is a heartbeat: it refreshes liveness only. `path`: the nodes between this one and the
+  // sender (StatusBatch.paths).
+  void Observe(const std::string& id, const std::string& envelope, const v1::StatusReport& report,
+               const std::string& path, bool device);
+  // A direct child was heard from: its heartbeat.
+  void Heard(const std::string& child);
+  // A node of the subtree went up or down (presence, heartbeats, a cascaded child's entry).
+  void SetLiveness(const std::string& id, bool online);
+  void SweepHeartbeats();
+  // A cascaded child's batch: its reports, its subtree's liveness, its summary.
+  void FromChildBatch(const std::string& child, const core::OpenedMessage& m);
+  bool NeedsDeviceSignature(const v1::Body& body, const std::string& child) const;
+  // Every device's and node's latest report and liveness again, then the summary: what a
+  // parent whose view disagreed asks for (StatusRequest.full).
+  void ResendAll();
+  absl::Status LoadRegistry();
+  void PersistRegistry();
+  void PeriodicSummary();
+
   // `path`: the nodes between this one and the device (StatusBatch.paths).
   void Relay(const std::string& device, const std::string& envelope, const std::string& path);
   void FlushBatch();
@@ -159,6 +197,24 @@ class Intermediate {
   };
   std::map<std::string, Relayed> batch_;  // by device
   size_t batch_bytes_ = 0;
+
+  struct Known {
+    std::string envelope;  // its latest signed report
+    std::string path;      // between this node and it ("": a direct child)
+    std::string digest;    // core::ReportDigest of that report
+    bool device = true;    // a firmware consumer (false: a tracker node's own report)
+    bool online = true;
+    int64_t last_seen_ms = 0;  // direct children: last heard from (monotonic)
+  };
+  std::map<std::string, Known> known_;  // the registry, by device or node id
+  core::SubtreeIndex index_;            // its devices, by hop
+  std::set<std::string> unsaved_;       // ids whose row the next flush writes
+  // Liveness changes for the next batch, by node id: online, path.
+  std::map<std::string, std::pair<bool, std::string>> liveness_out_;
+  int64_t last_summary_ms_ = INT64_MIN / 2;  // monotonic
+  bool summary_wanted_ = false;              // the next flush carries a summary
+  bool resending_ = false;
+  core::ResyncPacer resync_{absl::ToInt64Milliseconds(opts_.resync_backoff)};
   core::Coalesced batch_due_{loop_, opts_.batch_delay, [this] { FlushBatch(); }};
   core::Coalesced self_report_soon_{loop_, absl::Milliseconds(200), [this] { ReportSelf(); }};
   core::Coalesced ask_children_{loop_, absl::ZeroDuration(), [this] { AskChildren(); }};
@@ -172,6 +228,8 @@ class Intermediate {
   core::Metric* desired_resent_ = nullptr;
   core::Metric* fill_retries_ = nullptr;
   core::Metric* chunk_timeouts_ = nullptr;
+  core::Metric* heartbeats_ = nullptr;
+  core::Metric* summaries_ = nullptr;
 };
 
 }  // namespace x1368::intermediate

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,9 @@ class Registry {
 
   std::vector<v1::DeviceRecord> Devices() const;
   std::optional<v1::DeviceRecord> Device(const std::string& id) const;
+  // The record itself (null: unknown), valid until the next Stage*.
+  const v1::DeviceRecord* FindDevice(const std::string& id) const;
+  const v1::NodeRecord* FindNode(const std::string& id) const;
   size_t device_count() const { return devices_.size(); }
   // Calls `fn` on each device whose id sorts after `after` ("" for all), in id order, until it
   // returns false. No copies: what a query over the whole fleet reads.
@@ -79,8 +83,9 @@ class Registry {
   std::map<std::string, Campaign> campaigns_;
   std::map<std::string, v1::DeviceRecord> devices_;
   std::map<std::string, v1::NodeRecord> nodes_;
-  std::map<std::string, v1::DeviceRecord> staged_devices_;
-  std::map<std::string, v1::NodeRecord> staged_nodes_;
+  // Ids whose record Commit() writes (from devices_ / nodes_).
+  std::set<std::string> staged_devices_;
+  std::set<std::string> staged_nodes_;
   absl::flat_hash_set<std::string> direct_children_;
 };
 

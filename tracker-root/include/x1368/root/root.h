@@ -5,8 +5,9 @@
 //   - starts a campaign by signing an UpdateDirective and publishing it once for its children
 //     (and into their retained desired state), with its own go;
 //   - serves image chunks to its children;
-//   - verifies every device's report end to end (also inside intermediates' batches) and keeps
-//     every device's state;
+//   - keeps every device's state: from its own signed reports, or, inside a gateway's signed
+//     batch, on the gateway's word for progress and end to end for outcomes (verify_relayed_all);
+//     checks each gateway's subtree summary against its own view and asks again when they differ;
 //   - answers the authenticated admin API that trackerctl uses.
 //
 // Threads: the event loop owns all state. HTTP handlers run on the server's threads and post to
@@ -29,6 +30,7 @@
 #include "x1368/core/links.h"
 #include "x1368/core/node.h"
 #include "x1368/core/sqlite_db.h"
+#include "x1368/core/subtree_index.h"
 #include "x1368/root/fleet_query.h"
 #include "x1368/root/registry.h"
 #include "x1368/v1/admin.pb.h"
@@ -46,6 +48,15 @@ struct RootOptions {
   // What the broker queues for root (Mosquitto's max_queued_messages): the children's chunks in
   // flight share it (core::ChunkWindowFor).
   uint32_t downstream_queue = 1000;
+  // Which relayed reports root verifies the device's own signature of (status.verify_relayed):
+  // false ("evidence"): outcomes (CONFIRMED, FAILED, ROLLED_BACK, DECLINED), requests for an
+  // update, a device's first report through a gateway (or after it moved), and a change of
+  // what it runs outside a campaign; the rest (progress) on the signed word of the gateway that
+  // relayed it. true ("all"): every one.
+  bool verify_relayed_all = false;
+  // After a gateway's summary disagreed and its whole subtree was asked again, no new request
+  // for this long, doubling while they keep disagreeing (up to an hour).
+  absl::Duration resync_backoff = absl::Seconds(30);
 };
 
 class Root {
@@ -74,8 +85,16 @@ class Root {
   void FromChild(const core::Topic& topic, const std::string& payload, core::OpenedMessage m);
   // `via`: root's direct child it came through; `path`: from there down to the sender's parent
   // (DeviceRecord.path).
+  // `vouched_by`: the gateway whose batch vouched for it (empty: its own signature verified).
   void Record(const v1::StatusReport& report, const core::Identity& signer, const std::string& via,
-              const std::string& path);
+              const std::string& path, const std::string& vouched_by = "");
+  // A StatusBatch from root's child `via` (a gateway): its reports, its subtree's liveness and
+  // its summary, checked against root's view of that subtree.
+  void RecordBatch(const std::string& via, const core::OpenedMessage& m);
+  // Whether a report relayed by `via` needs the device's own signature (verify_relayed_all).
+  bool NeedsDeviceSignature(const v1::Body& body, const std::string& via) const;
+  void RecordLiveness(const std::string& via, const v1::ChildLiveness& l);
+  void CheckSummary(const std::string& via, const v1::SubtreeSummary& summary);
   // Logs a warning when a node's report says it refused more of its parent's messages as
   // replays than it had said before (StatusReport.parent_rejections).
   // Signals from below (X.1368 §11.1 a.iv): a device that asks for an update, or runs an image
@@ -123,6 +142,12 @@ class Root {
   core::Metric* reports_ = nullptr;
   core::Metric* desired_resent_ = nullptr;
   core::CatchUp catch_up_;  // for devices directly under root (core/catch_up.h)
+  // Every device, by the hop it reports through (its via): what gateways' summaries are checked
+  // against.
+  core::SubtreeIndex index_;
+  core::ResyncPacer resync_{absl::ToInt64Milliseconds(opts_.resync_backoff)};
+  core::Metric* vouched_ = nullptr;
+  core::Metric* verified_ = nullptr;
   core::Metric* chunks_served_ = nullptr;
   std::atomic<uint64_t> uploads_{0};  // names each upload's temporary file
 };
