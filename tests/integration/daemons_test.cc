@@ -1233,12 +1233,60 @@ TEST_F(DaemonsProcessTest, KilledNodesAreShownOfflineAtRoot) {
   ASSERT_TRUE(status && WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL)
       << (status ? DescribeWaitStatus(*status) : "still running");
   EXPECT_TRUE(WaitForFleet(
-      "gw1 offline",
+      "gw1 offline, and dev-2 behind it unreachable",
       [&](const v1::FleetStatus& f) {
         const v1::NodeRecord* n = FindNode(f, "gw1");
-        return n != nullptr && !n->online();
+        const v1::DeviceRecord* d2 = FindDevice(f, "dev-2");
+        return n != nullptr && !n->online() && d2 != nullptr && !d2->online();
       },
       absl::Seconds(20)));
+}
+
+// Issue #13, liveness: a device that stops sending while its connection stays up (hung, or a
+// link that lost its packets: no Will comes for the keepalive's 1.5x) is down once its gateway
+// missed its heartbeats (children.heartbeat_timeout_s), and up again when it speaks.
+TEST_F(DaemonsProcessTest, ASilentDeviceIsDownAfterMissedHeartbeatsAndUpWhenItSpeaksAgain) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({"dev-1", "dev-2"}));
+  ASSERT_TRUE(StartRoot({"[fleet]", "stale_after_s = 3600"}));
+  std::vector<std::string> gw = IntermediateLines("gw1", "root");
+  gw.insert(gw.end(), {"[children]", "heartbeat_timeout_s = 4"});
+  StartDaemon("tracker-intermediate", "gw1", WriteConfig("gw1.toml", gw));
+  auto fast = [&](const std::string& id) {
+    std::vector<std::string> lines = ClientLines(id, "gw1");
+    for (std::string& l : lines) {
+      if (l == "report_interval_s = 5") l = "report_interval_s = 1";
+    }
+    return lines;
+  };
+  StartDaemon("tracker-client", "dev-1", WriteConfig("dev-1.toml", fast("dev-1")));
+  ChildProcess* dev2 =
+      StartDaemon("tracker-client", "dev-2", WriteConfig("dev-2.toml", fast("dev-2")));
+  ASSERT_TRUE(FleetWait("1.0.0", 2, 60));
+  auto device_online = [](const v1::FleetStatus& f, const std::string& id) {
+    const v1::DeviceRecord* d = FindDevice(f, id);
+    return d == nullptr ? std::optional<bool>() : std::optional<bool>(d->online());
+  };
+  ASSERT_TRUE(WaitForFleet(
+      "both online",
+      [&](const v1::FleetStatus& f) {
+        return device_online(f, "dev-1") == true && device_online(f, "dev-2") == true;
+      },
+      absl::Seconds(30)));
+  dev2->Signal(SIGSTOP);
+  absl::Time stopped = absl::Now();
+  EXPECT_TRUE(WaitForFleet(
+      "dev-2 offline, dev-1 online",
+      [&](const v1::FleetStatus& f) {
+        return device_online(f, "dev-2") == false && device_online(f, "dev-1") == true;
+      },
+      absl::Seconds(15)));
+  EXPECT_GE(absl::Now() - stopped, absl::Seconds(3)) << "down before its heartbeats were missed";
+  dev2->Signal(SIGCONT);
+  EXPECT_TRUE(WaitForFleet(
+      "dev-2 online again",
+      [&](const v1::FleetStatus& f) { return device_online(f, "dev-2") == true; },
+      absl::Seconds(15)));
 }
 
 // A node stopped cleanly (SIGTERM: an MQTT DISCONNECT, after which the broker discards the Will)

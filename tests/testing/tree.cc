@@ -91,10 +91,27 @@ RootNode* TestTree::AddRoot(const std::function<void(nodes::RootSpec&)>& configu
   spec.node = NodeConfigFor(r->id, pki_.root_key_path(), "", r->dir);
   spec.options.images_dir = r->dir + "/images";
   spec.downstream = LinkFor(r->id);
+  spec.options.resync_backoff = absl::Seconds(2);
   if (configure) configure(spec);
+  root_spec_ = spec;
   Must(nodes::Build(r->env, spec, r), "root build");
   Must(r->Start(), "root start");
   return r;
+}
+
+absl::Status TestTree::RestartRoot(const Meanwhile& meanwhile) {
+  RootNode* r = root_.get();
+  r->Reset();
+  if (meanwhile) meanwhile(r->dir);
+  X1368_RETURN_IF_ERROR(nodes::Build(r->env, root_spec_, r));
+  return r->Start();
+}
+
+absl::Status TestTree::RestartIntermediate(IntermediateNode* n, const Meanwhile& meanwhile) {
+  n->Reset();
+  if (meanwhile) meanwhile(n->dir);
+  X1368_RETURN_IF_ERROR(nodes::Build(n->env, intermediate_specs_.at(n->id), n));
+  return n->Start();
 }
 
 IntermediateNode* TestTree::AddIntermediate(const std::string& id, const std::string& parent,
@@ -112,11 +129,16 @@ IntermediateNode* TestTree::AddIntermediate(const std::string& id, const std::st
   spec.options.batch_delay = absl::Milliseconds(30);
   spec.options.fetch_timeout = absl::Seconds(2);
   spec.options.report_interval = absl::Seconds(2);
+  // Its children report every 2 s (ClientSpec::report_interval): three missed are down.
+  spec.options.child_timeout = absl::Seconds(7);
+  spec.options.summary_interval = absl::Seconds(2);
+  spec.options.resync_backoff = absl::Seconds(2);
   spec.upstream = LinkFor(id, parent);
   if (children_broker != nullptr) {
     spec.downstream = children_broker->ClientOptions(id);
     children_broker_[id] = children_broker;
   }
+  intermediate_specs_[id] = spec;
   Must(nodes::Build(n->env, spec, n), "intermediate build");
   Must(n->Start(), "intermediate start");
   return n;

@@ -121,6 +121,12 @@ class TestTree {
   // write the client had not synced.
   void CrashClient(ClientNode* c);
   absl::Status RestartClient(ClientNode* c);
+  // Stops root or an intermediate as a power cut would (nothing more runs, its session is left
+  // to the broker), runs `meanwhile` with its data directory (a test may damage its files), and
+  // builds it again over its files.
+  using Meanwhile = std::function<void(const std::string& data_dir)>;
+  absl::Status RestartRoot(const Meanwhile& meanwhile = nullptr);
+  absl::Status RestartIntermediate(IntermediateNode* n, const Meanwhile& meanwhile = nullptr);
 
   // Chunk size of the manifests Publish() signs: small by default, so the tests' small images
   // come in several chunks.
@@ -176,6 +182,8 @@ class TestTree {
   TestPki pki_;
   TestNode author_;
   std::unique_ptr<RootNode> root_;
+  nodes::RootSpec root_spec_;
+  std::map<std::string, nodes::IntermediateSpec> intermediate_specs_;  // by id
   std::vector<std::unique_ptr<IntermediateNode>> intermediates_;
   std::vector<std::unique_ptr<ClientNode>> clients_;
 };

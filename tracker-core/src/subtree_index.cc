@@ -139,8 +139,8 @@ bool ResyncPacer::Compared(const std::string& child, bool same, int64_t now_ms) 
   }
   State& st = children_[child];
   if (now_ms < st.next_allowed_ms) return false;  // the resend asked for is on its way
-  st.backoff_ms = st.backoff_ms == 0 ? first_backoff_ms_
-                                     : std::min(st.backoff_ms * 2, kMaxBackoffMs);
+  st.backoff_ms =
+      st.backoff_ms == 0 ? first_backoff_ms_ : std::min(st.backoff_ms * 2, kMaxBackoffMs);
   st.next_allowed_ms = now_ms + st.backoff_ms;
   return true;
 }

@@ -200,6 +200,7 @@ void Intermediate::AcceptDirective(const std::string& envelope, const core::Open
   }
   Directive dir{{d.campaign_id(), envelope, m.body_digest, m.body.expires_at_ms()},
                 *manifest,
+                d.selector(),
                 node_->clock().NowMs()};
   if (fresh) {
     auto stmt = db_->Prepare("INSERT OR REPLACE INTO directives VALUES (?, ?, ?)");
@@ -277,10 +278,26 @@ void Intermediate::SendDesired(const std::string& child) {
   }
 }
 
+bool Intermediate::Targets(const Directive& d, const std::string& device,
+                           const v1::StatusReport& report) {
+  auto has = [](const auto& list, const std::string& v) {
+    return std::find(list.begin(), list.end(), v) != list.end();
+  };
+  const v1::TargetSelector& sel = d.selector;
+  return d.manifest.component() == report.component() &&
+         has(d.manifest.hardware_classes(), report.hardware_class()) &&
+         (sel.hardware_classes().empty() || has(sel.hardware_classes(), report.hardware_class())) &&
+         (sel.devices().empty() || has(sel.devices(), device));
+}
+
 void Intermediate::CatchUpChild(const std::string& child, const v1::StatusReport& report) {
-  if (directives_.empty()) return;
+  // Only campaigns that are for this device: one the device would refuse (another component,
+  // hardware class or device list) is not something it missed.
   int64_t newest = 0;
-  for (const auto& [campaign, d] : directives_) newest = std::max(newest, d.accepted_ms);
+  for (const auto& [campaign, d] : directives_) {
+    if (Targets(d, child, report)) newest = std::max(newest, d.accepted_ms);
+  }
+  if (newest == 0) return;
   // Behind: working on none of the active campaigns (the directive never arrived), or holding
   // the directive without its go.
   bool behind = !directives_.count(report.campaign_id()) || report.state() == v1::OFFERED;
@@ -828,8 +845,8 @@ void Intermediate::Relay(const std::string& device, const std::string& envelope,
 void Intermediate::FlushBatch() {
   const int64_t now = node_->clock().MonotonicMs();
   const bool summary_due =
-      !resending_ && (summary_wanted_ || now - last_summary_ms_ >=
-                                             absl::ToInt64Milliseconds(opts_.summary_interval));
+      !resending_ && (summary_wanted_ ||
+                      now - last_summary_ms_ >= absl::ToInt64Milliseconds(opts_.summary_interval));
   if (batch_.empty() && liveness_out_.empty() && !(summary_due && summary_wanted_)) return;
   // What goes up is in the registry first: after a crash we resend it, not lose it.
   PersistRegistry();

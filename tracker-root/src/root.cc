@@ -292,8 +292,8 @@ absl::Status Root::Start() {
   X1368_RETURN_IF_ERROR(RemoveStaleUploads());
   X1368_ASSIGN_OR_RETURN(registry_, Registry::Open(db_));
   registry_->ScanDevices("", [this](const v1::DeviceRecord& d) {
-    index_.Put(d.device_id(), {d.via(), d.component(), d.version(), d.state(), !d.link_down(),
-                               d.report_digest()});
+    index_.Put(d.device_id(),
+               {d.via(), d.component(), d.version(), d.state(), !d.link_down(), d.report_digest()});
     return true;
   });
   // A database restored from a backup comes without its images (README: they are copied back
@@ -674,8 +674,7 @@ void Root::RecordBatch(const std::string& via, const core::OpenedMessage& m) {
       m,
       [&](const std::string&, const core::OpenedMessage& r, const std::string& path) {
         (r.verified ? verified_ : vouched_)->Add();
-        Record(r.body.status(), *r.signer, via, core::JoinPath(via, path),
-               r.verified ? "" : via);
+        Record(r.body.status(), *r.signer, via, core::JoinPath(via, path), r.verified ? "" : via);
       },
       [this, &via](const v1::Body& body) { return NeedsDeviceSignature(body, via); });
   const v1::StatusBatch& b = m.body.status_batch();
@@ -800,8 +799,18 @@ void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const
       int64_t newest = 0;
       bool in_active = false;
       for (const Campaign& c : registry_->ActiveCampaigns(now)) {
-        newest = std::max(newest, c.info.started_at_ms());
         in_active = in_active || c.info.campaign_id() == r.campaign_id();
+        // Only campaigns for its component and hardware class: one it would refuse is not
+        // one it missed.
+        if (c.info.component() != r.component()) continue;
+        std::optional<Release> release =
+            registry_->FindRelease(c.info.component(), c.info.version());
+        const auto& classes = release ? release->manifest.hardware_classes()
+                                      : google::protobuf::RepeatedPtrField<std::string>();
+        if (std::find(classes.begin(), classes.end(), r.hardware_class()) == classes.end()) {
+          continue;
+        }
+        newest = std::max(newest, c.info.started_at_ms());
       }
       bool behind = newest > 0 && (!in_active || r.state() == v1::OFFERED);
       if (newest > 0 && catch_up_.OnReport(r.device_id(), behind, now, newest)) {

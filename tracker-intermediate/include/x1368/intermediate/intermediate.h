@@ -87,8 +87,12 @@ class Intermediate {
   struct Directive {
     core::ActiveDirective active;
     v1::Manifest manifest;
+    v1::TargetSelector selector;
     int64_t accepted_ms = 0;  // when it reached this node (or this node restarted)
   };
+  // Whether `d` is for the device that sent `report` (component, hardware class, device list).
+  static bool Targets(const Directive& d, const std::string& device,
+                      const v1::StatusReport& report);
 
   void FromParent(const core::Topic& topic, const std::string& payload, core::OpenedMessage m);
   void FromChild(const core::Topic& topic, const std::string& payload, core::OpenedMessage m);
