@@ -32,9 +32,11 @@ std::string ReportDigest(const v1::StatusReport& report) {
   return Sha256(bytes);
 }
 
-void SubtreeIndex::Apply(const std::string& device, const IndexedDevice& e, int sign) {
+void SubtreeIndex::Apply(const std::string& device, Stored& stored, int sign) {
+  const IndexedDevice& e = stored.e;
   Hop& hop = hops_[e.hop];
-  XorInto(&hop.digest, EntryDigest(device, e));
+  if (sign > 0) stored.entry_digest = EntryDigest(device, e);
+  XorInto(&hop.digest, stored.entry_digest);
   CountKey key{e.component, e.version, static_cast<int>(e.state), e.online};
   if (sign > 0) {
     ++hop.devices;
@@ -48,24 +50,19 @@ void SubtreeIndex::Apply(const std::string& device, const IndexedDevice& e, int 
 }
 
 void SubtreeIndex::Put(const std::string& device, IndexedDevice entry) {
-  auto it = devices_.find(device);
-  if (it != devices_.end()) {
-    Apply(device, it->second, -1);
-    it->second = std::move(entry);
-    Apply(device, it->second, +1);
-    return;
-  }
-  Apply(device, entry, +1);
-  devices_.emplace(device, std::move(entry));
+  auto [it, added] = devices_.try_emplace(device);
+  if (!added) Apply(device, it->second, -1);
+  it->second.e = std::move(entry);
+  Apply(device, it->second, +1);
 }
 
 bool SubtreeIndex::SetOnline(const std::string& device, bool online) {
   auto it = devices_.find(device);
   if (it == devices_.end()) return false;
-  if (it->second.online == online) return true;
-  IndexedDevice e = it->second;
-  e.online = online;
-  Put(device, std::move(e));
+  if (it->second.e.online == online) return true;
+  Apply(device, it->second, -1);
+  it->second.e.online = online;
+  Apply(device, it->second, +1);
   return true;
 }
 
@@ -78,7 +75,7 @@ void SubtreeIndex::Remove(const std::string& device) {
 
 const IndexedDevice* SubtreeIndex::Find(const std::string& device) const {
   auto it = devices_.find(device);
-  return it == devices_.end() ? nullptr : &it->second;
+  return it == devices_.end() ? nullptr : &it->second.e;
 }
 
 void SubtreeIndex::AddTo(v1::SubtreeSummary* out, const Hop& hop) {

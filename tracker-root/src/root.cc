@@ -761,9 +761,8 @@ void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const
     n.set_clock_offset_ms(r.clock_offset_ms());
     registry_->StageNode(n);
   } else {
-    const v1::DeviceRecord* found = registry_->FindDevice(r.device_id());
-    std::optional<v1::DeviceRecord> before;
-    if (found != nullptr) before = *found;
+    // Read before StageDevice() overwrites it.
+    const v1::DeviceRecord* before = registry_->FindDevice(r.device_id());
     WarnIfRefusingParent(r.device_id(), via,
                          before ? before->parent_rejections()
                                 : google::protobuf::RepeatedPtrField<v1::ReasonCount>(),
@@ -789,7 +788,7 @@ void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const
     d.mutable_parent_rejections()->CopyFrom(r.parent_rejections());
     d.set_clock_offset_ms(r.clock_offset_ms());
     d.set_needs_update(r.needs_update());
-    WarnOfSignals(d, before ? &*before : nullptr);
+    WarnOfSignals(d, before);
     index_.Put(d.device_id(),
                {via, d.component(), d.version(), d.state(), true, d.report_digest()});
     registry_->StageDevice(d);

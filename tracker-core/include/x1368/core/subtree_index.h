@@ -61,10 +61,14 @@ class SubtreeIndex {
     std::string digest = std::string(32, '\0');
     std::map<CountKey, uint64_t> counts;
   };
-  void Apply(const std::string& device, const IndexedDevice& e, int sign);
+  struct Stored {
+    IndexedDevice e;
+    std::string entry_digest;  // what it XORs into its hop's digest
+  };
+  void Apply(const std::string& device, Stored& stored, int sign);
   static void AddTo(v1::SubtreeSummary* out, const Hop& hop);
 
-  absl::flat_hash_map<std::string, IndexedDevice> devices_;
+  absl::flat_hash_map<std::string, Stored> devices_;
   std::map<std::string, Hop> hops_;
 };
 
