@@ -739,6 +739,18 @@ absl::StatusOr<SimResult> Fleet::Run() {
   r.root_messages_out = root_stats.published;
   r.root_messages_per_device =
       static_cast<double>(r.root_messages_in + r.root_messages_out) / std::max(1, o_.devices);
+  for (Gateway* g : lowest_) {
+    std::string text = g->node.node->metrics().RenderPrometheus();
+    const std::string name = "\nx1368_reports_relayed_total ";
+    size_t pos = text.find(name);
+    if (pos != std::string::npos) r.device_state_changes += std::stoull(text.substr(pos + name.size()));
+  }
+  if (r.device_state_changes > 0) {
+    const double changes = static_cast<double>(r.device_state_changes);
+    r.root_messages_in_per_change = static_cast<double>(r.root_messages_in) / changes;
+    r.root_messages_per_change =
+        static_cast<double>(r.root_messages_in + r.root_messages_out) / changes;
+  }
   r.peak_rss_root_kb = sim::ProcStatus("VmHWM");
   if (absl::Status s = StopDevices(&r); !s.ok()) return s;
   r.root_links = Totals(counters_.root);
@@ -817,6 +829,9 @@ std::string ResultJson(const SimOptions& o, const SimResult& r) {
   integer("root_messages_in", static_cast<int64_t>(r.root_messages_in));
   integer("root_messages_out", static_cast<int64_t>(r.root_messages_out));
   num("root_messages_per_device", r.root_messages_per_device);
+  integer("device_state_changes", static_cast<int64_t>(r.device_state_changes));
+  num("root_messages_in_per_change", r.root_messages_in_per_change);
+  num("root_messages_per_change", r.root_messages_per_change);
   const double n = std::max(1, r.devices);
   num("control_bytes_per_device", static_cast<double>(r.device_links.control_bytes) / n);
   num("image_bytes_per_device", static_cast<double>(r.device_links.image_bytes) / n);

@@ -113,6 +113,12 @@ struct SimResult {
   uint64_t root_messages_in = 0;
   uint64_t root_messages_out = 0;
   double root_messages_per_device = 0;
+  // Device reports that changed something, as the gateways they report to counted them (each
+  // relayed upward once): the fleet's state changes. Root's messages per change is what the
+  // hierarchy's aggregation is judged by (issue #13: at most 0.01).
+  uint64_t device_state_changes = 0;
+  double root_messages_in_per_change = 0;
+  double root_messages_per_change = 0;  // in and out
   int64_t rss_before_fleet_kb = 0;
   int64_t rss_before_devices_kb = 0;
   // Peak RSS of the sim's own process, which hosts root and the gateways (and the devices when
