@@ -338,6 +338,69 @@ TEST_F(BadInputTest, BatchesWhosePathsDoNotFitTheirReportsAreRefusedWhole) {
   ExpectGenuineUpdateStillWorks();
 }
 
+// Issue #13: a device's report with values no device can have (a version outside SemVer, an
+// unknown state, progress past its total, a hardware class that is no identifier) is refused by
+// the first tracker that sees it, counted as MALFORMED, never stored nor relayed; the same
+// device's next good report is taken. A gateway's batch that names a device twice is refused
+// (MALFORMED at root) from the second on.
+TEST_F(BadInputTest, ReportsWithImpossibleValuesAndBatchesNamingADeviceTwiceAreRefused) {
+  TestNode dev = tree_->pki().Make("dev-x", v1::ROLE_CLIENT);
+  auto report = [&](const std::function<void(v1::StatusReport*)>& spoil, uint64_t seq) {
+    v1::Body body;
+    v1::StatusReport* r = body.mutable_status();
+    r->set_device_id("dev-x");
+    r->set_component("fw");
+    r->set_version("1.0.0");
+    r->set_sequence_number(1);
+    r->set_hardware_class("board-a");
+    r->set_state(v1::IDLE);
+    if (spoil) spoil(r);
+    return Seal(dev.key, dev.id, dev.cert, "gw1", body, seq);
+  };
+  const uint64_t before = gw1_->node->metrics().Rejections(v1::MALFORMED);
+  uint64_t seq = 0;
+  Inject("x1368/gw1/dev-x/up/status", report([](auto* r) { r->set_version("v1.0"); }, ++seq));
+  Inject("x1368/gw1/dev-x/up/status",
+         report([](auto* r) { r->set_state(static_cast<v1::UpdateState>(99)); }, ++seq));
+  Inject("x1368/gw1/dev-x/up/status", report(
+                                          [](auto* r) {
+                                            r->set_state(v1::DOWNLOADING);
+                                            r->set_bytes_done(2000);
+                                            r->set_bytes_total(1000);
+                                          },
+                                          ++seq));
+  Inject("x1368/gw1/dev-x/up/status",
+         report([](auto* r) { r->set_hardware_class("board a"); }, ++seq));
+  EXPECT_TRUE(WaitFor([&] { return gw1_->node->metrics().Rejections(v1::MALFORMED) >= before + 4; },
+                      absl::Seconds(10)))
+      << "gw1 counted " << gw1_->node->metrics().Rejections(v1::MALFORMED) - before;
+  // Not stored at gw1, not relayed: root has never heard of dev-x.
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_FALSE(tree_->Device("dev-x").has_value());
+  // Its good report goes through.
+  Inject("x1368/gw1/dev-x/up/status", report(nullptr, ++seq));
+  ASSERT_TRUE(tree_->WaitForDevices({"dev-x"}, [](const v1::DeviceRecord& d) {
+    return d.version() == "1.0.0" && d.state() == v1::IDLE;
+  }));
+
+  // A batch naming dev-x twice, signed by gw1 itself: the second is refused at root.
+  TestNode gw1_key = tree_->pki().Make("gw1", v1::ROLE_INTERMEDIATE, {"dev-*"});
+  core::EnvelopeSealer gw1(gw1_key.id, gw1_key.key, gw1_key.cert, nullptr, core::RealClock::Get());
+  v1::Body batch;
+  batch.mutable_status_batch()->add_reports(
+      report([](auto* r) { r->set_state(v1::OFFERED); }, ++seq));
+  batch.mutable_status_batch()->add_reports(
+      report([](auto* r) { r->set_state(v1::DOWNLOADING); }, ++seq));
+  auto root_malformed = [&] { return tree_->root()->node->metrics().Rejections(v1::MALFORMED); };
+  const uint64_t root_before = root_malformed();
+  // Far above what gw1 sent itself: its own next messages are then refused as replays, so the
+  // check ends here.
+  Inject("x1368/root/gw1/up/status", *gw1.SealWithSeq("root", batch, 60'000, 1ULL << 62));
+  EXPECT_TRUE(WaitFor([&] { return root_malformed() > root_before; }, absl::Seconds(10)))
+      << tree_->root()->node->metrics().RenderPrometheus();
+  EXPECT_EQ(tree_->Device("dev-x")->state(), v1::OFFERED) << "the second report was taken";
+}
+
 // Issue #13: a second connection with a device's client id (a cloned device, a stale process,
 // stolen credentials) made the two take the session from each other every few seconds for as
 // long as it lasted, and nobody upstream noticed. The device now counts each takeover as an

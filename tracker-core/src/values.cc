@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "x1368/core/log.h"
+#include "x1368/core/reason.h"
 #include "x1368/core/topics.h"
 
 namespace x1368::core {
@@ -134,6 +135,34 @@ absl::Status ValidateText(absl::string_view text, absl::string_view what, size_t
           absl::StrCat(what, " ", Quote(text), " holds a control character"));
     }
     rest.remove_prefix(used);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateReport(const v1::StatusReport& r, bool device) {
+  X1368_RETURN_IF_ERROR(ValidateNodeId(r.device_id(), "report's device id"));
+  if (!device) return absl::OkStatus();
+  X1368_RETURN_IF_ERROR(ValidateIdentifier(r.component(), "report's component"));
+  X1368_RETURN_IF_ERROR(ValidateIdentifier(r.hardware_class(), "report's hardware class"));
+  X1368_RETURN_IF_ERROR(ValidateVersion(r.version(), "report's version"));
+  if (!r.target_version().empty()) {
+    X1368_RETURN_IF_ERROR(ValidateVersion(r.target_version(), "report's target version"));
+  }
+  if (!v1::UpdateState_IsValid(r.state()) || r.state() == v1::UPDATE_STATE_UNSPECIFIED) {
+    return absl::InvalidArgumentError(absl::StrCat("report's state ", r.state(), " is unknown"));
+  }
+  if (!v1::Reason_IsValid(r.reason())) {
+    return absl::InvalidArgumentError(absl::StrCat("report's reason ", r.reason(), " is unknown"));
+  }
+  // Ids and texts are data, logged quoted: only their size is bounded here.
+  constexpr size_t kMaxCampaignId = 256, kMaxDetail = 4096;
+  if (r.campaign_id().size() > kMaxCampaignId || r.detail().size() > kMaxDetail ||
+      r.needs_update().size() > kMaxDetail) {
+    return absl::InvalidArgumentError("report's campaign id, detail or request is too long");
+  }
+  if (r.bytes_total() > 0 && r.bytes_done() > r.bytes_total()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("report's progress ", r.bytes_done(), " is past its total ", r.bytes_total()));
   }
   return absl::OkStatus();
 }

@@ -10,6 +10,7 @@
 #include "x1368/core/log.h"
 #include "x1368/core/manifest.h"
 #include "x1368/core/reason.h"
+#include "x1368/core/values.h"
 #include "x1368/v1/envelope.pb.h"
 
 namespace x1368::intermediate {
@@ -684,6 +685,10 @@ bool Intermediate::NeedsDeviceSignature(const v1::Body& body, const std::string&
 
 void Intermediate::Observe(const std::string& id, const std::string& envelope,
                            const v1::StatusReport& report, const std::string& path, bool device) {
+  // Refused here, at the first tracker that sees it: never stored, never relayed.
+  if (absl::Status s = core::ValidateReport(report, device); !s.ok()) {
+    return links_.Reject(Reject(v1::MALFORMED, s.message()), "report");
+  }
   std::string digest = core::ReportDigest(report);
   auto [it, added] = known_.try_emplace(id);
   Known& k = it->second;

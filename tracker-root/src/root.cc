@@ -18,6 +18,7 @@
 #include "x1368/core/manifest.h"
 #include "x1368/core/reason.h"
 #include "x1368/core/topics.h"
+#include "x1368/core/values.h"
 
 namespace x1368::root {
 
@@ -703,10 +704,12 @@ void Root::RecordLiveness(const std::string& via, const v1::ChildLiveness& l) {
     return;
   }
   if (l.node_id() == via) return;  // a gateway's own presence comes to root directly
+  // Nodes below a gateway are known from their own reports, which come first.
   v1::NodeRecord n = registry_->Node(l.node_id()).value_or(v1::NodeRecord());
-  if (!n.node_id().empty() && n.via() != via) {
-    return links_.Reject(Reject(v1::OUT_OF_SCOPE, "liveness of a node of another gateway"),
-                         "batch.liveness");
+  if (n.node_id().empty() || n.via() != via) {
+    return links_.Reject(
+        Reject(v1::OUT_OF_SCOPE, "liveness of a node root does not know under this gateway"),
+        "batch.liveness");
   }
   n.set_node_id(l.node_id());
   n.set_via(via);
@@ -747,6 +750,9 @@ void Root::CheckSummary(const std::string& via, const v1::SubtreeSummary& summar
 
 void Root::Record(const v1::StatusReport& r, const core::Identity& signer, const std::string& via,
                   const std::string& path, const std::string& vouched_by) {
+  if (absl::Status s = core::ValidateReport(r, signer.role == v1::ROLE_CLIENT); !s.ok()) {
+    return links_.Reject(Reject(v1::MALFORMED, s.message()), "report");
+  }
   int64_t now = node_->clock().NowMs();
   if (signer.role == v1::ROLE_INTERMEDIATE) {
     v1::NodeRecord n = registry_->Node(r.device_id()).value_or(v1::NodeRecord());

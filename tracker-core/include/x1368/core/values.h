@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "x1368/v1/messages.pb.h"
 
 namespace x1368::core {
 
@@ -41,6 +42,14 @@ absl::Status ValidateIdentifier(absl::string_view id, absl::string_view what);
 // OK for free text of at most `max_bytes` (see above), or InvalidArgument naming `what`.
 absl::Status ValidateText(absl::string_view text, absl::string_view what,
                           size_t max_bytes = kMaxTextBytes);
+
+// A status report's values (issue #13: bad input from below is refused with a counted reason,
+// never stored): the device id; for a firmware consumer's report (`device`) also its component
+// and hardware class (identifiers), running and target versions (SemVer; the target may be
+// empty), a known update state and reason, a campaign id and texts of bounded size, and
+// progress that does not exceed its total. A tracker node's own report carries only its id and
+// counters. MALFORMED-worthy: InvalidArgument saying which value is wrong.
+absl::Status ValidateReport(const v1::StatusReport& report, bool device);
 
 // The length of the UTF-8 sequence at the start of `s` and its code point in `*cp`, or 0 when
 // `s` does not start with one (overlong forms, surrogates and values past U+10FFFF included).
