@@ -412,23 +412,67 @@ int FleetList(const Admin& admin, const ListArgs& a, bool json) {
   return 0;
 }
 
-int DeviceShow(const Admin& admin, const std::string& id, bool json) {
+std::string TimeText(int64_t ms) {
+  return absl::FormatTime(absl::RFC3339_sec, absl::FromUnixMillis(ms), absl::UTCTimeZone());
+}
+
+void PrintDevice(const v1::DeviceRecord& d);
+
+// `live`: also what the device's gateway holds now (GET /v1/devices/{id}/live, issue #13).
+int DeviceShow(const Admin& admin, const std::string& id, bool json, bool live) {
   if (absl::Status s = core::ValidateNodeId(id, "device id"); !s.ok()) return Fail(s);
   auto client = admin.Client();
   if (!client.ok()) return Fail(client.status());
-  auto r = client->Get(absl::StrCat("/v1/devices/", id));
+  auto r = client->Get(absl::StrCat("/v1/devices/", id, live ? "/live" : ""));
   if (!r.ok()) return Fail(r.status());
   if (r->status != 200) return Fail(ReplyError(*r));
   if (json) {
     std::cout << r->body << "\n";
     return 0;
   }
-  v1::DeviceRecord d;
   google::protobuf::util::JsonParseOptions o;
   o.ignore_unknown_fields = true;
-  if (!google::protobuf::util::JsonStringToMessage(r->body, &d, o).ok()) {
-    return Fail(absl::DataLossError("root's device record does not parse"));
+  if (!live) {
+    v1::DeviceRecord d;
+    if (!google::protobuf::util::JsonStringToMessage(r->body, &d, o).ok()) {
+      return Fail(absl::DataLossError("root's device record does not parse"));
+    }
+    PrintDevice(d);
+    return 0;
   }
+  v1::DeviceLiveView v;
+  if (!google::protobuf::util::JsonStringToMessage(r->body, &v, o).ok()) {
+    return Fail(absl::DataLossError("root's answer does not parse"));
+  }
+  PrintDevice(v.record());
+  const v1::DeviceDetail& g = v.detail();
+  if (g.error() != v1::REASON_UNSPECIFIED) {
+    std::printf("gateway:    no gateway on its path knows it (%s)\n",
+                core::ReasonName(g.error()).c_str());
+    return 1;
+  }
+  std::printf("gateway:    %s says %s, last heard %s\n", Cell(g.gateway()).c_str(),
+              g.online() ? "online" : "offline",
+              g.last_seen_ms() > 0 ? TimeText(g.last_seen_ms()).c_str() : "not since its start");
+  std::printf("report:     %s; %s\n",
+              v.report_verified()
+                  ? "its own signature verified by root"
+                  : absl::StrCat("NOT verified: ", core::Quote(v.report_error())).c_str(),
+              v.matches_root() ? "the one root's record holds"
+                               : "differs from root's record (root learns it with the "
+                                 "gateway's next batch or summary)");
+  std::printf("exchanges with %s, oldest first:\n", Cell(g.gateway()).c_str());
+  for (const v1::CommEntry& e : g.log()) {
+    std::printf(
+        "  %s  %-9s %-24s %s%s\n", TimeText(e.at_ms()).c_str(),
+        e.from_child() ? "from it" : "to it", Cell(e.what()).c_str(),
+        e.outcome() == v1::REASON_UNSPECIFIED ? "ok" : core::ReasonName(e.outcome()).c_str(),
+        e.count() > 1 ? absl::StrCat(" (x", e.count(), ")").c_str() : "");
+  }
+  return 0;
+}
+
+void PrintDevice(const v1::DeviceRecord& d) {
   std::printf("device:     %s\n", Cell(d.device_id()).c_str());
   std::printf("path:       %s\n",
               d.path().empty() ? "(directly under root)" : Cell(d.path()).c_str());
@@ -451,10 +495,14 @@ int DeviceShow(const Admin& admin, const std::string& id, bool json) {
               d.detail().empty() ? "" : absl::StrCat(": ", core::Quote(d.detail())).c_str());
   std::printf("campaign:   %s\n", d.campaign_id().empty() ? "-" : Cell(d.campaign_id()).c_str());
   std::printf("online:     %s\n", d.online() ? "yes" : "no");
-  std::printf("last seen:  %s\n",
-              absl::FormatTime(absl::RFC3339_sec, absl::FromUnixMillis(d.updated_at_ms()),
-                               absl::UTCTimeZone())
-                  .c_str());
+  // Under a gateway, unchanged reports stay there: this is when its state last changed.
+  std::printf("changed:    %s\n", TimeText(d.updated_at_ms()).c_str());
+  std::printf("evidence:   %s\n",
+              d.vouched_by().empty()
+                  ? "its own signature, verified by root"
+                  : absl::StrCat("progress on the word of ", Cell(d.vouched_by()),
+                                 " (outcomes are always verified; --live fetches its own)")
+                        .c_str());
   std::printf("rejections: %s\n", Rejections(d.rejections()).c_str());
   // Signed time from its parent (issue #14): what it adds to its own clock.
   std::printf(
@@ -462,7 +510,6 @@ int DeviceShow(const Admin& admin, const std::string& id, bool json) {
       d.clock_offset_ms() == 0
           ? "in step with its parent"
           : absl::StrCat("offset ", d.clock_offset_ms(), " ms from its parent's time").c_str());
-  return 0;
 }
 
 int FleetWait(const Admin& admin, const std::string& component, const std::string& version,
@@ -625,6 +672,10 @@ int main(int argc, char** argv) {
   auto* device_show = device->add_subcommand("show", "state, path, release and liveness");
   device_show->add_option("ID", device_id, "the device id")->required();
   device_show->add_flag("--json", json, "machine-readable output");
+  bool live = false;
+  device_show->add_flag("--live", live,
+                        "also ask the device's gateway: its signed report (verified by root) "
+                        "and the log of its last exchanges");
   add_admin(device_show);
   int count = 0, timeout_s = 120;
   auto* wait = fleet->add_subcommand("wait", "wait until COUNT devices of COMPONENT run VERSION");
@@ -650,7 +701,7 @@ int main(int argc, char** argv) {
   if (*start) return CampaignStart(admin, component, version, devices, deadline_s);
   if (*status)
     return list_args.asked() ? FleetList(admin, list_args, json) : FleetStatus(admin, json);
-  if (*device_show) return DeviceShow(admin, device_id, json);
+  if (*device_show) return DeviceShow(admin, device_id, json, live);
   if (*wait) return FleetWait(admin, component, version, count, timeout_s);
   if (*backup) return Backup(admin, backup_out);
   return 1;

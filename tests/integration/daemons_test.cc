@@ -1104,6 +1104,15 @@ TEST_F(DaemonsProcessTest, SignedUpdateDrivenByTrackerctl) {
   ASSERT_TRUE(shown.exited_with(0)) << shown.Describe();
   EXPECT_TRUE(absl::StrContains(shown.out, "path:       gw1")) << shown.out;
   EXPECT_TRUE(absl::StrContains(shown.out, "version:    2.0.0")) << shown.out;
+  // Issue #13: "show me device X" asks gw1, whose registry holds dev-1's own signed report
+  // (verified by root: the CONFIRMED it recorded) and its log of exchanges with dev-1.
+  CommandResult live = Admin({"device", "show", "dev-1", "--live"});
+  ASSERT_TRUE(live.exited_with(0)) << live.Describe();
+  EXPECT_TRUE(absl::StrContains(live.out, "gateway:    gw1 says online")) << live.out;
+  EXPECT_TRUE(absl::StrContains(live.out, "its own signature verified by root; the one root's"))
+      << live.out;
+  EXPECT_TRUE(absl::StrContains(live.out, "desired state")) << live.out;
+  EXPECT_TRUE(absl::StrContains(live.out, "chunk request")) << live.out;
   CommandResult unknown = Admin({"device", "show", "dev-nobody"});
   EXPECT_FALSE(unknown.exited_with(0)) << unknown.Describe();
   EXPECT_TRUE(absl::StrContains(unknown.err, "no device dev-nobody")) << unknown.Describe();

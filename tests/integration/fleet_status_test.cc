@@ -4,6 +4,7 @@
 // whole subtree again. Root's view must equal the devices'.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -196,6 +197,48 @@ TEST_F(FleetStatusTest, ARootThatLostItsDeviceRecordsGetsThemBackFromTheSummarie
   EXPECT_TRUE(SummaryAgrees("gw1", 4));
   EXPECT_GE(tree_->root()->node->metrics().Rejections(v1::SUMMARY_MISMATCH), 1u);
   EXPECT_EQ(tree_->Device("dev-b1")->path(), "gw1/gw2");
+}
+
+// "Show me device X": root asks along the device's path (gw1 passes it on to gw2), and gets the
+// device's own signed report, which it verifies end to end and finds equal to its record, with
+// gw2's log of its last exchanges with the device. Unknown devices and devices no gateway holds
+// are said so.
+TEST_F(FleetStatusTest, ShowMeDeviceXBringsTheDevicesOwnReportAndItsGatewaysLog) {
+  tree_->AddRoot();
+  tree_->AddIntermediate("gw1", "root", {"gw2", "dev-*"});
+  IntermediateNode* gw2 = tree_->AddIntermediate("gw2", "gw1", {"dev-b*"});
+  tree_->AddClient("dev-a1", "gw1");
+  tree_->AddClient("dev-b1", "gw2");
+  ASSERT_TRUE(tree_->WaitForDevices({"dev-a1", "dev-b1"},
+                                    [](const v1::DeviceRecord& d) { return d.online(); }));
+  absl::SleepFor(absl::Seconds(3));  // a heartbeat or two into gw2's log
+  auto view = tree_->root()->root->ShowDeviceLive("dev-b1", absl::Seconds(5));
+  ASSERT_OK(view);
+  EXPECT_EQ(view->detail().gateway(), "gw2");
+  EXPECT_TRUE(view->detail().online());
+  EXPECT_GT(view->detail().last_seen_ms(), 0);
+  EXPECT_TRUE(view->report_verified()) << view->report_error();
+  EXPECT_TRUE(view->matches_root());
+  EXPECT_EQ(view->record().path(), "gw1/gw2");
+  std::vector<std::string> what;
+  for (const v1::CommEntry& e : view->detail().log()) what.push_back(e.what());
+  EXPECT_NE(std::find(what.begin(), what.end(), "heartbeat"), what.end())
+      << view->detail().ShortDebugString();
+  EXPECT_NE(std::find(what.begin(), what.end(), "desired state"), what.end())
+      << view->detail().ShortDebugString();
+  EXPECT_LE(view->detail().log_size(), 16);
+
+  auto direct = tree_->root()->root->ShowDeviceLive("dev-a1", absl::Seconds(5));
+  ASSERT_OK(direct);
+  EXPECT_EQ(direct->detail().gateway(), "gw1");
+  EXPECT_TRUE(direct->report_verified());
+
+  EXPECT_EQ(tree_->root()->root->ShowDeviceLive("dev-nobody", absl::Seconds(1)).status().code(),
+            absl::StatusCode::kNotFound);
+  // gw2 is killed: nobody answers for dev-b1 in time.
+  gw2->Reset();
+  auto gone = tree_->root()->root->ShowDeviceLive("dev-b1", absl::Seconds(2));
+  EXPECT_EQ(gone.status().code(), absl::StatusCode::kDeadlineExceeded) << gone.status();
 }
 
 // A gateway that lost its registry (its table gone while it was down) rebuilds it: its direct

@@ -164,6 +164,8 @@ void Intermediate::FromParent(const core::Topic& topic, const std::string& paylo
       // Pacing from above arrives as go; with no pacing of our own yet, our children go at once.
       // The go says how many chunks our parent lets each child keep in flight.
       return AdoptWindow(body.go().chunk_window());
+    case v1::Body::kDeviceProbe:
+      return AnswerProbe(body.device_probe());
     case v1::Body::kStatusRequest:
       // The parent may have missed what we relayed (it subscribed after, or restarted). Our
       // registry holds the subtree: our summary goes up at once, and the parent asks for the
@@ -273,10 +275,89 @@ void Intermediate::SendDesired(const std::string& child) {
   PruneExpired();
   std::vector<core::ActiveDirective> active;
   for (const auto& [campaign, d] : directives_) active.push_back(d.active);
-  if (absl::Status s = links_.SendDesiredState(child, active, ChildWindow()); !s.ok()) {
+  absl::Status s = links_.SendDesiredState(child, active, ChildWindow());
+  Log(child, false, "desired state", s.ok() ? v1::REASON_UNSPECIFIED : v1::STORAGE_ERROR);
+  if (!s.ok()) {
     spdlog::warn("event=desired.send_failed child={} error={}", core::Quoted(child),
                  core::Quoted(s.message()));
   }
+}
+
+void Intermediate::Log(const std::string& child, bool from_child, absl::string_view what,
+                       v1::Reason outcome) {
+  // Direct children only, and only those this node knows (its registry or its children table).
+  if (!children_.count(child) && !known_.count(child)) return;
+  std::deque<v1::CommEntry>& log = comm_[child];
+  const int64_t now = node_->clock().NowMs();
+  if (!log.empty() && log.back().from_child() == from_child && log.back().what() == what &&
+      log.back().outcome() == outcome) {
+    log.back().set_count(log.back().count() + 1);
+    log.back().set_at_ms(now);
+    return;
+  }
+  v1::CommEntry e;
+  e.set_at_ms(now);
+  e.set_from_child(from_child);
+  e.set_what(std::string(what));
+  e.set_outcome(outcome);
+  e.set_count(1);
+  log.push_back(std::move(e));
+  if (log.size() > kCommLogSize) log.pop_front();
+}
+
+void Intermediate::AnswerProbe(const v1::DeviceProbe& q) {
+  if (!core::IsValidNodeId(q.device_id()) || q.nonce().empty() || q.nonce().size() > 64) {
+    return links_.Reject(Reject(v1::MALFORMED, "a device probe without a valid id or nonce"),
+                         "device_probe");
+  }
+  v1::Body body;
+  v1::DeviceDetail* d = body.mutable_device_detail();
+  d->set_device_id(q.device_id());
+  d->set_nonce(q.nonce());
+  auto it = known_.find(q.device_id());
+  if (it == known_.end() || !it->second.device) {
+    d->set_error(v1::OUT_OF_SCOPE);
+  } else if (!it->second.path.empty()) {
+    // Further down: the child gateway on its path answers.
+    const std::string hop = it->second.path.substr(0, it->second.path.find('/'));
+    const int64_t now = node_->clock().MonotonicMs();
+    for (auto q_it = queries_.begin(); q_it != queries_.end();) {
+      q_it = q_it->second.second < now ? queries_.erase(q_it) : std::next(q_it);
+    }
+    constexpr size_t kMaxQueries = 1000;
+    if (queries_.size() >= kMaxQueries) return;  // the asker times out and may ask again
+    queries_[q.nonce()] = {hop, now + 30'000};
+    v1::Body forward;
+    *forward.mutable_device_probe() = q;
+    return SendFailed(links_.SendDown(hop, Channel::kCmd, std::move(forward)),
+                      "device_probe.send_failed");
+  } else {
+    const Known& k = it->second;
+    d->set_report(k.envelope);
+    d->set_online(k.online);
+    d->set_gateway(node_->id());
+    // last_seen is kept on the monotonic clock: said in trusted time.
+    if (k.last_seen_ms > 0) {
+      d->set_last_seen_ms(node_->clock().NowMs() - (node_->clock().MonotonicMs() - k.last_seen_ms));
+    }
+    auto log = comm_.find(q.device_id());
+    if (log != comm_.end()) {
+      for (const v1::CommEntry& e : log->second) *d->add_log() = e;
+    }
+  }
+  SendFailed(links_.SendUp(Channel::kStatus, std::move(body)), "device_detail.send_failed");
+}
+
+void Intermediate::RelayDeviceDetail(const std::string& child, const v1::DeviceDetail& detail) {
+  auto it = queries_.find(detail.nonce());
+  if (it == queries_.end() || it->second.first != child) {
+    return links_.Reject(Reject(v1::UNKNOWN_TYPE, "an answer to no query of ours"),
+                         "device_detail");
+  }
+  queries_.erase(it);
+  v1::Body body;
+  *body.mutable_device_detail() = detail;
+  SendFailed(links_.SendUp(Channel::kStatus, std::move(body)), "device_detail.send_failed");
 }
 
 bool Intermediate::Targets(const Directive& d, const std::string& device,
@@ -334,6 +415,7 @@ void Intermediate::FromChild(const core::Topic& topic, const std::string& payloa
       if (topic.channel != Channel::kPresence) break;
       SetChildOnline(child, body.presence().online());
       SetLiveness(child, body.presence().online());
+      Log(child, true, body.presence().online() ? "presence online" : "presence offline");
       if (body.presence().online()) SendDesired(child);
       return;
     case v1::Body::kStatus:
@@ -354,7 +436,11 @@ void Intermediate::FromChild(const core::Topic& topic, const std::string& payloa
       return FromChildBatch(child, m);
     case v1::Body::kChunkRequest:
       if (topic.channel != Channel::kFw) break;
+      Log(child, true, "chunk request");
       return ServeChunk(child, body.chunk_request());
+    case v1::Body::kDeviceDetail:
+      if (topic.channel != Channel::kStatus) break;
+      return RelayDeviceDetail(child, body.device_detail());
     default:
       break;
   }
@@ -687,6 +773,7 @@ void Intermediate::Observe(const std::string& id, const std::string& envelope,
                            const v1::StatusReport& report, const std::string& path, bool device) {
   // Refused here, at the first tracker that sees it: never stored, never relayed.
   if (absl::Status s = core::ValidateReport(report, device); !s.ok()) {
+    if (path.empty()) Log(id, true, "report", v1::MALFORMED);
     return links_.Reject(Reject(v1::MALFORMED, s.message()), "report");
   }
   std::string digest = core::ReportDigest(report);
@@ -695,6 +782,7 @@ void Intermediate::Observe(const std::string& id, const std::string& envelope,
   const bool was_online = added || k.online;
   k.online = true;
   if (path.empty()) k.last_seen_ms = node_->clock().MonotonicMs();
+  if (path.empty()) Log(id, true, !added && k.digest == digest ? "heartbeat" : "report");
   if (!added && k.digest == digest && k.path == path) {
     // A heartbeat: the parent knows this already.
     heartbeats_->Add();
@@ -743,6 +831,7 @@ void Intermediate::SweepHeartbeats() {
     if (!k.path.empty() || !k.online || now - k.last_seen_ms < timeout) continue;
     spdlog::warn("event=child.heartbeats_missed child={} silent_s={}", core::Quoted(id),
                  (now - k.last_seen_ms) / 1000);
+    Log(id, true, "heartbeats missed: down");
     SetChildOnline(id, false);
     SetLiveness(id, false);
   }

@@ -585,10 +585,84 @@ void Root::FromChild(const core::Topic& topic, const std::string& payload, core:
     case v1::Body::kChunkRequest:
       if (topic.channel != Channel::kFw) break;
       return ServeChunk(topic.child, body.chunk_request());
+    case v1::Body::kDeviceDetail: {
+      if (topic.channel != Channel::kStatus) break;
+      auto it = live_queries_.find(body.device_detail().nonce());
+      if (it == live_queries_.end()) {
+        return links_.Reject(Reject(v1::UNKNOWN_TYPE, "an answer to no query of root's"),
+                             "device_detail");
+      }
+      it->second->detail = body.device_detail();
+      it->second->answered.Notify();
+      live_queries_.erase(it);
+      return;
+    }
     default:
       break;
   }
   links_.Reject(Reject(v1::UNKNOWN_TYPE, "unexpected message from a child"), topic.ToString());
+}
+
+absl::StatusOr<v1::DeviceLiveView> Root::ShowDeviceLive(const std::string& id,
+                                                        absl::Duration timeout) {
+  X1368_RETURN_IF_ERROR(core::ValidateNodeId(id, "device id"));
+  const std::string nonce = core::RandomBytes(16);
+  auto query = RunOnLoop<std::shared_ptr<LiveQuery>>(
+      loop_, [&]() -> absl::StatusOr<std::shared_ptr<LiveQuery>> {
+        const v1::DeviceRecord* d = registry_->FindDevice(id);
+        if (d == nullptr) return absl::NotFoundError(absl::StrCat("no device ", id));
+        if (d->via() == d->device_id()) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("device ", id,
+                           " reports to root directly: no gateway to ask (its record is all "
+                           "root has)"));
+        }
+        v1::Body body;
+        body.mutable_device_probe()->set_device_id(id);
+        body.mutable_device_probe()->set_nonce(nonce);
+        X1368_RETURN_IF_ERROR(links_.SendDown(d->via(), Channel::kCmd, std::move(body)));
+        auto q = std::make_shared<LiveQuery>();
+        live_queries_[nonce] = q;
+        return q;
+      });
+  if (!query.ok()) return query.status();
+  const bool answered = (*query)->answered.WaitForNotificationWithTimeout(timeout);
+  return RunOnLoop<v1::DeviceLiveView>(loop_, [&]() -> absl::StatusOr<v1::DeviceLiveView> {
+    live_queries_.erase(nonce);
+    if (!answered) {
+      return absl::DeadlineExceededError(absl::StrCat("no answer from the gateways on the path of ",
+                                                      id, " within ",
+                                                      absl::FormatDuration(timeout)));
+    }
+    v1::DeviceLiveView view;
+    std::optional<v1::DeviceRecord> record = ShowDevice(*registry_, id, LivenessNow());
+    if (record) *view.mutable_record() = *record;
+    *view.mutable_detail() = (*query)->detail;
+    if (view.detail().error() != v1::REASON_UNSPECIFIED) return view;
+    // The device's own signature, under root's trust, for the device asked about.
+    v1::Envelope env;
+    v1::Body body;
+    absl::Status s;
+    if (!env.ParseFromString(view.detail().report()) || env.signer_id() != id) {
+      s = Reject(v1::MALFORMED, "the answer's report is not an envelope of the device");
+    } else if (auto signer = node_->trust().Resolve(
+                   env.signer_id(), env.has_signer_cert() ? &env.signer_cert() : nullptr,
+                   /*check_validity=*/true);
+               !signer.ok()) {
+      s = signer.status();
+    } else if (!(*signer)->key.Verify(core::SignedKind::kEnvelopeBody, env.body(),
+                                      env.signature())) {
+      s = Reject(v1::BAD_SIGNATURE, "the device's signature does not verify");
+    } else if (!body.ParseFromString(env.body()) || !body.has_status() ||
+               body.status().device_id() != id || body.sender() != id) {
+      s = Reject(v1::MALFORMED, "the signed body is not the device's report");
+    }
+    view.set_report_verified(s.ok());
+    view.set_report_error(std::string(s.message()));
+    view.set_matches_root(s.ok() && record &&
+                          core::ReportDigest(body.status()) == record->report_digest());
+    return view;
+  });
 }
 
 namespace {
@@ -953,6 +1027,15 @@ absl::Status Root::StartAdminApi() {
     if (!device.ok()) return ErrorResponse(device.status());
     return HttpResponse{200, "application/json", ToJson(*device)};
   });
+  admin_->Get(R"(/v1/devices/([^/]+)/live)",
+              [this, authorized, unauthorized](const HttpRequest& req) {
+                if (!authorized(req)) return unauthorized();
+                std::string id = req.path.substr(std::string("/v1/devices/").size());
+                id = id.substr(0, id.find('/'));
+                auto view = ShowDeviceLive(id, absl::Seconds(5));
+                if (!view.ok()) return ErrorResponse(view.status());
+                return HttpResponse{200, "application/json", ToJson(*view)};
+              });
   admin_->Get("/v1/summary", [this, authorized, unauthorized](const HttpRequest& req) {
     if (!authorized(req)) return unauthorized();
     auto summary = RunOnLoop<v1::FleetSummary>(loop_, [this]() -> absl::StatusOr<v1::FleetSummary> {

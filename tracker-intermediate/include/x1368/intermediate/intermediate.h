@@ -14,6 +14,7 @@
 #ifndef X1368_INTERMEDIATE_INTERMEDIATE_H_
 #define X1368_INTERMEDIATE_INTERMEDIATE_H_
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -168,6 +169,16 @@ class Intermediate {
   // Every device's and node's latest report and liveness again, then the summary: what a
   // parent whose view disagreed asks for (StatusRequest.full).
   void ResendAll();
+  // The log of exchanges with each direct child (DeviceDetail.log): the last kCommLogSize, the
+  // same exchange repeated counted in one entry.
+  static constexpr size_t kCommLogSize = 16;
+  void Log(const std::string& child, bool from_child, absl::string_view what,
+           v1::Reason outcome = v1::REASON_UNSPECIFIED);
+  // "Show me device X": answered for a direct child, passed on toward the gateway of a device
+  // further down, refused (OUT_OF_SCOPE) for one the registry does not hold.
+  void AnswerProbe(const v1::DeviceProbe& probe);
+  // A child gateway's answer to a query this node passed on: up it goes.
+  void RelayDeviceDetail(const std::string& child, const v1::DeviceDetail& detail);
   absl::Status LoadRegistry();
   void PersistRegistry();
   void PeriodicSummary();
@@ -219,6 +230,10 @@ class Intermediate {
   bool summary_wanted_ = false;              // the next flush carries a summary
   bool resending_ = false;
   core::ResyncPacer resync_{absl::ToInt64Milliseconds(opts_.resync_backoff)};
+  std::map<std::string, std::deque<v1::CommEntry>> comm_;  // by direct child
+  // Queries passed on toward a child gateway, by nonce: the child it went to, and when it is
+  // forgotten (monotonic).
+  std::map<std::string, std::pair<std::string, int64_t>> queries_;
   core::Coalesced batch_due_{loop_, opts_.batch_delay, [this] { FlushBatch(); }};
   core::Coalesced self_report_soon_{loop_, absl::Milliseconds(200), [this] { ReportSelf(); }};
   core::Coalesced ask_children_{loop_, absl::ZeroDuration(), [this] { AskChildren(); }};

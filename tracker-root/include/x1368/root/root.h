@@ -19,10 +19,12 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "x1368/core/catch_up.h"
 #include "x1368/core/chunk_table.h"
 #include "x1368/core/event_loop.h"
@@ -75,6 +77,11 @@ class Root {
   absl::StatusOr<v1::ReleaseInfo> PublishRelease(const v1::ReleaseSubmission& submission);
   absl::StatusOr<v1::CampaignInfo> StartCampaign(const v1::CampaignStartRequest& request);
   v1::FleetStatus Fleet() const;
+  // "Show me device X" (issue #13): root's record beside what the device's gateway holds, its
+  // signed report verified end to end. Asks along the device's path and waits up to `timeout`
+  // for the answer; call from any thread but the loop's.
+  absl::StatusOr<v1::DeviceLiveView> ShowDeviceLive(const std::string& device_id,
+                                                    absl::Duration timeout);
   // What the lists judge online by, now.
   Liveness LivenessNow() const;
   // An online backup of root's database (SqliteDb::Snapshot), after committing what is staged:
@@ -147,6 +154,12 @@ class Root {
   core::SubtreeIndex index_;
   core::ResyncPacer resync_{absl::ToInt64Milliseconds(opts_.resync_backoff)};
   core::Metric* vouched_ = nullptr;
+  // Device queries on their way, by nonce.
+  struct LiveQuery {
+    absl::Notification answered;
+    v1::DeviceDetail detail;
+  };
+  std::map<std::string, std::shared_ptr<LiveQuery>> live_queries_;
   core::Metric* verified_ = nullptr;
   core::Metric* chunks_served_ = nullptr;
   std::atomic<uint64_t> uploads_{0};  // names each upload's temporary file
