@@ -231,6 +231,14 @@ else
   core_row BM_RootIngest/verify_all:1/ \
     "the same, every device signature verified (status.verify_relayed = all)" "changes/s" \
     "Ed25519 verify"
+  hb="$(bench_field "$core_json" BM_Heartbeat/ bytes_per_device_hour)"
+  hb_limit="$(bench_field "$core_json" BM_Heartbeat/ limit_bytes_per_device_hour)"
+  if [ -n "$hb" ]; then
+    # Stays at the gateway: root never sees an unchanged report (issue #13).
+    row "heartbeat bytes per device per hour on the device's link (report every 60 s)" \
+      "$(num "$hb") B" "$(num "$hb_limit") B (MQTT keepalive alone)" \
+      "$(ratio "$(bench_field "$core_json" BM_Heartbeat/ ratio_to_limit)")"
+  fi
   core_row BM_ChunkServe/chunk:16384/ "chunk serve from gateway cache, 16 KiB" "MB/s" "SHA-256"
   core_row BM_ChunkServe/chunk:65536/ "chunk serve from gateway cache, 64 KiB" "MB/s" "SHA-256"
 fi

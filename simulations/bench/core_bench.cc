@@ -531,12 +531,11 @@ void BM_RootIngest(benchmark::State& state) {
   const bool verify_all = state.range(0) == 1;
   constexpr int kIngestDevices = 5000;
   constexpr int kBatch = 200;
-  const v1::UpdateState kSteps[] = {v1::OFFERED,   v1::DOWNLOADING, v1::DOWNLOADING, v1::VERIFIED,
+  const v1::UpdateState kSteps[] = {v1::OFFERED,    v1::DOWNLOADING, v1::DOWNLOADING, v1::VERIFIED,
                                     v1::INSTALLING, v1::TRIAL_BOOT,  v1::CONFIRMED};
   TestTree tree(/*broker=*/nullptr);
-  RootNode* root = tree.AddRoot([&](nodes::RootSpec& spec) {
-    spec.options.verify_relayed_all = verify_all;
-  });
+  RootNode* root =
+      tree.AddRoot([&](nodes::RootSpec& spec) { spec.options.verify_relayed_all = verify_all; });
   const core::Clock* clock = core::RealClock::Get();
   TestNode gw = tree.pki().Make("gw-1", v1::ROLE_INTERMEDIATE, {"dev-*"});
   core::EnvelopeSealer gw_sealer(gw.id, gw.key, gw.cert, nullptr, clock);
@@ -575,7 +574,8 @@ void BM_RootIngest(benchmark::State& state) {
   };
   auto gateway = tree.RawTransport("gw-1");
   Must(gateway->Start(), "gateway link");
-  const std::string topic = core::UpTopic("x1368", tree.pki().root_id(), "gw-1", core::Channel::kStatus);
+  const std::string topic =
+      core::UpTopic("x1368", tree.pki().root_id(), "gw-1", core::Channel::kStatus);
   auto recorded = [&] {
     return OnLoop(*root->loop, [&] { return root->root->Fleet().devices_size(); });
   };
@@ -647,6 +647,43 @@ BENCHMARK(BM_RootIngest)
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+// A device's heartbeat on the wire (issue #13): its periodic report at rest, sealed with its
+// certificate as a device sends it (after a campaign: running 2.0.0, CONFIRMED), in an MQTT 3.1.1
+// / 5 QoS 1 PUBLISH on its up/status topic (fixed header, topic, packet id, payload; MQTT 5's
+// empty property length) plus the broker's PUBACK, every report.interval_s (60 s). Timed: sealing
+// one. Limit: MQTT's own keepalive (PINGREQ + PINGRESP, 4 bytes per 60 s): the least a connected
+// device costs. bytes_per_device_hour and the ratio to the keepalive's are what to read.
+void BM_Heartbeat(benchmark::State& state) {
+  EnvelopeWorld w;
+  core::EnvelopeSealer sealer(w.dev.id, w.dev.key, w.dev.cert, w.seq.get(), core::RealClock::Get());
+  v1::Body body;
+  v1::StatusReport* r = body.mutable_status();
+  r->set_device_id(w.dev.id);
+  r->set_component("fw");
+  r->set_version("2.0.0");
+  r->set_sequence_number(2);
+  r->set_hardware_class("board-a");
+  r->set_campaign_id("fw-2.0.0-1");
+  r->set_state(v1::CONFIRMED);
+  std::string envelope;
+  for (auto _ : state) {
+    envelope = Must(sealer.Seal("gw-1", body, kTtlMs), "seal");
+    benchmark::DoNotOptimize(envelope);
+  }
+  const std::string topic = core::UpTopic("x1368", "gw-1", w.dev.id, core::Channel::kStatus);
+  const double remaining = 2 + topic.size() + 2 + 1 + envelope.size();  // + MQTT 5 properties
+  const double publish = 1 + (remaining < 128 ? 1 : remaining < 16384 ? 2 : 3) + remaining;
+  const double puback = 4;
+  const double per_hour = (publish + puback) * 60;  // every 60 s
+  const double keepalive_per_hour = 4 * 60;
+  state.counters["envelope_bytes"] = static_cast<double>(envelope.size());
+  state.counters["wire_bytes_per_heartbeat"] = publish + puback;
+  state.counters["bytes_per_device_hour"] = per_hour;
+  state.counters["limit_bytes_per_device_hour"] = keepalive_per_hour;
+  state.counters["ratio_to_limit"] = keepalive_per_hour / per_hour;
+}
+BENCHMARK(BM_Heartbeat)->Iterations(1000)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // A gateway answering a chunk request from its cache, as Intermediate::ServeChunk does on a
 // hit: Has, Touch, the file's size, then core::ReadChunk (open, pread, the response) from a

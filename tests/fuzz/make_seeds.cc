@@ -252,6 +252,38 @@ void SignedBodySeeds() {
   time_request.mutable_time_request()->set_nonce(std::string(65, '\x5a'));  // over 64 bytes
   Write(t, "gateway_time_request_long_nonce",
         Prefixed(kGatewayStatus, 0, time_request.SerializeAsString()));
+  // Fleet status (issue #13): a gateway's batch with liveness and a summary that disagrees, a
+  // request for the whole subtree, "show me device X" for the device and for a stranger, and
+  // an answer nobody asked for.
+  v1::Body fleet_batch;
+  v1::ChildLiveness* l = fleet_batch.mutable_status_batch()->add_liveness();
+  l->set_node_id(std::string(kDeviceId));
+  l->set_online(false);
+  l->set_since_ms(INT64_MIN);
+  fleet_batch.mutable_status_batch()->add_liveness()->set_node_id("dev-stranger");
+  fleet_batch.mutable_status_batch()->mutable_summary()->set_devices(UINT64_MAX);
+  fleet_batch.mutable_status_batch()->mutable_summary()->set_digest(std::string(31, '\x01'));
+  v1::SummaryCount* count = fleet_batch.mutable_status_batch()->mutable_summary()->add_counts();
+  count->set_component("fw");
+  count->set_devices(7);
+  Write(t, "root_batch_liveness_and_summary",
+        Prefixed(kRootStatus, 0, fleet_batch.SerializeAsString()));
+  v1::Body full;
+  full.mutable_status_request()->set_full(true);
+  Write(t, "gateway_full_status_request", Prefixed(kGatewayBroadcast, 0, full.SerializeAsString()));
+  v1::Body probe;
+  probe.mutable_device_probe()->set_device_id(std::string(kDeviceId));
+  probe.mutable_device_probe()->set_nonce(std::string(16, '\x42'));
+  Write(t, "gateway_device_probe", Prefixed(kGatewayBroadcast, 0, probe.SerializeAsString()));
+  probe.mutable_device_probe()->set_device_id("dev-stranger");
+  probe.mutable_device_probe()->set_nonce(std::string(65, '\x42'));
+  Write(t, "gateway_device_probe_stranger_long_nonce",
+        Prefixed(kGatewayBroadcast, 0, probe.SerializeAsString()));
+  v1::Body detail;
+  detail.mutable_device_detail()->set_device_id(std::string(kDeviceId));
+  detail.mutable_device_detail()->set_nonce(std::string(16, '\x42'));
+  detail.mutable_device_detail()->set_report("not an envelope");
+  Write(t, "root_device_detail_unasked", Prefixed(kRootStatus, 0, detail.SerializeAsString()));
   Write(t, "device_directive_from_root",
         Prefixed(kDeviceCmd, kRootSigns | kSignNested,
                  DirectiveBody("c-direct", unsigned_manifest).SerializeAsString()));

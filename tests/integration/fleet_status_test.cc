@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "testing/broker_tree.h"
 #include "testing/mosquitto.h"
 #include "testing/status_matchers.h"
 #include "testing/tree.h"
@@ -20,26 +21,8 @@
 namespace x1368::testing {
 namespace {
 
-class FleetStatusTest : public ::testing::Test {
+class FleetStatusTest : public BrokerTreeTest {
  protected:
-  void SetUp() override {
-    auto b = MosquittoBroker::Start(broker_dir_.path());
-    ASSERT_OK(b);
-    broker_ = *std::move(b);
-    tree_ = std::make_unique<TestTree>(broker_.get());
-  }
-  void TearDown() override {
-    tree_.reset();
-    broker_.reset();
-  }
-
-  static uint64_t Counter(core::NodeContext& node, const std::string& name) {
-    std::string text = node.metrics().RenderPrometheus();
-    size_t pos = text.find("\n" + name + " ");
-    if (pos == std::string::npos) return 0;
-    return std::stoull(text.substr(pos + name.size() + 2));
-  }
-
   const v1::NodeRecord* FindNode(const v1::FleetStatus& f, const std::string& id) {
     for (const v1::NodeRecord& n : f.nodes()) {
       if (n.node_id() == id) return &n;
@@ -57,10 +40,6 @@ class FleetStatusTest : public ::testing::Test {
         },
         absl::Seconds(20), absl::Milliseconds(100));
   }
-
-  TempDir broker_dir_;
-  std::unique_ptr<MosquittoBroker> broker_;
-  std::unique_ptr<TestTree> tree_;
 };
 
 // Root -> 2 gateways -> 4 gateways -> 200 devices, started bottom up (devices before their

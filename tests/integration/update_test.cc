@@ -7,6 +7,7 @@
 #include <map>
 #include <string>
 
+#include "testing/broker_tree.h"
 #include "testing/mosquitto.h"
 #include "testing/status_matchers.h"
 #include "testing/tree.h"
@@ -15,30 +16,7 @@
 namespace x1368::testing {
 namespace {
 
-class UpdateTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto b = MosquittoBroker::Start(broker_dir_.path());
-    ASSERT_OK(b);
-    broker_ = *std::move(b);
-    tree_ = std::make_unique<TestTree>(broker_.get());
-  }
-  void TearDown() override {
-    tree_.reset();
-    broker_.reset();
-  }
-
-  uint64_t Counter(core::NodeContext& node, const std::string& name) {
-    std::string text = node.metrics().RenderPrometheus();
-    size_t pos = text.find("\n" + name + " ");
-    if (pos == std::string::npos) return 0;
-    return std::stoull(text.substr(pos + name.size() + 2));
-  }
-
-  TempDir broker_dir_;
-  std::unique_ptr<MosquittoBroker> broker_;
-  std::unique_ptr<TestTree> tree_;
-};
+class UpdateTest : public BrokerTreeTest {};
 
 TEST_F(UpdateTest, HierarchicalThreeTiersUpdateEveryDevice) {
   RootNode* root = tree_->AddRoot();

@@ -21,6 +21,18 @@ void XorInto(std::string* acc, const std::string& d) {
 
 }  // namespace
 
+bool IsEvidence(const v1::StatusReport& r) {
+  switch (r.state()) {
+    case v1::CONFIRMED:
+    case v1::FAILED:
+    case v1::ROLLED_BACK:
+    case v1::DECLINED:
+      return true;
+    default:
+      return !r.needs_update().empty();
+  }
+}
+
 std::string ReportDigest(const v1::StatusReport& report) {
   std::string bytes;
   {

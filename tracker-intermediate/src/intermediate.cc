@@ -754,16 +754,7 @@ void Intermediate::FromChildBatch(const std::string& child, const core::OpenedMe
 bool Intermediate::NeedsDeviceSignature(const v1::Body& body, const std::string& child) const {
   if (opts_.verify_relayed_all || !body.has_status()) return true;
   const v1::StatusReport& r = body.status();
-  if (!r.needs_update().empty()) return true;
-  switch (r.state()) {
-    case v1::CONFIRMED:
-    case v1::FAILED:
-    case v1::ROLLED_BACK:
-    case v1::DECLINED:
-      return true;
-    default:
-      break;
-  }
+  if (core::IsEvidence(r)) return true;
   auto it = known_.find(r.device_id());
   return it == known_.end() || !it->second.device ||
          it->second.path.substr(0, it->second.path.find('/')) != child;

@@ -722,16 +722,7 @@ bool Root::NeedsDeviceSignature(const v1::Body& body, const std::string& via) co
   if (opts_.verify_relayed_all || !body.has_status()) return true;
   const v1::StatusReport& r = body.status();
   // Evidence is never taken on a gateway's word: what a device ended in, what it asks for.
-  if (!r.needs_update().empty()) return true;
-  switch (r.state()) {
-    case v1::CONFIRMED:
-    case v1::FAILED:
-    case v1::ROLLED_BACK:
-    case v1::DECLINED:
-      return true;
-    default:
-      break;
-  }
+  if (core::IsEvidence(r)) return true;
   // Nor who it is and where: its first report through this gateway, or one that is not a
   // device's (a gateway's own report relayed from below).
   const v1::DeviceRecord* d = registry_->FindDevice(r.device_id());

@@ -33,6 +33,11 @@ struct IndexedDevice {
   std::string report_digest;  // ReportDigest of its latest report
 };
 
+// What a relayed report is evidence of, and so never taken on a gateway's word
+// (status.verify_relayed = evidence): an outcome (CONFIRMED, FAILED, ROLLED_BACK, DECLINED) or
+// a request for an update. Progress is not.
+bool IsEvidence(const v1::StatusReport& report);
+
 // SHA-256 of the report's deterministic serialisation: equal for equal content whatever
 // envelope carried it.
 std::string ReportDigest(const v1::StatusReport& report);
