@@ -21,6 +21,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -624,8 +625,21 @@ absl::StatusOr<SimResult> Fleet::Run() {
               expected_up, RootRejections().c_str());
     }
     if (absl::Now() > deadline) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("root heard from only ", c.seen, " of ", expected_up, " devices"));
+      // Whose queue overflowed, if any, and what root and the gateways refused: what a failed
+      // setup needs to say.
+      std::vector<std::string> drops = broker_->DropEpisodes();
+      std::string gateways;
+      for (const auto& g : gateways_) {
+        absl::StrAppend(&gateways, " ", g->id, ": ",
+                        core::CallOnLoop(*g->node.loop,
+                                         [&] { return g->node.intermediate->Summary(); })
+                            .devices(),
+                        " devices;");
+      }
+      return absl::DeadlineExceededError(absl::StrCat(
+          "root heard from only ", c.seen, " of ", expected_up, " devices; ", RootRejections(),
+          "; gateways' registries:", gateways, " broker drops: ",
+          drops.empty() ? "none" : absl::StrJoin(drops, " | ")));
     }
     absl::SleepFor(absl::Milliseconds(100));
   }
