@@ -413,6 +413,10 @@ void Intermediate::FromChild(const core::Topic& topic, const std::string& payloa
   switch (body.message_case()) {
     case v1::Body::kPresence:
       if (topic.channel != Channel::kPresence) break;
+      if (auto it = children_.find(child);
+          body.presence().online() && (it == children_.end() || !it->second)) {
+        ask_after_wave_.Schedule();
+      }
       SetChildOnline(child, body.presence().online());
       SetLiveness(child, body.presence().online());
       Log(child, true, body.presence().online() ? "presence online" : "presence offline");

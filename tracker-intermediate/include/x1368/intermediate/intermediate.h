@@ -237,6 +237,11 @@ class Intermediate {
   core::Coalesced batch_due_{loop_, opts_.batch_delay, [this] { FlushBatch(); }};
   core::Coalesced self_report_soon_{loop_, absl::Milliseconds(200), [this] { ReportSelf(); }};
   core::Coalesced ask_children_{loop_, absl::ZeroDuration(), [this] { AskChildren(); }};
+  // Children coming online in a wave (a site powering up, a broker back) send their first
+  // reports together, and a broker whose queue for this node overflows drops some without a
+  // word: once the wave has gone on for a while, every child is asked again (devices whose
+  // report did arrive answer with a heartbeat, which goes no further).
+  core::Coalesced ask_after_wave_{loop_, absl::Seconds(5), [this] { AskChildren(); }};
   bool stopped_ = false;
 
   core::Metric* relayed_ = nullptr;
