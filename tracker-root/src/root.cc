@@ -755,11 +755,9 @@ void Root::RecordLiveness(const std::string& via, const v1::ChildLiveness& l) {
   }
   const std::string path = core::JoinPath(via, l.path());
   if (const v1::DeviceRecord* d = registry_->FindDevice(l.node_id())) {
-    // Only the gateway the device reports through speaks for it.
-    if (d->via() != via) {
-      return links_.Reject(Reject(v1::OUT_OF_SCOPE, "liveness of a device of another gateway"),
-                           "batch.liveness");
-    }
+    // Only the gateway the device reports through speaks for it; a device that moved is still
+    // missed by its old gateway, which is news of nothing.
+    if (d->via() != via) return;
     if (d->link_down() == !l.online()) return;
     v1::DeviceRecord updated = *d;
     updated.set_link_down(!l.online());
