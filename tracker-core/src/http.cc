@@ -1,7 +1,10 @@
 #include "x1368/core/http.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
+#include <cerrno>
+#include <cstring>
 #include <regex>
 #include <vector>
 
@@ -188,6 +191,14 @@ HttpServer::HttpServer() : impl_(std::make_unique<Impl>()) {
   // One request per connection: the body of a request refused unread is never taken for the next
   // request. The admin API and the metrics endpoint gain nothing from keep-alive.
   impl->server.set_keep_alive_max_count(1);
+  // A port is this server's alone. cpp-httplib's default sets SO_REUSEPORT, with which a second
+  // process binds the same port without an error and the kernel shares the connections between
+  // the two (a second root answered every other admin request). SO_REUSEADDR alone still lets a
+  // restarted daemon bind its port while the old connections are in TIME_WAIT.
+  impl->server.set_socket_options([](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   // Buffered bodies: refused before cpp-httplib reads them (streamed ones are checked with their
   // route's admission, below).
   impl->server.set_pre_routing_handler([impl](const httplib::Request& req, httplib::Response& res) {
@@ -255,11 +266,23 @@ absl::StatusOr<int> HttpServer::Start(const std::string& listen) {
   std::string host;
   int port = 0;
   if (absl::Status s = ParseHostPort(listen, &host, &port); !s.ok()) return s;
+  errno = 0;
   if (port == 0) {
     port = impl_->server.bind_to_any_port(host);
-    if (port < 0) return absl::UnavailableError(absl::StrCat("cannot bind ", host));
+    if (port < 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot bind ", host, ": ", errno != 0 ? std::strerror(errno) : "failed"));
+    }
   } else if (!impl_->server.bind_to_port(host, port)) {
-    return absl::UnavailableError(absl::StrCat("cannot bind ", listen));
+    const int error = errno;
+    if (error == EADDRINUSE) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on ", listen, ": port ", port,
+                       " is already in use (another process, or another instance of this "
+                       "daemon, listens on it)"));
+    }
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen, ": ",
+                                               error != 0 ? std::strerror(error) : "bind failed"));
   }
   port_ = port;
   thread_ = std::thread([this] { impl_->server.listen_after_bind(); });

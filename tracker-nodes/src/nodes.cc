@@ -57,6 +57,14 @@ std::string Node::ExtraMetrics() {
   return out;
 }
 
+std::vector<std::string> Node::NotReadyReasons() {
+  if (node == nullptr) return {"not started"};
+  const bool is_root = node->id() == node->config().root_id;
+  std::vector<core::ReadinessLink> links = {{is_root ? "downstream" : "upstream", transport.get()},
+                                            {"downstream", downstream.get()}};
+  return core::NotReadyReasons(links, &node->fs(), node->config().data_dir);
+}
+
 // What every node has: its strand, its store (a table in the tracker's SQLite database, or the
 // device's one atomically replaced file), and its identity. Nothing is created for a node whose
 // credentials fail, or whose store is missing without --init (core/store_identity.h).
@@ -105,8 +113,11 @@ absl::Status RootNode::StartModule() {
 absl::Status Build(const core::Env& env, const RootSpec& spec, RootNode* n) {
   X1368_RETURN_IF_ERROR(BuildCommon(env, spec.node, kRootDatabase, n));
   n->transport = env.transports(spec.downstream);
-  n->root = std::make_unique<root::Root>(spec.options, n->node.get(), n->db.get(),
-                                         n->transport.get(), n->loop.get());
+  root::RootOptions options = spec.options;
+  // The admin API's /readyz: root's link to its children's broker and its data_dir.
+  if (!options.readiness) options.readiness = [n] { return n->NotReadyReasons(); };
+  n->root = std::make_unique<root::Root>(options, n->node.get(), n->db.get(), n->transport.get(),
+                                         n->loop.get());
   return absl::OkStatus();
 }
 

@@ -840,9 +840,12 @@ absl::Status Root::StartAdminApi() {
   admin_->Get("/metrics", [this](const HttpRequest&) {
     return HttpResponse{200, "text/plain; version=0.0.4", node_->metrics().RenderPrometheus()};
   });
-  admin_->Get("/healthz", [](const HttpRequest&) {
-    return HttpResponse{200, "text/plain", "ok\n"};
-  });
+  // GET /healthz and /readyz, without a token (probes carry none).
+  core::ReadinessCheck ready = opts_.readiness;
+  if (!ready) {
+    ready = [this] { return core::NotReadyReasons({}, &node_->fs(), node_->config().data_dir); };
+  }
+  core::AddHealthRoutes(admin_.get(), std::move(ready));
   X1368_ASSIGN_OR_RETURN(admin_port_, admin_->Start(opts_.admin_listen));
   spdlog::info("event=admin.listening port={}", admin_port_);
   return absl::OkStatus();

@@ -6,10 +6,12 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "x1368/core/config.h"
 #include "x1368/core/env.h"
+#include "x1368/core/health.h"
 #include "x1368/core/http.h"
 #include "x1368/core/metrics.h"
 #include "x1368/core/node.h"
@@ -24,10 +26,13 @@ void BlockTerminationSignals();
 // thread is detached by the caller or joined after the signal.
 std::thread WatchTerminationSignals(std::function<void(int signal)> on_signal);
 
-// Serves GET /metrics (Prometheus text: `metrics` plus whatever `extra` renders) and
-// GET /healthz on `listen` ("host:port"). Returns the running server.
+// Serves GET /metrics (Prometheus text: `metrics` plus whatever `extra` renders), GET /healthz
+// and GET /readyz (health.h; `ready` says what keeps the node from being ready) on `listen`
+// ("host:port"). Returns the running server; a port another process listens on already is an
+// error naming it.
 absl::StatusOr<std::unique_ptr<HttpServer>> StartMetricsServer(
-    const std::string& listen, Metrics* metrics, std::function<std::string()> extra = {});
+    const std::string& listen, Metrics* metrics, std::function<std::string()> extra = {},
+    ReadinessCheck ready = {});
 
 // A running daemon (tracker-root, tracker-intermediate, tracker-client) as RunDaemon sees it.
 class Daemon {
@@ -40,6 +45,8 @@ class Daemon {
   virtual Metrics* metrics() = 0;
   // Extra Prometheus lines (transport counters and the like).
   virtual std::string ExtraMetrics() { return {}; }
+  // What keeps the node from doing its work now (GET /readyz); empty: ready. Thread-safe.
+  virtual std::vector<std::string> NotReadyReasons() { return {}; }
 };
 
 struct DaemonSetup {

@@ -25,6 +25,7 @@
 #include "x1368/core/catch_up.h"
 #include "x1368/core/chunk_table.h"
 #include "x1368/core/event_loop.h"
+#include "x1368/core/health.h"
 #include "x1368/core/http.h"
 #include "x1368/core/links.h"
 #include "x1368/core/node.h"
@@ -46,6 +47,9 @@ struct RootOptions {
   // What the broker queues for root (Mosquitto's max_queued_messages): the children's chunks in
   // flight share it (core::ChunkWindowFor).
   uint32_t downstream_queue = 1000;
+  // What GET /readyz on the admin API reports (core/health.h); thread-safe. Unset: whether
+  // data_dir takes a file.
+  core::ReadinessCheck readiness;
 };
 
 class Root {
