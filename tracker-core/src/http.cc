@@ -10,6 +10,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace x1368::core {
 
@@ -286,6 +288,12 @@ absl::StatusOr<int> HttpServer::Start(const std::string& listen) {
   }
   port_ = port;
   thread_ = std::thread([this] { impl_->server.listen_after_bind(); });
+  // cpp-httplib's stop() does nothing until its loop has marked itself running: a Stop() right
+  // after Start() would leave the thread in accept() for good.
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (!impl_->server.is_running() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
   return port;
 }
 
