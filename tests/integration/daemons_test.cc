@@ -1236,6 +1236,79 @@ TEST_F(DaemonsOperatorTest, ASecondDaemonOnAPortInUseFailsNamingThePort) {
   EXPECT_TRUE(absl::StrContains(err, "already in use")) << err;
 }
 
+TEST_F(DaemonsOperatorTest, AClientIdInUseTwiceIsOneErrorPerEpisodeNotOnePerFlap) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({"dev-1"}));
+  // The same device twice (a clone, or a second instance started by mistake): each connection
+  // closes the other's (Mosquitto 2.0 closes the old connection without a DISCONNECT naming the
+  // takeover, so the nodes see a link that keeps being lost within seconds).
+  std::vector<ChildProcess*> twins;
+  for (const char* name : {"dev-1", "dev-1-twin"}) {
+    std::vector<std::string> lines =
+        AtDefaultLevel(ClientLines("dev-1", "gw1", {}, {"[metrics]", "listen = \"127.0.0.1:0\""}));
+    for (std::string& line : lines) {
+      absl::StrReplaceAll({{File("data/dev-1"), File(absl::StrCat("data/", name))}}, &line);
+    }
+    twins.push_back(
+        StartDaemon("tracker-client", name, WriteConfig(absl::StrCat(name, ".toml"), lines)));
+  }
+  std::vector<std::string> metrics;
+  for (const char* name : {"dev-1", "dev-1-twin"}) {
+    metrics.push_back(absl::StrCat("http://127.0.0.1:", PortFile(name, "metrics.port")));
+  }
+  // Many losses, counted by the two nodes' metrics, over long enough for the backoff to let a
+  // connection last past 10 s now and then (which ended the flapping report before).
+  auto losses = [&] {
+    uint64_t total = 0;
+    for (const std::string& url : metrics) {
+      core::HttpClient http(url, "");
+      auto r = http.Get("/metrics");
+      if (!r.ok()) continue;
+      for (absl::string_view line : absl::StrSplit(r->body, '\n')) {
+        uint64_t n = 0;
+        if (absl::ConsumePrefix(&line, "x1368_mqtt_connection_losses_total{link=\"upstream\"} ") &&
+            absl::SimpleAtoi(line, &n)) {
+          total += n;
+        }
+      }
+    }
+    return total;
+  };
+  uint64_t seen = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        seen = losses();
+        return seen >= 12;
+      },
+      absl::Seconds(150), absl::Milliseconds(500)))
+      << "only " << seen << " connections lost\n"
+      << Logs();
+  std::cerr << seen << " connections lost\n";
+  int errors = 0;
+  for (ChildProcess* p : twins) {
+    EXPECT_TRUE(p->running()) << "a device must not exit over its client id\n" << p->Describe();
+    std::string log = core::ReadFile(p->err_path()).value_or("");
+    int conflict = 0;
+    int lost = 0;
+    for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+      if (absl::StrContains(line, "event=mqtt.session_taken_over") ||
+          absl::StrContains(line, "event=mqtt.link_flapping")) {
+        EXPECT_TRUE(absl::StrContains(line, "level=error")) << line;
+        EXPECT_TRUE(absl::StrContains(line, "client_id=\"dev-1\"")) << line;
+        EXPECT_TRUE(absl::StrContains(line, "client id dev-1")) << line;
+        ++conflict;
+      }
+      if (absl::StrContains(line, "event=mqtt.connection_lost")) ++lost;
+    }
+    EXPECT_LE(conflict, 1) << p->name() << " logged the conflict more than once:\n" << log;
+    // The losses before the conflict was recognised (3 quick ones in a row) are warnings; the
+    // rest are part of the episode.
+    EXPECT_LE(lost, 3) << p->name() << " logged every lost connection:\n" << log;
+    errors += conflict;
+  }
+  EXPECT_GE(errors, 1) << Logs();
+}
+
 TEST_F(DaemonsProcessTest, MetricsEndpointsAndAdminAuthentication) {
   ASSERT_NO_FATAL_FAILURE(StartBroker());
   ASSERT_TRUE(MakePki({"dev-1"}));

@@ -48,7 +48,11 @@ std::string Node::ExtraMetrics() {
     absl::StrAppend(&out, "x1368_mqtt_connects_total{link=\"", link, "\"} ", s.connects, "\n",
                     "x1368_mqtt_published_total{link=\"", link, "\"} ", s.published, "\n",
                     "x1368_mqtt_received_total{link=\"", link, "\"} ", s.received, "\n",
-                    "x1368_mqtt_dropped_total{link=\"", link, "\"} ", s.dropped, "\n");
+                    "x1368_mqtt_dropped_total{link=\"", link, "\"} ", s.dropped, "\n",
+                    "x1368_mqtt_connection_losses_total{link=\"", link, "\"} ", s.connection_losses,
+                    "\n", "x1368_mqtt_session_taken_over_total{link=\"", link, "\"} ", s.taken_over,
+                    "\n", "x1368_mqtt_connected{link=\"", link, "\"} ", t->connected() ? 1 : 0,
+                    "\n");
   };
   // The root's one link goes down to its children; everyone else's first link goes up.
   add(node != nullptr && node->id() == node->config().root_id ? "downstream" : "upstream",
