@@ -1309,6 +1309,33 @@ TEST_F(DaemonsOperatorTest, AClientIdInUseTwiceIsOneErrorPerEpisodeNotOnePerFlap
   EXPECT_GE(errors, 1) << Logs();
 }
 
+TEST_F(DaemonsOperatorTest, AdminRequestsWithoutTheTokenAreAWarningAtTheDefaultLevel) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({}));
+  root_ =
+      StartDaemon("tracker-root", "root", WriteConfig("root.toml", AtDefaultLevel(RootLines())));
+  ASSERT_TRUE(WaitForAdminPort());
+  for (const char* token : {"", "not-the-token-0123456789", ""}) {
+    core::HttpClient http(admin_url_, token);
+    auto r = http.Get("/v1/fleet");
+    ASSERT_OK(r);
+    EXPECT_EQ(r->status, 403) << r->body;
+  }
+  // The first refusal is said at once; the next ones within the minute are counted, not logged.
+  ASSERT_TRUE(WaitForLog(root_,
+                         {"level=warning node=root event=admin.unauthorized method=\"GET\" "
+                          "path=\"/v1/fleet\" token=missing suppressed=0"},
+                         absl::Seconds(5)));
+  std::string log = core::ReadFile(root_->err_path()).value_or("");
+  std::vector<absl::string_view> parts = absl::StrSplit(log, "event=admin.unauthorized");
+  EXPECT_EQ(parts.size(), 2u) << log;
+  // Probes carry no token and are not refused.
+  core::HttpClient probe(admin_url_, "");
+  auto health = probe.Get("/healthz");
+  ASSERT_OK(health);
+  EXPECT_EQ(health->status, 200);
+}
+
 TEST_F(DaemonsProcessTest, MetricsEndpointsAndAdminAuthentication) {
   ASSERT_NO_FATAL_FAILURE(StartBroker());
   ASSERT_TRUE(MakePki({"dev-1"}));
