@@ -65,10 +65,11 @@ struct DaemonSetup {
 };
 
 // The whole main() of a daemon: flags (--config FILE, --check-config, --init, --restore FILE,
-// --help), the config file read by `read` and validated with line-precise errors, every file it
-// names opened (exit 2), logging, the metrics endpoint, Start(), the event loop, and a clean
-// Stop() on SIGTERM/SIGINT (exit 0). A store that is missing or was never initialised fails the
-// start (exit 1) unless --init is given.
+// --log-format logfmt|json, --help), the config file read by `read` and validated with
+// line-precise errors, every file it names opened (exit 2), logging, the metrics endpoint (with
+// /healthz and /readyz; a port in use fails the start, exit 1), Start(), the event loop, and a
+// clean Stop() on SIGTERM/SIGINT (exit 0). A store that is missing or was never initialised fails
+// the start (exit 1) unless --init is given.
 int RunDaemon(int argc, char** argv, const std::string& name, const std::string& description,
               const std::function<DaemonSetup(ConfigFile&)>& read);
 
