@@ -63,7 +63,7 @@ constexpr absl::Duration kTakenOverMinWait = absl::Seconds(2);
 // Quick losses in a row before the link is reported as flapping (error log, LINK_FLAPPING).
 constexpr int kFlappingAfter = 3;
 // A link that cannot be (re)made is a warning at the first failed attempt, then one a minute
-// while it lasts; a publish that fails likewise.
+// while it lasts; a lost link and a publish that fails likewise.
 constexpr absl::Duration kProblemLogEvery = absl::Minutes(1);
 // Another connection using our client id (a takeover the broker names, or a flapping link) is
 // one error per episode, repeated at most hourly while it lasts; the episode ends once a
@@ -653,15 +653,17 @@ class MqttTransport final : public Transport {
       if (phase_ == Phase::kConnected) stats_losses_.fetch_add(1);
       phase_ = Phase::kIdle;
       stable_ = false;
-      // Within an episode of another connection using our client id (already an error), each
-      // loss is part of it; otherwise a lost link is a warning.
-      if (conflict_) {
+      // A lost link is a warning, at most one a minute (a link lost again and again says so
+      // once a minute, with the count). Within an episode of another connection using our client
+      // id (already an error) each loss is part of it.
+      uint64_t suppressed = 0;
+      if (!conflict_ && loss_log_.Allow(&suppressed)) {
+        outage_reported_ = true;
+        spdlog::warn("event=mqtt.connection_lost broker={} client_id={} cause={} suppressed={}",
+                     Quoted(opts_.broker_uri), Quoted(opts_.client_id), Quoted(cause), suppressed);
+      } else {
         spdlog::debug("event=mqtt.connection_lost broker={} client_id={} cause={}",
                       Quoted(opts_.broker_uri), Quoted(opts_.client_id), Quoted(cause));
-      } else {
-        outage_reported_ = true;
-        spdlog::warn("event=mqtt.connection_lost broker={} client_id={} cause={}",
-                     Quoted(opts_.broker_uri), Quoted(opts_.client_id), Quoted(cause));
       }
       const bool taken_over = stats_taken_over_.load() != taken_over_seen_;
       taken_over_seen_ = stats_taken_over_.load();
@@ -836,6 +838,7 @@ class MqttTransport final : public Transport {
   bool outage_reported_ ABSL_GUARDED_BY(mu_) = false;
   bool conflict_ ABSL_GUARDED_BY(mu_) = false;
   LogThrottle connect_failure_log_{kProblemLogEvery};
+  LogThrottle loss_log_{kProblemLogEvery};
   LogThrottle publish_failure_log_{kProblemLogEvery};
   LogThrottle conflict_log_{kConflictLogEvery};
 
