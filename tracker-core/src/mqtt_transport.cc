@@ -656,14 +656,16 @@ class MqttTransport final : public Transport {
       // A lost link is a warning, at most one a minute (a link lost again and again says so
       // once a minute, with the count). Within an episode of another connection using our client
       // id (already an error) each loss is part of it.
+      // Paho gives no cause when the socket was closed (by the broker or the network).
+      const absl::string_view why = cause.empty() ? "connection closed" : cause;
       uint64_t suppressed = 0;
       if (!conflict_ && loss_log_.Allow(&suppressed)) {
         outage_reported_ = true;
         spdlog::warn("event=mqtt.connection_lost broker={} client_id={} cause={} suppressed={}",
-                     Quoted(opts_.broker_uri), Quoted(opts_.client_id), Quoted(cause), suppressed);
+                     Quoted(opts_.broker_uri), Quoted(opts_.client_id), Quoted(why), suppressed);
       } else {
         spdlog::debug("event=mqtt.connection_lost broker={} client_id={} cause={}",
-                      Quoted(opts_.broker_uri), Quoted(opts_.client_id), Quoted(cause));
+                      Quoted(opts_.broker_uri), Quoted(opts_.client_id), Quoted(why));
       }
       const bool taken_over = stats_taken_over_.load() != taken_over_seen_;
       taken_over_seen_ = stats_taken_over_.load();
