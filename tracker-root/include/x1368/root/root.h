@@ -40,6 +40,9 @@ struct RootOptions {
   std::string images_dir;
   std::string admin_listen;  // "host:port"; empty: no admin API
   std::string admin_token;   // bearer token the admin API requires
+  // What GET /readyz on the admin API reports (core/health.h); thread-safe. Unset: whether
+  // data_dir takes a file.
+  core::ReadinessCheck readiness;
   int64_t default_deadline_ms = 7LL * 24 * 3600 * 1000;
   uint64_t max_image_bytes = 256ULL << 20;
   // A device is shown offline when its last report is older than this.
@@ -47,9 +50,6 @@ struct RootOptions {
   // What the broker queues for root (Mosquitto's max_queued_messages): the children's chunks in
   // flight share it (core::ChunkWindowFor).
   uint32_t downstream_queue = 1000;
-  // What GET /readyz on the admin API reports (core/health.h); thread-safe. Unset: whether
-  // data_dir takes a file.
-  core::ReadinessCheck readiness;
 };
 
 class Root {
