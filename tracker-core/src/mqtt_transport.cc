@@ -657,7 +657,8 @@ class MqttTransport final : public Transport {
       // once a minute, with the count). Within an episode of another connection using our client
       // id (already an error) each loss is part of it.
       // Paho gives no cause when the socket was closed (by the broker or the network).
-      const absl::string_view why = cause.empty() ? "connection closed" : cause;
+      absl::string_view why = cause;
+      if (why.empty()) why = "connection closed";
       uint64_t suppressed = 0;
       if (!conflict_ && loss_log_.Allow(&suppressed)) {
         outage_reported_ = true;
