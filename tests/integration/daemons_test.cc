@@ -1206,6 +1206,12 @@ TEST_F(DaemonsOperatorTest, ASecondDaemonOnAPortInUseFailsNamingThePort) {
   std::string err = core::ReadFile(root2->err_path()).value_or("");
   EXPECT_TRUE(absl::StrContains(err, admin)) << err;
   EXPECT_TRUE(absl::StrContains(err, "already in use")) << err;
+  // It failed before it connected to the broker with root's client id: the first root kept its
+  // MQTT session, and the second created nothing.
+  EXPECT_FALSE(absl::StrContains(core::ReadFile(root_->err_path()).value_or(""),
+                                 "event=mqtt.connection_lost"))
+      << root_->Describe();
+  EXPECT_FALSE(core::PathExists(File("data/root2/root.db")));
   // Every request still reaches the first root.
   auto token = core::ReadFile(File("admin.token"));
   ASSERT_OK(token);

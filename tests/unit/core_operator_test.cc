@@ -233,6 +233,12 @@ TEST(ExclusivePortTest, ASecondServerOnAPortInUseFailsNamingIt) {
   EXPECT_THAT(std::string(taken.status().message()), HasSubstr(listen));
   EXPECT_THAT(std::string(taken.status().message()), HasSubstr("already in use"));
 
+  // What a daemon checks before it connects to its broker says the same.
+  absl::Status check = core::CheckListenFree(listen);
+  EXPECT_EQ(check.code(), absl::StatusCode::kUnavailable) << check;
+  EXPECT_THAT(std::string(check.message()), HasSubstr("already in use"));
+  EXPECT_OK(core::CheckListenFree("127.0.0.1:0"));
+
   // Every request still reaches the first server.
   core::HttpClient http("http://" + listen, "");
   for (int i = 0; i < 10; ++i) {
@@ -242,6 +248,7 @@ TEST(ExclusivePortTest, ASecondServerOnAPortInUseFailsNamingIt) {
   }
   first.Stop();
   // Once it is gone the port is free again at once (SO_REUSEADDR: no wait for TIME_WAIT).
+  EXPECT_OK(core::CheckListenFree(listen));
   core::HttpServer third;
   EXPECT_OK(third.Start(listen).status());
   third.Stop();

@@ -145,10 +145,8 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
     std::cerr << name << ": " << daemon.status().message() << "\n";
     return 1;
   }
-  if (absl::Status s = (*daemon)->Start(); !s.ok()) {
-    std::cerr << name << ": " << s.message() << "\n";
-    return 1;
-  }
+  // The metrics endpoint before the node starts: a port in use fails the start before the node
+  // connects to its broker (where a second instance would take the first one's session).
   std::unique_ptr<HttpServer> metrics_server;
   if (!setup.node.metrics_listen.empty()) {
     Daemon* d = daemon->get();
@@ -157,7 +155,6 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
         [d] { return d->NotReadyReasons(); });
     if (!server.ok()) {
       std::cerr << name << ": metrics endpoint: " << server.status().message() << "\n";
-      (*daemon)->Stop();
       return 1;
     }
     metrics_server = std::move(*server);
@@ -171,6 +168,10 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
         spdlog::error("event=metrics.port_file_failed error={}", Quoted(s.message()));
       }
     }
+  }
+  if (absl::Status s = (*daemon)->Start(); !s.ok()) {
+    std::cerr << name << ": " << s.message() << "\n";
+    return 1;
   }
   absl::Notification stop;
   std::thread signals = WatchTerminationSignals([&stop](int sig) {

@@ -1,7 +1,9 @@
 #include "x1368/core/http.h"
 
 #include <httplib.h>
+#include <netdb.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -187,6 +189,48 @@ absl::Status ParseHostPort(const std::string& listen, std::string* host, int* po
   return absl::OkStatus();
 }
 
+namespace {
+
+absl::Status PortInUse(const std::string& listen, int port) {
+  return absl::UnavailableError(absl::StrCat("cannot listen on ", listen, ": port ", port,
+                                             " is already in use (another process, or another "
+                                             "instance of this daemon, listens on it)"));
+}
+
+}  // namespace
+
+absl::Status CheckListenFree(const std::string& listen) {
+  std::string host;
+  int port = 0;
+  if (absl::Status s = ParseHostPort(listen, &host, &port); !s.ok()) return s;
+  if (port == 0) return absl::OkStatus();
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  const std::string service = absl::StrCat(port);
+  if (::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &found) != 0 ||
+      found == nullptr) {
+    return absl::OkStatus();  // Start() says what is wrong with the address
+  }
+  absl::Status result = absl::OkStatus();
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    const bool in_use = ::bind(fd, a->ai_addr, a->ai_addrlen) != 0 && errno == EADDRINUSE;
+    ::close(fd);
+    if (in_use) {
+      result = PortInUse(listen, port);
+      break;
+    }
+  }
+  ::freeaddrinfo(found);
+  return result;
+}
+
 HttpServer::HttpServer() : impl_(std::make_unique<Impl>()) {
   Impl* impl = impl_.get();
   impl->server.set_payload_max_length(impl->max_body_bytes);
@@ -277,12 +321,7 @@ absl::StatusOr<int> HttpServer::Start(const std::string& listen) {
     }
   } else if (!impl_->server.bind_to_port(host, port)) {
     const int error = errno;
-    if (error == EADDRINUSE) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot listen on ", listen, ": port ", port,
-                       " is already in use (another process, or another instance of this "
-                       "daemon, listens on it)"));
-    }
+    if (error == EADDRINUSE) return PortInUse(listen, port);
     return absl::UnavailableError(absl::StrCat("cannot listen on ", listen, ": ",
                                                error != 0 ? std::strerror(error) : "bind failed"));
   }
