@@ -10,6 +10,7 @@
 #include "x1368/core/crypto.h"
 #include "x1368/core/daemon.h"
 #include "x1368/core/file_util.h"
+#include "x1368/core/http.h"
 #include "x1368/core/node_config.h"
 #include "x1368/core/reason.h"
 #include "x1368/nodes/nodes.h"
@@ -73,6 +74,11 @@ core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   setup.build = [spec, token_file](const core::Env& env, const core::NodeConfig& node) mutable
       -> absl::StatusOr<std::unique_ptr<core::Daemon>> {
     spec.node = node;
+    // A second root on this admin port fails here, before it connects to the broker with root's
+    // client id (where it would take the running root's session).
+    if (!spec.options.admin_listen.empty()) {
+      X1368_RETURN_IF_ERROR(core::CheckListenFree(spec.options.admin_listen));
+    }
     // The token file is made (random, mode 0600) only once the node is built: a start that
     // fails leaves nothing behind.
     X1368_ASSIGN_OR_RETURN(std::optional<std::string> token, ReadToken(token_file));

@@ -10,6 +10,8 @@
 // SIGKILL), and PR_SET_PDEATHSIG kills them if the test process itself dies.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gmock/gmock.h>
+#include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -28,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -979,6 +982,364 @@ TEST_F(DaemonsProcessTest, APortInUseFailsTheStartWithExitOneAndAReason) {
   EXPECT_EQ(DescribeWaitStatus(*status), "exit 1") << dev->Describe();
   EXPECT_TRUE(absl::StrContains(core::ReadFile(dev->err_path()).value_or(""), "metrics endpoint"))
       << dev->Describe();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator experience (issue #16): failures speak at the default level, --log-format json,
+// /healthz and /readyz, and ports that a second daemon cannot share.
+
+class DaemonsOperatorTest : public DaemonsProcessTest {
+ protected:
+  // `lines` without the tests' `level = "info"`: the daemon logs at its default level (warn).
+  static std::vector<std::string> AtDefaultLevel(std::vector<std::string> lines) {
+    lines.erase(std::remove(lines.begin(), lines.end(), std::string("level = \"info\"")),
+                lines.end());
+    return lines;
+  }
+
+  // Starts a daemon with extra flags (after --config and --init).
+  ChildProcess* StartWithFlags(const std::string& binary, const std::string& name,
+                               const std::string& config, const std::vector<std::string>& flags) {
+    children_.push_back(
+        std::make_unique<ChildProcess>(name, File(name + ".out"), File(name + ".err")));
+    ChildProcess* p = children_.back().get();
+    std::vector<std::string> argv = {Bin(binary), "--config", config, "--init"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    EXPECT_OK(p->Start(argv));
+    return p;
+  }
+
+  // Waits for `p`'s stderr to hold every one of `needles`.
+  ::testing::AssertionResult WaitForLog(ChildProcess* p, const std::vector<std::string>& needles,
+                                        absl::Duration timeout) {
+    auto has_all = [&] {
+      std::string log = core::ReadFile(p->err_path()).value_or("");
+      for (const std::string& n : needles) {
+        if (!absl::StrContains(log, n)) return false;
+      }
+      return true;
+    };
+    if (WaitFor(has_all, timeout, absl::Milliseconds(50))) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure()
+           << p->name() << " did not log " << absl::StrJoin(needles, " and ") << " within "
+           << absl::FormatDuration(timeout) << "\n"
+           << Logs();
+  }
+
+  // The port a daemon wrote to <data_dir>/<file> (metrics.port, admin.port), once it is there.
+  int PortFile(const std::string& id, const std::string& file) {
+    std::string path = File("data/" + id + "/" + file);
+    int port = 0;
+    WaitFor(
+        [&] {
+          auto text = core::ReadFile(path);
+          return text.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port);
+        },
+        absl::Seconds(20));
+    EXPECT_GT(port, 0) << path << " was not written\n" << Logs();
+    return port;
+  }
+
+  // GET `path` on `base_url` until `pred` holds for the reply (or `timeout`); the last reply.
+  core::HttpReply GetUntil(const std::string& base_url, const std::string& path,
+                           const std::function<bool(const core::HttpReply&)>& pred,
+                           absl::Duration timeout) {
+    core::HttpClient http(base_url, "");
+    core::HttpReply last;
+    WaitFor(
+        [&] {
+          auto r = http.Get(path);
+          if (!r.ok()) return false;
+          last = *r;
+          return pred(last);
+        },
+        timeout, absl::Milliseconds(100));
+    return last;
+  }
+};
+
+TEST_F(DaemonsOperatorTest, AnUnreachableBrokerIsAWarningNamingItAtTheDefaultLevel) {
+  // No broker: tcp://127.0.0.1:1 refuses every connection.
+  ASSERT_TRUE(MakePki({"dev-1"}));
+  ChildProcess* dev =
+      StartDaemon("tracker-client", "dev-1",
+                  WriteConfig("dev-1.toml", AtDefaultLevel(ClientLines("dev-1", "gw1"))));
+  ASSERT_TRUE(WaitForLog(dev,
+                         {"level=warning node=dev-1 event=mqtt.connect_failed "
+                          "broker=\"tcp://127.0.0.1:1\" client_id=\"dev-1\" failures=1"},
+                         absl::Seconds(5)));
+  // One warning a minute while it lasts, not one per attempt (the attempts come every few
+  // hundred milliseconds at first), and nothing below warn.
+  absl::SleepFor(absl::Seconds(3));
+  std::string log = core::ReadFile(dev->err_path()).value_or("");
+  std::vector<std::string> lines = absl::StrSplit(log, '\n', absl::SkipEmpty());
+  int warnings = 0;
+  for (const std::string& line : lines) {
+    EXPECT_FALSE(absl::StrContains(line, "level=info")) << line;
+    if (absl::StrContains(line, "event=mqtt.connect_failed")) ++warnings;
+  }
+  EXPECT_EQ(warnings, 1) << log;
+  EXPECT_TRUE(dev->running()) << dev->Describe();
+}
+
+TEST_F(DaemonsOperatorTest, LogFormatJsonWritesOneJsonObjectPerLine) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({"dev-1"}));
+  // The intermediate through its configuration file, the client through the flag.
+  std::vector<std::string> gw = IntermediateLines("gw1", "root");
+  gw.insert(std::find(gw.begin(), gw.end(), std::string("level = \"info\"")) + 1,
+            "format = \"json\"");
+  ChildProcess* gw1 = StartDaemon("tracker-intermediate", "gw1", WriteConfig("gw1.toml", gw));
+  ChildProcess* dev = StartWithFlags("tracker-client", "dev-1",
+                                     WriteConfig("dev-1.toml", ClientLines("dev-1", "gw1")),
+                                     {"--log-format", "json"});
+  for (ChildProcess* p : {gw1, dev}) {
+    ASSERT_TRUE(WaitForLog(p, {"\"event\":\"mqtt.connected\""}, absl::Seconds(20)));
+  }
+  ASSERT_TRUE(TerminatesCleanly(dev));
+  ASSERT_TRUE(TerminatesCleanly(gw1));
+
+  for (auto [p, id] : {std::pair{gw1, "gw1"}, std::pair{dev, "dev-1"}}) {
+    std::string log = core::ReadFile(p->err_path()).value_or("");
+    std::vector<std::string> lines = absl::StrSplit(log, '\n', absl::SkipEmpty());
+    ASSERT_GE(lines.size(), 3u) << log;
+    std::set<std::string> events;
+    for (const std::string& line : lines) {
+      google::protobuf::Struct j;
+      auto parsed = google::protobuf::util::JsonStringToMessage(line, &j);
+      ASSERT_TRUE(parsed.ok()) << parsed.ToString() << ": " << line;
+      for (const char* key : {"ts", "level", "node", "event"}) {
+        ASSERT_TRUE(j.fields().contains(key)) << key << " missing: " << line;
+      }
+      EXPECT_EQ(j.fields().at("node").string_value(), id) << line;
+      events.insert(j.fields().at("event").string_value());
+      if (j.fields().at("event").string_value() == "mqtt.connected") {
+        EXPECT_EQ(j.fields().at("broker").string_value(), BrokerUri()) << line;
+        EXPECT_EQ(j.fields().at("client_id").string_value(), id) << line;
+        EXPECT_EQ(j.fields().at("level").string_value(), "info") << line;
+      }
+    }
+    for (const char* e : {"started", "mqtt.connected", "shutdown", "stopped"}) {
+      EXPECT_EQ(events.count(e), 1u) << id << " logged no " << e << "\n" << log;
+    }
+  }
+
+  // A format that does not exist is a configuration error naming its key and line.
+  std::vector<std::string> bad = IntermediateLines("gw1", "root");
+  bad.insert(std::find(bad.begin(), bad.end(), std::string("level = \"info\"")) + 1,
+             "format = \"xml\"");
+  CommandResult r =
+      Run("tracker-intermediate", {"--check-config", "--config", WriteConfig("bad.toml", bad)});
+  EXPECT_TRUE(r.exited_with(2)) << r.Describe();
+  EXPECT_TRUE(absl::StrContains(r.err, "log.format")) << r.Describe();
+  r = Run("tracker-intermediate",
+          {"--check-config", "--config", File("gw1.toml"), "--log-format", "xml"});
+  EXPECT_FALSE(r.exited_with(0)) << r.Describe();
+}
+
+TEST_F(DaemonsOperatorTest, ReadyzAnswers503WithReasonsUntilTheLinksAreUp) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  broker_->Kill();  // its port is known: the nodes start while it is down
+  ASSERT_TRUE(MakePki({"dev-1"}));
+  ASSERT_TRUE(StartRoot());
+  StartDaemon("tracker-client", "dev-1",
+              WriteConfig("dev-1.toml", ClientLines("dev-1", "gw1", {},
+                                                    {"[metrics]", "listen = \"127.0.0.1:0\""})));
+  const std::string dev_metrics =
+      absl::StrCat("http://127.0.0.1:", PortFile("dev-1", "metrics.port"));
+  auto answered = [](const core::HttpReply&) { return true; };
+
+  core::HttpReply health = GetUntil(dev_metrics, "/healthz", answered, absl::Seconds(10));
+  EXPECT_EQ(health.status, 200) << Logs();
+  core::HttpReply ready = GetUntil(dev_metrics, "/readyz", answered, absl::Seconds(10));
+  EXPECT_EQ(ready.status, 503) << ready.body;
+  EXPECT_EQ(ready.content_type, "application/json");
+  google::protobuf::Struct j;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(ready.body, &j).ok()) << ready.body;
+  EXPECT_FALSE(j.fields().at("ready").bool_value()) << ready.body;
+  ASSERT_EQ(j.fields().at("reasons").list_value().values_size(), 1) << ready.body;
+  EXPECT_THAT(j.fields().at("reasons").list_value().values(0).string_value(),
+              ::testing::HasSubstr("upstream link down"))
+      << ready.body;
+  // Root's admin API answers the same, without a token.
+  core::HttpReply root_ready = GetUntil(admin_url_, "/readyz", answered, absl::Seconds(10));
+  EXPECT_EQ(root_ready.status, 503) << root_ready.body;
+  EXPECT_TRUE(absl::StrContains(root_ready.body, "downstream link down")) << root_ready.body;
+  EXPECT_EQ(GetUntil(admin_url_, "/healthz", answered, absl::Seconds(10)).status, 200);
+
+  // Once the broker is back and the links are up, both are ready.
+  ASSERT_OK(broker_->Restart());
+  auto is_ready = [](const core::HttpReply& r) { return r.status == 200; };
+  ready = GetUntil(dev_metrics, "/readyz", is_ready, absl::Seconds(40));
+  EXPECT_EQ(ready.status, 200) << ready.body << Logs();
+  EXPECT_EQ(ready.body, "{\"ready\":true,\"reasons\":[]}\n");
+  root_ready = GetUntil(admin_url_, "/readyz", is_ready, absl::Seconds(40));
+  EXPECT_EQ(root_ready.status, 200) << root_ready.body << Logs();
+
+  // The broker lost again: not ready at once, with the reason.
+  broker_->Kill();
+  ready = GetUntil(
+      dev_metrics, "/readyz", [](const core::HttpReply& r) { return r.status == 503; },
+      absl::Seconds(20));
+  EXPECT_EQ(ready.status, 503) << ready.body;
+  EXPECT_TRUE(absl::StrContains(ready.body, "upstream link down")) << ready.body;
+}
+
+TEST_F(DaemonsOperatorTest, ASecondDaemonOnAPortInUseFailsNamingThePort) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({"dev-1", "dev-2"}));
+  ASSERT_TRUE(StartRoot());
+  const std::string admin = admin_url_.substr(std::string("http://").size());
+
+  // A second root (its own data_dir) configured on the first one's admin port.
+  std::vector<std::string> second = RootLines();
+  for (std::string& line : second) {
+    if (line == "listen = \"127.0.0.1:0\"") line = absl::StrCat("listen = \"", admin, "\"");
+    absl::StrReplaceAll({{File("data/root"), File("data/root2")}}, &line);
+  }
+  ChildProcess* root2 = StartDaemon("tracker-root", "root2", WriteConfig("root2.toml", second));
+  std::optional<int> status = root2->Wait(absl::Seconds(20));
+  ASSERT_TRUE(status.has_value()) << "a second root kept running on the admin port " << admin
+                                  << "\n"
+                                  << root2->Describe();
+  EXPECT_EQ(DescribeWaitStatus(*status), "exit 1") << root2->Describe();
+  std::string err = core::ReadFile(root2->err_path()).value_or("");
+  EXPECT_TRUE(absl::StrContains(err, admin)) << err;
+  EXPECT_TRUE(absl::StrContains(err, "already in use")) << err;
+  // It failed before it connected to the broker with root's client id: the first root kept its
+  // MQTT session, and the second created nothing.
+  EXPECT_FALSE(absl::StrContains(core::ReadFile(root_->err_path()).value_or(""),
+                                 "event=mqtt.connection_lost"))
+      << root_->Describe();
+  EXPECT_FALSE(core::PathExists(File("data/root2/root.db")));
+  // Every request still reaches the first root.
+  auto token = core::ReadFile(File("admin.token"));
+  ASSERT_OK(token);
+  core::HttpClient http(admin_url_, std::string(absl::StripAsciiWhitespace(*token)));
+  for (int i = 0; i < 6; ++i) {
+    auto r = http.Get("/v1/summary");
+    ASSERT_OK(r);
+    EXPECT_EQ(r->status, 200) << r->body;
+  }
+
+  // Two metrics endpoints on one port: the second daemon fails naming it.
+  StartDaemon("tracker-client", "dev-1",
+              WriteConfig("dev-1.toml", ClientLines("dev-1", "root", {},
+                                                    {"[metrics]", "listen = \"127.0.0.1:0\""})));
+  const std::string metrics = absl::StrCat("127.0.0.1:", PortFile("dev-1", "metrics.port"));
+  ChildProcess* dev2 = StartDaemon(
+      "tracker-client", "dev-2",
+      WriteConfig("dev-2.toml",
+                  ClientLines("dev-2", "root", {},
+                              {"[metrics]", absl::StrCat("listen = \"", metrics, "\"")})));
+  status = dev2->Wait(absl::Seconds(20));
+  ASSERT_TRUE(status.has_value()) << "a second metrics endpoint kept running on " << metrics << "\n"
+                                  << dev2->Describe();
+  EXPECT_EQ(DescribeWaitStatus(*status), "exit 1") << dev2->Describe();
+  err = core::ReadFile(dev2->err_path()).value_or("");
+  EXPECT_TRUE(absl::StrContains(err, "metrics endpoint")) << err;
+  EXPECT_TRUE(absl::StrContains(err, metrics)) << err;
+  EXPECT_TRUE(absl::StrContains(err, "already in use")) << err;
+}
+
+TEST_F(DaemonsOperatorTest, AClientIdInUseTwiceIsOneErrorPerEpisodeNotOnePerFlap) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({"dev-1"}));
+  // The same device twice (a clone, or a second instance started by mistake): each connection
+  // closes the other's (Mosquitto 2.0 closes the old connection without a DISCONNECT naming the
+  // takeover, so the nodes see a link that keeps being lost within seconds).
+  std::vector<ChildProcess*> twins;
+  for (const char* name : {"dev-1", "dev-1-twin"}) {
+    std::vector<std::string> lines =
+        AtDefaultLevel(ClientLines("dev-1", "gw1", {}, {"[metrics]", "listen = \"127.0.0.1:0\""}));
+    for (std::string& line : lines) {
+      absl::StrReplaceAll({{File("data/dev-1"), File(absl::StrCat("data/", name))}}, &line);
+    }
+    twins.push_back(
+        StartDaemon("tracker-client", name, WriteConfig(absl::StrCat(name, ".toml"), lines)));
+  }
+  std::vector<std::string> metrics;
+  for (const char* name : {"dev-1", "dev-1-twin"}) {
+    metrics.push_back(absl::StrCat("http://127.0.0.1:", PortFile(name, "metrics.port")));
+  }
+  // Many losses, counted by the two nodes' metrics, over long enough for the backoff to let a
+  // connection last past 10 s now and then (which ended the flapping report before).
+  auto losses = [&] {
+    uint64_t total = 0;
+    for (const std::string& url : metrics) {
+      core::HttpClient http(url, "");
+      auto r = http.Get("/metrics");
+      if (!r.ok()) continue;
+      for (absl::string_view line : absl::StrSplit(r->body, '\n')) {
+        uint64_t n = 0;
+        if (absl::ConsumePrefix(&line, "x1368_mqtt_connection_losses_total{link=\"upstream\"} ") &&
+            absl::SimpleAtoi(line, &n)) {
+          total += n;
+        }
+      }
+    }
+    return total;
+  };
+  uint64_t seen = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        seen = losses();
+        return seen >= 12;
+      },
+      absl::Seconds(150), absl::Milliseconds(500)))
+      << "only " << seen << " connections lost\n"
+      << Logs();
+  std::cerr << seen << " connections lost\n";
+  int errors = 0;
+  for (ChildProcess* p : twins) {
+    EXPECT_TRUE(p->running()) << "a device must not exit over its client id\n" << p->Describe();
+    std::string log = core::ReadFile(p->err_path()).value_or("");
+    int conflict = 0;
+    int lost = 0;
+    for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+      if (absl::StrContains(line, "event=mqtt.session_taken_over") ||
+          absl::StrContains(line, "event=mqtt.link_flapping")) {
+        EXPECT_TRUE(absl::StrContains(line, "level=error")) << line;
+        EXPECT_TRUE(absl::StrContains(line, "client_id=\"dev-1\"")) << line;
+        EXPECT_TRUE(absl::StrContains(line, "client id dev-1")) << line;
+        ++conflict;
+      }
+      if (absl::StrContains(line, "event=mqtt.connection_lost")) ++lost;
+    }
+    EXPECT_LE(conflict, 1) << p->name() << " logged the conflict more than once:\n" << log;
+    // The losses before the conflict was recognised (3 quick ones in a row) are warnings; the
+    // rest are part of the episode.
+    EXPECT_LE(lost, 3) << p->name() << " logged every lost connection:\n" << log;
+    errors += conflict;
+  }
+  EXPECT_GE(errors, 1) << Logs();
+}
+
+TEST_F(DaemonsOperatorTest, AdminRequestsWithoutTheTokenAreAWarningAtTheDefaultLevel) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({}));
+  root_ =
+      StartDaemon("tracker-root", "root", WriteConfig("root.toml", AtDefaultLevel(RootLines())));
+  ASSERT_TRUE(WaitForAdminPort());
+  for (const char* token : {"", "not-the-token-0123456789", ""}) {
+    core::HttpClient http(admin_url_, token);
+    auto r = http.Get("/v1/fleet");
+    ASSERT_OK(r);
+    EXPECT_EQ(r->status, 403) << r->body;
+  }
+  // The first refusal is said at once; the next ones within the minute are counted, not logged.
+  ASSERT_TRUE(WaitForLog(root_,
+                         {"level=warning node=root event=admin.unauthorized method=\"GET\" "
+                          "path=\"/v1/fleet\" token=missing suppressed=0"},
+                         absl::Seconds(5)));
+  std::string log = core::ReadFile(root_->err_path()).value_or("");
+  std::vector<absl::string_view> parts = absl::StrSplit(log, "event=admin.unauthorized");
+  EXPECT_EQ(parts.size(), 2u) << log;
+  // Probes carry no token and are not refused.
+  core::HttpClient probe(admin_url_, "");
+  auto health = probe.Get("/healthz");
+  ASSERT_OK(health);
+  EXPECT_EQ(health->status, 200);
 }
 
 TEST_F(DaemonsProcessTest, MetricsEndpointsAndAdminAuthentication) {

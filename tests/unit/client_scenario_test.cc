@@ -11,9 +11,12 @@
 #include <iostream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <tuple>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "spdlog/sinks/ostream_sink.h"
 #include "testing/status_matchers.h"
 #include "testing/tree.h"
 #include "testing/wait.h"
@@ -22,6 +25,7 @@
 #include "x1368/core/crypto.h"
 #include "x1368/core/fake_transport.h"
 #include "x1368/core/file_system.h"
+#include "x1368/core/log.h"
 
 namespace x1368::testing {
 namespace {
@@ -342,6 +346,56 @@ TEST_F(ScenarioTest, ConsumerFaultsEndInTheirOutcome) {
     StartUpdate();
     ExpectConverged(c, k.expected, k.name);
     tree_.reset();
+  }
+}
+
+TEST_F(ScenarioTest, FailedAndRolledBackUpdatesSpeakAtTheDefaultLevel) {
+  // At the daemons' default level (warn): a FAILED update is an error and a ROLLED_BACK one a
+  // warning, with the reason; an update that succeeds says nothing.
+  stub::StubFaults none, install, boot;
+  install.fail_install = true;
+  boot.trial_boot_fails = true;
+  struct Case {
+    const char* name;
+    stub::StubFaults faults;
+    Outcome expected;
+    std::string line;  // "" for none
+  };
+  const Case cases[] = {
+      {"install fails",
+       install,
+       {install, v1::FAILED, v1::INSTALL_FAILED, "1.0.0"},
+       "level=error node=test event=update.state state=FAILED campaign="},
+      {"trial image does not boot",
+       boot,
+       {boot, v1::ROLLED_BACK, v1::TRIAL_BOOT_FAILED, "1.0.0"},
+       "level=warning node=test event=update.state state=ROLLED_BACK campaign="},
+      {"happy path", none, {none, v1::CONFIRMED, v1::REASON_UNSPECIFIED, "2.0.0"}, ""},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.name);
+    SetUp();
+    std::ostringstream captured;
+    auto previous = spdlog::default_logger();
+    ASSERT_OK(core::InitLogging("test", "warn",
+                                std::make_shared<spdlog::sinks::ostream_sink_mt>(captured)));
+    ClientSpec spec;
+    spec.faults = k.faults;
+    ClientNode* c = AddDevice(spec);
+    StartUpdate();
+    ExpectConverged(c, k.expected, k.name);
+    tree_.reset();
+    spdlog::default_logger()->flush();
+    spdlog::set_default_logger(previous);
+    const std::string log = captured.str();
+    if (k.line.empty()) {
+      EXPECT_FALSE(absl::StrContains(log, "event=update.state")) << log;
+    } else {
+      EXPECT_TRUE(absl::StrContains(log, k.line)) << log;
+      EXPECT_TRUE(
+          absl::StrContains(log, absl::StrCat("reason=", v1::Reason_Name(k.expected.reason))))
+          << log;
+    }
   }
 }
 

@@ -131,7 +131,7 @@ TEST(LoggingTest, ARejectionDetailWithANewlineIsOneEscapedLine) {
   std::string log = captured.str();
   std::vector<std::string> lines = absl::StrSplit(log, '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 1u) << log;
-  EXPECT_THAT(lines[0], HasSubstr("level=info node=gw1 event=rejected "
+  EXPECT_THAT(lines[0], HasSubstr("level=warning node=gw1 event=rejected "
                                   "where=\"x1368/root/gw1/down/cmd\" reason=WRONG_RECIPIENT "
                                   "detail=\"WRONG_RECIPIENT: addressed to \\\"gw1\\nts=2099 "
                                   "level=critical node=root event=FORGED\\\"\""))

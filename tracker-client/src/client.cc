@@ -672,8 +672,19 @@ bool Client::Transition(Event event, v1::Reason reason, absl::string_view detail
     ScheduleReport();
     return false;
   }
-  spdlog::info("event=update.state state={} campaign={} reason={}", StateName(*to),
-               core::Quoted(rec.campaign_id()), core::ReasonName(reason));
+  // An update that failed or was rolled back needs the operator (the device runs its old image
+  // and will not try this campaign again); every other step is healthy progress.
+  const spdlog::level::level_enum level = *to == v1::FAILED        ? spdlog::level::err
+                                          : *to == v1::ROLLED_BACK ? spdlog::level::warn
+                                                                   : spdlog::level::info;
+  if (level == spdlog::level::info) {
+    spdlog::info("event=update.state state={} campaign={} reason={}", StateName(*to),
+                 core::Quoted(rec.campaign_id()), core::ReasonName(reason));
+  } else {
+    spdlog::log(level, "event=update.state state={} campaign={} reason={} detail={}",
+                StateName(*to), core::Quoted(rec.campaign_id()), core::ReasonName(reason),
+                core::Quoted(detail));
+  }
   ScheduleReport();
   if (CrashHere(hooks_.crash_after_persist && hooks_.crash_after_persist(*to))) return false;
   StepSoon();

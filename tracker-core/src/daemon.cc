@@ -48,7 +48,8 @@ std::thread WatchTerminationSignals(std::function<void(int)> on_signal) {
 
 absl::StatusOr<std::unique_ptr<HttpServer>> StartMetricsServer(const std::string& listen,
                                                                Metrics* metrics,
-                                                               std::function<std::string()> extra) {
+                                                               std::function<std::string()> extra,
+                                                               ReadinessCheck ready) {
   auto server = std::make_unique<HttpServer>();
   server->Get("/metrics", [metrics, extra](const HttpRequest&) {
     HttpResponse r;
@@ -57,9 +58,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> StartMetricsServer(const std::string
     if (extra) r.body += extra();
     return r;
   });
-  server->Get("/healthz", [](const HttpRequest&) {
-    return HttpResponse{200, "text/plain", "ok\n"};
-  });
+  AddHealthRoutes(server.get(), std::move(ready));
   auto port = server->Start(listen);
   if (!port.ok()) return port.status();
   return server;
@@ -79,6 +78,7 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
   bool check_only = false;
   bool init = false;
   std::string restore_from;
+  std::string log_format;
   app.add_option("-c,--config", config_path, "TOML configuration file")->required();
   app.add_flag("--check-config", check_only,
                "validate the configuration file, opening every file it names, and exit");
@@ -89,6 +89,10 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
                  "restore the node's database from FILE (made by trackerctl backup) into its "
                  "data_dir, which must hold no initialised store, and exit")
       ->excludes("--init");
+  app.add_option("--log-format", log_format,
+                 "how log lines on stderr are written: logfmt (key=value, the default) or json "
+                 "(one JSON object per line); overrides log.format in the configuration file")
+      ->check(CLI::IsMember({"logfmt", "json"}));
   app.set_version_flag("--version", "x1368 tracker 0.1.0");
   CLI11_PARSE(app, argc, argv);
 
@@ -111,7 +115,9 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
     return 0;
   }
   setup.node.init = init;
-  if (absl::Status s = InitLogging(setup.node.node_id, setup.node.log_level); !s.ok()) {
+  if (!log_format.empty()) setup.node.log_format = log_format;
+  if (absl::Status s = InitLogging(setup.node.node_id, setup.node.log_level, setup.node.log_format);
+      !s.ok()) {
     std::cerr << name << ": " << s.message() << "\n";
     return 2;
   }
@@ -139,18 +145,16 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
     std::cerr << name << ": " << daemon.status().message() << "\n";
     return 1;
   }
-  if (absl::Status s = (*daemon)->Start(); !s.ok()) {
-    std::cerr << name << ": " << s.message() << "\n";
-    return 1;
-  }
+  // The metrics endpoint before the node starts: a port in use fails the start before the node
+  // connects to its broker (where a second instance would take the first one's session).
   std::unique_ptr<HttpServer> metrics_server;
   if (!setup.node.metrics_listen.empty()) {
     Daemon* d = daemon->get();
-    auto server = StartMetricsServer(setup.node.metrics_listen, d->metrics(),
-                                     [d] { return d->ExtraMetrics(); });
+    auto server = StartMetricsServer(
+        setup.node.metrics_listen, d->metrics(), [d] { return d->ExtraMetrics(); },
+        [d] { return d->NotReadyReasons(); });
     if (!server.ok()) {
       std::cerr << name << ": metrics endpoint: " << server.status().message() << "\n";
-      (*daemon)->Stop();
       return 1;
     }
     metrics_server = std::move(*server);
@@ -164,6 +168,10 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
         spdlog::error("event=metrics.port_file_failed error={}", Quoted(s.message()));
       }
     }
+  }
+  if (absl::Status s = (*daemon)->Start(); !s.ok()) {
+    std::cerr << name << ": " << s.message() << "\n";
+    return 1;
   }
   absl::Notification stop;
   std::thread signals = WatchTerminationSignals([&stop](int sig) {

@@ -1,12 +1,19 @@
 #include "x1368/core/http.h"
 
 #include <httplib.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <regex>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace x1368::core {
 
@@ -182,12 +189,62 @@ absl::Status ParseHostPort(const std::string& listen, std::string* host, int* po
   return absl::OkStatus();
 }
 
+namespace {
+
+absl::Status PortInUse(const std::string& listen, int port) {
+  return absl::UnavailableError(absl::StrCat("cannot listen on ", listen, ": port ", port,
+                                             " is already in use (another process, or another "
+                                             "instance of this daemon, listens on it)"));
+}
+
+}  // namespace
+
+absl::Status CheckListenFree(const std::string& listen) {
+  std::string host;
+  int port = 0;
+  if (absl::Status s = ParseHostPort(listen, &host, &port); !s.ok()) return s;
+  if (port == 0) return absl::OkStatus();
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  const std::string service = absl::StrCat(port);
+  if (::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &found) != 0 ||
+      found == nullptr) {
+    return absl::OkStatus();  // Start() says what is wrong with the address
+  }
+  absl::Status result = absl::OkStatus();
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    const bool in_use = ::bind(fd, a->ai_addr, a->ai_addrlen) != 0 && errno == EADDRINUSE;
+    ::close(fd);
+    if (in_use) {
+      result = PortInUse(listen, port);
+      break;
+    }
+  }
+  ::freeaddrinfo(found);
+  return result;
+}
+
 HttpServer::HttpServer() : impl_(std::make_unique<Impl>()) {
   Impl* impl = impl_.get();
   impl->server.set_payload_max_length(impl->max_body_bytes);
   // One request per connection: the body of a request refused unread is never taken for the next
   // request. The admin API and the metrics endpoint gain nothing from keep-alive.
   impl->server.set_keep_alive_max_count(1);
+  // A port is this server's alone. cpp-httplib's default sets SO_REUSEPORT, with which a second
+  // process binds the same port without an error and the kernel shares the connections between
+  // the two (a second root answered every other admin request). SO_REUSEADDR alone still lets a
+  // restarted daemon bind its port while the old connections are in TIME_WAIT.
+  impl->server.set_socket_options([](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   // Buffered bodies: refused before cpp-httplib reads them (streamed ones are checked with their
   // route's admission, below).
   impl->server.set_pre_routing_handler([impl](const httplib::Request& req, httplib::Response& res) {
@@ -255,14 +312,27 @@ absl::StatusOr<int> HttpServer::Start(const std::string& listen) {
   std::string host;
   int port = 0;
   if (absl::Status s = ParseHostPort(listen, &host, &port); !s.ok()) return s;
+  errno = 0;
   if (port == 0) {
     port = impl_->server.bind_to_any_port(host);
-    if (port < 0) return absl::UnavailableError(absl::StrCat("cannot bind ", host));
+    if (port < 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot bind ", host, ": ", errno != 0 ? std::strerror(errno) : "failed"));
+    }
   } else if (!impl_->server.bind_to_port(host, port)) {
-    return absl::UnavailableError(absl::StrCat("cannot bind ", listen));
+    const int error = errno;
+    if (error == EADDRINUSE) return PortInUse(listen, port);
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen, ": ",
+                                               error != 0 ? std::strerror(error) : "bind failed"));
   }
   port_ = port;
   thread_ = std::thread([this] { impl_->server.listen_after_bind(); });
+  // cpp-httplib's stop() does nothing until its loop has marked itself running: a Stop() right
+  // after Start() would leave the thread in accept() for good.
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (!impl_->server.is_running() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
   return port;
 }
 

@@ -62,6 +62,14 @@ constexpr absl::Duration kStableAfter = absl::Seconds(10);
 constexpr absl::Duration kTakenOverMinWait = absl::Seconds(2);
 // Quick losses in a row before the link is reported as flapping (error log, LINK_FLAPPING).
 constexpr int kFlappingAfter = 3;
+// A link that cannot be (re)made is a warning at the first failed attempt, then one a minute
+// while it lasts; a lost link and a publish that fails likewise.
+constexpr absl::Duration kProblemLogEvery = absl::Minutes(1);
+// Another connection using our client id (a takeover the broker names, or a flapping link) is
+// one error per episode, repeated at most hourly while it lasts; the episode ends once a
+// connection has lasted kConflictOverAfter.
+constexpr absl::Duration kConflictLogEvery = absl::Hours(1);
+constexpr absl::Duration kConflictOverAfter = absl::Minutes(5);
 
 // Paho C never sets TCP_NODELAY, and MQTT's small packets (a PUBACK, then the next PUBLISH)
 // then wait for the peer's delayed ACK under Nagle's algorithm: ~40 ms per hop. Paho does not
@@ -192,12 +200,26 @@ class MqttTransport final : public Transport {
       if (rc == mqtt::ReasonCode::SESSION_TAKEN_OVER) {
         // Someone else holds our identity on this broker: a clone, a stale process, an
         // attacker with our credentials. Reconnecting at once would only take it back and be
-        // taken again, every few seconds on both sides: OnLost() backs off instead.
-        stats_taken_over_.fetch_add(1);
-        spdlog::error(
-            "event=mqtt.session_taken_over broker={} client_id={} detail=\"another connection "
-            "uses this client id; reconnecting with backoff\"",
-            Quoted(opts_.broker_uri), Quoted(opts_.client_id));
+        // taken again, every few seconds on both sides: OnLost() backs off instead. Said once
+        // per episode (then hourly while it lasts), not at every takeover.
+        const uint64_t takeovers = stats_taken_over_.fetch_add(1) + 1;
+        {
+          absl::MutexLock lock(&mu_);
+          conflict_ = true;
+        }
+        uint64_t skipped = 0;
+        if (conflict_log_.Allow(&skipped)) {
+          spdlog::error(
+              "event=mqtt.session_taken_over broker={} client_id={} takeovers={} detail={}",
+              Quoted(opts_.broker_uri), Quoted(opts_.client_id), takeovers,
+              Quoted(absl::StrCat("another connection uses the client id ", opts_.client_id,
+                                  " on this broker (a second instance of this node, a clone, or "
+                                  "stolen credentials); reconnecting with backoff, this is "
+                                  "logged again hourly while it lasts")));
+        } else {
+          spdlog::debug("event=mqtt.session_taken_over broker={} client_id={} takeovers={}",
+                        Quoted(opts_.broker_uri), Quoted(opts_.client_id), takeovers);
+        }
       } else {
         spdlog::warn("event=mqtt.disconnected_by_broker broker={} client_id={} rc={} reason={}",
                      Quoted(opts_.broker_uri), Quoted(opts_.client_id), static_cast<int>(rc),
@@ -381,10 +403,49 @@ class MqttTransport final : public Transport {
       BuildConnectOptions(will, &options);
       client_->connect(options, ToContext(attempt), connect_listener_);
     } catch (const mqtt::exception& e) {
-      spdlog::debug("event=mqtt.connect_failed broker={} error={}", Quoted(opts_.broker_uri),
-                    Quoted(e.what()));
+      NoteConnectFailure(e.what());
       Backoff(attempt);
     }
+  }
+
+  // A connect attempt failed: a warning at the first failure since the link was last up, then
+  // one a minute (with the count) for as long as the broker cannot be reached.
+  void NoteConnectFailure(const std::string& error) {
+    int failures = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      failures = ++connect_failures_;
+    }
+    uint64_t skipped = 0;
+    if (connect_failure_log_.Allow(&skipped)) {
+      {
+        absl::MutexLock lock(&mu_);
+        outage_reported_ = true;
+      }
+      spdlog::warn(
+          "event=mqtt.connect_failed broker={} client_id={} failures={} error={} detail={}",
+          Quoted(opts_.broker_uri), Quoted(opts_.client_id), failures, Quoted(error),
+          Quoted("cannot connect to the MQTT broker; retrying with backoff (logged once a "
+                 "minute while it lasts)"));
+    } else {
+      spdlog::debug("event=mqtt.connect_failed broker={} client_id={} failures={} error={}",
+                    Quoted(opts_.broker_uri), Quoted(opts_.client_id), failures, Quoted(error));
+    }
+  }
+
+  // What Paho says of a failed connect: its error, and the broker's reason for a refusal.
+  static std::string DescribeConnectFailure(const mqtt::token& tok) {
+    const int rc = tok.get_return_code();
+    const char* what = MQTTAsync_strerror(rc);
+    std::string out = absl::StrCat(what != nullptr ? what : "failure", " (rc ", rc, ")");
+    const auto reason = static_cast<int>(tok.get_reason_code());
+    if (reason >= 0x80) {
+      const char* why = MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(reason));
+      absl::StrAppend(&out, "; the broker refused: ", why != nullptr ? why : "unknown", " (",
+                      reason, ")");
+    }
+    return out;
   }
 
   // The attempt failed: the next one starts after a jittered, growing delay.
@@ -406,8 +467,7 @@ class MqttTransport final : public Transport {
   void OnConnectDone(const mqtt::token& tok, bool ok) {
     uint64_t attempt = FromContext(tok);
     if (!ok) {
-      spdlog::debug("event=mqtt.connect_failed broker={} rc={}", Quoted(opts_.broker_uri),
-                    tok.get_return_code());
+      NoteConnectFailure(DescribeConnectFailure(tok));
       // Here rather than on the strand: Stop() waits for the attempt to settle.
       Backoff(attempt);
       return;
@@ -535,20 +595,46 @@ class MqttTransport final : public Transport {
   // On the strand: the connection of `attempt` is up with its subscriptions.
   void OnReady(uint64_t attempt) {
     ConnectHandler handler;
+    int failures = 0;
+    bool recovered = false;
     {
       absl::MutexLock lock(&mu_);
       if (attempt != attempt_ || phase_ != Phase::kConnected) return;
       handler = on_connect_;
+      failures = connect_failures_;
+      // A link whose loss (or failed connects) was a warning: that it is back is one too.
+      recovered = outage_reported_ && !conflict_;
+      connect_failures_ = 0;
+      outage_reported_ = false;
     }
+    connect_failure_log_.Reset();
     NoDelayRegistry::Get().SetOnNewSockets();
-    spdlog::info("event=mqtt.connected broker={} client_id={}", Quoted(opts_.broker_uri),
-                 Quoted(opts_.client_id));
+    if (recovered) {
+      spdlog::warn("event=mqtt.connected broker={} client_id={} failed_attempts={} detail={}",
+                   Quoted(opts_.broker_uri), Quoted(opts_.client_id), failures,
+                   Quoted("the link is back"));
+    } else {
+      spdlog::info("event=mqtt.connected broker={} client_id={}", Quoted(opts_.broker_uri),
+                   Quoted(opts_.client_id));
+    }
     strand_.PostAfter(kStableAfter, [this, attempt] {
       absl::MutexLock lock(&mu_);
       if (attempt != attempt_ || phase_ != Phase::kConnected) return;
       backoff_ = opts_.min_backoff;
       stable_ = true;
       quick_losses_in_a_row_ = 0;
+    });
+    strand_.PostAfter(kConflictOverAfter, [this, attempt] {
+      {
+        absl::MutexLock lock(&mu_);
+        if (attempt != attempt_ || phase_ != Phase::kConnected || !conflict_) return;
+        conflict_ = false;
+      }
+      conflict_log_.Reset();
+      spdlog::warn("event=mqtt.link_settled broker={} client_id={} detail={}",
+                   Quoted(opts_.broker_uri), Quoted(opts_.client_id),
+                   Quoted("the connection has held for 5 minutes: no other connection took "
+                          "this client id meanwhile"));
     });
     if (handler) handler();
     Pump();
@@ -567,17 +653,39 @@ class MqttTransport final : public Transport {
       if (phase_ == Phase::kConnected) stats_losses_.fetch_add(1);
       phase_ = Phase::kIdle;
       stable_ = false;
-      spdlog::info("event=mqtt.connection_lost broker={} client_id={} cause={}",
-                   Quoted(opts_.broker_uri), Quoted(opts_.client_id), Quoted(cause));
+      // A lost link is a warning, at most one a minute (a link lost again and again says so
+      // once a minute, with the count). Within an episode of another connection using our client
+      // id (already an error) each loss is part of it.
+      // Paho gives no cause when the socket was closed (by the broker or the network).
+      absl::string_view why = cause;
+      if (why.empty()) why = "connection closed";
+      uint64_t suppressed = 0;
+      if (!conflict_ && loss_log_.Allow(&suppressed)) {
+        outage_reported_ = true;
+        spdlog::warn("event=mqtt.connection_lost broker={} client_id={} cause={} suppressed={}",
+                     Quoted(opts_.broker_uri), Quoted(opts_.client_id), Quoted(why), suppressed);
+      } else {
+        spdlog::debug("event=mqtt.connection_lost broker={} client_id={} cause={}",
+                      Quoted(opts_.broker_uri), Quoted(opts_.client_id), Quoted(why));
+      }
       const bool taken_over = stats_taken_over_.load() != taken_over_seen_;
       taken_over_seen_ = stats_taken_over_.load();
       if (quick) {
         stats_quick_losses_.fetch_add(1);
         if (++quick_losses_in_a_row_ == kFlappingAfter) {
-          spdlog::error(
-              "event=mqtt.link_flapping broker={} client_id={} losses={} detail=\"each connection "
-              "was lost within seconds: another connection may be using this client id\"",
-              Quoted(opts_.broker_uri), Quoted(opts_.client_id), quick_losses_in_a_row_);
+          conflict_ = true;
+          uint64_t skipped = 0;
+          if (conflict_log_.Allow(&skipped)) {
+            spdlog::error("event=mqtt.link_flapping broker={} client_id={} losses={} detail={}",
+                          Quoted(opts_.broker_uri), Quoted(opts_.client_id), quick_losses_in_a_row_,
+                          Quoted(absl::StrCat("each connection was lost within seconds: another "
+                                              "connection may be using the client id ",
+                                              opts_.client_id)));
+          } else {
+            spdlog::debug("event=mqtt.link_flapping broker={} client_id={} losses={}",
+                          Quoted(opts_.broker_uri), Quoted(opts_.client_id),
+                          quick_losses_in_a_row_);
+          }
         }
       }
       // A link that did not last waits its jittered backoff and doubles it, from where the
@@ -652,8 +760,15 @@ class MqttTransport final : public Transport {
         absl::MutexLock lock(&mu_);
         --inflight_;
         stats_publish_errors_.fetch_add(1);
-        spdlog::debug("event=mqtt.publish_failed topic={} error={}", Quoted(m.topic),
-                      Quoted(e.what()));
+        // The message is lost (a status report is repaired by the next one).
+        uint64_t skipped = 0;
+        if (publish_failure_log_.Allow(&skipped)) {
+          spdlog::warn("event=mqtt.publish_failed broker={} topic={} error={} suppressed={}",
+                       Quoted(opts_.broker_uri), Quoted(m.topic), Quoted(e.what()), skipped);
+        } else {
+          spdlog::debug("event=mqtt.publish_failed topic={} error={}", Quoted(m.topic),
+                        Quoted(e.what()));
+        }
       }
     }
   }
@@ -720,6 +835,15 @@ class MqttTransport final : public Transport {
   uint64_t taken_over_seen_ ABSL_GUARDED_BY(mu_) = 0;
   bool stable_ ABSL_GUARDED_BY(mu_) = false;  // the connection has lasted kStableAfter
   int quick_losses_in_a_row_ ABSL_GUARDED_BY(mu_) = 0;
+  // What the log said: failed attempts since the link was last up, whether a warning said the
+  // link is down, and whether another connection using our client id is being reported.
+  int connect_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  bool outage_reported_ ABSL_GUARDED_BY(mu_) = false;
+  bool conflict_ ABSL_GUARDED_BY(mu_) = false;
+  LogThrottle connect_failure_log_{kProblemLogEvery};
+  LogThrottle loss_log_{kProblemLogEvery};
+  LogThrottle publish_failure_log_{kProblemLogEvery};
+  LogThrottle conflict_log_{kConflictLogEvery};
 
   std::atomic<uint64_t> stats_connects_{0}, stats_losses_{0}, stats_published_{0},
       stats_publish_errors_{0}, stats_received_{0}, stats_dropped_{0}, stats_taken_over_{0},

@@ -226,8 +226,22 @@ void NodeContext::CountRejection(const absl::Status& status, absl::string_view w
                "restore it with tracker-root --restore (root) or start it with --init"));
     return;
   }
-  spdlog::info("event=rejected where={} reason={} detail={}", Quoted(where), ReasonName(reason),
-               Quoted(status.message()));
+  // A refused message is a misconfiguration (a wrong certificate or scope, a clock off), a broken
+  // peer or an attack: the operator must hear of it, but a flood of them must not flood the log.
+  LogThrottle* throttle;
+  {
+    absl::MutexLock lock(&rejection_log_mu_);
+    throttle =
+        &rejection_log_.try_emplace(static_cast<int>(reason), absl::Minutes(1)).first->second;
+  }
+  uint64_t skipped = 0;
+  if (throttle->Allow(&skipped)) {
+    spdlog::warn("event=rejected where={} reason={} detail={} suppressed={}", Quoted(where),
+                 ReasonName(reason), Quoted(status.message()), skipped);
+  } else {
+    spdlog::debug("event=rejected where={} reason={} detail={}", Quoted(where), ReasonName(reason),
+                  Quoted(status.message()));
+  }
 }
 
 std::optional<MqttMessage> NodeContext::NextPresenceWill(const std::string& parent_id) {

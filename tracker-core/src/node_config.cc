@@ -56,6 +56,8 @@ NodeConfig ReadNodeConfig(ConfigFile& file, bool needs_cert) {
   c.log_level = file.String("log.level", "warn");
   if (!IsValidLogLevel(c.log_level))
     file.Fail("log.level", "expected trace, debug, info, warn, error or off");
+  c.log_format = file.String("log.format", "logfmt");
+  if (!IsValidLogFormat(c.log_format)) file.Fail("log.format", "expected logfmt or json");
   c.metrics_listen = file.String("metrics.listen", "");
   return c;
 }

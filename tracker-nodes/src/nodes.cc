@@ -48,13 +48,25 @@ std::string Node::ExtraMetrics() {
     absl::StrAppend(&out, "x1368_mqtt_connects_total{link=\"", link, "\"} ", s.connects, "\n",
                     "x1368_mqtt_published_total{link=\"", link, "\"} ", s.published, "\n",
                     "x1368_mqtt_received_total{link=\"", link, "\"} ", s.received, "\n",
-                    "x1368_mqtt_dropped_total{link=\"", link, "\"} ", s.dropped, "\n");
+                    "x1368_mqtt_dropped_total{link=\"", link, "\"} ", s.dropped, "\n",
+                    "x1368_mqtt_connection_losses_total{link=\"", link, "\"} ", s.connection_losses,
+                    "\n", "x1368_mqtt_session_taken_over_total{link=\"", link, "\"} ", s.taken_over,
+                    "\n", "x1368_mqtt_connected{link=\"", link, "\"} ", t->connected() ? 1 : 0,
+                    "\n");
   };
   // The root's one link goes down to its children; everyone else's first link goes up.
   add(node != nullptr && node->id() == node->config().root_id ? "downstream" : "upstream",
       transport.get());
   add("downstream", downstream.get());
   return out;
+}
+
+std::vector<std::string> Node::NotReadyReasons() {
+  if (node == nullptr) return {"not started"};
+  const bool is_root = node->id() == node->config().root_id;
+  std::vector<core::ReadinessLink> links = {{is_root ? "downstream" : "upstream", transport.get()},
+                                            {"downstream", downstream.get()}};
+  return core::NotReadyReasons(links, &node->fs(), node->config().data_dir);
 }
 
 // What every node has: its strand, its store (a table in the tracker's SQLite database, or the
@@ -105,8 +117,11 @@ absl::Status RootNode::StartModule() {
 absl::Status Build(const core::Env& env, const RootSpec& spec, RootNode* n) {
   X1368_RETURN_IF_ERROR(BuildCommon(env, spec.node, kRootDatabase, n));
   n->transport = env.transports(spec.downstream);
-  n->root = std::make_unique<root::Root>(spec.options, n->node.get(), n->db.get(),
-                                         n->transport.get(), n->loop.get());
+  root::RootOptions options = spec.options;
+  // The admin API's /readyz: root's link to its children's broker and its data_dir.
+  if (!options.readiness) options.readiness = [n] { return n->NotReadyReasons(); };
+  n->root = std::make_unique<root::Root>(options, n->node.get(), n->db.get(), n->transport.get(),
+                                         n->loop.get());
   return absl::OkStatus();
 }
 

@@ -945,10 +945,20 @@ absl::Status Root::StartAdminApi() {
   admin_ = std::make_unique<core::HttpServer>();
   // The largest release upload: its image, its manifest and the form's framing.
   admin_->set_max_body_bytes(opts_.max_image_bytes + (1 << 20));
-  auto authorized = [this](const HttpRequest& req) {
+  // A request without the right token is a warning (someone guessing, or a client with a stale
+  // token), at most one a minute with the count left out.
+  auto refused_log = std::make_shared<core::LogThrottle>(absl::Minutes(1));
+  auto authorized = [this, refused_log](const HttpRequest& req) {
     absl::string_view auth = req.authorization;
-    return absl::ConsumePrefix(&auth, "Bearer ") && !opts_.admin_token.empty() &&
-           SameSecret(auth, opts_.admin_token);
+    const bool ok = absl::ConsumePrefix(&auth, "Bearer ") && !opts_.admin_token.empty() &&
+                    SameSecret(auth, opts_.admin_token);
+    uint64_t suppressed = 0;
+    if (!ok && refused_log->Allow(&suppressed)) {
+      spdlog::warn("event=admin.unauthorized method={} path={} token={} suppressed={}",
+                   core::Quoted(req.method), core::Quoted(req.path),
+                   req.authorization.empty() ? "missing" : "wrong", suppressed);
+    }
+    return ok;
   };
   auto denied = [] { return absl::PermissionDeniedError("missing or wrong bearer token"); };
   auto unauthorized = [denied] { return ErrorResponse(denied()); };
@@ -967,7 +977,7 @@ absl::Status Root::StartAdminApi() {
   releases.handle = [this](const HttpRequest&, core::HttpBodyReader& body) {
     absl::StatusOr<v1::ReleaseInfo> info = PublishUpload(body);
     if (!info.ok()) {
-      spdlog::info("event=release.upload_refused reason={} error={}",
+      spdlog::warn("event=release.upload_refused reason={} error={}",
                    core::ReasonName(core::ReasonOf(info.status())),
                    core::Quoted(info.status().message()));
       return ErrorResponse(info.status());
@@ -1044,9 +1054,12 @@ absl::Status Root::StartAdminApi() {
   admin_->Get("/metrics", [this](const HttpRequest&) {
     return HttpResponse{200, "text/plain; version=0.0.4", node_->metrics().RenderPrometheus()};
   });
-  admin_->Get("/healthz", [](const HttpRequest&) {
-    return HttpResponse{200, "text/plain", "ok\n"};
-  });
+  // GET /healthz and /readyz, without a token (probes carry none).
+  core::ReadinessCheck ready = opts_.readiness;
+  if (!ready) {
+    ready = [this] { return core::NotReadyReasons({}, &node_->fs(), node_->config().data_dir); };
+  }
+  core::AddHealthRoutes(admin_.get(), std::move(ready));
   X1368_ASSIGN_OR_RETURN(admin_port_, admin_->Start(opts_.admin_listen));
   spdlog::info("event=admin.listening port={}", admin_port_);
   return absl::OkStatus();

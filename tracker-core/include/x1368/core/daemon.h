@@ -6,10 +6,12 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "x1368/core/config.h"
 #include "x1368/core/env.h"
+#include "x1368/core/health.h"
 #include "x1368/core/http.h"
 #include "x1368/core/metrics.h"
 #include "x1368/core/node.h"
@@ -24,10 +26,13 @@ void BlockTerminationSignals();
 // thread is detached by the caller or joined after the signal.
 std::thread WatchTerminationSignals(std::function<void(int signal)> on_signal);
 
-// Serves GET /metrics (Prometheus text: `metrics` plus whatever `extra` renders) and
-// GET /healthz on `listen` ("host:port"). Returns the running server.
+// Serves GET /metrics (Prometheus text: `metrics` plus whatever `extra` renders), GET /healthz
+// and GET /readyz (health.h; `ready` says what keeps the node from being ready) on `listen`
+// ("host:port"). Returns the running server; a port another process listens on already is an
+// error naming it.
 absl::StatusOr<std::unique_ptr<HttpServer>> StartMetricsServer(
-    const std::string& listen, Metrics* metrics, std::function<std::string()> extra = {});
+    const std::string& listen, Metrics* metrics, std::function<std::string()> extra = {},
+    ReadinessCheck ready = {});
 
 // A running daemon (tracker-root, tracker-intermediate, tracker-client) as RunDaemon sees it.
 class Daemon {
@@ -40,6 +45,8 @@ class Daemon {
   virtual Metrics* metrics() = 0;
   // Extra Prometheus lines (transport counters and the like).
   virtual std::string ExtraMetrics() { return {}; }
+  // What keeps the node from doing its work now (GET /readyz); empty: ready. Thread-safe.
+  virtual std::vector<std::string> NotReadyReasons() { return {}; }
 };
 
 struct DaemonSetup {
@@ -58,10 +65,11 @@ struct DaemonSetup {
 };
 
 // The whole main() of a daemon: flags (--config FILE, --check-config, --init, --restore FILE,
-// --help), the config file read by `read` and validated with line-precise errors, every file it
-// names opened (exit 2), logging, the metrics endpoint, Start(), the event loop, and a clean
-// Stop() on SIGTERM/SIGINT (exit 0). A store that is missing or was never initialised fails the
-// start (exit 1) unless --init is given.
+// --log-format logfmt|json, --help), the config file read by `read` and validated with
+// line-precise errors, every file it names opened (exit 2), logging, the metrics endpoint (with
+// /healthz and /readyz; a port in use fails the start, exit 1), Start(), the event loop, and a
+// clean Stop() on SIGTERM/SIGINT (exit 0). A store that is missing or was never initialised fails
+// the start (exit 1) unless --init is given.
 int RunDaemon(int argc, char** argv, const std::string& name, const std::string& description,
               const std::function<DaemonSetup(ConfigFile&)>& read);
 

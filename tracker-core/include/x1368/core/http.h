@@ -116,6 +116,12 @@ class HttpServer {
 // Splits "host:port"; the port must be 0-65535.
 absl::Status ParseHostPort(const std::string& listen, std::string* host, int* port);
 
+// Whether an HttpServer could listen on `listen` now: Unavailable, naming the port, when another
+// process listens on it (as HttpServer::Start would say). A daemon checks before it connects to
+// its broker, so that a second instance started by mistake fails before it takes the first one's
+// MQTT session. Port 0 is always free.
+absl::Status CheckListenFree(const std::string& listen);
+
 }  // namespace x1368::core
 
 #endif  // X1368_CORE_HTTP_H_

@@ -1,7 +1,17 @@
 // Structured, quiet-by-default logging on spdlog: one line per event on stderr,
 //   ts=2026-11-25T15:22:47.123Z level=info node=gw1 event=directive.forwarded campaign="c1" ...
 // Messages are written as `event=<name> key=value ...` (logfmt) so logs can be grepped and
-// parsed. The default level is "warn": a healthy node says almost nothing.
+// parsed. The default level is "warn": a healthy node says almost nothing, and whatever an
+// operator must act on (a lost link, a broker that cannot be reached, a refused message, a
+// rolled-back update) is a warning or an error.
+//
+// The "json" format writes the same event as one JSON object per line, for log collectors:
+//   {"ts":"2026-11-25T15:22:47.123Z","level":"info","node":"gw1","event":"directive.forwarded",
+//    "campaign":"c1",...}
+// every key=value of the message a member (quoted values as JSON strings, bare integers and
+// decimals as numbers, true/false as booleans, anything else as a string); a key that is taken
+// already (ts, level, node, or a repeated key) gets "_" appended; text that is not key=value goes
+// to "msg".
 //
 // Values are data: every string that comes from the wire, from a file or from a user (ids,
 // versions, campaign ids, error messages that quote any of them) is logged through Quoted(),
@@ -14,8 +24,11 @@
 #include <string>
 #include <string_view>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "spdlog/spdlog.h"
 
 // Lets log lines format absl::string_view (Debian's Abseil has its own string_view type).
@@ -30,13 +43,46 @@ struct fmt::formatter<absl::string_view> : fmt::formatter<fmt::string_view> {
 namespace x1368::core {
 
 // Installs the stderr logger for this process. `level`: trace, debug, info, warn, error, off.
-absl::Status InitLogging(absl::string_view node_id, absl::string_view level);
+// `format`: "logfmt" (the default) or "json".
+absl::Status InitLogging(absl::string_view node_id, absl::string_view level,
+                         absl::string_view format = "logfmt");
 // The same logger (pattern, level, flushing) writing to `sink` instead: tests read the lines a
 // node writes exactly as a daemon writes them.
-absl::Status InitLogging(absl::string_view node_id, absl::string_view level, spdlog::sink_ptr sink);
+absl::Status InitLogging(absl::string_view node_id, absl::string_view level, spdlog::sink_ptr sink,
+                         absl::string_view format = "logfmt");
 
 // True when `level` is one InitLogging accepts.
 bool IsValidLogLevel(absl::string_view level);
+// True when `format` is one InitLogging accepts: logfmt or json.
+bool IsValidLogFormat(absl::string_view format);
+
+// `value` as a JSON string, in double quotes: `"`, `\` and control characters escaped, valid
+// UTF-8 unchanged, a byte that is not UTF-8 as the text \xNN.
+std::string JsonQuote(absl::string_view value);
+
+// One log line in the json format (without its newline): `ts` and `level` as given, `node`, and
+// the members of `message` (`event=<name> key=value ...`, values as Quoted() writes them).
+std::string JsonLogLine(absl::string_view ts, absl::string_view level, absl::string_view node,
+                        absl::string_view message);
+
+// A problem that may recur often (a broker that cannot be reached, a flood of refused messages)
+// is written at once the first time, then at most once a `period`, saying how many times it
+// was not written in between: never silent, never a flood. Thread-safe.
+class LogThrottle {
+ public:
+  explicit LogThrottle(absl::Duration period) : period_(period) {}
+  // Whether this occurrence is to be written; `*skipped`: the occurrences not written since the
+  // last one that was.
+  bool Allow(uint64_t* skipped, absl::Time now = absl::Now());
+  // The next occurrence is written at once (the problem ended).
+  void Reset();
+
+ private:
+  const absl::Duration period_;
+  absl::Mutex mu_;
+  absl::Time last_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  uint64_t skipped_ ABSL_GUARDED_BY(mu_) = 0;
+};
 
 // The longest part of a value a log line (or an error message) shows; the rest is cut and its
 // size said, so a hostile value cannot flood the log either.

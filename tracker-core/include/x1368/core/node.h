@@ -5,6 +5,7 @@
 #ifndef X1368_CORE_NODE_H_
 #define X1368_CORE_NODE_H_
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@
 #include "x1368/core/envelope.h"
 #include "x1368/core/file_system.h"
 #include "x1368/core/kv_store.h"
+#include "x1368/core/log.h"
 #include "x1368/core/metrics.h"
 #include "x1368/core/sequence.h"
 #include "x1368/core/transport.h"
@@ -39,7 +41,8 @@ struct NodeConfig {
   EnvelopeLimits limits;
   int64_t message_ttl_ms = 10 * 60 * 1000;  // validity of ordinary messages
   std::string log_level{"warn"};
-  std::string metrics_listen;  // "host:port"; empty: no endpoint
+  std::string log_format{"logfmt"};  // logfmt or json (log.h)
+  std::string metrics_listen;        // "host:port"; empty: no endpoint
   // A missing or empty store is initialised as a new node's (the daemons' --init); without it
   // such a store is refused (core/store_identity.h). Harmless on an initialised store.
   bool init = false;
@@ -148,6 +151,9 @@ class NodeContext {
   std::unique_ptr<EnvelopeOpener> opener_;
   Metrics metrics_;
   Metric* duplicates_ = nullptr;
+  // Rejections are warnings, at most one a minute per reason (each counted in the metrics).
+  absl::Mutex rejection_log_mu_;
+  std::map<int, LogThrottle> rejection_log_ ABSL_GUARDED_BY(rejection_log_mu_);
 
   absl::Mutex presence_mu_;
   // The current epoch's presence, `online` or not, sealed now; nullopt before the first connect.

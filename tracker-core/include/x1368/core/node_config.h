@@ -16,7 +16,7 @@ namespace x1368::core {
 
 // Reads the common keys: node_id, topic_prefix, key, cert, data_dir, root.id,
 // root.public_key, limits.max_message_bytes, limits.clock_skew_s, limits.message_ttl_s,
-// log.level, metrics.listen. Errors are recorded in `file`. Reads no other file: see
+// log.level, log.format, metrics.listen. Errors are recorded in `file`. Reads no other file: see
 // CheckNodeFiles.
 NodeConfig ReadNodeConfig(ConfigFile& file, bool needs_cert);
 

@@ -37,6 +37,8 @@ class Node : public core::Daemon {
   void Stop() override;
   core::Metrics* metrics() override { return &node->metrics(); }
   std::string ExtraMetrics() override;  // the links' counters
+  // Its links connected, its data_dir writable (core/health.h).
+  std::vector<std::string> NotReadyReasons() override;
   // Stop(), then destroys the module, links, stores and strand, in that order.
   void Reset();
 

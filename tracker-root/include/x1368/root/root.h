@@ -28,6 +28,7 @@
 #include "x1368/core/catch_up.h"
 #include "x1368/core/chunk_table.h"
 #include "x1368/core/event_loop.h"
+#include "x1368/core/health.h"
 #include "x1368/core/http.h"
 #include "x1368/core/links.h"
 #include "x1368/core/node.h"
@@ -43,6 +44,9 @@ struct RootOptions {
   std::string images_dir;
   std::string admin_listen;  // "host:port"; empty: no admin API
   std::string admin_token;   // bearer token the admin API requires
+  // What GET /readyz on the admin API reports (core/health.h); thread-safe. Unset: whether
+  // data_dir takes a file.
+  core::ReadinessCheck readiness;
   int64_t default_deadline_ms = 7LL * 24 * 3600 * 1000;
   uint64_t max_image_bytes = 256ULL << 20;
   // A device is shown offline when its last report is older than this.
