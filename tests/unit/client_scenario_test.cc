@@ -390,7 +390,17 @@ TEST_F(ScenarioTest, FailedAndRolledBackUpdatesSpeakAtTheDefaultLevel) {
     const std::string log = captured.str();
     if (k.line.empty()) {
       EXPECT_FALSE(absl::StrContains(log, "event=update.state")) << log;
+      EXPECT_FALSE(absl::StrContains(log, "event=device.update_failed")) << log;
     } else {
+      // Root says so too, once, naming the device, its state and the reason.
+      EXPECT_TRUE(absl::StrContains(
+          log, absl::StrCat("level=warning node=test event=device.update_failed device=\"", c->id,
+                            "\"")))
+          << log;
+      EXPECT_TRUE(absl::StrContains(
+          log, absl::StrCat("state=", v1::UpdateState_Name(k.expected.final_state),
+                            " reason=", v1::Reason_Name(k.expected.reason))))
+          << log;
       EXPECT_TRUE(absl::StrContains(log, k.line)) << log;
       EXPECT_TRUE(
           absl::StrContains(log, absl::StrCat("reason=", v1::Reason_Name(k.expected.reason))))

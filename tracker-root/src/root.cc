@@ -692,6 +692,17 @@ void Root::WarnIfRefusingParent(const std::string& id, const std::string& via,
 }
 
 void Root::WarnOfSignals(const v1::DeviceRecord& d, const v1::DeviceRecord* before) {
+  // An update that failed or was rolled back is for an operator to act on (issue #16): said
+  // once, when the device's report first shows it, with the campaign and the reason.
+  const bool bad = d.state() == v1::FAILED || d.state() == v1::ROLLED_BACK;
+  if (bad && (before == nullptr || before->state() != d.state() ||
+              before->campaign_id() != d.campaign_id())) {
+    spdlog::warn(
+        "event=device.update_failed device={} path={} campaign={} state={} reason={} "
+        "detail={}",
+        core::Quoted(d.device_id()), core::Quoted(d.path()), core::Quoted(d.campaign_id()),
+        v1::UpdateState_Name(d.state()), core::ReasonName(d.reason()), core::Quoted(d.detail()));
+  }
   // X.1368 §11.1 a.iv: a device that asks for an update; said once, when it starts asking.
   if (!d.needs_update().empty() && (before == nullptr || before->needs_update().empty())) {
     spdlog::warn("event=device.needs_update device={} via={} version={} why={}",
