@@ -345,6 +345,7 @@ TEST_F(ScenarioTest, ConsumerFaultsEndInTheirOutcome) {
     ClientNode* c = AddDevice(spec);
     StartUpdate();
     ExpectConverged(c, k.expected, k.name);
+    const std::string device = c->id;
     tree_.reset();
   }
 }
@@ -384,6 +385,7 @@ TEST_F(ScenarioTest, FailedAndRolledBackUpdatesSpeakAtTheDefaultLevel) {
     ClientNode* c = AddDevice(spec);
     StartUpdate();
     ExpectConverged(c, k.expected, k.name);
+    const std::string device = c->id;
     tree_.reset();
     spdlog::default_logger()->flush();
     spdlog::set_default_logger(previous);
@@ -394,7 +396,7 @@ TEST_F(ScenarioTest, FailedAndRolledBackUpdatesSpeakAtTheDefaultLevel) {
     } else {
       // Root says so too, once, naming the device, its state and the reason.
       EXPECT_TRUE(absl::StrContains(
-          log, absl::StrCat("level=warning node=test event=device.update_failed device=\"", c->id,
+          log, absl::StrCat("level=warning node=test event=device.update_failed device=\"", device,
                             "\"")))
           << log;
       EXPECT_TRUE(absl::StrContains(
