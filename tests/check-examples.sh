@@ -27,4 +27,4 @@ for id in root gw-berlin-1; do
   openssl x509 -req -in "tls/$id.csr" -CA tls/ca.crt -CAkey tls/ca.key -CAcreateserial \
     -days 1 -out "tls/$id.crt" 2>/dev/null
 done
-exec "$bin/$daemon" --check-config --config "$work/$example.toml"
+exec "$bin/$daemon" --check-config --complete --config "$work/$example.toml"

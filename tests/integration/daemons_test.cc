@@ -693,6 +693,20 @@ TEST_P(DaemonsConfigTest, ValidConfigPassesCheckConfigWithoutStarting) {
   EXPECT_FALSE(Started()) << "--check-config made the data directory";
 }
 
+// Issue #16: a reference configuration must name every key the daemon reads
+// (--check-config --complete, what tests/check-examples.sh runs on examples/): the tests' own
+// short configuration leaves many at their defaults, and each is named.
+TEST_P(DaemonsConfigTest, CompleteCheckNamesEveryKeyLeftAtItsDefault) {
+  std::string path = WriteConfig("short.toml", ValidLines());
+  CommandResult r =
+      Run(GetParam().binary, {"--check-config", "--complete", "--config", path}, absl::Seconds(20));
+  EXPECT_TRUE(r.exited_with(2)) << r.Describe();
+  EXPECT_TRUE(absl::StrContains(r.err, "does not set")) << r.Describe();
+  EXPECT_TRUE(absl::StrContains(r.err, "limits.max_message_bytes")) << r.Describe();
+  EXPECT_TRUE(absl::StrContains(r.err, "topic_prefix")) << r.Describe();
+  EXPECT_FALSE(Started());
+}
+
 TEST_P(DaemonsConfigTest, SyntaxErrorNamesFileLineAndColumn) {
   std::vector<std::string> lines = ValidLines();
   lines.insert(lines.begin() + 2, "log_level = \"no closing quote");  // line 3

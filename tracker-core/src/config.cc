@@ -133,6 +133,14 @@ std::vector<std::string> ConfigFile::StringList(absl::string_view key) {
   return out;
 }
 
+std::vector<std::string> ConfigFile::Defaulted() const {
+  std::vector<std::string> out;
+  for (const std::string& key : consumed_) {
+    if (!Has(key)) out.push_back(key);
+  }
+  return out;
+}
+
 absl::Status ConfigFile::Finish() {
   // Every leaf nobody asked for is an unknown key: a typo must not be silently ignored.
   std::function<void(const toml::table&, const std::string&)> walk =

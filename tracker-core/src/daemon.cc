@@ -8,6 +8,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "x1368/core/file_util.h"
@@ -82,6 +83,11 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
   app.add_option("-c,--config", config_path, "TOML configuration file")->required();
   app.add_flag("--check-config", check_only,
                "validate the configuration file, opening every file it names, and exit");
+  bool complete = false;
+  app.add_flag("--complete", complete,
+               "with --check-config: also fail when a key this daemon reads is not in the file "
+               "(for reference configurations, such as the examples, that must name every key)")
+      ->needs("--check-config");
   app.add_flag("--init", init,
                "initialise a missing or empty store as a new node's (first start); without it "
                "such a store is refused, so that a lost store never goes unnoticed");
@@ -111,6 +117,11 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
     return 2;
   }
   if (check_only) {
+    if (std::vector<std::string> missing = file->Defaulted(); complete && !missing.empty()) {
+      std::cerr << name << ": " << config_path << " does not set " << absl::StrJoin(missing, ", ")
+                << "\n";
+      return 2;
+    }
     std::cout << config_path << ": OK\n";
     return 0;
   }

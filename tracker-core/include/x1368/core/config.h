@@ -48,6 +48,10 @@ class ConfigFile {
   // OK, or InvalidArgument listing every error, one per line, in file order.
   absl::Status Finish();
 
+  // The keys the reader asked for that the file does not set (they took their defaults), in
+  // order. A reference configuration (examples/) must set them all: `--check-config --complete`.
+  std::vector<std::string> Defaulted() const;
+
   const std::string& name() const { return name_; }
 
  private:
