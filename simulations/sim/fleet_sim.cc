@@ -21,8 +21,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
@@ -630,16 +630,16 @@ absl::StatusOr<SimResult> Fleet::Run() {
       std::vector<std::string> drops = broker_->DropEpisodes();
       std::string gateways;
       for (const auto& g : gateways_) {
-        absl::StrAppend(&gateways, " ", g->id, ": ",
-                        core::CallOnLoop(*g->node.loop,
-                                         [&] { return g->node.intermediate->Summary(); })
-                            .devices(),
-                        " devices;");
+        absl::StrAppend(
+            &gateways, " ", g->id, ": ",
+            core::CallOnLoop(*g->node.loop, [&] { return g->node.intermediate->Summary(); })
+                .devices(),
+            " devices;");
       }
-      return absl::DeadlineExceededError(absl::StrCat(
-          "root heard from only ", c.seen, " of ", expected_up, " devices; ", RootRejections(),
-          "; gateways' registries:", gateways, " broker drops: ",
-          drops.empty() ? "none" : absl::StrJoin(drops, " | ")));
+      return absl::DeadlineExceededError(
+          absl::StrCat("root heard from only ", c.seen, " of ", expected_up, " devices; ",
+                       RootRejections(), "; gateways' registries:", gateways,
+                       " broker drops: ", drops.empty() ? "none" : absl::StrJoin(drops, " | ")));
     }
     absl::SleepFor(absl::Milliseconds(100));
   }
@@ -757,7 +757,8 @@ absl::StatusOr<SimResult> Fleet::Run() {
     std::string text = g->node.node->metrics().RenderPrometheus();
     const std::string name = "\nx1368_reports_relayed_total ";
     size_t pos = text.find(name);
-    if (pos != std::string::npos) r.device_state_changes += std::stoull(text.substr(pos + name.size()));
+    if (pos != std::string::npos)
+      r.device_state_changes += std::stoull(text.substr(pos + name.size()));
   }
   if (r.device_state_changes > 0) {
     const double changes = static_cast<double>(r.device_state_changes);

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/synchronization/mutex.h"
+#include "testing/broker_tree.h"
 #include "testing/mosquitto.h"
 #include "testing/status_matchers.h"
 #include "testing/tree.h"
@@ -28,19 +29,8 @@ constexpr int64_t kToleranceMs = 5'000;
 
 bool Near(int64_t a, int64_t b) { return std::llabs(a - b) <= kToleranceMs; }
 
-class TimeSyncTest : public ::testing::Test {
+class TimeSyncTest : public BrokerTreeTest {
  protected:
-  void SetUp() override {
-    auto b = MosquittoBroker::Start(broker_dir_.path());
-    ASSERT_OK(b);
-    broker_ = *std::move(b);
-    tree_ = std::make_unique<TestTree>(broker_.get());
-  }
-  void TearDown() override {
-    tree_.reset();
-    broker_.reset();
-  }
-
   // A device certificate valid from a day ago for 30 days: a year off, it looks expired (ahead)
   // or not yet valid (behind) by the device's own clock.
   static ClientSpec Skewed(int64_t skew_ms) {
@@ -50,10 +40,6 @@ class TimeSyncTest : public ::testing::Test {
     spec.cert_validity = {{now - 24 * kHourMs, now + 30 * 24 * kHourMs}};
     return spec;
   }
-
-  TempDir broker_dir_;
-  std::unique_ptr<MosquittoBroker> broker_;
-  std::unique_ptr<TestTree> tree_;
 };
 
 class WrongClockTest : public TimeSyncTest, public ::testing::WithParamInterface<int64_t> {};

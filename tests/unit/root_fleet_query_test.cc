@@ -239,10 +239,10 @@ TEST_F(FleetQueryTest, ADeviceUnderGatewaysIsOfflineWhenItsGatewayOrAnyNodeOnIts
   };
   node("gw1", "gw1", true, 1000);
   node("gw2", "gw2", true, 1000);
-  node("gw2a", "gw2", false, 1000);  // its parent gw2 relayed that it went down
+  node("gw2a", "gw2", false, 1000);        // its parent gw2 relayed that it went down
   node("gw2b", "gw2", true, 10 * kStale);  // below root's child: its own reports are not needed
-  node("gw3", "gw3", true, 2 * kStale);  // root's child, silent past fleet.stale_after_s
-  node("gw4", "gw4", false, 1000);       // root's child, its Will came
+  node("gw3", "gw3", true, 2 * kStale);    // root's child, silent past fleet.stale_after_s
+  node("gw4", "gw4", false, 1000);         // root's child, its Will came
   EXPECT_EQ(List(v1::LIST_OFFLINE), (Ids{"said-down", "under-gw2", "under-gw3", "under-gw4"}));
   EXPECT_EQ(List(v1::LIST_ALL).size(), 6u);
 }

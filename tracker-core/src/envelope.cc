@@ -104,8 +104,7 @@ absl::Status EnvelopeOpener::CheckOrigin(const v1::Body& body, const Identity& s
   return Reject(v1::OUT_OF_SCOPE, "unknown origin");
 }
 
-absl::StatusOr<OpenedMessage> EnvelopeOpener::Open(absl::string_view bytes,
-                                                   const OpenContext& ctx,
+absl::StatusOr<OpenedMessage> EnvelopeOpener::Open(absl::string_view bytes, const OpenContext& ctx,
                                                    const RelayPolicy& relay) {
   if (bytes.size() > limits_.max_message_bytes) {
     return Reject(v1::OVERSIZE,
@@ -133,8 +132,7 @@ absl::StatusOr<OpenedMessage> EnvelopeOpener::Open(absl::string_view bytes,
     return Reject(v1::MALFORMED, "body does not parse");
   }
   out.verified = !may_vouch || relay.verify_if(out.body);
-  if (out.verified &&
-      !signer->key.Verify(SignedKind::kEnvelopeBody, env.body(), env.signature())) {
+  if (out.verified && !signer->key.Verify(SignedKind::kEnvelopeBody, env.body(), env.signature())) {
     return Reject(v1::BAD_SIGNATURE,
                   absl::StrCat("signature of \"", env.signer_id(), "\" does not verify"));
   }

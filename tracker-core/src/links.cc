@@ -236,8 +236,8 @@ void NodeLinks::ForEachRelayedReport(
     auto r = node_->opener().Open(inner, ctx, policy);
     if (r.ok() && !seen.insert(r->body.sender()).second) {
       // State, not events: a batch carries one report per device. What follows is not taken.
-      return Reject(core::Reject(v1::MALFORMED, absl::StrCat("a batch names \"", r->body.sender(),
-                                                             "\" twice")),
+      return Reject(core::Reject(v1::MALFORMED,
+                                 absl::StrCat("a batch names \"", r->body.sender(), "\" twice")),
                     "batch");
     }
     if (!r.ok()) {

@@ -1,9 +1,8 @@
 #include "x1368/root/fleet_query.h"
 
-#include "absl/container/flat_hash_map.h"
-
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "x1368/core/reason.h"
@@ -104,8 +103,7 @@ bool Selected(const v1::DeviceRecord& d, const Computed& c, v1::DeviceList list)
 
 }  // namespace
 
-bool NodeReachable(const Registry& registry, absl::string_view id, bool direct,
-                   const Liveness& l) {
+bool NodeReachable(const Registry& registry, absl::string_view id, bool direct, const Liveness& l) {
   const v1::NodeRecord* n = registry.FindNode(std::string(id));
   // A gateway root never heard of itself (only its devices' reports): nothing says it is down.
   if (n == nullptr) return true;

@@ -70,8 +70,8 @@ struct OpenedMessage {
   v1::Body body;
   std::shared_ptr<const Identity> signer;
   std::string body_digest;  // SHA-256 of the body bytes: how a Go names a directive
-  bool verified = true;      // false: vouched for by the relaying node (verify_relayed)
-  bool duplicate = false;    // accept_duplicate: its sequence number was seen already
+  bool verified = true;     // false: vouched for by the relaying node (verify_relayed)
+  bool duplicate = false;   // accept_duplicate: its sequence number was seen already
 };
 
 class EnvelopeSealer {
