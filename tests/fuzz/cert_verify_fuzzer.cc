@@ -1,5 +1,5 @@
-// libFuzzer target: bytes as a v1::DelegationCert into TrustStore::VerifyCert (DESIGN.md §5).
-// Every envelope from a non-root signer carries one. The first input byte holds flags; with
+// libFuzzer target: bytes as a v1::DelegationCert into TrustStore::VerifyCert (docs/architecture.md
+// §5). Every envelope from a non-root signer carries one. The first input byte holds flags; with
 // bit 0 set the harness signs the certificate body with the fixed root key of fuzz_keys.h
 // before verifying, so fuzzing reaches the body parsing and field checks behind the signature
 // (a forged-root scenario: what the root signs must still be checked). Beyond "never crashes":

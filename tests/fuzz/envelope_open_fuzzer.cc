@@ -1,12 +1,12 @@
-// libFuzzer target: raw network bytes into EnvelopeOpener::Open (DESIGN.md §6), the first thing
-// every node does with a payload. The first input byte picks the origin (kFromParent,
+// libFuzzer target: raw network bytes into EnvelopeOpener::Open (docs/architecture.md §6), the
+// first thing every node does with a payload. The first input byte picks the origin (kFromParent,
 // kFromChild, kRelayed, kEmbedded) and a small size limit; the rest is the envelope.
 //
 // The trust store holds the fixed root anchor of fuzz_keys.h, so the real sealed envelopes of
 // the seed corpus (tests/fuzz/make_seeds.cc) open, and mutations of them walk every rule after
 // the signature as well as before it. Each input gets a fresh replay window (MemKvStore), so a
 // crash reproduces from its input alone. Checked beyond "never crashes":
-//   - every rejection carries a v1::Reason (DESIGN.md §6: "a counted reason");
+//   - every rejection carries a v1::Reason (docs/architecture.md §6: "a counted reason");
 //   - an accepted message names its signer as sender and has a message type;
 //   - the same bytes opened again are a DUPLICATE (except kEmbedded, which has no window, and
 //     chunk requests and time messages, which take no part in it and open again: a chunk request

@@ -1,5 +1,5 @@
 // libFuzzer target: bytes as a v1::SignedManifest into core::VerifyManifest (X.1368 §11.4 a,
-// DESIGN.md §5). Manifests arrive inside directives and release submissions; the author
+// docs/architecture.md §5). Manifests arrive inside directives and release submissions; the author
 // certificate inside is checked against the fixed root anchor of fuzz_keys.h, so the seeds'
 // manifests (signed by the fixed author key) verify and their mutations reach every check.
 // Beyond "never crashes": a rejection carries a reason, and an accepted manifest passes

@@ -2,7 +2,8 @@
 // fuzzing alone stops at the signature; this target signs whatever the fuzzer makes with the key
 // of a legitimate parent or child, so the bytes reach the handlers of the client, the
 // intermediate and the root as an authenticated peer would send them (a compromised gateway or
-// device key, DESIGN.md §5: the receiver must still reject with a reason and never crash).
+// device key, docs/architecture.md §5: the receiver must still reject with a reason and never
+// crash).
 //
 // The tree is testing::TestTree on the in-memory FakeBroker: root, intermediate "gw1", client
 // "dev-1", each with its own event loop thread, plus release "2.0.0" of component "fw" (the

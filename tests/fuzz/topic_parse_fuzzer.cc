@@ -1,8 +1,8 @@
-// libFuzzer target: arbitrary strings as MQTT topics into core::ParseTopic (DESIGN.md §4).
-// Every topic a node receives goes through ParseTopic first. Beyond "never crashes" this checks
-// that whatever parses is exactly what DownTopic/UpTopic would build from its parts, and that
-// the subscription filter meant for it matches it: a parse that accepts anything else would let
-// a crafted topic name a different node than the one the broker ACL checked.
+// libFuzzer target: arbitrary strings as MQTT topics into core::ParseTopic (docs/architecture.md
+// §4). Every topic a node receives goes through ParseTopic first. Beyond "never crashes" this
+// checks that whatever parses is exactly what DownTopic/UpTopic would build from its parts, and
+// that the subscription filter meant for it matches it: a parse that accepts anything else would
+// let a crafted topic name a different node than the one the broker ACL checked.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>

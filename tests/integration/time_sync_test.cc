@@ -2,7 +2,7 @@
 // off by an hour or a year either way starts, learns its parent's signed time, shows at root
 // with its offset and a CLOCK_SKEW count, and completes an update; a clock stepped while running
 // is corrected by the next refusal; forged, replayed, foreign and out-of-validity time responses
-// are refused and counted, and move nothing.
+// are refused and counted, and move nothing; a child that asks too often is answered once.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -155,6 +155,53 @@ TEST_F(TimeSyncTest, BadTimeResponsesAreRefusedCountedAndMoveNothing) {
   EXPECT_TRUE(WaitFor([&] { return m.Rejections(v1::REPLAY) == 2; }));
   EXPECT_EQ(offset(), adopted);
   mallory->Stop();
+}
+
+TEST_F(TimeSyncTest, AChildAskingTheTimeTooOftenIsAnsweredOnceAndRefusedTheRest) {
+  tree_->AddRoot();
+  IntermediateNode* gw1 = tree_->AddIntermediate("gw1", "root", {"dev-*"});
+  // dev-9 is a genuine child of gw1 (root certified it) that asks for the time in a loop; its
+  // answers come down where the raw transport listens.
+  auto dev = tree_->RawTransport("dev-9");
+  absl::Mutex mu;
+  int answers = 0;
+  dev->SetMessageHandler([&](core::MqttMessage m) {
+    v1::Envelope env;
+    v1::Body body;
+    if (!env.ParseFromString(m.payload) || !body.ParseFromString(env.body()) ||
+        !body.has_time_response()) {
+      return;
+    }
+    absl::MutexLock lock(&mu);
+    ++answers;
+  });
+  dev->AddSubscription(core::DownTopic("x1368", "gw1", "dev-9", core::Channel::kCmd));
+  ASSERT_OK(dev->Start());
+  ASSERT_TRUE(WaitFor([&] { return dev->connected(); }));
+
+  TestNode me = tree_->pki().Make("dev-9", v1::ROLE_CLIENT, {});
+  core::MemKvStore store;
+  auto counter = core::SeqCounter::Open(&store, "seq");
+  core::EnvelopeSealer sealer(me.id, me.key, me.cert, counter->get(), core::RealClock::Get());
+  const std::string up = core::UpTopic("x1368", "gw1", "dev-9", core::Channel::kStatus);
+  constexpr int kAsked = 5;
+  for (int i = 0; i < kAsked; ++i) {
+    v1::Body body;
+    body.mutable_time_request()->set_nonce(absl::StrCat("nonce-", i));
+    body.mutable_time_request()->set_resend(true);
+    ASSERT_OK(dev->Publish({up, *sealer.SealWithSeq("gw1", std::move(body), 60'000, 10 + i)}));
+  }
+  core::Metrics& m = gw1->node->metrics();
+  EXPECT_TRUE(WaitFor([&] { return m.Rejections(v1::TOO_FREQUENT) == kAsked - 1; }))
+      << m.Rejections(v1::TOO_FREQUENT);
+  auto answered = [&] {
+    absl::MutexLock lock(&mu);
+    return answers;
+  };
+  EXPECT_TRUE(WaitFor([&] { return answered() == 1; })) << answered();
+  // Nothing else was wrong with them: each was refused for its timing alone.
+  EXPECT_EQ(m.Rejections(v1::REPLAY) + m.Rejections(v1::MALFORMED), 0u);
+  dev->Stop();
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
-// The broker as deployments should run it (DESIGN.md §4, §5): TLS 1.3 with a client certificate
-// for every node (its CN is the node id) and the ACL that confines each node to the topics that
-// carry its own id. The update works through it; a node cannot read or write another node's
-// topics; a client without a certificate cannot connect at all.
+// The broker as deployments should run it (docs/architecture.md §4, §5): TLS 1.3 with a client
+// certificate for every node (its CN is the node id) and the ACL that confines each node to the
+// topics that carry its own id. The update works through it; a node cannot read or write another
+// node's topics; a client without a certificate cannot connect at all.
 #include <gtest/gtest.h>
 
 #include "testing/mosquitto.h"

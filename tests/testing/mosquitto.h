@@ -1,6 +1,6 @@
 // A real Mosquitto broker for a test: started on a free loopback port in a temporary directory,
-// optionally with TLS client certificates and the ACL of DESIGN.md §4, and stopped (SIGTERM,
-// then SIGKILL) when the object goes away. Nothing listens beyond 127.0.0.1.
+// optionally with TLS client certificates and the ACL of docs/architecture.md §4, and stopped
+// (SIGTERM, then SIGKILL) when the object goes away. Nothing listens beyond 127.0.0.1.
 #ifndef X1368_TESTING_MOSQUITTO_H_
 #define X1368_TESTING_MOSQUITTO_H_
 

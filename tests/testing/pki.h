@@ -1,5 +1,5 @@
 // Real keys, certificates and signed releases for tests, made with throwaway keys in a
-// temporary directory (STYLE.md: real cryptography in tests, no mocked verification).
+// temporary directory (docs/style.md: real cryptography in tests, no mocked verification).
 #ifndef X1368_TESTING_PKI_H_
 #define X1368_TESTING_PKI_H_
 

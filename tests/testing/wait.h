@@ -1,4 +1,4 @@
-// Waiting in tests without sleeping blindly (STYLE.md): poll a condition until a deadline and
+// Waiting in tests without sleeping blindly (docs/style.md): poll a condition until a deadline and
 // say what was seen when it never came true.
 #ifndef X1368_TESTING_WAIT_H_
 #define X1368_TESTING_WAIT_H_

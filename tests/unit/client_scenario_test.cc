@@ -1,5 +1,5 @@
-// The big state test (STYLE.md): the whole update lifecycle through root -> gateway -> device on
-// the in-memory broker, every node's files in a MemFileSystem, with injected consumer faults and
+// The big state test (docs/style.md): the whole update lifecycle through root -> gateway -> device
+// on the in-memory broker, every node's files in a MemFileSystem, with injected consumer faults and
 // power cuts. A power cut comes at every single write the device makes during an update, for
 // each outcome the transition table leads to (confirmed, declined, failed, rolled back): the
 // client is not told; from that write on nothing reaches its storage or its link, and what it

@@ -1,4 +1,4 @@
-// The update state table of DESIGN.md §8 (x1368/client/update_state.h), checked as data.
+// The update state table of docs/architecture.md §8 (x1368/client/update_state.h), checked as data.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 

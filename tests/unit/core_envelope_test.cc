@@ -1,5 +1,5 @@
-// Every rule of EnvelopeOpener::Open (DESIGN.md §6), one test per rejection reason, with real
-// keys and certificates. Each test builds a message that is valid except for the one thing it
+// Every rule of EnvelopeOpener::Open (docs/architecture.md §6), one test per rejection reason, with
+// real keys and certificates. Each test builds a message that is valid except for the one thing it
 // checks, so it fails if that check is removed.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// The topic tree of DESIGN.md §4 (x1368/core/topics.h) and MQTT filter matching.
+// The topic tree of docs/architecture.md §4 (x1368/core/topics.h) and MQTT filter matching.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -36,6 +36,12 @@ TEST(NodeIdTest, LengthLimitIs64) {
 TEST(NodeIdTest, RejectsEmptyReservedAndForeignCharacters) {
   EXPECT_FALSE(IsValidNodeId(""));
   EXPECT_FALSE(IsValidNodeId("_all"));
+  EXPECT_FALSE(IsValidNodeId("."));
+  EXPECT_FALSE(IsValidNodeId(".."));
+  EXPECT_TRUE(IsValidNodeId("..."));
+  EXPECT_TRUE(IsValidNodeId(".a"));
+  EXPECT_THAT(std::string(ValidateNodeId("..", "device id").message()),
+              ::testing::HasSubstr("reserved"));
   EXPECT_FALSE(IsValidNodeId("a/b"));
   EXPECT_FALSE(IsValidNodeId("+"));
   EXPECT_FALSE(IsValidNodeId("#"));

@@ -152,6 +152,15 @@ void NodeLinks::AnswerTime(const Topic& topic, const OpenedMessage& m) {
                                "the status channel"),
                   topic.ToString());
   }
+  const int64_t now = loop_->clock().MonotonicMs();
+  auto [last, first] = time_answered_ms_.try_emplace(topic.child, now);
+  if (!first && now - last->second < kTimeAnswerMinGapMs) {
+    return Reject(core::Reject(v1::TOO_FREQUENT,
+                               absl::StrCat("a time request ", now - last->second,
+                                            " ms after the last one answered")),
+                  topic.ToString());
+  }
+  last->second = now;
   v1::Body body;
   body.mutable_time_response()->set_nonce(req.nonce());
   body.mutable_time_response()->set_time_ms(node_->clock().NowMs());

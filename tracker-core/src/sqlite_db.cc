@@ -263,7 +263,8 @@ absl::StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path
     // Before WAL is first used: the shim has no shared memory (see ShimFile).
     X1368_RETURN_IF_ERROR(out->Exec("PRAGMA locking_mode=EXCLUSIVE;"));
   }
-  // WAL with synchronous=FULL: a committed transaction survives a power cut (DESIGN.md §9).
+  // WAL with synchronous=FULL: a committed transaction survives a power cut (docs/architecture.md
+  // §9).
   if (absl::Status s = out->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"); !s.ok()) {
     return s;
   }

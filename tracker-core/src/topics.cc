@@ -44,6 +44,9 @@ bool ParseChannel(absl::string_view name, Channel* out) {
 
 bool IsValidNodeId(absl::string_view id) {
   if (id.empty() || id.size() > kMaxNodeIdLength || id == kAllChildren) return false;
+  // "." and ".." would name a directory, not a node, wherever an id becomes a path segment (a
+  // URL of the admin API, a data directory named after the node).
+  if (id == "." || id == "..") return false;
   for (char c : id) {
     if (!IsIdChar(c)) return false;
   }
@@ -59,6 +62,9 @@ absl::Status ValidateNodeId(absl::string_view id, absl::string_view what) {
   if (id.size() > kMaxNodeIdLength) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, " is longer than ", kMaxNodeIdLength, " characters"));
+  }
+  if (id == "." || id == "..") {
+    return absl::InvalidArgumentError(absl::StrCat(what, " \"", id, "\" is reserved"));
   }
   return absl::InvalidArgumentError(
       absl::StrCat(what, " ", Quote(id), " has characters outside [A-Za-z0-9._-]"));

@@ -1,4 +1,4 @@
-// The client / consumer update state machine of DESIGN.md §8, as data.
+// The client / consumer update state machine of docs/architecture.md §8, as data.
 //
 //   IDLE -> OFFERED -> DOWNLOADING -> DOWNLOADED -> VERIFIED -> INSTALLING -> TRIAL_BOOT ->
 //   CONFIRMED outcomes: DECLINED, FAILED(reason), ROLLED_BACK(reason)

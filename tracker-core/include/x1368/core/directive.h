@@ -1,6 +1,6 @@
-// Root-signed update directives as the modules below the root receive them (DESIGN.md §7): a
-// directive is sealed once by the root and travels unchanged, either on its own (forwarded by
-// each gateway) or embedded in a parent's retained DesiredState, and is re-read from disk or
+// Root-signed update directives as the modules below the root receive them (docs/architecture.md
+// §7): a directive is sealed once by the root and travels unchanged, either on its own (forwarded
+// by each gateway) or embedded in a parent's retained DesiredState, and is re-read from disk or
 // from a queue later. Whatever the path, only a root-signed directive that passes every envelope
 // rule is acted on; a parent may forward a directive, never author one. What each module then
 // checks (selector and deadline on a device, certificate scope on a gateway) stays with it.

@@ -1,4 +1,4 @@
-// Sealing and opening the signed Envelope around every message (DESIGN.md §6).
+// Sealing and opening the signed Envelope around every message (docs/architecture.md §6).
 //
 // EnvelopeOpener::Open applies every rule, in an order that never acts on unauthenticated bytes:
 // size before parsing, signature before reading the body, and the sequence window last so a

@@ -1,4 +1,4 @@
-// A node's event loop: the one serial strand that owns a node's state (STYLE.md "Errors,
+// A node's event loop: the one serial strand that owns a node's state (docs/style.md "Errors,
 // threads, state"). MQTT callbacks, timers and signal handlers never touch domain state: they
 // Post() a task here. Tasks of one loop run one at a time, in the order posted, on whichever
 // thread of the shared Executor (executor.h) is free; many loops share the executor's threads.

@@ -1,7 +1,7 @@
 // Durable file operations. WriteFileAtomic is how every piece of device state reaches disk:
 // write a temporary file, fsync it, rename it over the old one, fsync the directory. A crash or
-// power cut at any point leaves either the old or the new content, never a mix (DESIGN.md §8).
-// Thread-safe: no shared state.
+// power cut at any point leaves either the old or the new content, never a mix
+// (docs/architecture.md §8). Thread-safe: no shared state.
 #ifndef X1368_CORE_FILE_UTIL_H_
 #define X1368_CORE_FILE_UTIL_H_
 

@@ -1,5 +1,5 @@
-// A node's two links (DESIGN.md §3): at most one upstream link to its parent and at most one
-// downstream link where its children connect. Both may share one Transport (one broker); the
+// A node's two links (docs/architecture.md §3): at most one upstream link to its parent and at most
+// one downstream link where its children connect. Both may share one Transport (one broker); the
 // topic decides which side a message belongs to.
 //
 // NodeLinks owns the message path every module shares: it subscribes the right filters, signs a
@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "x1368/core/envelope.h"
 #include "x1368/core/event_loop.h"
@@ -115,6 +116,9 @@ class NodeLinks {
   static constexpr int64_t kTimeResponseTimeoutMs = 30'000;
   static constexpr int64_t kTimeAdoptThresholdMs = 1'000;
   static constexpr int64_t kTimeResyncIntervalMs = 3'600'000;
+  // A parent answers one child at most this often: half the interval a child keeps between its
+  // own requests, so that no well-behaved child is ever refused (TOO_FREQUENT otherwise).
+  static constexpr int64_t kTimeAnswerMinGapMs = kTimeRequestIntervalMs / 2;
   // Sends a TimeRequest now, or at the end of the interval when the last one went less than
   // kTimeRequestIntervalMs ago; `force` (a new connection): now unless the last is unanswered;
   // `resend`: now.
@@ -148,6 +152,9 @@ class NodeLinks {
   std::optional<PendingTime> pending_time_;
   std::optional<int64_t> last_time_request_mono_ms_;
   bool time_request_deferred_ = false;
+  // When each child's last time request was answered (monotonic), for kTimeAnswerMinGapMs. One
+  // entry per child that passed the envelope checks: bounded by the children root certified.
+  absl::flat_hash_map<std::string, int64_t> time_answered_ms_;
   void PeriodicTimeRequest();
 
   NodeContext* node_;

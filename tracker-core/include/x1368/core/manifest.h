@@ -1,6 +1,6 @@
-// Author-signed manifests (X.1368 §3.2.4, §10 a.ii-a.iii, §11.4 a; DESIGN.md §5 "author keys are
-// separate from tracker keys"). A device installs only what an author named by root for that
-// component signed: a compromised tracker alone cannot make a device install anything.
+// Author-signed manifests (X.1368 §3.2.4, §10 a.ii-a.iii, §11.4 a; docs/architecture.md §5 "author
+// keys are separate from tracker keys"). A device installs only what an author named by root for
+// that component signed: a compromised tracker alone cannot make a device install anything.
 // Thread-safe: pure functions over a thread-safe TrustStore.
 #ifndef X1368_CORE_MANIFEST_H_
 #define X1368_CORE_MANIFEST_H_

@@ -1,5 +1,5 @@
-// Sequence numbers of DESIGN.md §6: every sender numbers its messages, every receiver drops what
-// it has already seen, and both survive restarts.
+// Sequence numbers of docs/architecture.md §6: every sender numbers its messages, every receiver
+// drops what it has already seen, and both survive restarts.
 //
 // SeqCounter hands out a sender's own numbers. It reserves them in leases persisted before use,
 // so a crash skips ahead to the next lease and never reuses a number. Thread-safe.

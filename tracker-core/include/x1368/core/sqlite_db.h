@@ -1,8 +1,8 @@
-// A thin RAII layer over SQLite for the trackers' stores (DESIGN.md §9): the database opens in
-// WAL mode with full synchronous commits, statements are prepared once and reused, and every
-// error comes back as an absl::Status naming the database file (a node may have more than one,
-// and the operator needs the path: issue #14) and the statement.
-// Not thread-safe: one SqliteDb belongs to one event loop (SQLite itself runs serialized).
+// A thin RAII layer over SQLite for the trackers' stores (docs/architecture.md §9): the database
+// opens in WAL mode with full synchronous commits, statements are prepared once and reused, and
+// every error comes back as an absl::Status naming the database file (a node may have more than
+// one, and the operator needs the path: issue #14) and the statement. Not thread-safe: one SqliteDb
+// belongs to one event loop (SQLite itself runs serialized).
 #ifndef X1368_CORE_SQLITE_DB_H_
 #define X1368_CORE_SQLITE_DB_H_
 

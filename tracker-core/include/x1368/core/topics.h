@@ -1,4 +1,4 @@
-// The MQTT topic tree of DESIGN.md §4, built and parsed in one place.
+// The MQTT topic tree of docs/architecture.md §4, built and parsed in one place.
 //
 //   <prefix>/<parent>/<child>/down/{cmd,desired,fw}   parent -> child ("_all" child: cmd only)
 //   <prefix>/<parent>/<child>/up/{status,presence,fw} child -> parent

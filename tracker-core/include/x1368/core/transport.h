@@ -1,4 +1,5 @@
-// The MQTT link behind a small interface (STYLE.md: only one file of tracker-core includes Paho).
+// The MQTT link behind a small interface (docs/style.md: only one file of tracker-core includes
+// Paho).
 //
 // A Transport is one MQTT 5 connection: it connects, reconnects with exponential backoff,
 // re-subscribes after every reconnect, signs a fresh Last Will before every connect attempt

@@ -1,5 +1,5 @@
-// The trust model of DESIGN.md §5: one root anchor, and root-signed delegation certificates that
-// bind a node id to a key, a role and a scope.
+// The trust model of docs/architecture.md §5: one root anchor, and root-signed delegation
+// certificates that bind a node id to a key, a role and a scope.
 //
 // TrustStore answers "who signed this, and what may they act for": the root anchor for the root
 // id, otherwise a certificate carried with the message, verified against the anchor and the

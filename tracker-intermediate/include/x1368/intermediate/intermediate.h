@@ -1,6 +1,6 @@
 // The intermediate status tracker module on a gateway (X.1368 §8.2, hierarchical model;
-// DESIGN.md §7.4): cascadable, it sits between a parent (root or another intermediate) and its
-// children (clients or further intermediates).
+// docs/architecture.md §7): cascadable, it sits between a parent (root or another intermediate)
+// and its children (clients or further intermediates).
 //
 //   down: forwards root-signed directives unchanged, signs its own go for its children, keeps a
 //         retained desired state for children that are away, serves firmware chunks from its

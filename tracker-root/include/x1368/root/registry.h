@@ -1,5 +1,5 @@
-// Root's persistent state in SQLite (DESIGN.md §9): releases and their images, campaigns with
-// the exact directive envelopes they sent, every device's last reported state, and every
+// Root's persistent state in SQLite (docs/architecture.md §9): releases and their images, campaigns
+// with the exact directive envelopes they sent, every device's last reported state, and every
 // tracker node's liveness and rejection counters. Device reports are written in batches: Stage*
 // collects them, Commit() writes all staged rows in one transaction.
 // Not thread-safe: owned by root's event loop.

@@ -1,5 +1,5 @@
 // The root status tracker (server module, X.1368 §8.2) with the firmware server inside it
-// (X.1368 §3.2.3, §11.3; DESIGN.md §7):
+// (X.1368 §3.2.3, §11.3; docs/architecture.md §7):
 //   - accepts a release only with a valid author signature, a matching image digest and size,
 //     and stores the image;
 //   - starts a campaign by signing an UpdateDirective and publishing it once for its children
