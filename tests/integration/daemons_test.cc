@@ -1339,7 +1339,7 @@ TEST_F(DaemonsOperatorTest, AdminRequestsWithoutTheTokenAreAWarningAtTheDefaultL
     core::HttpClient http(admin_url_, token);
     auto r = http.Get("/v1/fleet");
     ASSERT_OK(r);
-    EXPECT_EQ(r->status, 403) << r->body;
+    EXPECT_EQ(r->status, 401) << r->body;
   }
   // The first refusal is said at once; the next ones within the minute are counted, not logged.
   ASSERT_TRUE(WaitForLog(root_,
@@ -1413,9 +1413,9 @@ TEST_F(DaemonsProcessTest, MetricsEndpointsAndAdminAuthentication) {
   EXPECT_TRUE(absl::StrContains(r.body, "x1368_")) << r.body;
 
   ASSERT_TRUE(fetch(admin_url_, "/v1/fleet", "", &r));
-  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_EQ(r.status, 401) << r.body;
   ASSERT_TRUE(fetch(admin_url_, "/v1/fleet", "not-the-token-0123456789", &r));
-  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_EQ(r.status, 401) << r.body;
 
   auto token = core::ReadFile(File("admin.token"));
   ASSERT_OK(token);
@@ -1795,7 +1795,7 @@ TEST_F(DaemonsProcessTest, CurlUploadsAReleaseAsTrackerctlDoes) {
 
   CommandResult denied = upload("not-the-token-0123456789");
   ASSERT_TRUE(denied.exited_with(0)) << denied.Describe();
-  EXPECT_TRUE(absl::StrContains(denied.out, "HTTP 403")) << denied.Describe();
+  EXPECT_TRUE(absl::StrContains(denied.out, "HTTP 401")) << denied.Describe();
   EXPECT_TRUE(absl::StrContains(denied.out, "bearer token")) << denied.Describe();
 
   CommandResult r = upload(std::string(absl::StripAsciiWhitespace(*token)));
