@@ -195,7 +195,7 @@ TEST_F(TrackerctlTest, TheAdminApiComesFromFlagsThenEnvironmentThenContext) {
   ASSERT_EQ(set.code, 0) << set.Describe();
   auto file = core::ReadFile(File(".config/x1368/trackerctl.toml"));
   ASSERT_OK(file);
-  EXPECT_THAT(*file, HasSubstr(R"(current_context = "lab")"));
+  EXPECT_THAT(*file, HasSubstr("current_context = 'lab'"));
   Result by_context = Ctl({"get", "devices", "-o", "json"});
   EXPECT_EQ(by_context.code, 0) << by_context.Describe();
   EXPECT_EQ(Json(by_context)["devices"].size(), 2u);
@@ -204,7 +204,7 @@ TEST_F(TrackerctlTest, TheAdminApiComesFromFlagsThenEnvironmentThenContext) {
   Result other = Ctl({"--config", File("other.toml"), "config", "set-context", "prod", "--admin",
                       ClosedUrl(), "--token", "secret-token-never-printed"});
   ASSERT_EQ(other.code, 0) << other.Describe();
-  for (const std::string& output : {"table", "json", "yaml"}) {
+  for (const std::string output : {"table", "json", "yaml"}) {
     Result view = Ctl({"config", "view", "-o", output, "--config", File("other.toml")});
     EXPECT_EQ(view.code, 0) << view.Describe();
     EXPECT_THAT(view.out, HasSubstr("prod"));

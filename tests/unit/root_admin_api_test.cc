@@ -150,28 +150,30 @@ TEST_F(RootAdminApiTest, AVersionReleasedAgainWithOtherContentsIs409) {
 }
 
 TEST_F(RootAdminApiTest, ReleasesAndCampaignsArePagedFilteredAndAddressable) {
-  ASSERT_OK(tree_.Publish(TestPki::MakeImage(20000, 1), "2.0.0", 2));
-  ASSERT_OK(tree_.Publish(TestPki::MakeImage(20000, 2), "3.0.0", 3));
-  ASSERT_OK(tree_.Publish(TestPki::MakeImage(20000, 3), "1.0.0", 1, {"board-a"}, "boot"));
+  // Published out of order: listed by sequence number.
+  ASSERT_OK(tree_.Publish(TestPki::MakeImage(20000, 1), "3.0.0", 3));
+  ASSERT_OK(tree_.Publish(TestPki::MakeImage(20000, 2), "2.0.0", 2));
+  ASSERT_OK(tree_.Publish(TestPki::MakeImage(20000, 3), "4.0.0", 4));
 
-  // By component, then sequence number; a page of two, then the rest after its cursor.
+  // A page of two, then the rest after its cursor.
   RawReply first = Request("GET", "/v1/releases?limit=2");
   ASSERT_EQ(first.status, 200) << first.body;
   nlohmann::json page = Json(first);
   ASSERT_EQ(page["releases"].size(), 2u) << first.body;
-  EXPECT_EQ(page["releases"][0]["component"], "boot");
-  EXPECT_EQ(page["releases"][1]["version"], "2.0.0");
+  EXPECT_EQ(page["releases"][0]["version"], "2.0.0");
+  EXPECT_EQ(page["releases"][1]["version"], "3.0.0");
   // 64-bit numbers as JSON numbers.
-  EXPECT_TRUE(page["releases"][1]["sequence_number"].is_number_unsigned()) << first.body;
-  EXPECT_EQ(page["releases"][1]["sequence_number"], 2);
-  EXPECT_TRUE(page["releases"][1]["size"].is_number()) << first.body;
-  ASSERT_EQ(page["next_after"], "fw/2.0.0");
-  RawReply rest = Request("GET", "/v1/releases?limit=2&after=fw%2F2.0.0");
+  EXPECT_TRUE(page["releases"][0]["sequence_number"].is_number_unsigned()) << first.body;
+  EXPECT_EQ(page["releases"][0]["sequence_number"], 2);
+  EXPECT_TRUE(page["releases"][0]["size"].is_number()) << first.body;
+  ASSERT_EQ(page["next_after"], "fw/3.0.0");
+  RawReply rest = Request("GET", "/v1/releases?limit=2&after=fw%2F3.0.0");
   ASSERT_EQ(rest.status, 200) << rest.body;
   ASSERT_EQ(Json(rest)["releases"].size(), 1u) << rest.body;
-  EXPECT_EQ(Json(rest)["releases"][0]["version"], "3.0.0");
+  EXPECT_EQ(Json(rest)["releases"][0]["version"], "4.0.0");
   EXPECT_EQ(Json(rest)["next_after"], "");
-  EXPECT_EQ(Json(Request("GET", "/v1/releases?component=boot"))["releases"].size(), 1u);
+  EXPECT_EQ(Json(Request("GET", "/v1/releases?component=fw"))["releases"].size(), 3u);
+  EXPECT_TRUE(Json(Request("GET", "/v1/releases?component=boot"))["releases"].empty());
   ExpectError(Request("GET", "/v1/releases?after=fw%2F9.9.9"), 400, "BAD_REQUEST");
 
   RawReply one = Request("GET", "/v1/releases/fw/3.0.0");
@@ -181,7 +183,7 @@ TEST_F(RootAdminApiTest, ReleasesAndCampaignsArePagedFilteredAndAddressable) {
 
   auto c1 = tree_.StartCampaign("2.0.0");
   ASSERT_OK(c1);
-  auto c2 = tree_.StartCampaign("1.0.0", "boot", /*deadline_s=*/60);
+  auto c2 = tree_.StartCampaign("3.0.0", "fw", /*deadline_s=*/60);
   ASSERT_OK(c2);
   RawReply campaigns = Request("GET", "/v1/campaigns?limit=1");
   ASSERT_EQ(campaigns.status, 200) << campaigns.body;
@@ -190,13 +192,14 @@ TEST_F(RootAdminApiTest, ReleasesAndCampaignsArePagedFilteredAndAddressable) {
   EXPECT_FALSE(next.empty()) << campaigns.body;
   RawReply after = Request("GET", absl::StrCat("/v1/campaigns?after=", next));
   ASSERT_EQ(Json(after)["campaigns"].size(), 1u) << after.body;
-  EXPECT_EQ(Json(Request("GET", "/v1/campaigns?component=boot&state=active"))["campaigns"].size(),
-            1u);
+  EXPECT_EQ(Json(Request("GET", "/v1/campaigns?component=fw&state=active"))["campaigns"].size(),
+            2u);
+  EXPECT_TRUE(Json(Request("GET", "/v1/campaigns?component=boot"))["campaigns"].empty());
   EXPECT_TRUE(Json(Request("GET", "/v1/campaigns?state=expired"))["campaigns"].empty());
 
   RawReply c = Request("GET", absl::StrCat("/v1/campaigns/", c2->campaign_id()));
   ASSERT_EQ(c.status, 200) << c.body;
-  EXPECT_EQ(Json(c)["component"], "boot");
+  EXPECT_EQ(Json(c)["version"], "3.0.0");
   EXPECT_EQ(Json(c)["state"], "active");
   EXPECT_TRUE(Json(c)["expires_at_ms"].is_number_integer()) << c.body;
   EXPECT_GT(Json(c)["expires_at_ms"].get<int64_t>(), Json(c)["started_at_ms"].get<int64_t>());

@@ -119,8 +119,9 @@ HttpResponse ErrorBody(const core::HttpError& e) {
 }
 
 // A handler's refusal: the HTTP status for the Status's code. InvalidArgument: the request is
-// malformed (400); FailedPrecondition: well-formed but naming what root does not have, an unknown
-// release or device (422); AlreadyExists/Aborted: it conflicts with what root holds (409).
+// malformed (400); FailedPrecondition without a reason: well-formed but naming what root does not
+// have, an unknown release or device (422); AlreadyExists/Aborted: it conflicts with what root
+// holds (409).
 HttpResponse ErrorResponse(const absl::Status& s) {
   int status = 400;
   switch (s.code()) {
@@ -138,7 +139,9 @@ HttpResponse ErrorResponse(const absl::Status& s) {
       status = 409;
       break;
     case absl::StatusCode::kFailedPrecondition:
-      status = 422;
+      // A release refused by the X.1368 checks (SIZE_MISMATCH, DIGEST_MISMATCH) stays a bad
+      // request, its reason in `code`; 422 is for requests naming what root does not have.
+      status = core::ReasonOf(s) == v1::REASON_UNSPECIFIED ? 422 : 400;
       break;
     case absl::StatusCode::kResourceExhausted:
       status = 413;
@@ -1247,10 +1250,11 @@ absl::Status Root::StartAdminApi() {
     if (!summary.ok()) return ErrorResponse(summary.status());
     return HttpResponse{200, "application/json", ToJson(*summary)};
   });
+  // The loop's tasks own what they use (copies): if the wait gives up, the task may still run.
   admin_->Get("/v1/releases", [this, authorized, unauthorized](const HttpRequest& req) {
     if (!authorized(req)) return unauthorized();
     auto page =
-        RunOnLoop<v1::ReleasePage>(loop_, [this, &req] { return ListReleases(req.params); });
+        RunOnLoop<v1::ReleasePage>(loop_, [this, q = req.params] { return ListReleases(q); });
     if (!page.ok()) return ErrorResponse(page.status());
     return HttpResponse{200, "application/json", ToJson(*page)};
   });
@@ -1260,7 +1264,7 @@ absl::Status Root::StartAdminApi() {
         std::vector<std::string> parts = absl::StrSplit(req.path, '/');
         // "", "v1", "releases", component, version
         auto info =
-            RunOnLoop<v1::ReleaseInfo>(loop_, [this, &parts]() -> absl::StatusOr<v1::ReleaseInfo> {
+            RunOnLoop<v1::ReleaseInfo>(loop_, [this, parts]() -> absl::StatusOr<v1::ReleaseInfo> {
               std::optional<Release> r = registry_->FindRelease(parts[3], parts[4]);
               if (!r) {
                 return absl::NotFoundError(absl::StrCat("no release ", core::Quote(parts[4]),
@@ -1274,7 +1278,7 @@ absl::Status Root::StartAdminApi() {
   admin_->Get("/v1/campaigns", [this, authorized, unauthorized](const HttpRequest& req) {
     if (!authorized(req)) return unauthorized();
     auto page =
-        RunOnLoop<v1::CampaignPage>(loop_, [this, &req] { return ListCampaigns(req.params); });
+        RunOnLoop<v1::CampaignPage>(loop_, [this, q = req.params] { return ListCampaigns(q); });
     if (!page.ok()) return ErrorResponse(page.status());
     return HttpResponse{200, "application/json", ToJson(*page)};
   });
@@ -1282,7 +1286,7 @@ absl::Status Root::StartAdminApi() {
     if (!authorized(req)) return unauthorized();
     std::string id = req.path.substr(std::string("/v1/campaigns/").size());
     auto info =
-        RunOnLoop<v1::CampaignInfo>(loop_, [this, &id]() -> absl::StatusOr<v1::CampaignInfo> {
+        RunOnLoop<v1::CampaignInfo>(loop_, [this, id]() -> absl::StatusOr<v1::CampaignInfo> {
           for (const v1::CampaignInfo& c : CampaignsNow()) {
             if (c.campaign_id() == id) return c;
           }
