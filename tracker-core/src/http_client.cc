@@ -136,10 +136,9 @@ absl::StatusOr<HttpReply> HttpClient::Perform(const std::string& method, const s
   }
   CURLcode rc = curl_easy_perform(h);
   if (rc != CURLE_OK) {
-    return absl::UnavailableError(absl::StrCat("cannot reach ", base_url_, ": ", Why(rc), " (",
-                                               method, " ", path, ": ",
-                                               error[0] != 0 ? error : curl_easy_strerror(rc),
-                                               ")"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot reach ", base_url_, ": ", Why(rc), " (", method, " ", path, ": ",
+                     error[0] != 0 ? error : curl_easy_strerror(rc), ")"));
   }
   HttpReply reply;
   long status = 0;
