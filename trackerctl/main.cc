@@ -621,6 +621,12 @@ int DescribeCampaign(Api& api, const std::string& id, const std::string& output)
   std::printf("started:    %s\n", TimeText(c->started_at_ms()).c_str());
   std::printf("deadline:   %s\n",
               c->expires_at_ms() > 0 ? TimeText(c->expires_at_ms()).c_str() : "-");
+  std::vector<std::string> progress;
+  for (const v1::StateCount& n : c->progress()) {
+    progress.push_back(absl::StrCat(v1::UpdateState_Name(n.state()), "=", n.devices()));
+  }
+  std::printf("progress:   %s\n", progress.empty() ? "no device has taken it yet"
+                                                   : absl::StrJoin(progress, " ").c_str());
   std::printf("devices:    %s\n", c->devices().empty()
                                       ? "every device of the component"
                                       : Cell(absl::StrJoin(c->devices(), ",")).c_str());

@@ -23,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "testing/status_matchers.h"
 #include "testing/tree.h"
+#include "testing/wait.h"
 #include "x1368/core/file_util.h"
 #include "x1368/core/version.h"
 
@@ -293,6 +294,12 @@ TEST_F(TrackerctlTest, GetListAndDescribeReleasesCampaignsAndDevices) {
   Result campaign = Admin({"describe", "campaign", id});
   EXPECT_EQ(campaign.code, 0) << campaign.Describe();
   EXPECT_THAT(campaign.out, HasSubstr("devices:    dev-1"));
+  EXPECT_THAT(campaign.out, HasSubstr("progress:   "));
+  // dev-1 takes it: the campaign's progress counts it by its state.
+  ASSERT_TRUE(tree_.WaitForVersion({"dev-1"}, "2.0.0"));
+  ASSERT_TRUE(WaitFor([&] {
+    return absl::StrContains(Admin({"describe", "campaign", id}).out, "CONFIRMED=1");
+  })) << Admin({"describe", "campaign", id}).Describe();
   Result device = Admin({"describe", "device", "dev-2"});
   EXPECT_EQ(device.code, 0) << device.Describe();
   EXPECT_THAT(device.out, HasSubstr("device:     dev-2"));

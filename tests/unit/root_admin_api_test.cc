@@ -203,7 +203,8 @@ TEST_F(RootAdminApiTest, ReleasesAndCampaignsArePagedFilteredAndAddressable) {
   EXPECT_EQ(Json(c)["state"], "active");
   EXPECT_TRUE(Json(c)["expires_at_ms"].is_number_integer()) << c.body;
   EXPECT_GT(Json(c)["expires_at_ms"].get<int64_t>(), Json(c)["started_at_ms"].get<int64_t>());
-  EXPECT_TRUE(Json(c)["devices"].is_array()) << c.body;  // empty, and there
+  EXPECT_TRUE(Json(c)["devices"].is_array()) << c.body;   // empty, and there
+  EXPECT_TRUE(Json(c)["progress"].is_array()) << c.body;  // no device yet
 }
 
 // The description served without a token, parsed: its paths and methods are exactly the routes

@@ -1099,6 +1099,19 @@ std::vector<v1::CampaignInfo> Root::CampaignsNow() const {
   return out;
 }
 
+v1::CampaignInfo Root::WithProgress(v1::CampaignInfo c) const {
+  std::map<v1::UpdateState, uint64_t> states;
+  for (const v1::DeviceRecord& d : registry_->Devices()) {
+    if (d.campaign_id() == c.campaign_id()) ++states[d.state()];
+  }
+  for (const auto& [state, n] : states) {
+    v1::StateCount* count = c.add_progress();
+    count->set_state(state);
+    count->set_devices(n);
+  }
+  return c;
+}
+
 absl::StatusOr<v1::ReleasePage> Root::ListReleases(
     const std::map<std::string, std::string>& query) const {
   X1368_ASSIGN_OR_RETURN(auto params, ListParams(query, {"component"}));
@@ -1287,8 +1300,8 @@ absl::Status Root::StartAdminApi() {
     std::string id = req.path.substr(std::string("/v1/campaigns/").size());
     auto info =
         RunOnLoop<v1::CampaignInfo>(loop_, [this, id]() -> absl::StatusOr<v1::CampaignInfo> {
-          for (const v1::CampaignInfo& c : CampaignsNow()) {
-            if (c.campaign_id() == id) return c;
+          for (v1::CampaignInfo& c : CampaignsNow()) {
+            if (c.campaign_id() == id) return WithProgress(std::move(c));
           }
           return absl::NotFoundError(absl::StrCat("no campaign ", core::Quote(id)));
         });

@@ -98,6 +98,8 @@ class Root {
       const std::map<std::string, std::string>& query) const;
   // Every campaign, oldest first, its state ("active" or "expired") as of now; on the loop.
   std::vector<v1::CampaignInfo> CampaignsNow() const;
+  // `c` with its progress: the devices whose record names it, counted by state.
+  v1::CampaignInfo WithProgress(v1::CampaignInfo c) const;
   // The admin API's routes (empty until started): its OpenAPI description must name them all.
   std::vector<core::HttpRoute> admin_routes() const;
 
