@@ -15,6 +15,7 @@ packages=(
   libtomlplusplus-dev libcli11-dev
   libspdlog-dev libfmt-dev
   libcpp-httplib-dev libcurl4-openssl-dev
+  nlohmann-json3-dev libyaml-cpp-dev
   curl
   libbenchmark-dev
   clang libclang-rt-14-dev

@@ -1,23 +1,28 @@
-// trackerctl: keys, certificates, signed manifests, and root's admin API (DESIGN.md §10).
+// trackerctl: keys, certificates, signed manifests, and root's admin API (docs/architecture.md).
 //
 //   trackerctl keygen --out node.key [--pub node.pub]
-//   trackerctl cert issue --root-key root.key --node gw1 --role intermediate --key gw1.key
-//                         --scope 'dev-*' --out gw1.cert
+//   trackerctl cert issue --root-key root.key [--root-pub root.pub] --node gw1
+//                         --role intermediate --key gw1.key --scope 'dev-*' --out gw1.cert
 //   trackerctl author sign --key a.key --cert a.cert --image fw.bin --component fw
 //                          --version 2.0.0 --sequence 2 --hardware board-a --out fw.manifest
 //   trackerctl release publish --manifest fw.manifest --image fw.bin
 //   trackerctl campaign start --component fw --version 2.0.0
-//   trackerctl fleet status [--component C] [--subtree ID]
-//                           [--up-to-date|--obsolete|--failed|--offline|--updating|
-//                            --needs-update|--ahead]
-//                           [--limit N] [--after CURSOR] [--json]
-//   trackerctl device show ID [--json]
-//   trackerctl fleet wait --component fw --version 2.0.0 --count 6
+//   trackerctl get devices|releases|campaigns [filters] [--limit N] [--after CURSOR]
+//   trackerctl describe device ID | campaign ID | release COMPONENT VERSION
+//   trackerctl fleet status [...] ; fleet wait --component fw --version 2.0.0 --count 6
+//   trackerctl device show ID [--live]
 //   trackerctl backup --out root-backup.db
+//   trackerctl config set-context NAME --admin URL --token-file F | use-context NAME | view
+//   trackerctl completion bash
+//
+// Global flags (before or after the verb): --admin, --token, --token-file, --context, --config,
+// -o/--output table|json|yaml. Where the admin URL and token come from: context.h. Exit codes:
+// exit_code.h.
 #include <google/protobuf/util/json_util.h>
 
 #include <iostream>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "CLI/CLI.hpp"
@@ -26,24 +31,26 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "trackerctl/completion.h"
+#include "trackerctl/context.h"
+#include "trackerctl/exit_code.h"
+#include "trackerctl/output.h"
+#include "x1368/core/clock.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/file_util.h"
 #include "x1368/core/http_client.h"
+#include "x1368/core/json.h"
 #include "x1368/core/log.h"
 #include "x1368/core/manifest.h"
 #include "x1368/core/reason.h"
 #include "x1368/core/topics.h"
 #include "x1368/core/trust.h"
 #include "x1368/core/values.h"
+#include "x1368/core/version.h"
 #include "x1368/v1/admin.pb.h"
 
 namespace x1368::ctl {
 namespace {
-
-int Fail(const absl::Status& s) {
-  std::cerr << "trackerctl: " << s.message() << "\n";
-  return 1;
-}
 
 // A value root relayed from a device (or any other node), for a table or a message: as it is
 // when it is plain printable ASCII without spaces or quotes, else quoted and escaped, so that no
@@ -70,16 +77,27 @@ absl::StatusOr<v1::Role> ParseRole(const std::string& role) {
       absl::StrCat("role \"", role, "\": expected intermediate, client or author"));
 }
 
+// Where keygen puts the public half of `key_path` unless told: "x.key" -> "x.pub".
+std::string PubPathFor(const std::string& key_path) {
+  if (absl::StrContains(key_path, ".key")) {
+    return key_path.substr(0, key_path.rfind(".key")) + ".pub";
+  }
+  return absl::StrCat(key_path, ".pub");
+}
+
+bool Exists(const std::string& path) { return core::FileSize(path).ok(); }
+
+std::string TimeText(int64_t ms) {
+  return absl::FormatTime(absl::RFC3339_sec, absl::FromUnixMillis(ms), absl::UTCTimeZone());
+}
+
 // --- keys and certificates ------------------------------------------------------------------
 
 int Keygen(const std::string& out, const std::string& pub) {
   auto key = core::PrivateKey::Generate();
   if (!key.ok()) return Fail(key.status());
   if (absl::Status s = core::WriteFileAtomic(out, key->ToPem(), 0600); !s.ok()) return Fail(s);
-  std::string pub_path = pub.empty() ? absl::StrCat(out, ".pub") : pub;
-  if (absl::StrContains(out, ".key") && pub.empty()) {
-    pub_path = out.substr(0, out.rfind(".key")) + ".pub";
-  }
+  std::string pub_path = pub.empty() ? PubPathFor(out) : pub;
   if (absl::Status s = core::WriteFileAtomic(pub_path, key->public_key().ToPem()); !s.ok())
     return Fail(s);
   std::cout << "wrote " << out << " and " << pub_path << "\n";
@@ -87,13 +105,29 @@ int Keygen(const std::string& out, const std::string& pub) {
 }
 
 struct CertArgs {
-  std::string root_key, root_id = "root", node, role, key, pubkey, scope, components, out;
+  std::string root_key, root_pub, root_id = "root", node, role, key, pubkey, scope, components, out;
   int days = 365;
 };
+
+// A certificate signed with a key that is not root's is refused by every node (BAD_CERT), but
+// only once it is used: refused here instead whenever trackerctl can know root's public key,
+// from --root-pub or from the root.pub keygen wrote beside the root key.
+absl::Status CheckRootKey(const core::PrivateKey& root, const CertArgs& a) {
+  const bool given = !a.root_pub.empty();
+  const std::string pub_path = given ? a.root_pub : PubPathFor(a.root_key);
+  if (!given && !Exists(pub_path)) return absl::OkStatus();
+  X1368_ASSIGN_OR_RETURN(core::PublicKey pub, core::PublicKey::LoadPemFile(pub_path));
+  if (pub.raw() == root.public_key().raw()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      a.root_key, " is not root's key: its public half is not the one in ", pub_path,
+      given ? "" : " (found beside it; give --root-pub with root's trust anchor to use another)",
+      ". Nodes would refuse the certificate (BAD_CERT)."));
+}
 
 int CertIssue(const CertArgs& a) {
   auto root = core::PrivateKey::LoadPemFile(a.root_key);
   if (!root.ok()) return Fail(root.status());
+  if (absl::Status s = CheckRootKey(*root, a); !s.ok()) return Fail(s);
   auto role = ParseRole(a.role);
   if (!role.ok()) return Fail(role.status());
   absl::StatusOr<core::PublicKey> pub = absl::InvalidArgumentError("give --key or --pubkey");
@@ -124,19 +158,36 @@ int CertIssue(const CertArgs& a) {
   return 0;
 }
 
-int CertShow(const std::string& path) {
-  auto raw = core::ReadFileLimited(path, 64 << 10);
-  if (!raw.ok()) return Fail(raw.status());
+absl::StatusOr<std::pair<v1::DelegationCert, v1::CertBody>> LoadCert(const std::string& path) {
+  X1368_ASSIGN_OR_RETURN(std::string raw, core::ReadFileLimited(path, 64 << 10));
   v1::DelegationCert cert;
   v1::CertBody body;
-  if (!cert.ParseFromString(*raw) || !body.ParseFromString(cert.body())) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat(path, " is not a certificate")));
+  if (!cert.ParseFromString(raw) || !body.ParseFromString(cert.body())) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " is not a certificate"));
   }
-  std::string json;
-  google::protobuf::util::JsonPrintOptions o;
-  o.add_whitespace = true;
-  (void)google::protobuf::util::MessageToJsonString(body, &json, o);
-  std::cout << json;
+  return std::pair{cert, body};
+}
+
+int CertShow(const std::string& path, const std::string& output) {
+  auto cert = LoadCert(path);
+  if (!cert.ok()) return Fail(cert.status());
+  const v1::CertBody& b = cert->second;
+  if (WantsData(output)) {
+    PrintMessage(b, output);
+    return 0;
+  }
+  std::printf("node:        %s\n", Cell(b.node_id()).c_str());
+  std::printf("role:        %s\n", v1::Role_Name(b.role()).c_str());
+  std::printf("issuer:      %s (serial %llu)\n", Cell(b.issuer()).c_str(),
+              static_cast<unsigned long long>(b.serial()));
+  std::printf("valid:       %s to %s\n", TimeText(b.not_before_ms()).c_str(),
+              TimeText(b.not_after_ms()).c_str());
+  std::printf("nodes:       %s\n",
+              b.scope().nodes().empty() ? "-" : absl::StrJoin(b.scope().nodes(), ",").c_str());
+  std::printf("components:  %s\n", b.scope().components().empty()
+                                       ? "(any)"
+                                       : absl::StrJoin(b.scope().components(), ",").c_str());
+  std::printf("public key:  %s\n", core::HexEncode(b.public_key()).c_str());
   return 0;
 }
 
@@ -144,10 +195,49 @@ int CertShow(const std::string& path) {
 
 struct SignArgs {
   std::string key, cert, image, component, version, hardware, uri{core::kChunkServiceUri}, out,
-      description;
+      description, root_pub;
   uint64_t sequence = 0;
   uint32_t chunk_size = core::kDefaultChunkBytes;
 };
+
+// What every node checks of the author's certificate (VerifyManifest: AUTHOR_NOT_TRUSTED,
+// BAD_CERT), checked before anything is signed: the key is the one certified, the certificate is
+// an author's, covers the component, and is valid now. Certificates scope node ids and components
+// only (certificate.proto), so hardware classes have nothing to be checked against. With
+// --root-pub, the certificate's signature by root too.
+absl::Status CheckAuthor(const SignArgs& a, const core::PrivateKey& key,
+                         const v1::DelegationCert& cert, const v1::CertBody& body) {
+  if (body.public_key() != key.public_key().raw()) {
+    return absl::InvalidArgumentError(absl::StrCat(a.cert, " does not certify ", a.key, " (it is ",
+                                                   Cell(body.node_id()), "'s certificate)"));
+  }
+  if (body.role() != v1::ROLE_AUTHOR) {
+    return core::Reject(v1::AUTHOR_NOT_TRUSTED,
+                        absl::StrCat(a.cert, " is ", v1::Role_Name(body.role()),
+                                     "'s certificate, not an author's (cert issue --role author)"));
+  }
+  if (!core::ScopeCoversComponent(body.scope(), a.component)) {
+    return core::Reject(
+        v1::AUTHOR_NOT_TRUSTED,
+        absl::StrCat(a.cert, " lets ", Cell(body.node_id()), " sign for ",
+                     absl::StrJoin(body.scope().components(), ","), " only, not ",
+                     core::Quote(a.component), " (devices would refuse the manifest)"));
+  }
+  const int64_t now = absl::ToUnixMillis(absl::Now());
+  if (now > body.not_after_ms()) {
+    return core::Reject(v1::BAD_CERT,
+                        absl::StrCat(a.cert, " expired on ", TimeText(body.not_after_ms()),
+                                     "; root issues a new one (cert issue)"));
+  }
+  if (now < body.not_before_ms()) {
+    return core::Reject(v1::BAD_CERT, absl::StrCat(a.cert, " is not valid before ",
+                                                   TimeText(body.not_before_ms())));
+  }
+  if (a.root_pub.empty()) return absl::OkStatus();
+  X1368_ASSIGN_OR_RETURN(core::PublicKey root, core::PublicKey::LoadPemFile(a.root_pub));
+  core::TrustStore trust(body.issuer(), root, core::RealClock::Get());
+  return trust.VerifyCert(cert).status();
+}
 
 int AuthorSign(const SignArgs& a) {
   // The grammar every receiver enforces (values.h), checked before the image is read: nothing a
@@ -165,16 +255,10 @@ int AuthorSign(const SignArgs& a) {
   }
   auto key = core::PrivateKey::LoadPemFile(a.key);
   if (!key.ok()) return Fail(key.status());
-  auto raw_cert = core::ReadFileLimited(a.cert, 64 << 10);
-  if (!raw_cert.ok()) return Fail(raw_cert.status());
-  v1::DelegationCert cert;
-  v1::CertBody body;
-  if (!cert.ParseFromString(*raw_cert) || !body.ParseFromString(cert.body())) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat(a.cert, " is not a certificate")));
-  }
-  if (body.public_key() != key->public_key().raw()) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat(a.cert, " does not certify ", a.key)));
-  }
+  auto cert = LoadCert(a.cert);
+  if (!cert.ok()) return Fail(cert.status());
+  const v1::CertBody& body = cert->second;
+  if (absl::Status s = CheckAuthor(a, *key, cert->first, body); !s.ok()) return Fail(s);
   auto digests = core::DigestImageFile(*core::PosixFileSystem(), a.image, a.chunk_size);
   if (!digests.ok()) return Fail(digests.status());
   core::ManifestSpec spec;
@@ -186,8 +270,15 @@ int AuthorSign(const SignArgs& a) {
   spec.author_id = body.node_id();
   spec.created_at_ms = absl::ToUnixMillis(absl::Now());
   spec.description = a.description;
-  auto signed_manifest = core::SignManifest(*key, cert, core::BuildManifest(spec, *digests));
+  auto signed_manifest = core::SignManifest(*key, cert->first, core::BuildManifest(spec, *digests));
   if (!signed_manifest.ok()) return Fail(signed_manifest.status());
+  if (!a.root_pub.empty()) {
+    // The whole check a node makes, on the result.
+    auto root = core::PublicKey::LoadPemFile(a.root_pub);
+    if (!root.ok()) return Fail(root.status());
+    core::TrustStore trust(body.issuer(), *root, core::RealClock::Get());
+    if (auto m = core::VerifyManifest(trust, *signed_manifest); !m.ok()) return Fail(m.status());
+  }
   if (absl::Status s = core::WriteFileAtomic(a.out, signed_manifest->SerializeAsString()); !s.ok())
     return Fail(s);
   std::cout << "signed " << a.component << " " << a.version << " (sequence " << a.sequence << ", "
@@ -199,40 +290,99 @@ int AuthorSign(const SignArgs& a) {
 
 // --- admin API ------------------------------------------------------------------------------
 
-struct Admin {
-  std::string url = "http://127.0.0.1:8368";
-  std::string token;
-  std::string token_file;
+// Root's admin API, where the flags, the environment and the config file say it is. Every call
+// answers the body of a 2xx reply, or an error that carries trackerctl's exit code: 4 when root
+// cannot be reached, 5 when it answered with an error.
+class Api {
+ public:
+  explicit Api(AdminFlags flags) : flags_(std::move(flags)) {}
 
-  absl::StatusOr<core::HttpClient> Client() const {
-    std::string t = token;
-    if (t.empty() && !token_file.empty()) {
-      X1368_ASSIGN_OR_RETURN(std::string raw, core::ReadFileLimited(token_file, 4096));
-      t = std::string(absl::StripAsciiWhitespace(raw));
-    }
-    if (t.empty()) {
-      if (const char* env = std::getenv("X1368_ADMIN_TOKEN")) t = env;
-    }
-    if (t.empty())
-      return absl::InvalidArgumentError(
-          "no admin token: --token, --token-file or X1368_ADMIN_TOKEN");
-    return core::HttpClient(url, t);
+  absl::StatusOr<std::string> Get(const std::string& path) {
+    X1368_ASSIGN_OR_RETURN(core::HttpClient * client, Client());
+    return Check(client->Get(path));
   }
+  absl::StatusOr<std::string> Post(const std::string& path, const std::string& body) {
+    X1368_ASSIGN_OR_RETURN(core::HttpClient * client, Client());
+    return Check(client->Post(path, body, "application/json"));
+  }
+  absl::StatusOr<std::string> PostForm(const std::string& path,
+                                       const std::vector<core::HttpFormField>& fields) {
+    X1368_ASSIGN_OR_RETURN(core::HttpClient * client, Client());
+    return Check(client->PostForm(path, fields));
+  }
+  // GET `path`, parsed as `M` (fields root adds later are ignored).
+  template <typename M>
+  absl::StatusOr<M> GetMessage(const std::string& path) {
+    X1368_ASSIGN_OR_RETURN(std::string body, Get(path));
+    return Parse<M>(body);
+  }
+  template <typename M>
+  static absl::StatusOr<M> Parse(const std::string& body) {
+    M m;
+    google::protobuf::util::JsonParseOptions o;
+    o.ignore_unknown_fields = true;
+    if (!google::protobuf::util::JsonStringToMessage(body, &m, o).ok()) {
+      return absl::DataLossError(absl::StrCat("root's answer is not a ", M::descriptor()->name()));
+    }
+    return m;
+  }
+
+ private:
+  absl::StatusOr<core::HttpClient*> Client() {
+    if (!client_) {
+      X1368_ASSIGN_OR_RETURN(target_, ResolveAdmin(flags_));
+      client_.emplace(target_.url, target_.token);
+    }
+    return &*client_;
+  }
+
+  absl::StatusOr<std::string> Check(absl::StatusOr<core::HttpReply> r) const {
+    if (!r.ok()) {
+      return WithExit(absl::UnavailableError(absl::StrCat(
+                          "cannot reach root's admin API at ",
+                          absl::StripPrefix(r.status().message(), "cannot reach "),
+                          "; is tracker-root running there? (the URL is ",
+                          target_.url_from == "default" ? "the default"
+                                                        : absl::StrCat("from ", target_.url_from),
+                          "; set --admin, X1368_ADMIN_URL or a context)")),
+                      kExitUnreachable);
+    }
+    if (r->status >= 200 && r->status < 300) return std::move(r->body);
+    return WithExit(ReplyError(*r), kExitRefused);
+  }
+
+  // Root's ErrorReply {code, message, details}, or whatever else answered.
+  static absl::Status ReplyError(const core::HttpReply& r) {
+    v1::ErrorReply e;
+    google::protobuf::util::JsonParseOptions o;
+    o.ignore_unknown_fields = true;
+    if (google::protobuf::util::JsonStringToMessage(r.body, &e, o).ok() && !e.code().empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("root refused (HTTP ", r.status, " ", e.code(), "): ", e.message()));
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("root answered HTTP ", r.status, ": ", Cell(r.body.substr(0, 200))));
+  }
+
+  AdminFlags flags_;
+  AdminTarget target_;
+  std::optional<core::HttpClient> client_;
 };
 
-absl::Status ReplyError(const core::HttpReply& r) {
-  v1::ErrorReply e;
-  if (google::protobuf::util::JsonStringToMessage(r.body, &e).ok() && !e.error().empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("root refused (HTTP ", r.status, "): ", e.error()));
+// Percent-encodes a query value (a release cursor holds a '/').
+std::string Escape(absl::string_view value) {
+  std::string out;
+  for (unsigned char c : value) {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      absl::StrAppend(&out, "%", absl::Hex(c, absl::kZeroPad2));
+    }
   }
-  return absl::FailedPreconditionError(absl::StrCat("root answered HTTP ", r.status, ": ", r.body));
+  return out;
 }
 
-int ReleasePublish(const Admin& admin, const std::string& manifest_path,
-                   const std::string& image_path) {
-  auto client = admin.Client();
-  if (!client.ok()) return Fail(client.status());
+int ReleasePublish(Api& api, const std::string& manifest_path, const std::string& image_path) {
   // Root takes at most 64 KiB of manifest; a signed manifest is a few KiB.
   auto manifest = core::ReadFileLimited(manifest_path, 64 << 10);
   if (!manifest.ok()) return Fail(manifest.status());
@@ -245,33 +395,25 @@ int ReleasePublish(const Admin& admin, const std::string& manifest_path,
   if (auto size = core::FileSize(image_path); !size.ok()) return Fail(size.status());
   // The image is streamed from disk as it is sent (the form curl -F sends): memory stays small
   // whatever its size.
-  auto r = client->PostForm("/v1/releases",
-                            {{"manifest", *std::move(manifest), ""}, {"image", "", image_path}});
-  if (!r.ok()) return Fail(r.status());
-  if (r->status != 201) return Fail(ReplyError(*r));
-  v1::ReleaseInfo info;
-  (void)google::protobuf::util::JsonStringToMessage(r->body, &info);
+  auto body = api.PostForm("/v1/releases",
+                           {{"manifest", *std::move(manifest), ""}, {"image", "", image_path}});
+  if (!body.ok()) return Fail(body.status());
+  v1::ReleaseInfo info = Api::Parse<v1::ReleaseInfo>(*body).value_or(v1::ReleaseInfo());
   std::cout << "published " << info.component() << " " << info.version() << " (sequence "
             << info.sequence_number() << ", " << info.size() << " bytes)\n";
   return 0;
 }
 
-int CampaignStart(const Admin& admin, const std::string& component, const std::string& version,
+int CampaignStart(Api& api, const std::string& component, const std::string& version,
                   const std::string& devices, int64_t deadline_s) {
-  auto client = admin.Client();
-  if (!client.ok()) return Fail(client.status());
   v1::CampaignStartRequest req;
   req.set_component(component);
   req.set_version(version);
   for (const std::string& d : SplitList(devices)) req.add_devices(d);
   req.set_deadline_s(deadline_s);
-  std::string json;
-  (void)google::protobuf::util::MessageToJsonString(req, &json);
-  auto r = client->Post("/v1/campaigns", json, "application/json");
-  if (!r.ok()) return Fail(r.status());
-  if (r->status != 201) return Fail(ReplyError(*r));
-  v1::CampaignInfo info;
-  (void)google::protobuf::util::JsonStringToMessage(r->body, &info);
+  auto body = api.Post("/v1/campaigns", core::MessageToJsonText(req));
+  if (!body.ok()) return Fail(body.status());
+  v1::CampaignInfo info = Api::Parse<v1::CampaignInfo>(*body).value_or(v1::CampaignInfo());
   std::cout << "campaign " << info.campaign_id() << " started: " << component << " -> " << version
             << "\n";
   return 0;
@@ -279,29 +421,14 @@ int CampaignStart(const Admin& admin, const std::string& component, const std::s
 
 // An online backup of root's database (GET /v1/backup: SQLite's backup API on the running
 // root), written to `out` (mode 0600) only once complete.
-int Backup(const Admin& admin, const std::string& out) {
-  auto client = admin.Client();
-  if (!client.ok()) return Fail(client.status());
-  auto r = client->Get("/v1/backup");
-  if (!r.ok()) return Fail(r.status());
-  if (r->status != 200) return Fail(ReplyError(*r));
-  if (absl::Status s = core::WriteFileAtomic(out, r->body, 0600); !s.ok()) return Fail(s);
-  std::cout << "backed up root's database (" << r->body.size() << " bytes) to " << out
+int Backup(Api& api, const std::string& out) {
+  auto body = api.Get("/v1/backup");
+  if (!body.ok()) return Fail(body.status());
+  if (absl::Status s = core::WriteFileAtomic(out, *body, 0600); !s.ok()) return Fail(s);
+  std::cout << "backed up root's database (" << body->size() << " bytes) to " << out
             << "; restore it with tracker-root --config FILE --restore " << out
             << " (see README: keep release.images_dir and the admin token too)\n";
   return 0;
-}
-
-absl::StatusOr<v1::FleetStatus> GetFleet(core::HttpClient& client) {
-  X1368_ASSIGN_OR_RETURN(core::HttpReply r, client.Get("/v1/fleet"));
-  if (r.status != 200) return ReplyError(r);
-  v1::FleetStatus fleet;
-  google::protobuf::util::JsonParseOptions o;
-  o.ignore_unknown_fields = true;
-  if (!google::protobuf::util::JsonStringToMessage(r.body, &fleet, o).ok()) {
-    return absl::DataLossError("root's fleet status does not parse");
-  }
-  return fleet;
 }
 
 std::string Rejections(const google::protobuf::RepeatedPtrField<v1::ReasonCount>& list) {
@@ -311,18 +438,11 @@ std::string Rejections(const google::protobuf::RepeatedPtrField<v1::ReasonCount>
   return parts.empty() ? "-" : absl::StrJoin(parts, ",");
 }
 
-int FleetStatus(const Admin& admin, bool json) {
-  auto client = admin.Client();
-  if (!client.ok()) return Fail(client.status());
-  auto fleet = GetFleet(*client);
+int FleetStatus(Api& api, const std::string& output) {
+  auto fleet = api.GetMessage<v1::FleetStatus>("/v1/fleet");
   if (!fleet.ok()) return Fail(fleet.status());
-  if (json) {
-    std::string out;
-    google::protobuf::util::JsonPrintOptions o;
-    o.preserve_proto_field_names = true;
-    o.add_whitespace = true;
-    (void)google::protobuf::util::MessageToJsonString(*fleet, &out, o);
-    std::cout << out;
+  if (WantsData(output)) {
+    PrintMessage(*fleet, output);
     return 0;
   }
   std::printf("%-20s %-14s %-10s %-10s %-12s %-20s %-7s %s\n", "DEVICE", "VIA", "COMPONENT",
@@ -361,7 +481,7 @@ int FleetStatus(const Admin& admin, bool json) {
 
 // X.1368 §11.2 a: one page of a list (GET /v1/devices).
 struct ListArgs {
-  std::string component, subtree, after;
+  std::string component, subtree, after, state;
   std::string list = "all";
   uint32_t limit = 0;
   bool asked() const {
@@ -369,7 +489,20 @@ struct ListArgs {
   }
 };
 
-int FleetList(const Admin& admin, const ListArgs& a, bool json) {
+// "--limit N --after C": the query's paging part.
+std::string Paging(const ListArgs& a) {
+  std::string out;
+  if (!a.after.empty()) absl::StrAppend(&out, "&after=", Escape(a.after));
+  if (a.limit > 0) absl::StrAppend(&out, "&limit=", a.limit);
+  return out;
+}
+
+// In a table, where the next page starts (on stderr: the rows stay a clean table).
+void PrintMore(const std::string& next_after) {
+  if (!next_after.empty()) std::cerr << "more: --after " << Cell(next_after) << "\n";
+}
+
+int ListDevices(Api& api, const ListArgs& a, const std::string& output) {
   // Ids only (checked here, and again by root): nothing in the query string needs escaping.
   for (const auto& [value, what] :
        {std::pair{a.component, "--component"}, std::pair{a.subtree, "--subtree"},
@@ -380,26 +513,16 @@ int FleetList(const Admin& admin, const ListArgs& a, bool json) {
   std::string path = absl::StrCat("/v1/devices?list=", a.list);
   if (!a.component.empty()) absl::StrAppend(&path, "&component=", a.component);
   if (!a.subtree.empty()) absl::StrAppend(&path, "&subtree=", a.subtree);
-  if (!a.after.empty()) absl::StrAppend(&path, "&after=", a.after);
-  if (a.limit > 0) absl::StrAppend(&path, "&limit=", a.limit);
-  auto client = admin.Client();
-  if (!client.ok()) return Fail(client.status());
-  auto r = client->Get(path);
-  if (!r.ok()) return Fail(r.status());
-  if (r->status != 200) return Fail(ReplyError(*r));
-  if (json) {
-    std::cout << r->body << "\n";
+  absl::StrAppend(&path, Paging(a));
+  auto page = api.GetMessage<v1::DevicePage>(path);
+  if (!page.ok()) return Fail(page.status());
+  if (WantsData(output)) {
+    PrintMessage(*page, output);
     return 0;
-  }
-  v1::DevicePage page;
-  google::protobuf::util::JsonParseOptions o;
-  o.ignore_unknown_fields = true;
-  if (!google::protobuf::util::JsonStringToMessage(r->body, &page, o).ok()) {
-    return Fail(absl::DataLossError("root's device list does not parse"));
   }
   std::printf("%-20s %-24s %-10s %-10s %-10s %-12s %-20s %s\n", "DEVICE", "PATH", "COMPONENT",
               "VERSION", "LATEST", "STATE", "REASON", "ONLINE");
-  for (const v1::DeviceRecord& d : page.devices()) {
+  for (const v1::DeviceRecord& d : page->devices()) {
     std::printf("%-20s %-24s %-10s %-10s %-10s %-12s %-20s %s\n", Cell(d.device_id()).c_str(),
                 d.path().empty() ? "-" : Cell(d.path()).c_str(), Cell(d.component()).c_str(),
                 Cell(d.version()).c_str(),
@@ -408,44 +531,132 @@ int FleetList(const Admin& admin, const ListArgs& a, bool json) {
                 d.reason() == v1::REASON_UNSPECIFIED ? "-" : core::ReasonName(d.reason()).c_str(),
                 d.online() ? "yes" : "no");
   }
-  if (!page.next_after().empty()) std::printf("more: --after %s\n", page.next_after().c_str());
+  PrintMore(page->next_after());
   return 0;
 }
 
-std::string TimeText(int64_t ms) {
-  return absl::FormatTime(absl::RFC3339_sec, absl::FromUnixMillis(ms), absl::UTCTimeZone());
+int ListReleases(Api& api, const ListArgs& a, const std::string& output) {
+  std::string path = "/v1/releases?";
+  if (!a.component.empty()) absl::StrAppend(&path, "component=", Escape(a.component));
+  absl::StrAppend(&path, Paging(a));
+  auto page = api.GetMessage<v1::ReleasePage>(path);
+  if (!page.ok()) return Fail(page.status());
+  if (WantsData(output)) {
+    PrintMessage(*page, output);
+    return 0;
+  }
+  std::printf("%-12s %-12s %-9s %-10s %-18s %-14s %s\n", "COMPONENT", "VERSION", "SEQUENCE", "SIZE",
+              "SHA256", "AUTHOR", "HARDWARE");
+  for (const v1::ReleaseInfo& r : page->releases()) {
+    std::printf("%-12s %-12s %-9llu %-10llu %-18s %-14s %s\n", Cell(r.component()).c_str(),
+                Cell(r.version()).c_str(), static_cast<unsigned long long>(r.sequence_number()),
+                static_cast<unsigned long long>(r.size()), r.sha256_hex().substr(0, 16).c_str(),
+                Cell(r.author_id()).c_str(),
+                Cell(absl::StrJoin(r.hardware_classes(), ",")).c_str());
+  }
+  PrintMore(page->next_after());
+  return 0;
+}
+
+int ListCampaigns(Api& api, const ListArgs& a, const std::string& output) {
+  std::string path = "/v1/campaigns?";
+  if (!a.component.empty()) absl::StrAppend(&path, "component=", Escape(a.component));
+  if (!a.state.empty()) absl::StrAppend(&path, "&state=", Escape(a.state));
+  absl::StrAppend(&path, Paging(a));
+  auto page = api.GetMessage<v1::CampaignPage>(path);
+  if (!page.ok()) return Fail(page.status());
+  if (WantsData(output)) {
+    PrintMessage(*page, output);
+    return 0;
+  }
+  std::printf("%-24s %-12s %-12s %-8s %-20s %s\n", "CAMPAIGN", "COMPONENT", "VERSION", "STATE",
+              "STARTED", "DEVICES");
+  for (const v1::CampaignInfo& c : page->campaigns()) {
+    std::printf("%-24s %-12s %-12s %-8s %-20s %s\n", Cell(c.campaign_id()).c_str(),
+                Cell(c.component()).c_str(), Cell(c.version()).c_str(), Cell(c.state()).c_str(),
+                TimeText(c.started_at_ms()).c_str(),
+                c.devices().empty() ? "(all)" : Cell(absl::StrJoin(c.devices(), ",")).c_str());
+  }
+  PrintMore(page->next_after());
+  return 0;
+}
+
+int DescribeRelease(Api& api, const std::string& component, const std::string& version,
+                    const std::string& output) {
+  for (const absl::Status& s : {core::ValidateIdentifier(component, "component"),
+                                core::ValidateVersion(version, "version")}) {
+    if (!s.ok()) return Fail(s);
+  }
+  auto r = api.GetMessage<v1::ReleaseInfo>(absl::StrCat("/v1/releases/", component, "/", version));
+  if (!r.ok()) return Fail(r.status());
+  if (WantsData(output)) {
+    PrintMessage(*r, output);
+    return 0;
+  }
+  std::printf("component:  %s\n", Cell(r->component()).c_str());
+  std::printf("version:    %s (sequence %llu)\n", Cell(r->version()).c_str(),
+              static_cast<unsigned long long>(r->sequence_number()));
+  std::printf("size:       %llu bytes\n", static_cast<unsigned long long>(r->size()));
+  std::printf("sha256:     %s\n", r->sha256_hex().c_str());
+  std::printf("author:     %s\n", Cell(r->author_id()).c_str());
+  std::printf("hardware:   %s\n", Cell(absl::StrJoin(r->hardware_classes(), ",")).c_str());
+  return 0;
+}
+
+int DescribeCampaign(Api& api, const std::string& id, const std::string& output) {
+  if (absl::Status s = core::ValidateText(id, "campaign id");
+      !s.ok() || id.empty() || absl::StrContains(id, "/")) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("campaign id ", core::Quote(id), " is not one (trackerctl get campaigns)")));
+  }
+  auto c = api.GetMessage<v1::CampaignInfo>(absl::StrCat("/v1/campaigns/", Escape(id)));
+  if (!c.ok()) return Fail(c.status());
+  if (WantsData(output)) {
+    PrintMessage(*c, output);
+    return 0;
+  }
+  std::printf("campaign:   %s\n", Cell(c->campaign_id()).c_str());
+  std::printf("release:    %s %s\n", Cell(c->component()).c_str(), Cell(c->version()).c_str());
+  std::printf("state:      %s\n", Cell(c->state()).c_str());
+  std::printf("started:    %s\n", TimeText(c->started_at_ms()).c_str());
+  std::printf("deadline:   %s\n",
+              c->expires_at_ms() > 0 ? TimeText(c->expires_at_ms()).c_str() : "-");
+  std::vector<std::string> progress;
+  for (const v1::StateCount& n : c->progress()) {
+    progress.push_back(absl::StrCat(v1::UpdateState_Name(n.state()), "=", n.devices()));
+  }
+  std::printf("progress:   %s\n", progress.empty() ? "no device has taken it yet"
+                                                   : absl::StrJoin(progress, " ").c_str());
+  std::printf("devices:    %s\n", c->devices().empty()
+                                      ? "every device of the component"
+                                      : Cell(absl::StrJoin(c->devices(), ",")).c_str());
+  return 0;
 }
 
 void PrintDevice(const v1::DeviceRecord& d);
 
 // `live`: also what the device's gateway holds now (GET /v1/devices/{id}/live, issue #13).
-int DeviceShow(const Admin& admin, const std::string& id, bool json, bool live) {
+int DeviceShow(Api& api, const std::string& id, const std::string& output, bool live) {
   if (absl::Status s = core::ValidateNodeId(id, "device id"); !s.ok()) return Fail(s);
-  auto client = admin.Client();
-  if (!client.ok()) return Fail(client.status());
-  auto r = client->Get(absl::StrCat("/v1/devices/", id, live ? "/live" : ""));
-  if (!r.ok()) return Fail(r.status());
-  if (r->status != 200) return Fail(ReplyError(*r));
-  if (json) {
-    std::cout << r->body << "\n";
-    return 0;
-  }
-  google::protobuf::util::JsonParseOptions o;
-  o.ignore_unknown_fields = true;
+  const std::string path = absl::StrCat("/v1/devices/", id, live ? "/live" : "");
   if (!live) {
-    v1::DeviceRecord d;
-    if (!google::protobuf::util::JsonStringToMessage(r->body, &d, o).ok()) {
-      return Fail(absl::DataLossError("root's device record does not parse"));
+    auto d = api.GetMessage<v1::DeviceRecord>(path);
+    if (!d.ok()) return Fail(d.status());
+    if (WantsData(output)) {
+      PrintMessage(*d, output);
+    } else {
+      PrintDevice(*d);
     }
-    PrintDevice(d);
     return 0;
   }
-  v1::DeviceLiveView v;
-  if (!google::protobuf::util::JsonStringToMessage(r->body, &v, o).ok()) {
-    return Fail(absl::DataLossError("root's answer does not parse"));
+  auto v = api.GetMessage<v1::DeviceLiveView>(path);
+  if (!v.ok()) return Fail(v.status());
+  if (WantsData(output)) {
+    PrintMessage(*v, output);
+    return 0;
   }
-  PrintDevice(v.record());
-  const v1::DeviceDetail& g = v.detail();
+  PrintDevice(v->record());
+  const v1::DeviceDetail& g = v->detail();
   if (g.error() != v1::REASON_UNSPECIFIED) {
     std::printf("gateway:    no gateway on its path knows it (%s)\n",
                 core::ReasonName(g.error()).c_str());
@@ -455,12 +666,12 @@ int DeviceShow(const Admin& admin, const std::string& id, bool json, bool live) 
               g.online() ? "online" : "offline",
               g.last_seen_ms() > 0 ? TimeText(g.last_seen_ms()).c_str() : "not since its start");
   std::printf("report:     %s; %s\n",
-              v.report_verified()
+              v->report_verified()
                   ? "its own signature verified by root"
-                  : absl::StrCat("NOT verified: ", core::Quote(v.report_error())).c_str(),
-              v.matches_root() ? "the one root's record holds"
-                               : "differs from root's record (root learns it with the "
-                                 "gateway's next batch or summary)");
+                  : absl::StrCat("NOT verified: ", core::Quote(v->report_error())).c_str(),
+              v->matches_root() ? "the one root's record holds"
+                                : "differs from root's record (root learns it with the "
+                                  "gateway's next batch or summary)");
   std::printf("exchanges with %s, oldest first:\n", Cell(g.gateway()).c_str());
   for (const v1::CommEntry& e : g.log()) {
     std::printf(
@@ -512,16 +723,31 @@ void PrintDevice(const v1::DeviceRecord& d) {
           : absl::StrCat("offset ", d.clock_offset_ms(), " ms from its parent's time").c_str());
 }
 
-int FleetWait(const Admin& admin, const std::string& component, const std::string& version,
-              int count, int timeout_s) {
-  auto client = admin.Client();
-  if (!client.ok()) return Fail(client.status());
+void ReportNotUpdated(const v1::FleetStatus& fleet, const std::string& component,
+                      const std::string& version) {
+  for (const v1::DeviceRecord& d : fleet.devices()) {
+    if (d.component() == component && d.version() != version) {
+      std::cerr << "not updated: " << Cell(d.device_id()) << " runs " << Cell(d.version())
+                << ", state " << v1::UpdateState_Name(d.state()) << ", reason "
+                << core::ReasonName(d.reason())
+                << (d.detail().empty() ? "" : ": " + core::Quote(d.detail())) << "\n";
+    }
+  }
+}
+
+// Exit 0 once `count` devices run `version`; 1 when too many finished badly for that to happen;
+// 3 (timeout) at the deadline, 4 when root was never reached.
+int FleetWait(Api& api, const std::string& component, const std::string& version, int count,
+              int timeout_s) {
   absl::Time deadline = absl::Now() + absl::Seconds(timeout_s);
   std::string last;
   v1::FleetStatus fleet;
+  absl::Status last_error = absl::OkStatus();
+  bool heard = false;
   while (true) {
-    auto f = GetFleet(*client);
+    auto f = api.GetMessage<v1::FleetStatus>("/v1/fleet");
     if (f.ok()) {
+      heard = true;
       fleet = *std::move(f);
       std::map<std::string, int> states;
       int updated = 0, finished_badly = 0, total = 0;
@@ -546,36 +772,148 @@ int FleetWait(const Admin& admin, const std::string& component, const std::strin
       }
       if (updated >= count) return 0;
       if (updated + finished_badly >= count && finished_badly > 0) break;
+    } else {
+      last_error = f.status();
+      // A refusal (a wrong token) will not go away by waiting.
+      if (ExitOf(last_error) == kExitRefused) return Fail(last_error);
     }
-    if (absl::Now() > deadline) break;
+    if (absl::Now() > deadline) {
+      if (!heard) return Fail(last_error);
+      std::cerr << "trackerctl: timed out after " << timeout_s << " s waiting for " << count
+                << " devices of " << component << " on " << version << "\n";
+      ReportNotUpdated(fleet, component, version);
+      return kExitTimeout;
+    }
     absl::SleepFor(absl::Milliseconds(300));
   }
-  for (const v1::DeviceRecord& d : fleet.devices()) {
-    if (d.component() == component && d.version() != version) {
-      std::cerr << "not updated: " << Cell(d.device_id()) << " runs " << Cell(d.version())
-                << ", state " << v1::UpdateState_Name(d.state()) << ", reason "
-                << core::ReasonName(d.reason())
-                << (d.detail().empty() ? "" : ": " + core::Quote(d.detail())) << "\n";
-    }
+  ReportNotUpdated(fleet, component, version);
+  return kExitFailed;
+}
+
+// --- config ---------------------------------------------------------------------------------
+
+int SetContext(const std::string& path, const std::string& name, const Context& given) {
+  if (absl::Status s = core::ValidateIdentifier(name, "context name"); !s.ok()) return Fail(s);
+  auto config = LoadConfig(path);
+  if (!config.ok()) return Fail(config.status());
+  Context& c = config->contexts[name];
+  // Only what is given changes: set-context lab --token-file F keeps lab's URL.
+  if (!given.admin_url.empty()) c.admin_url = given.admin_url;
+  if (!given.token_file.empty()) c.token_file = given.token_file;
+  if (!given.token.empty()) c.token = given.token;
+  if (config->current_context.empty()) config->current_context = name;
+  if (absl::Status s = SaveConfig(path, *config); !s.ok()) return Fail(s);
+  std::cout << "context " << name << " set in " << path
+            << (config->current_context == name ? " (current)" : "") << "\n";
+  return 0;
+}
+
+int UseContext(const std::string& path, const std::string& name) {
+  auto config = LoadConfig(path);
+  if (!config.ok()) return Fail(config.status());
+  if (!config->contexts.count(name)) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("no context \"", name, "\" in ", path, " (trackerctl config set-context)")));
   }
-  return 1;
+  config->current_context = name;
+  if (absl::Status s = SaveConfig(path, *config); !s.ok()) return Fail(s);
+  std::cout << "current context: " << name << "\n";
+  return 0;
+}
+
+// The file's contexts; a token kept in the file is said to be there, never shown.
+int ViewConfig(const std::string& path, const std::string& output) {
+  auto config = LoadConfig(path);
+  if (!config.ok()) return Fail(config.status());
+  nlohmann::json data = {{"config", path},
+                         {"current_context", config->current_context},
+                         {"contexts", nlohmann::json::array()}};
+  for (const auto& [name, c] : config->contexts) {
+    data["contexts"].push_back({{"name", name},
+                                {"admin_url", c.admin_url},
+                                {"token_file", c.token_file},
+                                {"token", c.token.empty() ? "" : "(set)"}});
+  }
+  if (WantsData(output)) {
+    PrintData(data, output);
+    return 0;
+  }
+  std::printf("config: %s\n", path.c_str());
+  std::printf("%-8s %-16s %-32s %s\n", "CURRENT", "NAME", "ADMIN URL", "TOKEN");
+  for (const auto& [name, c] : config->contexts) {
+    std::printf("%-8s %-16s %-32s %s\n", name == config->current_context ? "*" : "",
+                Cell(name).c_str(), c.admin_url.empty() ? "-" : Cell(c.admin_url).c_str(),
+                !c.token.empty()       ? "(in the file)"
+                : c.token_file.empty() ? "-"
+                                       : Cell(c.token_file).c_str());
+  }
+  return 0;
 }
 
 }  // namespace
 }  // namespace x1368::ctl
 
+namespace {
+
+using x1368::ctl::ListArgs;
+
+constexpr char kFooter[] =
+    "Root's admin API: --admin URL, else X1368_ADMIN_URL, else the current context's admin_url, "
+    "else http://127.0.0.1:8368. Its token: --token or --token-file, else X1368_ADMIN_TOKEN, "
+    "else the context's token or token_file. Contexts live in --config, else X1368_CONFIG, else "
+    "$XDG_CONFIG_HOME/x1368/trackerctl.toml or ~/.config/x1368/trackerctl.toml (trackerctl "
+    "config --help). Global flags go before or after the verb.\n";
+
+// The device filters of `fleet status` and `get devices`.
+void AddDeviceFilters(CLI::App* cmd, ListArgs& args) {
+  cmd->add_option("--component", args.component, "only this component's devices");
+  cmd->add_option("--subtree", args.subtree, "only the devices at or below this node");
+  auto* lists = cmd->add_option_group("list", "one of the lists");
+  for (const auto& [flag, name] :
+       {std::pair{"--up-to-date", "up_to_date"}, std::pair{"--obsolete", "obsolete"},
+        std::pair{"--failed", "failed"}, std::pair{"--offline", "offline"},
+        std::pair{"--updating", "updating"}, std::pair{"--needs-update", "needs_update"},
+        std::pair{"--ahead", "ahead"}}) {
+    lists->add_flag_callback(flag, [&args, name = std::string(name)] { args.list = name; });
+  }
+  lists->require_option(0, 1);
+}
+
+void AddPaging(CLI::App* cmd, ListArgs& args, const char* what) {
+  cmd->add_option("--limit", args.limit,
+                  absl::StrCat(what, " per page (root's default 100, at most 1000)"));
+  cmd->add_option("--after", args.after, "the cursor a previous page printed (its next_after)");
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace x1368::ctl;
   CLI::App app{
       "trackerctl: keys, certificates and signed manifests for an x1368 tracker tree, "
-      "and the root's admin API (releases, campaigns, fleet status)."};
+      "and the root's admin API (releases, campaigns, devices)."};
   app.require_subcommand(1);
-  Admin admin;
-  auto add_admin = [&admin](CLI::App* cmd) {
-    cmd->add_option("--admin", admin.url, "root's admin API")->capture_default_str();
-    cmd->add_option("--token", admin.token, "admin bearer token");
-    cmd->add_option("--token-file", admin.token_file, "file holding the admin token");
-  };
+  // Global flags are parsed after any verb too (every subcommand inherits this).
+  app.fallthrough();
+  app.footer(absl::StrCat(kFooter, kExitCodesHelp));
+  app.set_version_flag("--version", absl::StrCat("trackerctl ", x1368::core::kVersion, " (",
+                                                 x1368::core::kGitRevision, ")"));
+  AdminFlags flags;
+  std::string output = "table";
+  auto* global = app.add_option_group("Global", "flags of every verb, before or after it");
+  global->add_option(
+      "--admin", flags.url,
+      absl::StrCat("root's admin API URL (env X1368_ADMIN_URL; default ", kDefaultAdminUrl, ")"));
+  global->add_option("--token", flags.token, "admin bearer token (env X1368_ADMIN_TOKEN)");
+  global->add_option("--token-file", flags.token_file,
+                     "file holding the admin token (root writes <data_dir>/admin.token)");
+  global->add_option("--context", flags.context, "a context of the config file, not its current");
+  global->add_option("--config", flags.config,
+                     "config file with contexts (env X1368_CONFIG; default "
+                     "~/.config/x1368/trackerctl.toml)");
+  global->add_option("-o,--output", output, kOutputHelp)
+      ->check(CLI::IsMember({"table", "json", "yaml"}))
+      ->capture_default_str();
 
   std::string out, pub;
   auto* keygen = app.add_subcommand("keygen", "make an Ed25519 key pair (PEM)");
@@ -587,6 +925,9 @@ int main(int argc, char** argv) {
   CertArgs ca;
   auto* issue = cert->add_subcommand("issue", "root signs a node's delegation certificate");
   issue->add_option("--root-key", ca.root_key, "root's private key")->required();
+  issue->add_option("--root-pub", ca.root_pub,
+                    "root's public key (its trust anchor): the root key must match it (default: "
+                    "the .pub beside --root-key, when there is one)");
   issue->add_option("--root-id", ca.root_id, "root's node id")->capture_default_str();
   issue->add_option("--node", ca.node, "node id the certificate is for")->required();
   issue->add_option("--role", ca.role, "intermediate, client or author")->required();
@@ -604,7 +945,10 @@ int main(int argc, char** argv) {
   auto* author = app.add_subcommand("author", "firmware author tools");
   author->require_subcommand(1);
   SignArgs sa;
-  auto* sign = author->add_subcommand("sign", "build and sign a manifest for an image");
+  auto* sign = author->add_subcommand(
+      "sign",
+      "build and sign a manifest for an image; refused when the certificate does not certify "
+      "the key, is not an author's, does not cover the component or is not valid now");
   sign->add_option("--key", sa.key, "author's private key")->required();
   sign->add_option("--cert", sa.cert, "author's certificate")->required();
   sign->add_option("--image", sa.image, "image file")->required();
@@ -619,6 +963,9 @@ int main(int argc, char** argv) {
                    "bytes per chunk; each chunk's SHA-256 goes into the signed chunk table")
       ->check(CLI::Range(x1368::core::kMinChunkBytes, x1368::core::kMaxChunkBytes))
       ->capture_default_str();
+  sign->add_option("--root-pub", sa.root_pub,
+                   "root's public key: also verify the certificate and the signed manifest as a "
+                   "device would");
   sign->add_option("--out", sa.out, "signed manifest file")->required();
 
   auto* release = app.add_subcommand("release", "releases on root's firmware server");
@@ -628,7 +975,6 @@ int main(int argc, char** argv) {
       release->add_subcommand("publish", "submit a signed manifest and its image to root");
   publish->add_option("--manifest", manifest_path)->required();
   publish->add_option("--image", image_path)->required();
-  add_admin(publish);
 
   auto* campaign = app.add_subcommand("campaign", "update campaigns");
   campaign->require_subcommand(1);
@@ -639,70 +985,131 @@ int main(int argc, char** argv) {
   start->add_option("--version", version)->required();
   start->add_option("--devices", devices, "only these devices, comma separated");
   start->add_option("--deadline-s", deadline_s, "campaign deadline in seconds (default: root's)");
-  add_admin(start);
 
   auto* fleet = app.add_subcommand("fleet", "fleet state as root knows it");
   fleet->require_subcommand(1);
-  bool json = false;
+  auto json_flag = [&output](CLI::App* cmd) {
+    cmd->add_flag_callback(
+        "--json", [&output] { output = "json"; }, "same as -o json");
+  };
   auto* status = fleet->add_subcommand(
       "status",
       "every device's version and state; with a list or a filter, one page of the matching "
       "devices (X.1368 §11.2 a)");
-  status->add_flag("--json", json, "machine-readable output");
+  json_flag(status);
   ListArgs list_args;
-  status->add_option("--component", list_args.component, "only this component's devices");
-  status->add_option("--subtree", list_args.subtree, "only the devices at or below this node");
-  auto* lists = status->add_option_group("list", "one of the lists");
-  for (const auto& [flag, name] :
-       {std::pair{"--up-to-date", "up_to_date"}, std::pair{"--obsolete", "obsolete"},
-        std::pair{"--failed", "failed"}, std::pair{"--offline", "offline"},
-        std::pair{"--updating", "updating"}, std::pair{"--needs-update", "needs_update"},
-        std::pair{"--ahead", "ahead"}}) {
-    lists->add_flag_callback(flag,
-                             [&list_args, name = std::string(name)] { list_args.list = name; });
-  }
-  lists->require_option(0, 1);
-  status->add_option("--limit", list_args.limit,
-                     "devices per page (root's default 100, at most 1000)");
-  status->add_option("--after", list_args.after, "the cursor a previous page printed");
-  add_admin(status);
+  AddDeviceFilters(status, list_args);
+  AddPaging(status, list_args, "devices");
   auto* device = app.add_subcommand("device", "one device as root knows it");
   device->require_subcommand(1);
   std::string device_id;
+  bool live = false;
   auto* device_show = device->add_subcommand("show", "state, path, release and liveness");
   device_show->add_option("ID", device_id, "the device id")->required();
-  device_show->add_flag("--json", json, "machine-readable output");
-  bool live = false;
-  device_show->add_flag("--live", live,
-                        "also ask the device's gateway: its signed report (verified by root) "
-                        "and the log of its last exchanges");
-  add_admin(device_show);
+  json_flag(device_show);
+  const char* live_help =
+      "also ask the device's gateway: its signed report (verified by root) and the log of its "
+      "last exchanges";
+  device_show->add_flag("--live", live, live_help);
   int count = 0, timeout_s = 120;
-  auto* wait = fleet->add_subcommand("wait", "wait until COUNT devices of COMPONENT run VERSION");
+  auto* wait = fleet->add_subcommand(
+      "wait", "wait until COUNT devices of COMPONENT run VERSION (exit 3 at the timeout)");
   wait->add_option("--component", component)->required();
   wait->add_option("--version", version)->required();
   wait->add_option("--count", count)->required();
   wait->add_option("--timeout-s", timeout_s)->capture_default_str();
-  add_admin(wait);
+
+  // kubectl-style reads; `list` is `get`.
+  auto* get = app.add_subcommand("get", "list devices, releases or campaigns (alias: list)");
+  get->alias("list");
+  get->require_subcommand(1);
+  ListArgs get_args;
+  auto* get_devices = get->add_subcommand("devices", "a page of devices, in device id order");
+  get_devices->alias("device");
+  AddDeviceFilters(get_devices, get_args);
+  AddPaging(get_devices, get_args, "devices");
+  auto* get_releases = get->add_subcommand("releases", "releases, by component and sequence");
+  get_releases->alias("release");
+  get_releases->add_option("--component", get_args.component, "only this component's");
+  AddPaging(get_releases, get_args, "releases");
+  auto* get_campaigns = get->add_subcommand("campaigns", "campaigns, oldest first");
+  get_campaigns->alias("campaign");
+  get_campaigns->add_option("--component", get_args.component, "only this component's");
+  get_campaigns->add_option("--state", get_args.state, "active or expired")
+      ->check(CLI::IsMember({"active", "expired"}));
+  AddPaging(get_campaigns, get_args, "campaigns");
+
+  auto* describe = app.add_subcommand("describe", "one device, campaign or release in full");
+  describe->require_subcommand(1);
+  std::string what_id, what_version;
+  auto* describe_device = describe->add_subcommand("device", "one device (as device show)");
+  describe_device->add_option("ID", what_id, "the device id")->required();
+  describe_device->add_flag("--live", live, live_help);
+  auto* describe_campaign = describe->add_subcommand("campaign", "one campaign");
+  describe_campaign->add_option("ID", what_id, "the campaign id")->required();
+  auto* describe_release = describe->add_subcommand("release", "one release");
+  describe_release->add_option("COMPONENT", what_id)->required();
+  describe_release->add_option("VERSION", what_version)->required();
 
   std::string backup_out;
   auto* backup = app.add_subcommand(
       "backup", "an online backup of root's database (restore: tracker-root --restore FILE)");
   backup->add_option("--out", backup_out, "backup file (written when complete, mode 0600)")
       ->required();
-  add_admin(backup);
 
-  CLI11_PARSE(app, argc, argv);
+  auto* config = app.add_subcommand(
+      "config", "named contexts (admin URL and token) in trackerctl's config file");
+  config->require_subcommand(1);
+  std::string context_name;
+  Context context;
+  auto* set_context = config->add_subcommand(
+      "set-context", "create or change a context (the first one becomes current)");
+  set_context->add_option("NAME", context_name)->required();
+  set_context->add_option("--admin", context.admin_url, "root's admin API URL");
+  set_context->add_option("--token-file", context.token_file, "file holding the admin token");
+  set_context->add_option("--token", context.token,
+                          "the token itself, kept in the file (mode 0600); prefer --token-file");
+  auto* use_context = config->add_subcommand("use-context", "make a context the current one");
+  use_context->add_option("NAME", context_name)->required();
+  auto* view = config->add_subcommand("view", "the contexts (never a token's value)");
+
+  auto* completion = app.add_subcommand(
+      "completion", "a shell completion script: source <(trackerctl completion bash)");
+  std::string shell;
+  completion->add_option("SHELL", shell, "bash")->required()->check(CLI::IsMember({"bash"}));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; anything else that does not parse is a usage error.
+    return app.exit(e) == 0 ? kExitOk : kExitUsage;
+  }
+  Api api(flags);
   if (*keygen) return Keygen(out, pub);
   if (*issue) return CertIssue(ca);
-  if (*show) return CertShow(show_path);
+  if (*show) return CertShow(show_path, output);
   if (*sign) return AuthorSign(sa);
-  if (*publish) return ReleasePublish(admin, manifest_path, image_path);
-  if (*start) return CampaignStart(admin, component, version, devices, deadline_s);
-  if (*status)
-    return list_args.asked() ? FleetList(admin, list_args, json) : FleetStatus(admin, json);
-  if (*device_show) return DeviceShow(admin, device_id, json, live);
-  if (*wait) return FleetWait(admin, component, version, count, timeout_s);
-  if (*backup) return Backup(admin, backup_out);
-  return 1;
+  if (*publish) return ReleasePublish(api, manifest_path, image_path);
+  if (*start) return CampaignStart(api, component, version, devices, deadline_s);
+  if (*status) {
+    return list_args.asked() ? ListDevices(api, list_args, output) : FleetStatus(api, output);
+  }
+  if (*device_show) return DeviceShow(api, device_id, output, live);
+  if (*wait) return FleetWait(api, component, version, count, timeout_s);
+  if (*get_devices) return ListDevices(api, get_args, output);
+  if (*get_releases) return ListReleases(api, get_args, output);
+  if (*get_campaigns) return ListCampaigns(api, get_args, output);
+  if (*describe_device) return DeviceShow(api, what_id, output, live);
+  if (*describe_campaign) return DescribeCampaign(api, what_id, output);
+  if (*describe_release) return DescribeRelease(api, what_id, what_version, output);
+  if (*backup) return Backup(api, backup_out);
+  const std::string config_path = ConfigPath(flags.config);
+  if (*set_context) return SetContext(config_path, context_name, context);
+  if (*use_context) return UseContext(config_path, context_name);
+  if (*view) return ViewConfig(config_path, output);
+  if (*completion) {
+    std::cout << BashCompletion(app);
+    return kExitOk;
+  }
+  return kExitFailed;
 }

@@ -1339,7 +1339,7 @@ TEST_F(DaemonsOperatorTest, AdminRequestsWithoutTheTokenAreAWarningAtTheDefaultL
     core::HttpClient http(admin_url_, token);
     auto r = http.Get("/v1/fleet");
     ASSERT_OK(r);
-    EXPECT_EQ(r->status, 403) << r->body;
+    EXPECT_EQ(r->status, 401) << r->body;
   }
   // The first refusal is said at once; the next ones within the minute are counted, not logged.
   ASSERT_TRUE(WaitForLog(root_,
@@ -1413,9 +1413,9 @@ TEST_F(DaemonsProcessTest, MetricsEndpointsAndAdminAuthentication) {
   EXPECT_TRUE(absl::StrContains(r.body, "x1368_")) << r.body;
 
   ASSERT_TRUE(fetch(admin_url_, "/v1/fleet", "", &r));
-  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_EQ(r.status, 401) << r.body;
   ASSERT_TRUE(fetch(admin_url_, "/v1/fleet", "not-the-token-0123456789", &r));
-  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_EQ(r.status, 401) << r.body;
 
   auto token = core::ReadFile(File("admin.token"));
   ASSERT_OK(token);
@@ -1707,7 +1707,8 @@ TEST_F(DaemonsProcessTest, CleanlyStoppedNodesAreShownOfflineAtOnce) {
 
 // X.1368 §11.3 e, through trackerctl and root's admin API: once fw 2.0.0 is released with
 // sequence number 2, another image as 2.0.0 and another version with sequence number 2 are
-// refused (HTTP 409, typed reason, exit 1); the very same release again is accepted idempotently.
+// refused (HTTP 409, typed reason, exit 5: refused by root); the very same release again is
+// accepted idempotently.
 TEST_F(DaemonsProcessTest, ReleaseReusingAVersionOrSequenceNumberIsRefused) {
   ASSERT_NO_FATAL_FAILURE(StartBroker());
   ASSERT_TRUE(MakePki({}));
@@ -1730,13 +1731,13 @@ TEST_F(DaemonsProcessTest, ReleaseReusingAVersionOrSequenceNumberIsRefused) {
   ASSERT_TRUE(first.exited_with(0)) << first.Describe() << Logs();
 
   CommandResult same_version = publish("same-version", "2.0.0", 3, 2);
-  EXPECT_TRUE(same_version.exited_with(1)) << same_version.Describe();
+  EXPECT_TRUE(same_version.exited_with(5)) << same_version.Describe();
   EXPECT_TRUE(absl::StrContains(same_version.err, "HTTP 409")) << same_version.Describe();
   EXPECT_TRUE(absl::StrContains(same_version.err, "RELEASE_VERSION_EXISTS"))
       << same_version.Describe();
 
   CommandResult same_sequence = publish("same-sequence", "2.1.0", 2, 3);
-  EXPECT_TRUE(same_sequence.exited_with(1)) << same_sequence.Describe();
+  EXPECT_TRUE(same_sequence.exited_with(5)) << same_sequence.Describe();
   EXPECT_TRUE(absl::StrContains(same_sequence.err, "HTTP 409")) << same_sequence.Describe();
   EXPECT_TRUE(absl::StrContains(same_sequence.err, "RELEASE_SEQUENCE_EXISTS"))
       << same_sequence.Describe();
@@ -1795,7 +1796,7 @@ TEST_F(DaemonsProcessTest, CurlUploadsAReleaseAsTrackerctlDoes) {
 
   CommandResult denied = upload("not-the-token-0123456789");
   ASSERT_TRUE(denied.exited_with(0)) << denied.Describe();
-  EXPECT_TRUE(absl::StrContains(denied.out, "HTTP 403")) << denied.Describe();
+  EXPECT_TRUE(absl::StrContains(denied.out, "HTTP 401")) << denied.Describe();
   EXPECT_TRUE(absl::StrContains(denied.out, "bearer token")) << denied.Describe();
 
   CommandResult r = upload(std::string(absl::StripAsciiWhitespace(*token)));
@@ -1848,7 +1849,7 @@ TEST_F(DaemonsProcessTest, AVersionOutsideTheGrammarIsRefusedAtSigningAndAtPubli
   ASSERT_OK(core::WriteFileAtomic(File("forged.manifest"), sm.SerializeAsString()));
   CommandResult publish =
       Admin({"release", "publish", "--manifest", File("forged.manifest"), "--image", image});
-  EXPECT_TRUE(publish.exited_with(1)) << publish.Describe();
+  EXPECT_TRUE(publish.exited_with(5)) << publish.Describe();
   EXPECT_TRUE(absl::StrContains(publish.err, "HTTP 400")) << publish.Describe();
   EXPECT_TRUE(absl::StrContains(publish.err, "MANIFEST_MALFORMED")) << publish.Describe();
 

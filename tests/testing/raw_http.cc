@@ -9,6 +9,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 
 namespace x1368::testing {
@@ -64,12 +66,24 @@ absl::StatusOr<RawReply> RawConnection::Receive(absl::Duration timeout) {
       return absl::DataLossError(absl::StrCat("not an HTTP response: ", in.substr(0, 200)));
     }
     if (reply.status != 100) {
+      reply.headers = std::string(rest.substr(0, end + 2));
       reply.body = std::string(rest.substr(end + 4));
       return reply;
     }
     reply.continued = true;
     rest.remove_prefix(end + 4);
   }
+}
+
+std::string RawReply::Header(absl::string_view name) const {
+  for (absl::string_view line : absl::StrSplit(headers, "\r\n")) {
+    size_t colon = line.find(':');
+    if (colon == absl::string_view::npos) continue;
+    if (absl::EqualsIgnoreCase(line.substr(0, colon), name)) {
+      return std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+    }
+  }
+  return "";
 }
 
 absl::StatusOr<RawReply> RawExchange(int port, absl::string_view request, absl::Duration timeout) {

@@ -15,7 +15,11 @@ namespace x1368::testing {
 struct RawReply {
   int status = 0;
   bool continued = false;  // the server said "100 Continue" first
+  std::string headers;     // the final response's status line and headers, each line CRLF-ended
   std::string body;
+
+  // The value of header `name` (case-insensitive), or empty.
+  std::string Header(absl::string_view name) const;
 };
 
 // One client connection to 127.0.0.1.

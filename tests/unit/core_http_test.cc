@@ -1,8 +1,9 @@
 // core::HttpServer's bodies: a streamed POST route reads its body piecewise (raw or one
 // multipart/form-data part at a time) and still answers when it stops reading half-way; every
 // body is judged by its Content-Length before any of it is read (413 over the limit, refused
-// without one), buffered or streamed, with or without "Expect: 100-continue". Real sockets on
-// 127.0.0.1: libcurl (what trackerctl sends) or the exact bytes of a raw connection.
+// without one), buffered or streamed, with or without "Expect: 100-continue"; what no route
+// answers is a 404 or a 405 with Allow. Real sockets on 127.0.0.1: libcurl (what trackerctl
+// sends) or the exact bytes of a raw connection.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -201,6 +202,24 @@ TEST_F(HttpServerTest, AdmitRefusesOnTheHeaders) {
   EXPECT_TRUE(r->continued);
   EXPECT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(r->body, "10 bytes in one piece");
+}
+
+// What no route answers, the server answers itself: 404 for an unknown path, 405 with an Allow
+// header for a path routed under other methods only (cpp-httplib alone says 404 to both, with
+// an empty body); in text unless the server is given another format (root's admin API: JSON).
+TEST_F(HttpServerTest, AnUnknownPathIs404AndAnotherMethodIs405WithAllow) {
+  auto missing = RawExchange(port_, "GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  ASSERT_OK(missing);
+  EXPECT_EQ(missing->status, 404) << missing->body;
+  EXPECT_EQ(missing->body, "no resource at /nowhere\n");
+  auto wrong = RawExchange(port_, "GET /count HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  ASSERT_OK(wrong);
+  EXPECT_EQ(wrong->status, 405) << wrong->body;
+  EXPECT_EQ(wrong->Header("Allow"), "POST") << wrong->headers;
+  EXPECT_THAT(wrong->body, HasSubstr("GET is not allowed on /count"));
+  std::vector<std::string> routes;
+  for (const core::HttpRoute& r : server_.routes()) routes.push_back(r.method + " " + r.pattern);
+  EXPECT_EQ(routes, (std::vector<std::string>{"POST /buffered", "POST /count", "POST /form"}));
 }
 
 }  // namespace

@@ -125,8 +125,8 @@ class RootUploadTest : public ::testing::Test {
                      const std::string& text) {
     EXPECT_EQ(got_status, status) << body;
     v1::ErrorReply e = ErrorOf(body);
-    EXPECT_EQ(e.reason(), reason) << body;
-    EXPECT_THAT(e.error(), HasSubstr(text));
+    EXPECT_EQ(e.details().reason(), reason) << body;
+    EXPECT_THAT(e.message(), HasSubstr(text));
   }
   void ExpectRefused(const absl::StatusOr<core::HttpReply>& r, int status, v1::Reason reason,
                      const std::string& text) {
@@ -273,7 +273,7 @@ TEST_F(RootUploadTest, AManifestPartOver64KiBIsRefused) {
   auto r = Upload({{"manifest", "", f.image_path}, {"image", "", f.image_path}});
   ASSERT_OK(r);
   EXPECT_EQ(r->status, 413) << r->body;
-  EXPECT_THAT(ErrorOf(r->body).error(), HasSubstr("the manifest part is over 65536 bytes"));
+  EXPECT_THAT(ErrorOf(r->body).message(), HasSubstr("the manifest part is over 65536 bytes"));
   ExpectNothingStored();
 }
 
@@ -283,8 +283,8 @@ TEST_F(RootUploadTest, AWrongOrMissingTokenIsRefused) {
   for (const std::string token : {"not-the-token-0123456789abcdef", ""}) {
     auto r = Upload({{"manifest", "", f.manifest_path}, {"image", "", f.image_path}}, token);
     ASSERT_OK(r);
-    EXPECT_EQ(r->status, 403) << r->body;
-    EXPECT_THAT(ErrorOf(r->body).error(), HasSubstr("bearer token"));
+    EXPECT_EQ(r->status, 401) << r->body;
+    EXPECT_THAT(ErrorOf(r->body).message(), HasSubstr("bearer token"));
   }
   // With "Expect: 100-continue", refused before the client sends a byte of its body.
   std::string body = absl::StrCat(FormPart("manifest", "fw.manifest", f.manifest_bytes),
@@ -294,7 +294,7 @@ TEST_F(RootUploadTest, AWrongOrMissingTokenIsRefused) {
   auto r = RawExchange(port_, request.substr(0, request.find("\r\n\r\n") + 4));
   ASSERT_OK(r);
   EXPECT_FALSE(r->continued);
-  EXPECT_EQ(r->status, 403) << r->body;
+  EXPECT_EQ(r->status, 401) << r->body;
   ExpectNothingStored();
 }
 
@@ -313,7 +313,7 @@ TEST_F(RootUploadTest, AContentLengthOverTheLimitIsRefusedWithoutReadingTheBody)
     ASSERT_OK(r);
     EXPECT_FALSE(r->continued);
     EXPECT_EQ(r->status, 413) << r->body;
-    EXPECT_THAT(ErrorOf(r->body).error(),
+    EXPECT_THAT(ErrorOf(r->body).message(),
                 HasSubstr(absl::StrCat(limit + 1, " bytes is over the limit of ", limit)));
   }
   ExpectNothingStored();
@@ -326,7 +326,7 @@ TEST_F(RootUploadTest, ABodyWithoutAContentLengthIsRefused) {
   auto r = RawExchange(port_, request + "5\r\nhello\r\n0\r\n\r\n");
   ASSERT_OK(r);
   EXPECT_EQ(r->status, 400) << r->body;
-  EXPECT_THAT(ErrorOf(r->body).error(), HasSubstr("needs a Content-Length"));
+  EXPECT_THAT(ErrorOf(r->body).message(), HasSubstr("needs a Content-Length"));
   ExpectNothingStored();
 }
 
@@ -371,8 +371,8 @@ TEST_F(RootUploadTest, TheProtobufBodyIsRefusedWithUnsupportedMediaType) {
   auto r = http.Post("/v1/releases", sub.SerializeAsString(), "application/x-protobuf");
   ASSERT_OK(r);
   EXPECT_EQ(r->status, 415) << r->body;
-  EXPECT_THAT(ErrorOf(r->body).error(), HasSubstr("multipart/form-data"));
-  EXPECT_THAT(ErrorOf(r->body).error(), HasSubstr("-F image=@"));
+  EXPECT_THAT(ErrorOf(r->body).message(), HasSubstr("multipart/form-data"));
+  EXPECT_THAT(ErrorOf(r->body).message(), HasSubstr("-F image=@"));
   ExpectNothingStored();
 }
 

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <regex>
@@ -12,6 +13,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -25,6 +27,27 @@ struct HttpServer::Impl {
     std::shared_ptr<const HttpStreamedRoute> route;
   };
   std::vector<Streamed> streamed;
+  struct Route {
+    HttpRoute route;
+    std::regex pattern;
+  };
+  std::vector<Route> routes;
+  HttpErrorFormat error_format;
+
+  void AddRoute(const std::string& method, const std::string& pattern) {
+    routes.push_back({{method, pattern}, std::regex(pattern)});
+  }
+  // The methods of the routes that match `path`, each once.
+  std::vector<std::string> MethodsFor(const std::string& path) const {
+    std::vector<std::string> out;
+    for (const Route& r : routes) {
+      if (std::regex_match(path, r.pattern) &&
+          std::find(out.begin(), out.end(), r.route.method) == out.end()) {
+        out.push_back(r.route.method);
+      }
+    }
+    return out;
+  }
 
   const HttpStreamedRoute* StreamedRoute(const httplib::Request& req) const {
     if (req.method != "POST") return nullptr;
@@ -82,22 +105,32 @@ absl::Status Admit(const HttpStreamedRoute& route, const HttpRequest& r, size_t 
 
 void Write(const HttpResponse& out, httplib::Response& res) {
   res.status = out.status;
+  for (const auto& [name, value] : out.headers) res.set_header(name, value);
   res.set_content(out.body, out.content_type.c_str());
 }
 
-// A buffered route's refusal of a body it will not read.
-void RefuseBody(const absl::Status& why, httplib::Response& res) {
-  Write(HttpResponse{why.code() == absl::StatusCode::kResourceExhausted ? 413 : 411, "text/plain",
-                     absl::StrCat(why.message(), "\n")},
-        res);
+// The default error format: the message as text (the daemons' metrics endpoints).
+HttpResponse PlainError(const HttpError& e) {
+  return HttpResponse{e.status, "text/plain", absl::StrCat(e.why.message(), "\n")};
 }
 
-// A streamed route's refusals when it renders none itself.
-HttpResponse PlainRefusal(const absl::Status& why) {
-  int status = 400;
-  if (why.code() == absl::StatusCode::kResourceExhausted) status = 413;
-  if (why.code() == absl::StatusCode::kPermissionDenied) status = 403;
-  return HttpResponse{status, "text/plain", absl::StrCat(why.message(), "\n")};
+// A buffered route's refusal of a body it will not read.
+void RefuseBody(const HttpErrorFormat& format, const absl::Status& why, httplib::Response& res) {
+  Write(format({why.code() == absl::StatusCode::kResourceExhausted ? 413 : 411, why, {}}), res);
+}
+
+// The status of a streamed route's refusal when it renders none itself.
+int RefusalStatus(const absl::Status& why) {
+  switch (why.code()) {
+    case absl::StatusCode::kResourceExhausted:
+      return 413;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    default:
+      return 400;
+  }
 }
 
 httplib::Server::Handler Adapt(HttpHandler handler) {
@@ -233,6 +266,7 @@ absl::Status CheckListenFree(const std::string& listen) {
 
 HttpServer::HttpServer() : impl_(std::make_unique<Impl>()) {
   Impl* impl = impl_.get();
+  impl->error_format = PlainError;
   impl->server.set_payload_max_length(impl->max_body_bytes);
   // One request per connection: the body of a request refused unread is never taken for the next
   // request. The admin API and the metrics endpoint gain nothing from keep-alive.
@@ -253,9 +287,35 @@ HttpServer::HttpServer() : impl_(std::make_unique<Impl>()) {
     }
     absl::Status s = CheckBodyLength(Describe(req), impl->max_body_bytes);
     if (s.ok()) return httplib::Server::HandlerResponse::Unhandled;
-    RefuseBody(s, res);
+    RefuseBody(impl->error_format, s, res);
     return httplib::Server::HandlerResponse::Handled;
   });
+  // What no handler answered: cpp-httplib's 404 for a path without a route for the method (a 405
+  // when another method has one) and its 400 for a request it cannot parse, each in the server's
+  // error format. A handler's own error answers carry a body and are left as they are.
+  impl->server.set_error_handler(httplib::Server::HandlerWithResponse(
+      [impl](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        HttpError e{res.status, absl::OkStatus(), {}};
+        if (res.status == 404) e.allow = impl->MethodsFor(req.path);
+        if (res.status == 404 && !e.allow.empty()) {
+          e.status = 405;
+          e.why =
+              absl::UnimplementedError(absl::StrCat(req.method, " is not allowed on ", req.path,
+                                                    "; it takes ", absl::StrJoin(e.allow, ", ")));
+        } else if (res.status == 404) {
+          e.why = absl::NotFoundError(absl::StrCat("no resource at ", req.path));
+        } else {
+          e.why = absl::InvalidArgumentError(absl::StrCat("HTTP ", res.status,
+                                                          ": the request was "
+                                                          "not understood"));
+        }
+        HttpResponse out = impl->error_format(e);
+        out.status = e.status;
+        if (e.status == 405) out.headers.emplace_back("Allow", absl::StrJoin(e.allow, ", "));
+        Write(out, res);
+        return httplib::Server::HandlerResponse::Handled;
+      }));
   // "Expect: 100-continue": the client waits for our word before it sends the body, so a refusal
   // costs it nothing. cpp-httplib writes what we return (100: go on) before routing.
   impl->server.set_expect_100_continue_handler(
@@ -270,7 +330,7 @@ HttpServer::HttpServer() : impl_(std::make_unique<Impl>()) {
         if (HasBody(req)) {
           absl::Status s = CheckBodyLength(r, impl->max_body_bytes);
           if (s.ok()) return 100;
-          RefuseBody(s, res);
+          RefuseBody(impl->error_format, s, res);
           return res.status;
         }
         return 100;
@@ -280,18 +340,26 @@ HttpServer::HttpServer() : impl_(std::make_unique<Impl>()) {
 HttpServer::~HttpServer() { Stop(); }
 
 void HttpServer::Get(const std::string& path, HttpHandler handler) {
+  impl_->AddRoute("GET", path);
   impl_->server.Get(path, Adapt(std::move(handler)));
 }
 
 void HttpServer::Post(const std::string& path, HttpHandler handler) {
+  impl_->AddRoute("POST", path);
   impl_->server.Post(path, Adapt(std::move(handler)));
 }
 
 void HttpServer::PostStreamed(const std::string& path, HttpStreamedRoute route) {
-  if (!route.refuse) route.refuse = PlainRefusal;
+  Impl* impl = impl_.get();
+  if (!route.refuse) {
+    // Looked up when used: the error format may be set after the route.
+    route.refuse = [impl](const absl::Status& why) {
+      return impl->error_format({RefusalStatus(why), why, {}});
+    };
+  }
   auto shared = std::make_shared<const HttpStreamedRoute>(std::move(route));
   impl_->streamed.push_back({std::regex(path), shared});
-  Impl* impl = impl_.get();
+  impl_->AddRoute("POST", path);
   impl_->server.Post(path, [impl, shared](const httplib::Request& req, httplib::Response& res,
                                           const httplib::ContentReader& reader) {
     HttpRequest r = Describe(req);
@@ -301,6 +369,16 @@ void HttpServer::PostStreamed(const std::string& path, HttpStreamedRoute route) 
     BodyReader body(req, res, reader);
     Write(shared->handle(r, body), res);
   });
+}
+
+void HttpServer::set_error_format(HttpErrorFormat format) {
+  impl_->error_format = std::move(format);
+}
+
+std::vector<HttpRoute> HttpServer::routes() const {
+  std::vector<HttpRoute> out;
+  for (const Impl::Route& r : impl_->routes) out.push_back(r.route);
+  return out;
 }
 
 void HttpServer::set_max_body_bytes(size_t bytes) {

@@ -20,6 +20,33 @@ void InitCurlOnce() {
   (void)done;
 }
 
+// What went wrong, in a few words an operator acts on; curl's own text follows in brackets.
+const char* Why(CURLcode rc) {
+  switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+      return "connection refused";
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+      return "unknown host";
+    case CURLE_OPERATION_TIMEDOUT:
+      return "timed out";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+      return "TLS failed";
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+      return "not an http:// or https:// URL";
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+      return "the connection broke";
+    default:
+      return "failed";
+  }
+}
+
 }  // namespace
 
 struct HttpClient::Body {
@@ -110,7 +137,8 @@ absl::StatusOr<HttpReply> HttpClient::Perform(const std::string& method, const s
   CURLcode rc = curl_easy_perform(h);
   if (rc != CURLE_OK) {
     return absl::UnavailableError(
-        absl::StrCat(method, " ", url, ": ", error[0] != 0 ? error : curl_easy_strerror(rc)));
+        absl::StrCat("cannot reach ", base_url_, ": ", Why(rc), " (", method, " ", path, ": ",
+                     error[0] != 0 ? error : curl_easy_strerror(rc), ")"));
   }
   HttpReply reply;
   long status = 0;

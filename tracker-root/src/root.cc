@@ -2,23 +2,30 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <future>
+#include <set>
+#include <tuple>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "x1368/core/chunk_fetcher.h"
 #include "x1368/core/chunk_service.h"
 #include "x1368/core/crypto.h"
 #include "x1368/core/file_system.h"
 #include "x1368/core/file_util.h"
+#include "x1368/core/json.h"
 #include "x1368/core/log.h"
 #include "x1368/core/manifest.h"
 #include "x1368/core/reason.h"
 #include "x1368/core/topics.h"
 #include "x1368/core/values.h"
+#include "x1368/root/openapi.h"
 
 namespace x1368::root {
 
@@ -29,15 +36,7 @@ using core::Reject;
 
 namespace {
 
-std::string ToJson(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions o;
-  o.preserve_proto_field_names = true;
-  // "online": false and zero counts too: a client counting with jq must see them.
-  o.always_print_primitive_fields = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
-  return out;
-}
+std::string ToJson(const google::protobuf::Message& m) { return core::MessageToJsonText(m); }
 
 // GET /v1/devices?component=&subtree=&list=&limit=&after= (list: all, up_to_date, obsolete,
 // failed, offline, updating, needs_update, ahead).
@@ -72,9 +71,63 @@ absl::StatusOr<v1::DeviceQuery> DeviceQueryFrom(const std::map<std::string, std:
   return q;
 }
 
+// The name of an error's HTTP status, its `code` when the refusal carries no X.1368 reason.
+std::string StatusName(int status) {
+  switch (status) {
+    case 400:
+      return "BAD_REQUEST";
+    case 401:
+      return "UNAUTHENTICATED";
+    case 403:
+      return "PERMISSION_DENIED";
+    case 404:
+      return "NOT_FOUND";
+    case 405:
+      return "METHOD_NOT_ALLOWED";
+    case 409:
+      return "CONFLICT";
+    case 411:
+      return "LENGTH_REQUIRED";
+    case 413:
+      return "PAYLOAD_TOO_LARGE";
+    case 415:
+      return "UNSUPPORTED_MEDIA_TYPE";
+    case 422:
+      return "UNPROCESSABLE_ENTITY";
+    case 503:
+      return "UNAVAILABLE";
+    default:
+      return status >= 500 ? "INTERNAL" : "BAD_REQUEST";
+  }
+}
+
+// Every non-2xx answer of the admin API, whoever gives it (a handler, or the server itself for
+// an unknown route, a wrong method or a refused body): an ErrorReply in JSON.
+HttpResponse ErrorBody(const core::HttpError& e) {
+  v1::ErrorReply reply;
+  const v1::Reason reason = core::ReasonOf(e.why);
+  reply.set_code(reason == v1::REASON_UNSPECIFIED ? StatusName(e.status)
+                                                  : core::ReasonName(reason));
+  reply.set_message(std::string(e.why.message()));
+  reply.mutable_details()->set_http_status(e.status);
+  reply.mutable_details()->set_reason(reason);
+  for (const std::string& m : e.allow) reply.mutable_details()->add_allow(m);
+  HttpResponse out{e.status, "application/json", ToJson(reply)};
+  // RFC 6750: a 401 names the scheme the client must use.
+  if (e.status == 401) out.headers.emplace_back("WWW-Authenticate", R"(Bearer realm="x1368")");
+  return out;
+}
+
+// A handler's refusal: the HTTP status for the Status's code. InvalidArgument: the request is
+// malformed (400); FailedPrecondition without a reason: well-formed but naming what root does not
+// have, an unknown release or device (422); AlreadyExists/Aborted: it conflicts with what root
+// holds (409).
 HttpResponse ErrorResponse(const absl::Status& s) {
   int status = 400;
   switch (s.code()) {
+    case absl::StatusCode::kUnauthenticated:
+      status = 401;
+      break;
     case absl::StatusCode::kPermissionDenied:
       status = 403;
       break;
@@ -82,7 +135,13 @@ HttpResponse ErrorResponse(const absl::Status& s) {
       status = 404;
       break;
     case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kAborted:
       status = 409;
+      break;
+    case absl::StatusCode::kFailedPrecondition:
+      // A release refused by the X.1368 checks (SIZE_MISMATCH, DIGEST_MISMATCH) stays a bad
+      // request, its reason in `code`; 422 is for requests naming what root does not have.
+      status = core::ReasonOf(s) == v1::REASON_UNSPECIFIED ? 422 : 400;
       break;
     case absl::StatusCode::kResourceExhausted:
       status = 413;
@@ -103,10 +162,70 @@ HttpResponse ErrorResponse(const absl::Status& s) {
     default:
       break;
   }
-  v1::ErrorReply e;
-  e.set_error(std::string(s.message()));
-  e.set_reason(core::ReasonOf(s));
-  return HttpResponse{status, "application/json", ToJson(e)};
+  return ErrorBody({status, s, {}});
+}
+
+// `limit` of a list's query: 100 unless given, at most 1000 (as GET /v1/devices).
+absl::StatusOr<size_t> LimitFrom(const std::string& value) {
+  uint32_t limit = 0;
+  if (!absl::SimpleAtoi(value, &limit)) {
+    return absl::InvalidArgumentError(absl::StrCat("limit \"", value, "\" is not a number"));
+  }
+  return limit == 0 ? kDefaultPageSize : std::min(limit, kMaxPageSize);
+}
+
+// The parameters of a list (limit, after, and the filters in `filters`), each checked against
+// that set: a misspelt filter is refused rather than silently ignored.
+absl::StatusOr<std::map<std::string, std::string>> ListParams(
+    const std::map<std::string, std::string>& params, std::vector<std::string> filters) {
+  filters.push_back("limit");
+  filters.push_back("after");
+  for (const auto& [key, value] : params) {
+    if (std::find(filters.begin(), filters.end(), key) == filters.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown parameter \"", key, "\" (this list takes ", absl::StrJoin(filters, ", "), ")"));
+    }
+  }
+  return params;
+}
+
+// One page of `items` (already filtered and in list order): those after the item whose key is
+// `after` (empty: from the first), at most `limit`; `next` is the last one's key when more
+// follow. InvalidArgument for a cursor that names no item.
+template <typename T, typename KeyFn>
+absl::StatusOr<std::vector<T>> PageOf(const std::vector<T>& items, const KeyFn& key,
+                                      const std::map<std::string, std::string>& params,
+                                      std::string* next) {
+  size_t limit = kDefaultPageSize;
+  if (auto it = params.find("limit"); it != params.end()) {
+    X1368_ASSIGN_OR_RETURN(limit, LimitFrom(it->second));
+  }
+  size_t begin = 0;
+  if (auto it = params.find("after"); it != params.end() && !it->second.empty()) {
+    auto found = std::find_if(items.begin(), items.end(),
+                              [&](const T& item) { return key(item) == it->second; });
+    if (found == items.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("after \"", it->second, "\" is not a cursor of this list"));
+    }
+    begin = static_cast<size_t>(found - items.begin()) + 1;
+  }
+  const size_t end = std::min(items.size(), begin + limit);
+  next->clear();
+  if (end < items.size()) *next = key(items[end - 1]);
+  return std::vector<T>(items.begin() + begin, items.begin() + end);
+}
+
+v1::ReleaseInfo InfoOf(const Release& r) {
+  v1::ReleaseInfo info;
+  info.set_component(r.manifest.component());
+  info.set_version(r.manifest.version());
+  info.set_sequence_number(r.manifest.sequence_number());
+  info.set_sha256_hex(core::HexEncode(r.manifest.sha256()));
+  info.set_size(r.manifest.size());
+  info.set_author_id(r.manifest.author_id());
+  for (const auto& hw : r.manifest.hardware_classes()) info.add_hardware_classes(hw);
+  return info;
 }
 
 // Constant-time comparison: the admin token must not leak through timing.
@@ -459,13 +578,26 @@ absl::Status Root::RemoveStaleUploads() {
 }
 
 absl::StatusOr<v1::CampaignInfo> Root::StartCampaign(const v1::CampaignStartRequest& req) {
+  // Well-formed requests that name what root does not have are FailedPrecondition (HTTP 422):
+  // a campaign for an unknown device would wait for it forever, silently.
   std::optional<Release> release = registry_->FindRelease(req.component(), req.version());
   if (!release) {
-    return absl::NotFoundError(absl::StrCat("no release ", core::Quote(req.version()), " of ",
-                                            core::Quote(req.component())));
+    return absl::FailedPreconditionError(absl::StrCat("no release ", core::Quote(req.version()),
+                                                      " of ", core::Quote(req.component()),
+                                                      " (trackerctl get releases lists them)"));
   }
   for (const std::string& d : req.devices()) {
     X1368_RETURN_IF_ERROR(core::ValidateNodeId(d, "device id"));
+    const v1::DeviceRecord* known = registry_->FindDevice(d);
+    if (known == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("no device ", d, " has reported to root (trackerctl get devices)"));
+    }
+    if (known->component() != req.component()) {
+      return absl::FailedPreconditionError(absl::StrCat("device ", d, " runs ",
+                                                        core::Quote(known->component()), ", not ",
+                                                        core::Quote(req.component())));
+    }
   }
   constexpr int64_t kMaxDeadlineS = 365LL * 86400;
   if (req.deadline_s() < 0 || req.deadline_s() > kMaxDeadlineS) {
@@ -480,6 +612,8 @@ absl::StatusOr<v1::CampaignInfo> Root::StartCampaign(const v1::CampaignStartRequ
   info.set_version(req.version());
   info.set_started_at_ms(now);
   info.set_state("active");
+  info.set_expires_at_ms(now + ttl);
+  for (const std::string& dev : req.devices()) info.add_devices(dev);
 
   v1::Body body;
   v1::UpdateDirective* d = body.mutable_directive();
@@ -952,10 +1086,79 @@ v1::FleetStatus Root::Fleet() const {
 // ---------------------------------------------------------------------------------------------
 // Admin API (DESIGN.md §10)
 
+std::vector<v1::CampaignInfo> Root::CampaignsNow() const {
+  const int64_t now = node_->clock().NowMs();
+  std::set<std::string> active;
+  for (const Campaign& c : registry_->ActiveCampaigns(now)) active.insert(c.info.campaign_id());
+  std::vector<v1::CampaignInfo> out = registry_->Campaigns();
+  for (v1::CampaignInfo& c : out) c.set_state(active.count(c.campaign_id()) ? "active" : "expired");
+  std::sort(out.begin(), out.end(), [](const v1::CampaignInfo& a, const v1::CampaignInfo& b) {
+    return std::make_tuple(a.started_at_ms(), a.campaign_id()) <
+           std::make_tuple(b.started_at_ms(), b.campaign_id());
+  });
+  return out;
+}
+
+v1::CampaignInfo Root::WithProgress(v1::CampaignInfo c) const {
+  std::map<v1::UpdateState, uint64_t> states;
+  for (const v1::DeviceRecord& d : registry_->Devices()) {
+    if (d.campaign_id() == c.campaign_id()) ++states[d.state()];
+  }
+  for (const auto& [state, n] : states) {
+    v1::StateCount* count = c.add_progress();
+    count->set_state(state);
+    count->set_devices(n);
+  }
+  return c;
+}
+
+absl::StatusOr<v1::ReleasePage> Root::ListReleases(
+    const std::map<std::string, std::string>& query) const {
+  X1368_ASSIGN_OR_RETURN(auto params, ListParams(query, {"component"}));
+  std::vector<v1::ReleaseInfo> all;
+  for (const Release& r : registry_->Releases()) {
+    if (params.count("component") && r.manifest.component() != params["component"]) continue;
+    all.push_back(InfoOf(r));
+  }
+  std::sort(all.begin(), all.end(), [](const v1::ReleaseInfo& a, const v1::ReleaseInfo& b) {
+    return std::make_tuple(a.component(), a.sequence_number()) <
+           std::make_tuple(b.component(), b.sequence_number());
+  });
+  v1::ReleasePage page;
+  auto key = [](const v1::ReleaseInfo& r) { return absl::StrCat(r.component(), "/", r.version()); };
+  X1368_ASSIGN_OR_RETURN(std::vector<v1::ReleaseInfo> items,
+                         PageOf(all, key, params, page.mutable_next_after()));
+  for (v1::ReleaseInfo& r : items) *page.add_releases() = std::move(r);
+  return page;
+}
+
+absl::StatusOr<v1::CampaignPage> Root::ListCampaigns(
+    const std::map<std::string, std::string>& query) const {
+  X1368_ASSIGN_OR_RETURN(auto params, ListParams(query, {"component", "state"}));
+  if (params.count("state") && params["state"] != "active" && params["state"] != "expired") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("state \"", params["state"], "\" is neither active nor expired"));
+  }
+  std::vector<v1::CampaignInfo> all;
+  for (v1::CampaignInfo& c : CampaignsNow()) {
+    if (params.count("component") && c.component() != params["component"]) continue;
+    if (params.count("state") && c.state() != params["state"]) continue;
+    all.push_back(std::move(c));
+  }
+  v1::CampaignPage page;
+  auto key = [](const v1::CampaignInfo& c) { return c.campaign_id(); };
+  X1368_ASSIGN_OR_RETURN(std::vector<v1::CampaignInfo> items,
+                         PageOf(all, key, params, page.mutable_next_after()));
+  for (v1::CampaignInfo& c : items) *page.add_campaigns() = std::move(c);
+  return page;
+}
+
 absl::Status Root::StartAdminApi() {
   admin_ = std::make_unique<core::HttpServer>();
   // The largest release upload: its image, its manifest and the form's framing.
   admin_->set_max_body_bytes(opts_.max_image_bytes + (1 << 20));
+  // What the server answers itself (unknown routes, wrong methods, refused bodies) is JSON too.
+  admin_->set_error_format(ErrorBody);
   // A request without the right token is a warning (someone guessing, or a client with a stale
   // token), at most one a minute with the count left out.
   auto refused_log = std::make_shared<core::LogThrottle>(absl::Minutes(1));
@@ -971,7 +1174,13 @@ absl::Status Root::StartAdminApi() {
     }
     return ok;
   };
-  auto denied = [] { return absl::PermissionDeniedError("missing or wrong bearer token"); };
+  // 401 (with WWW-Authenticate): the caller did not prove who it is. The admin API has one
+  // caller, the token's holder, so nothing answers 403 for lack of a permission.
+  auto denied = [] {
+    return absl::UnauthenticatedError(
+        "missing or wrong bearer token (Authorization: Bearer TOKEN; root writes it to "
+        "<data_dir>/admin.token)");
+  };
   auto unauthorized = [denied] { return ErrorResponse(denied()); };
   // The image streams to disk (bounded memory, whatever its size): multipart/form-data, so that
   // plain curl uploads a release as trackerctl does.
@@ -1054,6 +1263,55 @@ absl::Status Root::StartAdminApi() {
     if (!summary.ok()) return ErrorResponse(summary.status());
     return HttpResponse{200, "application/json", ToJson(*summary)};
   });
+  // The loop's tasks own what they use (copies): if the wait gives up, the task may still run.
+  admin_->Get("/v1/releases", [this, authorized, unauthorized](const HttpRequest& req) {
+    if (!authorized(req)) return unauthorized();
+    auto page =
+        RunOnLoop<v1::ReleasePage>(loop_, [this, q = req.params] { return ListReleases(q); });
+    if (!page.ok()) return ErrorResponse(page.status());
+    return HttpResponse{200, "application/json", ToJson(*page)};
+  });
+  admin_->Get(
+      R"(/v1/releases/([^/]+)/([^/]+))", [this, authorized, unauthorized](const HttpRequest& req) {
+        if (!authorized(req)) return unauthorized();
+        std::vector<std::string> parts = absl::StrSplit(req.path, '/');
+        // "", "v1", "releases", component, version
+        auto info =
+            RunOnLoop<v1::ReleaseInfo>(loop_, [this, parts]() -> absl::StatusOr<v1::ReleaseInfo> {
+              std::optional<Release> r = registry_->FindRelease(parts[3], parts[4]);
+              if (!r) {
+                return absl::NotFoundError(absl::StrCat("no release ", core::Quote(parts[4]),
+                                                        " of ", core::Quote(parts[3])));
+              }
+              return InfoOf(*r);
+            });
+        if (!info.ok()) return ErrorResponse(info.status());
+        return HttpResponse{200, "application/json", ToJson(*info)};
+      });
+  admin_->Get("/v1/campaigns", [this, authorized, unauthorized](const HttpRequest& req) {
+    if (!authorized(req)) return unauthorized();
+    auto page =
+        RunOnLoop<v1::CampaignPage>(loop_, [this, q = req.params] { return ListCampaigns(q); });
+    if (!page.ok()) return ErrorResponse(page.status());
+    return HttpResponse{200, "application/json", ToJson(*page)};
+  });
+  admin_->Get(R"(/v1/campaigns/([^/]+))", [this, authorized, unauthorized](const HttpRequest& req) {
+    if (!authorized(req)) return unauthorized();
+    std::string id = req.path.substr(std::string("/v1/campaigns/").size());
+    auto info =
+        RunOnLoop<v1::CampaignInfo>(loop_, [this, id]() -> absl::StatusOr<v1::CampaignInfo> {
+          for (v1::CampaignInfo& c : CampaignsNow()) {
+            if (c.campaign_id() == id) return WithProgress(std::move(c));
+          }
+          return absl::NotFoundError(absl::StrCat("no campaign ", core::Quote(id)));
+        });
+    if (!info.ok()) return ErrorResponse(info.status());
+    return HttpResponse{200, "application/json", ToJson(*info)};
+  });
+  // The API's description, without a token: clients and tools read it before they have one.
+  admin_->Get("/v1/openapi.json", [](const HttpRequest&) {
+    return HttpResponse{200, "application/json", OpenApiDocument()};
+  });
   // An online backup: SQLite's backup API on root's own connection, on the loop (so between two
   // writes of root's, never inside one), after what was staged is committed.
   admin_->Get("/v1/backup", [this, authorized, unauthorized](const HttpRequest& req) {
@@ -1074,6 +1332,10 @@ absl::Status Root::StartAdminApi() {
   X1368_ASSIGN_OR_RETURN(admin_port_, admin_->Start(opts_.admin_listen));
   spdlog::info("event=admin.listening port={}", admin_port_);
   return absl::OkStatus();
+}
+
+std::vector<core::HttpRoute> Root::admin_routes() const {
+  return admin_ ? admin_->routes() : std::vector<core::HttpRoute>{};
 }
 
 }  // namespace x1368::root

@@ -18,6 +18,8 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -38,7 +40,25 @@ struct HttpResponse {
   int status = 200;
   std::string content_type = "text/plain";
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers{};  // extra ones (WWW-Authenticate)
 };
+
+// A registered route: its method and its path pattern (a regular expression over the path).
+struct HttpRoute {
+  std::string method;
+  std::string pattern;
+};
+
+// An answer the server gives itself, before or instead of a route's handler: no route for the
+// path (404), a route for the path under other methods only (405, `allow` lists them; the server
+// sends them as the Allow header), a body refused for its length (411, 413), or another status
+// cpp-httplib sets with an empty body (400 for a request that does not parse).
+struct HttpError {
+  int status = 0;
+  absl::Status why;
+  std::vector<std::string> allow;
+};
+using HttpErrorFormat = std::function<HttpResponse(const HttpError&)>;
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
@@ -80,7 +100,7 @@ struct HttpStreamedRoute {
   std::function<HttpResponse(const HttpRequest&, HttpBodyReader& body)> handle;
   // The answer to a refusal by `admit`, or by the server itself: a body without a Content-Length
   // (InvalidArgument; a limit must be known before the body is read) or over the server's limit
-  // (ResourceExhausted). Unset: the message as text/plain (403, 413 or 400).
+  // (ResourceExhausted). Unset: the server's error format (HttpServer::set_error_format).
   std::function<HttpResponse(const absl::Status&)> refuse;
 };
 
@@ -99,6 +119,11 @@ class HttpServer {
   // without a Content-Length (chunked, or read until the connection closes), is refused before
   // any of its body is read: 413 or 411, or through the streamed route's `refuse`.
   void set_max_body_bytes(size_t bytes);
+  // How the server renders the errors it answers itself (HttpError); a streamed route without
+  // its own `refuse` uses it too. Unset: the message as text/plain. Set before Start().
+  void set_error_format(HttpErrorFormat format);
+  // Every route registered, in registration order (an API description is checked against it).
+  std::vector<HttpRoute> routes() const;
 
   // Binds `listen` ("host:port"; port 0 picks a free one) and serves in the background.
   // Returns the bound port.

@@ -31,8 +31,8 @@ class HttpClient {
  public:
   // `base_url`: "http://host:port". `bearer_token` is sent as Authorization when non-empty.
   HttpClient(std::string base_url, std::string bearer_token);
-  // Network failures (refused, unresolvable, timed out) come back as Unavailable with curl's
-  // own explanation and the URL; any HTTP status is a reply.
+  // Network failures (refused, unresolvable, timed out, TLS) come back as Unavailable: "cannot
+  // reach BASE_URL: connection refused (curl's own words)"; any HTTP status is a reply.
   absl::StatusOr<HttpReply> Get(const std::string& path);
   absl::StatusOr<HttpReply> Post(const std::string& path, const std::string& body,
                                  const std::string& content_type);

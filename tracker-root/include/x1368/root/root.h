@@ -91,6 +91,17 @@ class Root {
   // An online backup of root's database (SqliteDb::Snapshot), after committing what is staged:
   // the bytes of a database file that tracker-root --restore puts back.
   absl::StatusOr<std::string> Backup();
+  // GET /v1/releases and /v1/campaigns (query: the request's parameters); on the loop.
+  absl::StatusOr<v1::ReleasePage> ListReleases(
+      const std::map<std::string, std::string>& query) const;
+  absl::StatusOr<v1::CampaignPage> ListCampaigns(
+      const std::map<std::string, std::string>& query) const;
+  // Every campaign, oldest first, its state ("active" or "expired") as of now; on the loop.
+  std::vector<v1::CampaignInfo> CampaignsNow() const;
+  // `c` with its progress: the devices whose record names it, counted by state.
+  v1::CampaignInfo WithProgress(v1::CampaignInfo c) const;
+  // The admin API's routes (empty until started): its OpenAPI description must name them all.
+  std::vector<core::HttpRoute> admin_routes() const;
 
  private:
   void FromChild(const core::Topic& topic, const std::string& payload, core::OpenedMessage m);
