@@ -58,7 +58,10 @@ done
 # Its own process group, so that everything it started in the background is stopped at the end
 # even when it fails half-way.
 cd "$lab"
-PATH="$bin:$PATH" setsid bash -euo pipefail "$script" >"$work/out.log" 2>&1 &
+# trackerctl's contexts and any admin URL or token of the caller's stay out of it.
+mkdir -p "$work/config"
+unset X1368_ADMIN_URL X1368_ADMIN_TOKEN X1368_CONFIG
+PATH="$bin:$PATH" XDG_CONFIG_HOME="$work/config" HOME="$work" setsid bash -euo pipefail "$script" >"$work/out.log" 2>&1 &
 runner=$!
 rc=0
 wait "$runner" || rc=$?
