@@ -15,12 +15,14 @@ packages=(
   libtomlplusplus-dev libcli11-dev
   libspdlog-dev libfmt-dev
   libcpp-httplib-dev libcurl4-openssl-dev
+  prometheus-cpp-dev
   curl
   libbenchmark-dev
   clang libclang-rt-14-dev
   procps
   jq
   faketime
+  dpkg-dev file systemd
 )
 
 missing=()
