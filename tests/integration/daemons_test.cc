@@ -1433,23 +1433,23 @@ TEST_F(DaemonsProcessTest, MetricsEndpointsAndAdminAuthentication) {
   EXPECT_EQ(d->via(), "gw1");
 }
 
-// Issue #16 item 6: after an update of two devices under gw1, root's /metrics (on its admin port)
-// and gw1's count them by version and state, root's report latency histogram has observations,
-// and every series reads back with its HELP and TYPE.
+// Issue #16 item 6: after an update of two devices under gw1 and one directly under root, root's
+// /metrics (on its admin port) and gw1's count them by subtree, version and state, root's report
+// latency histogram has observations, and every series reads back with its HELP and TYPE.
 TEST_F(DaemonsProcessTest, MetricsAfterAnUpdateCountDevicesByVersionAndState) {
   ASSERT_NO_FATAL_FAILURE(StartBroker());
-  const std::vector<std::string> devices = {"dev-1", "dev-2"};
-  ASSERT_TRUE(MakePki(devices));
+  ASSERT_TRUE(MakePki({"dev-1", "dev-2", "dev-3"}));
   ASSERT_TRUE(StartRoot());
   StartDaemon("tracker-intermediate", "gw1",
               WriteConfig("gw1.toml", IntermediateLines("gw1", "root", "127.0.0.1:0")));
-  for (const std::string& d : devices) {
+  for (const std::string d : {"dev-1", "dev-2"}) {
     StartDaemon("tracker-client", d, WriteConfig(d + ".toml", ClientLines(d, "gw1")));
   }
-  ASSERT_TRUE(FleetWait("1.0.0", 2, 60));
+  StartDaemon("tracker-client", "dev-3", WriteConfig("dev-3.toml", ClientLines("dev-3", "root")));
+  ASSERT_TRUE(FleetWait("1.0.0", 3, 60));
   ASSERT_TRUE(PublishRelease("2.0.0", 2, 100 * 1024));
   ASSERT_TRUE(StartCampaign("2.0.0"));
-  ASSERT_TRUE(FleetWait("2.0.0", 2, 120));
+  ASSERT_TRUE(FleetWait("2.0.0", 3, 120));
 
   auto scrape = [this](const std::string& url) {
     auto r = core::HttpClient(url, "").Get("/metrics");
@@ -1463,12 +1463,14 @@ TEST_F(DaemonsProcessTest, MetricsAfterAnUpdateCountDevicesByVersionAndState) {
   Exposition root;
   EXPECT_TRUE(WaitFor([&] {
     root = scrape(admin_url_);
-    return root.Sum("x1368_devices", confirmed) == 2;
+    return root.Sum("x1368_devices", confirmed) == 3;
   })) << "root's x1368_devices{version=\"2.0.0\",state=\"CONFIRMED\"}: "
       << root.Sum("x1368_devices", confirmed);
   EXPECT_EQ(root.Sum("x1368_devices", {{"subtree", "gw1"}, {"online", "true"}}), 2);
-  EXPECT_EQ(root.Sum("x1368_nodes", {{"online", "true"}}), 1);
-  EXPECT_EQ(root.Sum("x1368_campaign_devices", {{"status", "confirmed"}}), 2);
+  EXPECT_EQ(root.Sum("x1368_devices", {{"subtree", "direct"}, {"online", "true"}}), 1);
+  EXPECT_EQ(root.Sum("x1368_nodes", {{"online", "true"}}), 1);  // gw1; dev-3 is no tracker
+  EXPECT_EQ(root.Sum("x1368_campaign_devices", {{"status", "targeted"}}), 3);
+  EXPECT_EQ(root.Sum("x1368_campaign_devices", {{"status", "confirmed"}}), 3);
   EXPECT_GT(root.Sum("x1368_report_latency_seconds_count"), 0);
   EXPECT_EQ(root.Sum("x1368_build_info"), 1);
   EXPECT_GT(root.Sum("process_resident_memory_bytes"), 0);

@@ -1037,7 +1037,11 @@ prometheus::MetricFamily Root::NodeGauge() const {
       core::Family("x1368_nodes", "Tracker nodes (gateways) root knows, by whether online",
                    prometheus::MetricType::Gauge);
   uint64_t online = 0, offline = 0;
-  for (const v1::NodeRecord& n : registry_->Nodes()) ++(n.online() ? online : offline);
+  for (const v1::NodeRecord& n : registry_->Nodes()) {
+    // Devices directly under root have a node record too (their presence): not tracker nodes.
+    if (registry_->FindDevice(n.node_id()) != nullptr) continue;
+    ++(n.online() ? online : offline);
+  }
   core::AddSample(&f, {{"online", "true"}}, static_cast<double>(online));
   core::AddSample(&f, {{"online", "false"}}, static_cast<double>(offline));
   return f;
