@@ -29,7 +29,7 @@ echo "built $(basename "$deb") ($(du -k "$deb" | cut -f1) KiB)"
 
 echo "== control data"
 info=$(dpkg-deb -I "$deb")
-echo "$info" | sed -n '/Package:/,$p'
+echo "$info" | grep -E '^ (Package|Version|Architecture|Maintainer|Depends|Installed-Size):'
 field() { dpkg-deb -f "$deb" "$1"; }
 [ "$(field Package)" = x1368-tracker ] || fail "Package is '$(field Package)'"
 [ -n "$(field Maintainer)" ] || fail "no Maintainer"
@@ -37,7 +37,7 @@ field() { dpkg-deb -f "$deb" "$1"; }
 depends=$(field Depends)
 # dpkg-shlibdeps found the shared libraries' packages.
 for lib in libc6 libssl3 libprometheus-cpp-core libpaho-mqttpp3 libsqlite3-0 libcurl4 passwd; do
-  echo "$depends" | grep -q "\b$lib\b" || fail "Depends lacks $lib: $depends"
+  echo ", $depends" | grep -q ", $lib" || fail "Depends lacks $lib: $depends"
 done
 dpkg-deb -e "$deb" "$work/control"
 for f in conffiles postinst prerm postrm; do [ -f "$work/control/$f" ] || fail "no $f"; done
