@@ -4,7 +4,7 @@
 # `apt-get install ./x1368-tracker_*.deb`, `systemd-analyze verify` on the installed units, then
 # tracker-root started on the installed configuration (its keys made, its broker a local
 # Mosquitto) through systemctl where systemd runs, or else as the unit's ExecStart line runs it
-# (an unprivileged user in group x1368, in the unit's StateDirectory), and its /healthz,
+# (a uid of its own in group x1368, in the unit's StateDirectory), and its /healthz,
 # /readyz and /metrics asked. Leaves the package installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,12 +69,13 @@ else
   step "no systemd here: tracker-root as its unit's ExecStart runs it (first start: --init)"
   exec_start=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/tracker-root.service)
   state=/var/lib/$(sed -n 's/^StateDirectory=//p' /lib/systemd/system/tracker-root.service)
-  # What DynamicUser= and StateDirectory= give it: its own uid, group x1368, a private state dir.
-  id x1368-test >/dev/null 2>&1 || useradd --system --no-create-home --gid x1368 x1368-test
-  install -d -m 0700 -o x1368-test -g x1368 "$state"
+  # What DynamicUser= and StateDirectory= give it: a uid of its own (in systemd's dynamic range,
+  # named by no passwd entry), group x1368 for its keys, a private state directory.
+  uid=61368 gid=$(getent group x1368 | cut -d: -f3)
+  install -d -m 0700 -o "$uid" -g "$gid" "$state"
   cmd=${exec_start//\$TRACKER_ROOT_ARGS/--init}
   # shellcheck disable=SC2086
-  setpriv --reuid=x1368-test --regid=x1368 --init-groups --no-new-privs $cmd \
+  setpriv --reuid="$uid" --regid="$gid" --clear-groups --no-new-privs $cmd \
     >/tmp/tracker-root.log 2>&1 &
   pid=$!
 fi
