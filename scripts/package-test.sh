@@ -21,7 +21,7 @@ step "cpack"
 rm -f "$build"/x1368-tracker_*.deb
 (cd "$build" && cpack -G DEB >/dev/null)
 deb=$(ls "$build"/x1368-tracker_*.deb)
-dpkg-deb -I "$deb" | sed -n '/Package:/,/Description:/p'
+dpkg-deb -I "$deb" | grep -E '^ (Package|Version|Architecture|Depends):'
 
 step "apt-get install ./$deb"
 export DEBIAN_FRONTEND=noninteractive
