@@ -3,8 +3,6 @@
 // file maps the configuration file onto a RootSpec and keeps the admin token.
 #include <malloc.h>
 
-#include <random>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "x1368/core/crypto.h"
@@ -32,12 +30,8 @@ absl::StatusOr<std::optional<std::string>> ReadToken(const std::string& path) {
   return t;
 }
 
-std::string RandomToken() {
-  std::random_device rd;
-  std::string raw(32, '\0');
-  for (char& c : raw) c = static_cast<char>(rd() & 0xff);
-  return core::HexEncode(raw);
-}
+// 256 bits from OpenSSL's CSPRNG, in hex.
+std::string RandomToken() { return core::HexEncode(core::RandomBytes(32)); }
 
 core::DaemonSetup ReadConfig(core::ConfigFile& f) {
   core::DaemonSetup setup;

@@ -16,12 +16,14 @@ packages=(
   libspdlog-dev libfmt-dev
   libcpp-httplib-dev libcurl4-openssl-dev
   nlohmann-json3-dev libyaml-cpp-dev
+  prometheus-cpp-dev
   curl
   libbenchmark-dev
   clang libclang-rt-14-dev
   procps
   jq
   faketime
+  dpkg-dev file systemd
 )
 
 missing=()

@@ -43,6 +43,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "testing/exposition.h"
 #include "testing/mosquitto.h"
 #include "testing/pki.h"
 #include "testing/status_matchers.h"
@@ -1430,6 +1431,63 @@ TEST_F(DaemonsProcessTest, MetricsEndpointsAndAdminAuthentication) {
   ASSERT_NE(d, nullptr) << r.body;
   EXPECT_EQ(d->version(), "1.0.0");
   EXPECT_EQ(d->via(), "gw1");
+}
+
+// Issue #16 item 6: after an update of two devices under gw1 and one directly under root, root's
+// /metrics (on its admin port) and gw1's count them by subtree, version and state, root's report
+// latency histogram has observations, and every series reads back with its HELP and TYPE.
+TEST_F(DaemonsProcessTest, MetricsAfterAnUpdateCountDevicesByVersionAndState) {
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_TRUE(MakePki({"dev-1", "dev-2", "dev-3"}));
+  ASSERT_TRUE(StartRoot());
+  StartDaemon("tracker-intermediate", "gw1",
+              WriteConfig("gw1.toml", IntermediateLines("gw1", "root", "127.0.0.1:0")));
+  for (const std::string d : {"dev-1", "dev-2"}) {
+    StartDaemon("tracker-client", d, WriteConfig(d + ".toml", ClientLines(d, "gw1")));
+  }
+  StartDaemon("tracker-client", "dev-3", WriteConfig("dev-3.toml", ClientLines("dev-3", "root")));
+  ASSERT_TRUE(FleetWait("1.0.0", 3, 60));
+  ASSERT_TRUE(PublishRelease("2.0.0", 2, 100 * 1024));
+  ASSERT_TRUE(StartCampaign("2.0.0"));
+  ASSERT_TRUE(FleetWait("2.0.0", 3, 120));
+
+  auto scrape = [this](const std::string& url) {
+    auto r = core::HttpClient(url, "").Get("/metrics");
+    EXPECT_TRUE(r.ok() && r->status == 200) << url << ": " << (r.ok() ? r->body : "") << Logs();
+    Exposition e = ParseExposition(r.ok() ? r->body : "");
+    EXPECT_TRUE(e.errors.empty()) << url << ":\n" << absl::StrJoin(e.errors, "\n");
+    return e;
+  };
+  const std::map<std::string, std::string> confirmed = {{"version", "2.0.0"},
+                                                        {"state", "CONFIRMED"}};
+  Exposition root;
+  EXPECT_TRUE(WaitFor([&] {
+    root = scrape(admin_url_);
+    return root.Sum("x1368_devices", confirmed) == 3;
+  })) << "root's x1368_devices{version=\"2.0.0\",state=\"CONFIRMED\"}: "
+      << root.Sum("x1368_devices", confirmed);
+  EXPECT_EQ(root.Sum("x1368_devices", {{"subtree", "gw1"}, {"online", "true"}}), 2);
+  EXPECT_EQ(root.Sum("x1368_devices", {{"subtree", "direct"}, {"online", "true"}}), 1);
+  EXPECT_EQ(root.Sum("x1368_nodes", {{"online", "true"}}), 1);  // gw1; dev-3 is no tracker
+  EXPECT_EQ(root.Sum("x1368_campaign_devices", {{"status", "targeted"}}), 3);
+  EXPECT_EQ(root.Sum("x1368_campaign_devices", {{"status", "confirmed"}}), 3);
+  EXPECT_GT(root.Sum("x1368_report_latency_seconds_count"), 0);
+  EXPECT_EQ(root.Sum("x1368_build_info"), 1);
+  EXPECT_GT(root.Sum("process_resident_memory_bytes"), 0);
+  // Root's own MQTT link, on the admin API's /metrics too.
+  EXPECT_EQ(root.Sum("x1368_mqtt_connected", {{"link", "downstream"}}), 1);
+
+  auto port = core::ReadFile(File("data/gw1/metrics.port"));
+  ASSERT_OK(port);
+  const std::string gw1 = absl::StrCat("http://127.0.0.1:", absl::StripAsciiWhitespace(*port));
+  Exposition gw;
+  EXPECT_TRUE(WaitFor([&] {
+    gw = scrape(gw1);
+    return gw.Sum("x1368_subtree_devices", confirmed) == 2;
+  })) << "gw1's x1368_subtree_devices: "
+      << gw.Sum("x1368_subtree_devices", confirmed);
+  EXPECT_EQ(gw.Sum("x1368_mqtt_connected", {{"link", "upstream"}}), 1);
+  EXPECT_EQ(gw.help.count("x1368_mqtt_connects_total"), 1u);
 }
 
 TEST_F(DaemonsProcessTest, SignedUpdateDrivenByTrackerctl) {

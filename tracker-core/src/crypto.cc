@@ -1,6 +1,7 @@
 #include "x1368/core/crypto.h"
 
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -12,6 +13,8 @@
 #include <fstream>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "x1368/core/file_util.h"
 #include "x1368/core/reason.h"
@@ -174,6 +177,11 @@ std::string RandomBytes(size_t n) {
   return out;
 }
 
+bool SameSecret(absl::string_view a, absl::string_view b) {
+  // The length is no secret (tokens are of one length); the content is.
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
 std::string Sha256(absl::string_view data) {
   Sha256Stream s;
   s.Update(data);
@@ -235,32 +243,16 @@ absl::Status CheckPemPrivateKey(absl::string_view pem) {
   return absl::OkStatus();
 }
 
-std::string HexEncode(absl::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 0xf]);
-  }
-  return out;
-}
+std::string HexEncode(absl::string_view bytes) { return absl::BytesToHexString(bytes); }
 
 absl::StatusOr<std::string> HexDecode(absl::string_view hex) {
   if (hex.size() % 2 != 0) return absl::InvalidArgumentError("odd-length hex string");
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out(hex.size() / 2, '\0');
-  for (size_t i = 0; i < out.size(); ++i) {
-    int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return absl::InvalidArgumentError("not a hex string");
-    out[i] = static_cast<char>(hi << 4 | lo);
+  for (char c : hex) {
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) {
+      return absl::InvalidArgumentError("not a hex string");
+    }
   }
-  return out;
+  return absl::HexStringToBytes(hex);
 }
 
 }  // namespace x1368::core

@@ -15,6 +15,7 @@
 #include "x1368/core/log.h"
 #include "x1368/core/mqtt_transport.h"
 #include "x1368/core/node_config.h"
+#include "x1368/core/version.h"
 
 namespace x1368::core {
 namespace {
@@ -49,14 +50,12 @@ std::thread WatchTerminationSignals(std::function<void(int)> on_signal) {
 
 absl::StatusOr<std::unique_ptr<HttpServer>> StartMetricsServer(const std::string& listen,
                                                                Metrics* metrics,
-                                                               std::function<std::string()> extra,
                                                                ReadinessCheck ready) {
   auto server = std::make_unique<HttpServer>();
-  server->Get("/metrics", [metrics, extra](const HttpRequest&) {
+  server->Get("/metrics", [metrics](const HttpRequest&) {
     HttpResponse r;
     r.content_type = "text/plain; version=0.0.4";
     r.body = metrics->RenderPrometheus();
-    if (extra) r.body += extra();
     return r;
   });
   AddHealthRoutes(server.get(), std::move(ready));
@@ -99,7 +98,8 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
                  "how log lines on stderr are written: logfmt (key=value, the default) or json "
                  "(one JSON object per line); overrides log.format in the configuration file")
       ->check(CLI::IsMember({"logfmt", "json"}));
-  app.set_version_flag("--version", "x1368 tracker 0.1.0");
+  app.set_version_flag("--version",
+                       absl::StrCat("x1368 tracker ", kVersion, " (", kGitRevision, ")"));
   CLI11_PARSE(app, argc, argv);
 
   auto file = ConfigFile::Load(config_path);
@@ -161,9 +161,8 @@ int RunDaemon(int argc, char** argv, const std::string& name, const std::string&
   std::unique_ptr<HttpServer> metrics_server;
   if (!setup.node.metrics_listen.empty()) {
     Daemon* d = daemon->get();
-    auto server = StartMetricsServer(
-        setup.node.metrics_listen, d->metrics(), [d] { return d->ExtraMetrics(); },
-        [d] { return d->NotReadyReasons(); });
+    auto server = StartMetricsServer(setup.node.metrics_listen, d->metrics(),
+                                     [d] { return d->NotReadyReasons(); });
     if (!server.ok()) {
       std::cerr << name << ": metrics endpoint: " << server.status().message() << "\n";
       return 1;

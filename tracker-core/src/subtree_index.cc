@@ -134,6 +134,15 @@ v1::SubtreeSummary SubtreeIndex::SummaryOf(const std::string& hop) const {
   return out;
 }
 
+std::vector<std::string> SubtreeIndex::Hops() const {
+  std::vector<std::string> out;
+  out.reserve(hops_.size());
+  for (const auto& [name, hop] : hops_) {
+    if (hop.devices > 0) out.push_back(name);
+  }
+  return out;
+}
+
 bool SubtreeIndex::Same(const v1::SubtreeSummary& a, const v1::SubtreeSummary& b) {
   auto digest = [](const v1::SubtreeSummary& s) {
     return s.digest().empty() ? std::string(32, '\0') : s.digest();

@@ -110,10 +110,39 @@ absl::Status Intermediate::Start() {
   loop_->PostAfter(opts_.report_interval, [this] { PeriodicSelfReport(); });
   loop_->PostAfter(opts_.child_timeout / 4, [this] { SweepHeartbeats(); });
   loop_->PostAfter(opts_.summary_interval, [this] { PeriodicSummary(); });
+  gauges_ = node_->metrics().AddCollector(
+      core::CollectedOnLoop(loop_, [this] { return core::Metrics::Families{SubtreeGauge()}; }));
   return absl::OkStatus();
 }
 
+Intermediate::~Intermediate() { UnexposeGauges(); }
+
+void Intermediate::UnexposeGauges() {
+  // A scrape running the collector is waited for; none starts after this.
+  if (gauges_ != 0) node_->metrics().RemoveCollector(gauges_);
+  gauges_ = 0;
+}
+
+prometheus::MetricFamily Intermediate::SubtreeGauge() const {
+  prometheus::MetricFamily f = core::Family(
+      "x1368_subtree_devices",
+      "Devices in this gateway's subtree, by component, running version, update state and "
+      "whether online (their link)",
+      prometheus::MetricType::Gauge);
+  const v1::SubtreeSummary summary = index_.Summary();
+  for (const v1::SummaryCount& c : summary.counts()) {
+    core::AddSample(&f,
+                    {{"component", c.component()},
+                     {"version", c.version()},
+                     {"state", v1::UpdateState_Name(c.state())},
+                     {"online", c.online() ? "true" : "false"}},
+                    static_cast<double>(c.devices()));
+  }
+  return f;
+}
+
 void Intermediate::Stop() {
+  UnexposeGauges();
   if (stopped_) return;
   stopped_ = true;
   FlushBatch();

@@ -31,6 +31,9 @@ void Node::Stop() {
 void Node::Reset() {
   Stop();
   ResetModule();
+  // Before the links go: a scrape must not read them as they do.
+  if (node != nullptr && links_collector_ != 0) node->metrics().RemoveCollector(links_collector_);
+  links_collector_ = 0;
   downstream.reset();
   transport.reset();
   node.reset();
@@ -40,24 +43,54 @@ void Node::Reset() {
   stopped_ = false;
 }
 
-std::string Node::ExtraMetrics() {
-  std::string out;
-  auto add = [&out](const char* link, core::Transport* t) {
-    if (t == nullptr) return;
-    core::TransportStats s = t->stats();
-    absl::StrAppend(&out, "x1368_mqtt_connects_total{link=\"", link, "\"} ", s.connects, "\n",
-                    "x1368_mqtt_published_total{link=\"", link, "\"} ", s.published, "\n",
-                    "x1368_mqtt_received_total{link=\"", link, "\"} ", s.received, "\n",
-                    "x1368_mqtt_dropped_total{link=\"", link, "\"} ", s.dropped, "\n",
-                    "x1368_mqtt_connection_losses_total{link=\"", link, "\"} ", s.connection_losses,
-                    "\n", "x1368_mqtt_session_taken_over_total{link=\"", link, "\"} ", s.taken_over,
-                    "\n", "x1368_mqtt_connected{link=\"", link, "\"} ", t->connected() ? 1 : 0,
-                    "\n");
+void Node::ExposeLinkMetrics() {
+  links_collector_ = node->metrics().AddCollector([this] { return LinkFamilies(); });
+}
+
+core::Metrics::Families Node::LinkFamilies() const {
+  using prometheus::MetricType;
+  struct Series {
+    const char* name;
+    const char* help;
+    MetricType type;
+    double (*value)(const core::Transport&, const core::TransportStats&);
+  };
+  static constexpr Series kSeries[] = {
+      {"x1368_mqtt_connected", "Whether the link is connected to its broker (1) or not (0)",
+       MetricType::Gauge,
+       [](const core::Transport& t, const core::TransportStats&) {
+         return t.connected() ? 1.0 : 0.0;
+       }},
+      {"x1368_mqtt_connects_total", "Connections made to the broker", MetricType::Counter,
+       [](const core::Transport&, const core::TransportStats& s) { return 1.0 * s.connects; }},
+      {"x1368_mqtt_connection_losses_total", "Connections to the broker lost", MetricType::Counter,
+       [](const core::Transport&, const core::TransportStats& s) {
+         return 1.0 * s.connection_losses;
+       }},
+      {"x1368_mqtt_session_taken_over_total",
+       "Connections the broker closed because another client connected with this client id",
+       MetricType::Counter,
+       [](const core::Transport&, const core::TransportStats& s) { return 1.0 * s.taken_over; }},
+      {"x1368_mqtt_published_total", "Messages published", MetricType::Counter,
+       [](const core::Transport&, const core::TransportStats& s) { return 1.0 * s.published; }},
+      {"x1368_mqtt_received_total", "Messages received", MetricType::Counter,
+       [](const core::Transport&, const core::TransportStats& s) { return 1.0 * s.received; }},
+      {"x1368_mqtt_dropped_total",
+       "Messages dropped from the full offline buffer (the oldest first)", MetricType::Counter,
+       [](const core::Transport&, const core::TransportStats& s) { return 1.0 * s.dropped; }},
   };
   // The root's one link goes down to its children; everyone else's first link goes up.
-  add(node != nullptr && node->id() == node->config().root_id ? "downstream" : "upstream",
-      transport.get());
-  add("downstream", downstream.get());
+  const bool is_root = node != nullptr && node->id() == node->config().root_id;
+  const std::pair<const char*, const core::Transport*> links[] = {
+      {is_root ? "downstream" : "upstream", transport.get()}, {"downstream", downstream.get()}};
+  core::Metrics::Families out;
+  for (const Series& series : kSeries) {
+    prometheus::MetricFamily f = core::Family(series.name, series.help, series.type);
+    for (const auto& [link, t] : links) {
+      if (t != nullptr) core::AddSample(&f, {{"link", link}}, series.value(*t, t->stats()));
+    }
+    out.push_back(std::move(f));
+  }
   return out;
 }
 
@@ -117,6 +150,7 @@ absl::Status RootNode::StartModule() {
 absl::Status Build(const core::Env& env, const RootSpec& spec, RootNode* n) {
   X1368_RETURN_IF_ERROR(BuildCommon(env, spec.node, kRootDatabase, n));
   n->transport = env.transports(spec.downstream);
+  n->ExposeLinkMetrics();
   root::RootOptions options = spec.options;
   // The admin API's /readyz: root's link to its children's broker and its data_dir.
   if (!options.readiness) options.readiness = [n] { return n->NotReadyReasons(); };
@@ -129,6 +163,7 @@ absl::Status Build(const core::Env& env, const IntermediateSpec& spec, Intermedi
   X1368_RETURN_IF_ERROR(BuildCommon(env, spec.node, kIntermediateDatabase, n));
   n->transport = env.transports(spec.upstream);
   if (spec.downstream) n->downstream = env.transports(*spec.downstream);
+  n->ExposeLinkMetrics();
   core::Transport* down = n->downstream ? n->downstream.get() : n->transport.get();
   n->intermediate = std::make_unique<intermediate::Intermediate>(
       spec.options, n->node.get(), n->db.get(), n->transport.get(), down, n->loop.get());
@@ -142,6 +177,7 @@ absl::Status Build(const core::Env& env, const ClientSpec& spec, ClientNode* n) 
   consumer.fs = env.fs;
   X1368_ASSIGN_OR_RETURN(n->consumer, stub::StubConsumer::Open(consumer));
   n->transport = env.transports(spec.upstream);
+  n->ExposeLinkMetrics();
   n->client = std::make_unique<client::Client>(spec.options, n->node.get(), n->consumer.get(),
                                                n->transport.get(), n->loop.get(), spec.hooks);
   return absl::OkStatus();

@@ -228,14 +228,6 @@ v1::ReleaseInfo InfoOf(const Release& r) {
   return info;
 }
 
-// Constant-time comparison: the admin token must not leak through timing.
-bool SameSecret(absl::string_view a, absl::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
 // Runs `fn` on the event loop and waits for its result.
 template <typename T>
 absl::StatusOr<T> RunOnLoop(core::EventLoop* loop, std::function<absl::StatusOr<T>()> fn) {
@@ -403,6 +395,13 @@ Root::Root(RootOptions options, core::NodeContext* node, core::SqliteDb* db,
   vouched_ = node_->metrics().Counter(
       "x1368_relayed_reports_vouched_total",
       "Relayed device reports taken on the relaying gateway's signed word (progress)");
+  // From well under a second (a device under root) to minutes (a gateway's batches, a device
+  // that reports what it queued while its link was down).
+  report_latency_ = node_->metrics().Histogram(
+      "x1368_report_latency_seconds",
+      "Time from a device signing a status report to root receiving it, in seconds (device "
+      "clocks as they run: a skewed clock shows here)",
+      {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900});
 }
 
 Root::~Root() { Stop(); }
@@ -433,6 +432,8 @@ absl::Status Root::Start() {
   // A child that corrected its clock may have refused what it was sent before: again.
   h.resend_requested = [this](const std::string& child) { SendDesired(child); };
   X1368_RETURN_IF_ERROR(links_.Start(std::move(h)));
+  gauges_ =
+      node_->metrics().AddCollector(core::CollectedOnLoop(loop_, [this] { return Gauges(); }));
   if (!opts_.admin_listen.empty()) X1368_RETURN_IF_ERROR(StartAdminApi());
   return absl::OkStatus();
 }
@@ -442,6 +443,9 @@ void Root::Stop() {
     admin_->Stop();
     admin_.reset();
   }
+  // Before the registry goes: a scrape waits for the gauges it is computing.
+  if (gauges_ != 0) node_->metrics().RemoveCollector(gauges_);
+  gauges_ = 0;
   if (registry_) {
     links_.Stop();
     if (absl::Status s = registry_->Commit(); !s.ok()) {
@@ -712,6 +716,7 @@ void Root::FromChild(const core::Topic& topic, const std::string& payload, core:
         return links_.Reject(Reject(v1::SENDER_MISMATCH, "report names another device"),
                              topic.ToString());
       }
+      ObserveLatency(m);
       return Record(body.status(), *m.signer, topic.child, "");
     case v1::Body::kStatusBatch:
       if (topic.channel != Channel::kStatus) break;
@@ -885,6 +890,7 @@ void Root::RecordBatch(const std::string& via, const core::OpenedMessage& m) {
       m,
       [&](const std::string&, const core::OpenedMessage& r, const std::string& path) {
         (r.verified ? verified_ : vouched_)->Add();
+        ObserveLatency(r);
         Record(r.body.status(), *r.signer, via, core::JoinPath(via, path), r.verified ? "" : via);
       },
       [this, &via](const v1::Body& body) { return NeedsDeviceSignature(body, via); });
@@ -1084,6 +1090,131 @@ v1::FleetStatus Root::Fleet() const {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Metrics (README "Metrics"): what root holds anyway, counted when scraped.
+
+namespace {
+
+const char* Bool(bool b) { return b ? "true" : "false"; }
+
+// The devices a campaign's directive names; empty: every device of its component.
+std::set<std::string> SelectedDevices(const Campaign& c) {
+  v1::Envelope env;
+  v1::Body body;
+  if (!env.ParseFromString(c.directive_envelope) || !body.ParseFromString(env.body())) return {};
+  const auto& devices = body.directive().selector().devices();
+  return {devices.begin(), devices.end()};
+}
+
+// Where a device stands in a campaign that targets it.
+const char* CampaignStatus(const v1::DeviceRecord& d, const std::string& campaign_id) {
+  if (d.campaign_id() != campaign_id) return "pending";
+  switch (d.state()) {
+    case v1::CONFIRMED:
+      return "confirmed";
+    case v1::FAILED:
+    case v1::ROLLED_BACK:
+    case v1::DECLINED:
+      return "failed";
+    case v1::OFFERED:
+    case v1::DOWNLOADING:
+    case v1::DOWNLOADED:
+    case v1::VERIFIED:
+    case v1::INSTALLING:
+    case v1::TRIAL_BOOT:
+      return "updating";
+    default:
+      return "pending";
+  }
+}
+
+}  // namespace
+
+void Root::ObserveLatency(const core::OpenedMessage& report) {
+  if (report.signer == nullptr || report.signer->role != v1::ROLE_CLIENT) return;
+  const int64_t ms = node_->clock().NowMs() - report.body.issued_at_ms();
+  // A device clock ahead of root's would make it negative: it counts as immediate.
+  report_latency_->Observe(std::max<int64_t>(ms, 0) / 1000.0);
+}
+
+core::Metrics::Families Root::Gauges() const {
+  if (registry_ == nullptr) return {};
+  return {DeviceGauge(), NodeGauge(), CampaignGauge()};
+}
+
+prometheus::MetricFamily Root::DeviceGauge() const {
+  prometheus::MetricFamily f = core::Family(
+      "x1368_devices",
+      "Devices root knows, by first-level subtree (root's child gateway they report through, or "
+      "\"direct\"), component, running version, update state and whether online (their link)",
+      prometheus::MetricType::Gauge);
+  // Devices directly under root are each their own hop: one "direct" series for all of them.
+  std::map<core::Metrics::Labels, uint64_t> counts;
+  for (const std::string& hop : index_.Hops()) {
+    const std::string subtree = index_.Find(hop) != nullptr ? "direct" : hop;
+    const v1::SubtreeSummary summary = index_.SummaryOf(hop);
+    for (const v1::SummaryCount& c : summary.counts()) {
+      counts[{{"subtree", subtree},
+              {"component", c.component()},
+              {"version", c.version()},
+              {"state", v1::UpdateState_Name(c.state())},
+              {"online", Bool(c.online())}}] += c.devices();
+    }
+  }
+  for (const auto& [labels, n] : counts) core::AddSample(&f, labels, static_cast<double>(n));
+  return f;
+}
+
+prometheus::MetricFamily Root::NodeGauge() const {
+  prometheus::MetricFamily f =
+      core::Family("x1368_nodes", "Tracker nodes (gateways) root knows, by whether online",
+                   prometheus::MetricType::Gauge);
+  uint64_t online = 0, offline = 0;
+  for (const v1::NodeRecord& n : registry_->Nodes()) {
+    // Devices directly under root have a node record too (their presence): not tracker nodes.
+    if (registry_->FindDevice(n.node_id()) != nullptr) continue;
+    ++(n.online() ? online : offline);
+  }
+  core::AddSample(&f, {{"online", "true"}}, static_cast<double>(online));
+  core::AddSample(&f, {{"online", "false"}}, static_cast<double>(offline));
+  return f;
+}
+
+prometheus::MetricFamily Root::CampaignGauge() const {
+  prometheus::MetricFamily f = core::Family(
+      "x1368_campaign_devices",
+      "Devices an active campaign targets (status=\"targeted\"), and of them how many are "
+      "pending, updating, confirmed or failed (FAILED, ROLLED_BACK or DECLINED)",
+      prometheus::MetricType::Gauge);
+  for (const Campaign& c : registry_->ActiveCampaigns(node_->clock().NowMs())) {
+    const std::set<std::string> selected = SelectedDevices(c);
+    std::optional<Release> release = registry_->FindRelease(c.info.component(), c.info.version());
+    if (!release) continue;
+    const auto& classes = release->manifest.hardware_classes();
+    std::map<std::string, uint64_t> by_status = {
+        {"targeted", 0}, {"pending", 0}, {"updating", 0}, {"confirmed", 0}, {"failed", 0}};
+    registry_->ScanDevices("", [&](const v1::DeviceRecord& d) {
+      if (d.component() != c.info.component()) return true;
+      if (!selected.empty() && !selected.contains(d.device_id())) return true;
+      if (std::find(classes.begin(), classes.end(), d.hardware_class()) == classes.end()) {
+        return true;
+      }
+      ++by_status["targeted"];
+      ++by_status[CampaignStatus(d, c.info.campaign_id())];
+      return true;
+    });
+    for (const auto& [status, n] : by_status) {
+      core::AddSample(&f,
+                      {{"campaign", c.info.campaign_id()},
+                       {"component", c.info.component()},
+                       {"version", c.info.version()},
+                       {"status", status}},
+                      static_cast<double>(n));
+    }
+  }
+  return f;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Admin API (DESIGN.md §10)
 
 std::vector<v1::CampaignInfo> Root::CampaignsNow() const {
@@ -1165,7 +1296,7 @@ absl::Status Root::StartAdminApi() {
   auto authorized = [this, refused_log](const HttpRequest& req) {
     absl::string_view auth = req.authorization;
     const bool ok = absl::ConsumePrefix(&auth, "Bearer ") && !opts_.admin_token.empty() &&
-                    SameSecret(auth, opts_.admin_token);
+                    core::SameSecret(auth, opts_.admin_token);
     uint64_t suppressed = 0;
     if (!ok && refused_log->Allow(&suppressed)) {
       spdlog::warn("event=admin.unauthorized method={} path={} token={} suppressed={}",

@@ -67,6 +67,9 @@ class PrivateKey {
 std::string Sha256(absl::string_view data);
 // `n` bytes from the system's CSPRNG (OpenSSL RAND_bytes); aborts if it has none.
 std::string RandomBytes(size_t n);
+// Whether two secrets (tokens) are equal, in time that depends on their length only
+// (OpenSSL CRYPTO_memcmp): a wrong guess must not learn how much of it was right.
+bool SameSecret(absl::string_view a, absl::string_view b);
 
 // Incremental SHA-256 for images too large to hold at once.
 class Sha256Stream {
@@ -91,6 +94,8 @@ absl::StatusOr<std::string> Sha256File(const std::string& path);
 absl::Status CheckPemCertificates(absl::string_view pem);
 absl::Status CheckPemPrivateKey(absl::string_view pem);
 
+// Lower-case hex (absl::BytesToHexString), and back: HexDecode refuses what is not hex, which
+// absl::HexStringToBytes does not check.
 std::string HexEncode(absl::string_view bytes);
 absl::StatusOr<std::string> HexDecode(absl::string_view hex);
 

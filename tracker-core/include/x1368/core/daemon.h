@@ -26,13 +26,13 @@ void BlockTerminationSignals();
 // thread is detached by the caller or joined after the signal.
 std::thread WatchTerminationSignals(std::function<void(int signal)> on_signal);
 
-// Serves GET /metrics (Prometheus text: `metrics` plus whatever `extra` renders), GET /healthz
-// and GET /readyz (health.h; `ready` says what keeps the node from being ready) on `listen`
+// Serves GET /metrics (Prometheus text: everything `metrics` collects), GET /healthz and
+// GET /readyz (health.h; `ready` says what keeps the node from being ready) on `listen`
 // ("host:port"). Returns the running server; a port another process listens on already is an
 // error naming it.
-absl::StatusOr<std::unique_ptr<HttpServer>> StartMetricsServer(
-    const std::string& listen, Metrics* metrics, std::function<std::string()> extra = {},
-    ReadinessCheck ready = {});
+absl::StatusOr<std::unique_ptr<HttpServer>> StartMetricsServer(const std::string& listen,
+                                                               Metrics* metrics,
+                                                               ReadinessCheck ready = {});
 
 // A running daemon (tracker-root, tracker-intermediate, tracker-client) as RunDaemon sees it.
 class Daemon {
@@ -42,9 +42,8 @@ class Daemon {
   virtual absl::Status Start() = 0;
   // Stops its strand (nothing more of it runs), then disconnects.
   virtual void Stop() = 0;
+  // Everything the node exposes, its links' series included (they are collectors of it).
   virtual Metrics* metrics() = 0;
-  // Extra Prometheus lines (transport counters and the like).
-  virtual std::string ExtraMetrics() { return {}; }
   // What keeps the node from doing its work now (GET /readyz); empty: ready. Thread-safe.
   virtual std::vector<std::string> NotReadyReasons() { return {}; }
 };

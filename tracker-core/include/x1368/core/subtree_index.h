@@ -18,6 +18,7 @@
 #include <map>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "x1368/v1/messages.pb.h"
@@ -55,6 +56,8 @@ class SubtreeIndex {
   // Everything the index holds, or only what is reached through `hop`.
   v1::SubtreeSummary Summary() const;
   v1::SubtreeSummary SummaryOf(const std::string& hop) const;
+  // The hops it has devices through, in order.
+  std::vector<std::string> Hops() const;
 
   // True when `a` and `b` describe the same devices (count and digest).
   static bool Same(const v1::SubtreeSummary& a, const v1::SubtreeSummary& b);

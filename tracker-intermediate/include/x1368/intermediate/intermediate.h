@@ -31,6 +31,7 @@
 #include "x1368/core/chunk_table.h"
 #include "x1368/core/event_loop.h"
 #include "x1368/core/links.h"
+#include "x1368/core/metrics.h"
 #include "x1368/core/node.h"
 #include "x1368/core/sqlite_db.h"
 #include "x1368/core/subtree_index.h"
@@ -73,6 +74,7 @@ class Intermediate {
   // Pointers are not owned. `upstream` and `downstream` may be the same Transport.
   Intermediate(IntermediateOptions options, core::NodeContext* node, core::SqliteDb* db,
                core::Transport* upstream, core::Transport* downstream, core::EventLoop* loop);
+  ~Intermediate();
 
   absl::Status Start();
   void Stop();
@@ -186,6 +188,9 @@ class Intermediate {
   // `path`: the nodes between this one and the device (StatusBatch.paths).
   void Relay(const std::string& device, const std::string& envelope, const std::string& path);
   void FlushBatch();
+  // x1368_subtree_devices, computed on the loop when scraped.
+  prometheus::MetricFamily SubtreeGauge() const;
+  void UnexposeGauges();
   void ReportSelf();
   void AskChildren();
   void PeriodicSelfReport();
@@ -253,6 +258,7 @@ class Intermediate {
   core::Metric* fill_retries_ = nullptr;
   core::Metric* chunk_timeouts_ = nullptr;
   core::Metric* heartbeats_ = nullptr;
+  core::Metrics::CollectorId gauges_ = 0;
   core::Metric* summaries_ = nullptr;
 };
 

@@ -36,11 +36,12 @@ class Node : public core::Daemon {
   absl::Status Start() override;
   void Stop() override;
   core::Metrics* metrics() override { return &node->metrics(); }
-  std::string ExtraMetrics() override;  // the links' counters
   // Its links connected, its data_dir writable (core/health.h).
   std::vector<std::string> NotReadyReasons() override;
   // Stop(), then destroys the module, links, stores and strand, in that order.
   void Reset();
+  // Adds x1368_mqtt_* of its links to its metrics, until Reset(); once its links are built.
+  void ExposeLinkMetrics();
 
   // Declared in the order they are built; destroyed in reverse.
   std::unique_ptr<core::EventLoop> loop;
@@ -58,7 +59,9 @@ class Node : public core::Daemon {
   virtual void ResetModule() = 0;
 
  private:
+  core::Metrics::Families LinkFamilies() const;
   bool stopped_ = false;
+  core::Metrics::CollectorId links_collector_ = 0;
 };
 
 struct RootSpec {

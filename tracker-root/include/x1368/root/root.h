@@ -31,6 +31,7 @@
 #include "x1368/core/health.h"
 #include "x1368/core/http.h"
 #include "x1368/core/links.h"
+#include "x1368/core/metrics.h"
 #include "x1368/core/node.h"
 #include "x1368/core/sqlite_db.h"
 #include "x1368/core/subtree_index.h"
@@ -134,6 +135,15 @@ class Root {
   void ScheduleCommit();
   absl::Status StartAdminApi();
 
+  // Metrics computed when scraped, on the loop: devices by subtree, component, version, state
+  // and online; tracker nodes by online; the active campaigns' progress.
+  core::Metrics::Families Gauges() const;
+  prometheus::MetricFamily DeviceGauge() const;
+  prometheus::MetricFamily NodeGauge() const;
+  prometheus::MetricFamily CampaignGauge() const;
+  // A device's report: how long from when it signed it to root (x1368_report_latency_seconds).
+  void ObserveLatency(const core::OpenedMessage& report);
+
   // Releases. CheckManifest: what a submission must pass before its image is looked at.
   // AcceptRelease: the image's digests (`digests`, computed by the caller with the manifest's
   // chunk size) against the verified `manifest`, the registry's rules on versions and sequence
@@ -177,6 +187,8 @@ class Root {
   std::map<std::string, std::shared_ptr<LiveQuery>> live_queries_;
   core::Metric* verified_ = nullptr;
   core::Metric* chunks_served_ = nullptr;
+  prometheus::Histogram* report_latency_ = nullptr;
+  core::Metrics::CollectorId gauges_ = 0;
   std::atomic<uint64_t> uploads_{0};  // names each upload's temporary file
 };
 
