@@ -1,9 +1,9 @@
-// The real daemons as child processes (DESIGN.md §10): tracker-root, tracker-intermediate,
-// tracker-client and trackerctl from the build's bin/ directory, started with fork/exec on a real
-// Mosquitto. This covers what only a process shows: flags and --help, line-precise configuration
-// errors (exit 2), a clean stop on SIGTERM (exit 0), the metrics and admin HTTP endpoints, a full
-// signed update driven by trackerctl, and a SIGKILL in the middle of a download followed by a
-// restart of the same process with the same configuration.
+// The real daemons as child processes (docs/architecture.md §10): tracker-root,
+// tracker-intermediate, tracker-client and trackerctl from the build's bin/ directory, started with
+// fork/exec on a real Mosquitto. This covers what only a process shows: flags and --help,
+// line-precise configuration errors (exit 2), a clean stop on SIGTERM (exit 0), the metrics and
+// admin HTTP endpoints, a full signed update driven by trackerctl, and a SIGKILL in the middle of a
+// download followed by a restart of the same process with the same configuration.
 //
 // Every child writes stdout and stderr to files in the test's TempDir; every wait is bounded and
 // prints the tails of those files when it fails; TearDown stops every child (SIGTERM, then
@@ -904,7 +904,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 class DaemonsProcessTest : public DaemonsTestBase {
  protected:
-  // SIGTERM (or `sig`), then exit status 0 within 10 s (DESIGN.md §10: clean shutdown).
+  // SIGTERM (or `sig`), then exit status 0 within 10 s (docs/architecture.md §10: clean shutdown).
   ::testing::AssertionResult TerminatesCleanly(ChildProcess* p, int sig = SIGTERM) {
     absl::Time start = absl::Now();
     p->Signal(sig);
@@ -2255,7 +2255,7 @@ TEST_F(DaemonsProcessTest, AFullDiskFailsTheDownloadFreesItsSpaceAndTheDeviceRec
       << (d != nullptr ? d->ShortDebugString() : "") << Logs();
 }
 
-// X.1368 §10 c, §11.1 a.iii / DESIGN.md §8: a device that loses power in the middle of a
+// X.1368 §10 c, §11.1 a.iii / docs/architecture.md §8: a device that loses power in the middle of a
 // download resumes from its persisted state when it comes back, and a device stopped politely does
 // the same.
 TEST_F(DaemonsProcessTest, ClientKilledMidDownloadResumesAfterRestart) {

@@ -231,9 +231,30 @@ v1::ReleaseInfo InfoOf(const Release& r) {
 // Runs `fn` on the event loop and waits for its result.
 template <typename T>
 absl::StatusOr<T> RunOnLoop(core::EventLoop* loop, std::function<absl::StatusOr<T>()> fn) {
-  auto promise = std::make_shared<std::promise<absl::StatusOr<T>>>();
-  auto future = promise->get_future();
-  loop->Post([promise, fn = std::move(fn)] { promise->set_value(fn()); });
+  // The answer is set exactly once: by the task, or, when a stopping loop drops the task
+  // unrun, by the last copy's destructor, so the waiting request gets "unavailable" rather than
+  // a broken promise (an exception).
+  class Answer {
+   public:
+    Answer() = default;
+    Answer(const Answer&) = delete;
+    Answer& operator=(const Answer&) = delete;
+    ~Answer() {
+      if (!set_) promise_.set_value(absl::UnavailableError("the root stopped before it answered"));
+    }
+    std::future<absl::StatusOr<T>> Future() { return promise_.get_future(); }
+    void Set(absl::StatusOr<T> value) {
+      promise_.set_value(std::move(value));
+      set_ = true;
+    }
+
+   private:
+    std::promise<absl::StatusOr<T>> promise_;
+    bool set_ = false;
+  };
+  auto answer = std::make_shared<Answer>();
+  auto future = answer->Future();
+  loop->Post([answer, fn = std::move(fn)] { answer->Set(fn()); });
   if (future.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
     return absl::UnavailableError("the root is shutting down or overloaded");
   }
@@ -1215,7 +1236,7 @@ prometheus::MetricFamily Root::CampaignGauge() const {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Admin API (DESIGN.md §10)
+// Admin API (docs/architecture.md §10)
 
 std::vector<v1::CampaignInfo> Root::CampaignsNow() const {
   const int64_t now = node_->clock().NowMs();
