@@ -155,9 +155,8 @@ void NodeLinks::AnswerTime(const Topic& topic, const OpenedMessage& m) {
   const int64_t now = loop_->clock().MonotonicMs();
   auto [last, first] = time_answered_ms_.try_emplace(topic.child, now);
   if (!first && now - last->second < kTimeAnswerMinGapMs) {
-    return Reject(core::Reject(v1::TOO_FREQUENT,
-                               absl::StrCat("a time request ", now - last->second,
-                                            " ms after the last one answered")),
+    return Reject(core::Reject(v1::TOO_FREQUENT, absl::StrCat("a time request ", now - last->second,
+                                                              " ms after the last one answered")),
                   topic.ToString());
   }
   last->second = now;
