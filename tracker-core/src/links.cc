@@ -152,14 +152,23 @@ void NodeLinks::AnswerTime(const Topic& topic, const OpenedMessage& m) {
                                "the status channel"),
                   topic.ToString());
   }
+  // A bucket per child: kTimeAnswerBurst answers, one more every kTimeAnswerRefillMs.
   const int64_t now = loop_->clock().MonotonicMs();
-  auto [last, first] = time_answered_ms_.try_emplace(topic.child, now);
-  if (!first && now - last->second < kTimeAnswerMinGapMs) {
-    return Reject(core::Reject(v1::TOO_FREQUENT, absl::StrCat("a time request ", now - last->second,
-                                                              " ms after the last one answered")),
+  auto [it, first] = time_answers_.try_emplace(topic.child, TimeAnswers{kTimeAnswerBurst, now});
+  TimeAnswers& bucket = it->second;
+  const int64_t refilled = (now - bucket.at_ms) / kTimeAnswerRefillMs;
+  if (refilled > 0) {
+    bucket.left = static_cast<int>(std::min<int64_t>(kTimeAnswerBurst, bucket.left + refilled));
+    bucket.at_ms += refilled * kTimeAnswerRefillMs;
+  }
+  if (bucket.left == kTimeAnswerBurst) bucket.at_ms = now;
+  if (bucket.left == 0) {
+    return Reject(core::Reject(v1::TOO_FREQUENT,
+                               absl::StrCat("more than ", kTimeAnswerBurst, " time requests in ",
+                                            kTimeAnswerBurst * kTimeAnswerRefillMs / 1000, " s")),
                   topic.ToString());
   }
-  last->second = now;
+  --bucket.left;
   v1::Body body;
   body.mutable_time_response()->set_nonce(req.nonce());
   body.mutable_time_response()->set_time_ms(node_->clock().NowMs());

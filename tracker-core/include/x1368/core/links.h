@@ -116,9 +116,12 @@ class NodeLinks {
   static constexpr int64_t kTimeResponseTimeoutMs = 30'000;
   static constexpr int64_t kTimeAdoptThresholdMs = 1'000;
   static constexpr int64_t kTimeResyncIntervalMs = 3'600'000;
-  // A parent answers one child at most this often: half the interval a child keeps between its
-  // own requests, so that no well-behaved child is ever refused (TOO_FREQUENT otherwise).
-  static constexpr int64_t kTimeAnswerMinGapMs = kTimeRequestIntervalMs / 2;
+  // A parent answers each child's time requests from a bucket of kTimeAnswerBurst, refilled by
+  // one every kTimeAnswerRefillMs; a request with none left is refused unanswered (TOO_FREQUENT).
+  // A well-behaved child never meets it: it asks at most once every kTimeRequestIntervalMs,
+  // besides at a new connection and once more, with `resend`, right after a correction.
+  static constexpr int kTimeAnswerBurst = 3;
+  static constexpr int64_t kTimeAnswerRefillMs = kTimeRequestIntervalMs / 2;
   // Sends a TimeRequest now, or at the end of the interval when the last one went less than
   // kTimeRequestIntervalMs ago; `force` (a new connection): now unless the last is unanswered;
   // `resend`: now.
@@ -152,9 +155,14 @@ class NodeLinks {
   std::optional<PendingTime> pending_time_;
   std::optional<int64_t> last_time_request_mono_ms_;
   bool time_request_deferred_ = false;
-  // When each child's last time request was answered (monotonic), for kTimeAnswerMinGapMs. One
-  // entry per child that passed the envelope checks: bounded by the children root certified.
-  absl::flat_hash_map<std::string, int64_t> time_answered_ms_;
+  // Each child's answers left and when they were last refilled (monotonic), for
+  // kTimeAnswerBurst. One entry per child that passed the envelope checks: bounded by the
+  // children root certified.
+  struct TimeAnswers {
+    int left = 0;
+    int64_t at_ms = 0;
+  };
+  absl::flat_hash_map<std::string, TimeAnswers> time_answers_;
   void PeriodicTimeRequest();
 
   NodeContext* node_;
