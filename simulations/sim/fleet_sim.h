@@ -131,8 +131,10 @@ struct SimResult {
   int workers = 0;
   int brokers = 0;
   // Times a broker began dropping messages for a client whose queue was full (its log), over
-  // every broker of the run: 0 when flow control kept every node within the queue.
+  // every broker, from the campaign's start: 0 when flow control kept every node within the
+  // queue. Those while the fleet connected (before the campaign) are counted apart.
   int broker_drop_episodes = 0;
+  int broker_drop_episodes_setup = 0;
   uint64_t upstream_image_bytes = 0;  // image bytes root's link carried for the whole fleet
   LinkTotals root_links, gateway_links, device_links;
   double ed25519_verify_per_second = 0;
